@@ -1,0 +1,139 @@
+//! `warden inspect`: what a plugin declares, without running `plugin_execute`.
+
+use super::escape::{escape_line, escape_text};
+use super::{CliError, read_plugin, runtime_failure};
+use crate::abi::{CommandSpec, PluginManifest};
+use crate::runtime::{Loader, LoaderConfig};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+/// Arguments of `warden inspect`.
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// The plugin module.
+    #[arg(value_name = "PLUGIN.wasm")]
+    pub plugin: PathBuf,
+}
+
+pub(super) fn inspect(args: InspectArgs) -> Result<u8, CliError> {
+    let bytes = read_plugin(&args.plugin)?;
+    let workdir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let loader =
+        Loader::new(LoaderConfig::new(workdir)).map_err(|e| runtime_failure(&args.plugin, &e))?;
+    let loaded = loader
+        .load(&bytes)
+        .map_err(|e| runtime_failure(&args.plugin, &e))?;
+    let sha256 = hex::encode(loaded.instance.sha256());
+    if args.json {
+        let m = &loaded.manifest;
+        let value = serde_json::json!({
+            "file": args.plugin.display().to_string(),
+            "sha256": sha256,
+            "api_version": m.api_version,
+            "name": m.command.name,
+            "version": m.command.version,
+            "about": m.command.about,
+            "author": m.command.author,
+            "args": m.command.args,
+            "subcommands": m.command.subcommands,
+            "capabilities": m.capabilities,
+        });
+        println!("{value:#}");
+    } else {
+        print!("{}", render_text(&args.plugin, &sha256, &loaded.manifest));
+    }
+    Ok(0)
+}
+
+fn render_text(path: &std::path::Path, sha256: &str, m: &PluginManifest) -> String {
+    let mut out = String::new();
+    let c = &m.command;
+    let _ = writeln!(
+        out,
+        "file:        {}",
+        escape_line(&path.display().to_string())
+    );
+    let _ = writeln!(out, "sha256:      {sha256}");
+    let _ = writeln!(out, "api_version: {}", m.api_version);
+    let _ = writeln!(out, "name:        {}", escape_line(&c.name));
+    let _ = writeln!(
+        out,
+        "version:     {}",
+        escape_line(c.version.as_deref().unwrap_or("-"))
+    );
+    let _ = writeln!(out, "about:       {}", escape_line(&c.about));
+    if let Some(author) = &c.author {
+        let _ = writeln!(out, "author:      {}", escape_line(author));
+    }
+    render_args(&mut out, c, "");
+    let caps = &m.capabilities;
+    let _ = writeln!(out, "capabilities:");
+    if caps.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    }
+    for (kind, list) in [("fs_read", &caps.fs_read), ("fs_write", &caps.fs_write)] {
+        for p in list {
+            let _ = writeln!(
+                out,
+                "  {kind:<9} {}{}",
+                escape_line(&p.pattern),
+                if p.recursive { " (recursive)" } else { "" }
+            );
+        }
+    }
+    for e in &caps.env_read {
+        let _ = writeln!(out, "  env       {}", escape_line(e));
+    }
+    for n in &caps.net {
+        let port = n.port.map(|p| format!(":{p}")).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  net       {:?} {}{port}",
+            n.protocol,
+            escape_line(&n.host)
+        );
+    }
+    let s = caps.stdio;
+    for (name, on) in [
+        ("stdin", s.stdin),
+        ("stdout", s.stdout),
+        ("stderr", s.stderr),
+    ] {
+        if on {
+            let _ = writeln!(out, "  stdio     {name}");
+        }
+    }
+    escape_text(&out).into_owned()
+}
+
+fn render_args(out: &mut String, c: &CommandSpec, indent: &str) {
+    if !c.args.is_empty() {
+        let _ = writeln!(out, "{indent}args:");
+        for a in &c.args {
+            let long = a
+                .long
+                .as_deref()
+                .map(|l| format!(" --{}", escape_line(l)))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "{indent}  {}{long}{}  {}",
+                escape_line(&a.name),
+                if a.required { " (required)" } else { "" },
+                escape_line(&a.help)
+            );
+        }
+    }
+    for sub in &c.subcommands {
+        let _ = writeln!(
+            out,
+            "{indent}subcommand {}: {}",
+            escape_line(&sub.name),
+            escape_line(&sub.about)
+        );
+        render_args(out, sub, &format!("{indent}  "));
+    }
+}

@@ -1,0 +1,24 @@
+//! warden: a policy-driven security sandbox for WebAssembly plugins.
+//!
+//! warden loads WASI preview-1 plugins that speak the sen-plugin ABI v2, intersects the
+//! capabilities they declare with an operator's policy, and runs them with only that
+//! intersection, under hard limits, writing every decision to a tamper-evident audit
+//! log.
+//!
+//! The modules follow the trust boundaries:
+//!
+//! - [`abi`]: wire types, strict decoding, checked guest memory (guest-controlled input);
+//! - [`limits`]: the ceilings every call runs under;
+//! - [`sandbox`]: the opened directories, env allowlist and streams a plugin gets;
+//! - [`runtime`]: engine, linker, loader and per-call execution.
+
+#![forbid(unsafe_code)]
+
+pub mod abi;
+pub mod cli;
+pub mod limits;
+pub mod runtime;
+pub mod sandbox;
+
+pub use limits::{LimitKind, Limits};
+pub use runtime::{LoadedPlugin, Loader, LoaderConfig, PluginInstance, RunReport, RuntimeError};

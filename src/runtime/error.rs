@@ -1,0 +1,243 @@
+//! Typed errors of loading and running a plugin.
+//!
+//! Each error says which plugin (when its name is known), which guest call, and what
+//! happened, and maps to one exit code of `CLI.md`. Messages that embed
+//! guest-controlled text are escaped by the printer, not here.
+
+use crate::abi::{AbiViolation, DecodeError, ManifestError};
+use crate::limits::LimitKind;
+
+/// The guest function warden was calling when something went wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GuestCall {
+    /// Instantiation, including a start function.
+    Instantiate,
+    /// The reactor's `_initialize`.
+    Initialize,
+    /// `plugin_manifest`.
+    Manifest,
+    /// `plugin_alloc`.
+    Alloc,
+    /// `plugin_execute`.
+    Execute,
+    /// `plugin_resume`.
+    Resume,
+}
+
+impl GuestCall {
+    /// The export's name.
+    pub fn export_name(self) -> &'static str {
+        match self {
+            GuestCall::Instantiate => "instantiation",
+            GuestCall::Initialize => "_initialize",
+            GuestCall::Manifest => "plugin_manifest",
+            GuestCall::Alloc => "plugin_alloc",
+            GuestCall::Execute => "plugin_execute",
+            GuestCall::Resume => "plugin_resume",
+        }
+    }
+}
+
+/// What went wrong; see [`RuntimeError`] for the context.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeErrorKind {
+    /// The wasmtime engine could not be configured (a host problem).
+    #[error("cannot set up the wasm engine: {message}")]
+    Engine {
+        /// wasmtime's message.
+        message: String,
+    },
+    /// The bytes are not a valid WebAssembly module, or use a feature warden disables.
+    #[error("not a valid WebAssembly module for warden: {message}")]
+    Compile {
+        /// wasmtime's message.
+        message: String,
+    },
+    /// The module imports something warden does not provide.
+    #[error(
+        "imports `{module}::{name}`, which warden does not provide (plugins may import only `wasi_snapshot_preview1` functions)"
+    )]
+    UnsupportedImport {
+        /// Import module.
+        module: String,
+        /// Import name.
+        name: String,
+    },
+    /// Linking failed for another reason (e.g. an import with the wrong type).
+    #[error("cannot link the module against WASI: {message}")]
+    Link {
+        /// wasmtime's message.
+        message: String,
+    },
+    /// A required export is missing.
+    #[error(
+        "does not export `{name}`, which the sen-plugin ABI v2 requires; build the plugin with sen-plugin-sdk 0.8"
+    )]
+    MissingExport {
+        /// The missing export.
+        name: &'static str,
+    },
+    /// An ABI export has the wrong type.
+    #[error("exports `{name}` as {found}, but the ABI requires {expected}")]
+    ExportSignature {
+        /// The export.
+        name: &'static str,
+        /// What the ABI requires.
+        expected: &'static str,
+        /// What the module has.
+        found: String,
+    },
+    /// The guest broke the memory part of the ABI.
+    #[error("broke the ABI: {0}")]
+    Abi(AbiViolation),
+    /// The manifest is larger than the limit.
+    #[error("returned a manifest of {len} bytes; the limit is {max} bytes")]
+    ManifestTooLarge {
+        /// Claimed length.
+        len: u32,
+        /// The limit.
+        max: u64,
+    },
+    /// The manifest did not decode or validate.
+    #[error("returned an invalid manifest: {0}")]
+    Manifest(ManifestError),
+    /// The execute result did not decode.
+    #[error("returned an invalid result: {0}")]
+    Result(DecodeError),
+    /// The guest trapped.
+    #[error("trapped: {message}")]
+    Trap {
+        /// The trap, as wasmtime describes it.
+        message: String,
+    },
+    /// The guest ran into a hard limit.
+    #[error("exceeded its {limit} limit of {value}{unit}; raise `{key}` in the policy if the plugin really needs more", unit = limit_unit(*.limit), key = .limit.policy_key())]
+    Limit {
+        /// Which limit.
+        limit: LimitKind,
+        /// The limit's value.
+        value: u64,
+    },
+    /// The arguments are larger than the input limit.
+    #[error("arguments encode to {len} bytes; the limit is {max} bytes")]
+    ArgsTooLarge {
+        /// Encoded length.
+        len: usize,
+        /// The limit.
+        max: u64,
+    },
+    /// The guest asked for a host effect warden does not provide.
+    #[error(
+        "asked for a `{effect}` effect; warden provides no effects (WASI preview 1 has no network), and the plugin did not finish after being told so"
+    )]
+    EffectRefused {
+        /// The effect's kind.
+        effect: &'static str,
+    },
+    /// The sandbox could not be built for this call.
+    #[error("cannot build the sandbox: {message}")]
+    Sandbox {
+        /// What failed.
+        message: String,
+    },
+}
+
+fn limit_unit(limit: LimitKind) -> &'static str {
+    match limit {
+        LimitKind::Fuel => " instructions",
+        LimitKind::Table => " elements",
+        LimitKind::Timeout => " ms",
+        _ => " bytes",
+    }
+}
+
+/// An error of loading or running a plugin, with its context.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{kind}", self.context())]
+pub struct RuntimeError {
+    /// The plugin's declared name, once known.
+    pub plugin: Option<String>,
+    /// The guest call in progress, if any.
+    pub call: Option<GuestCall>,
+    /// What happened.
+    pub kind: RuntimeErrorKind,
+}
+
+impl RuntimeError {
+    pub(crate) fn new(kind: RuntimeErrorKind) -> Self {
+        RuntimeError {
+            plugin: None,
+            call: None,
+            kind,
+        }
+    }
+
+    pub(crate) fn in_call(call: GuestCall, kind: RuntimeErrorKind) -> Self {
+        RuntimeError {
+            plugin: None,
+            call: Some(call),
+            kind,
+        }
+    }
+
+    pub(crate) fn for_plugin(mut self, name: &str) -> Self {
+        self.plugin = Some(name.to_owned());
+        self
+    }
+
+    fn context(&self) -> String {
+        let who = match &self.plugin {
+            Some(name) => format!("plugin `{name}`"),
+            None => "plugin".to_owned(),
+        };
+        match self.call {
+            Some(call) => format!("{who} (in {}) ", call.export_name()),
+            None => format!("{who} "),
+        }
+    }
+
+    /// The limit this error reports, if it is a limit.
+    pub fn limit(&self) -> Option<(LimitKind, u64)> {
+        match self.kind {
+            RuntimeErrorKind::Limit { limit, value } => Some((limit, value)),
+            _ => None,
+        }
+    }
+
+    /// The exit code `CLI.md` assigns to this error.
+    pub fn exit_code(&self) -> u8 {
+        match &self.kind {
+            RuntimeErrorKind::Engine { .. } => 70,
+            RuntimeErrorKind::Compile { .. }
+            | RuntimeErrorKind::UnsupportedImport { .. }
+            | RuntimeErrorKind::Link { .. }
+            | RuntimeErrorKind::MissingExport { .. }
+            | RuntimeErrorKind::ExportSignature { .. }
+            | RuntimeErrorKind::Abi(_)
+            | RuntimeErrorKind::ManifestTooLarge { .. }
+            | RuntimeErrorKind::Manifest(_)
+            | RuntimeErrorKind::Result(_) => 65,
+            RuntimeErrorKind::Trap { .. } => 70,
+            RuntimeErrorKind::Limit {
+                limit: LimitKind::Timeout,
+                ..
+            } => 124,
+            RuntimeErrorKind::Limit { .. } => 125,
+            RuntimeErrorKind::ArgsTooLarge { .. } => 2,
+            RuntimeErrorKind::EffectRefused { .. } => 77,
+            RuntimeErrorKind::Sandbox { .. } => 66,
+        }
+    }
+
+    /// The `run_end` outcome for this error (`AUDIT.md`).
+    pub fn outcome(&self) -> &'static str {
+        match self.exit_code() {
+            65 => "abi_violation",
+            124 | 125 => "limit",
+            77 => "refused",
+            _ => "trap",
+        }
+    }
+}

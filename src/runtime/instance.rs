@@ -1,0 +1,568 @@
+//! Running a loaded plugin: a fresh store and WASI context per call.
+//!
+//! [`PluginInstance::run`] instantiates the prepared module in a new [`Store`] with a
+//! new WASI context built from the plugin's [`Sandbox`], so nothing (memory, globals,
+//! open files, environment) survives from one call to the next. Every call sets fuel,
+//! an epoch deadline and the resource limiter before any guest code runs, a start
+//! function and `_initialize` included.
+//!
+//! # Security
+//!
+//! Every value the guest returns is checked through [`crate::abi`] before use; every
+//! wasmtime error is classified into a typed [`RuntimeError`] naming the call and, for
+//! limits, which limit.
+
+use super::error::{GuestCall, RuntimeError, RuntimeErrorKind};
+use super::limiter::GuestLimiter;
+use super::loader::{AbiExports, EPOCH_TICK};
+use super::output::CappedOutput;
+use crate::abi::{self, Capabilities, EffectResult, ExecuteResult, GuestRegion};
+use crate::limits::{LimitKind, Limits};
+use crate::sandbox::Sandbox;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::{
+    Engine, Instance, InstancePre, Memory, ModuleExport, Store, Trap, TypedFunc, WasmParams,
+    WasmResults,
+};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p1::WasiP1Ctx;
+
+/// How many times a plugin may ask for an effect (each refused) before the call fails.
+pub const MAX_EFFECT_ROUNDS: usize = 8;
+
+/// What a store carries for one call.
+pub struct StoreState {
+    pub(crate) wasi: WasiP1Ctx,
+    limiter: GuestLimiter,
+    stdout: Option<CappedOutput>,
+    stderr: Option<CappedOutput>,
+}
+
+impl StoreState {
+    /// A state with no WASI grants at all.
+    pub(crate) fn bare(limits: &Limits) -> Self {
+        StoreState {
+            wasi: WasiCtxBuilder::new().build_p1(),
+            limiter: GuestLimiter::new(limits.memory, limits.table_elements),
+            stdout: None,
+            stderr: None,
+        }
+    }
+}
+
+/// What one call produced, whatever its outcome.
+#[derive(Debug)]
+pub struct RunReport {
+    /// The plugin's result, or why there is none.
+    pub result: Result<ExecuteResult, RuntimeError>,
+    /// What the plugin wrote to stdout (empty unless granted).
+    pub stdout: Vec<u8>,
+    /// What the plugin wrote to stderr (empty unless granted).
+    pub stderr: Vec<u8>,
+    /// Fuel the call consumed.
+    pub fuel_consumed: u64,
+    /// Wall time of the call.
+    pub duration: Duration,
+    /// Size of the result message the plugin returned, in bytes.
+    pub output_bytes: u64,
+}
+
+/// A loaded plugin, ready to be called any number of times.
+pub struct PluginInstance {
+    engine: Engine,
+    pre: InstancePre<StoreState>,
+    exports: AbiExports,
+    limits: Limits,
+    name: String,
+    capabilities: Capabilities,
+    sha256: [u8; 32],
+    sandbox: Arc<Sandbox>,
+}
+
+impl std::fmt::Debug for PluginInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginInstance")
+            .field("name", &self.name)
+            .field("limits", &self.limits)
+            .field("sandbox", &self.sandbox)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginInstance {
+    #[expect(clippy::too_many_arguments, reason = "internal constructor")]
+    pub(crate) fn new(
+        engine: Engine,
+        pre: InstancePre<StoreState>,
+        exports: AbiExports,
+        limits: Limits,
+        name: String,
+        capabilities: Capabilities,
+        sha256: [u8; 32],
+        sandbox: Sandbox,
+    ) -> Self {
+        PluginInstance {
+            engine,
+            pre,
+            exports,
+            limits,
+            name,
+            capabilities,
+            sha256,
+            sandbox: Arc::new(sandbox),
+        }
+    }
+
+    /// The capabilities the plugin declared (not what it was granted).
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    /// The plugin's declared name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// SHA-256 of the module's bytes.
+    pub fn sha256(&self) -> [u8; 32] {
+        self.sha256
+    }
+
+    /// The limits every call runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The sandbox every call runs in.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
+    /// Replaces the sandbox (built from policy decisions).
+    pub fn set_sandbox(&mut self, sandbox: Sandbox) {
+        self.sandbox = Arc::new(sandbox);
+    }
+
+    /// Replaces the per-call limits. The wasm stack ceiling is the loader's and does
+    /// not change here.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// Runs `plugin_execute` with `args` and returns the plugin's result.
+    ///
+    /// # Errors
+    ///
+    /// A [`RuntimeError`] for traps, limits and ABI violations.
+    pub fn execute(&self, args: &[String]) -> Result<ExecuteResult, RuntimeError> {
+        self.run(args).result
+    }
+
+    /// Runs `plugin_execute` with `args` and reports everything about the call.
+    pub fn run(&self, args: &[String]) -> RunReport {
+        let started = Instant::now();
+        let mut report = RunReport {
+            result: Err(RuntimeError::new(RuntimeErrorKind::Sandbox {
+                message: "the call did not start".into(),
+            })),
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            fuel_consumed: 0,
+            duration: Duration::ZERO,
+            output_bytes: 0,
+        };
+        let argv: Vec<&str> = std::iter::once(self.name.as_str())
+            .chain(args.iter().map(String::as_str))
+            .collect();
+        match Session::start(
+            &self.engine,
+            &self.pre,
+            &self.exports,
+            &self.limits,
+            &self.sandbox,
+            &argv,
+        ) {
+            Ok(mut session) => {
+                report.result = self.execute_in(&mut session, args, &mut report.output_bytes);
+                report.fuel_consumed = session.fuel_consumed();
+                let state = session.store.data();
+                report.stdout = state
+                    .stdout
+                    .as_ref()
+                    .map(CappedOutput::take)
+                    .unwrap_or_default();
+                report.stderr = state
+                    .stderr
+                    .as_ref()
+                    .map(CappedOutput::take)
+                    .unwrap_or_default();
+            }
+            Err((e, fuel)) => {
+                report.result = Err(e);
+                report.fuel_consumed = fuel;
+            }
+        }
+        report.result = report.result.map_err(|e| e.for_plugin(&self.name));
+        report.duration = started.elapsed();
+        report
+    }
+
+    fn execute_in(
+        &self,
+        session: &mut Session,
+        args: &[String],
+        output_bytes: &mut u64,
+    ) -> Result<ExecuteResult, RuntimeError> {
+        let encoded = rmp_serde::to_vec(args).map_err(|e| {
+            RuntimeError::new(RuntimeErrorKind::Sandbox {
+                message: format!("cannot encode arguments: {e}"),
+            })
+        })?;
+        if encoded.len() as u64 > self.limits.max_input {
+            return Err(RuntimeError::new(RuntimeErrorKind::ArgsTooLarge {
+                len: encoded.len(),
+                max: self.limits.max_input,
+            }));
+        }
+        let (ptr, len) = session.write_message(&encoded)?;
+        let packed: i64 = session.call(
+            GuestCall::Execute,
+            &self.exports.execute,
+            (ptr as i32, len as i32),
+        )?;
+        session.dealloc(ptr, len);
+        let mut result = self.read_result(session, GuestCall::Execute, packed, output_bytes)?;
+        for _ in 0..MAX_EFFECT_ROUNDS {
+            let ExecuteResult::Effect(effect) = &result else {
+                return Ok(result);
+            };
+            let Some(resume) = &self.exports.resume else {
+                return Err(RuntimeError::in_call(
+                    GuestCall::Execute,
+                    RuntimeErrorKind::EffectRefused {
+                        effect: effect.kind(),
+                    },
+                ));
+            };
+            tracing::info!(plugin = %self.name, effect = effect.kind(), "refusing plugin effect");
+            let answer = EffectResult::Error(format!(
+                "warden does not perform `{}` effects: plugins get no network and no host effects",
+                effect.kind()
+            ));
+            let encoded = rmp_serde::to_vec_named(&answer).map_err(|e| {
+                RuntimeError::new(RuntimeErrorKind::Sandbox {
+                    message: format!("cannot encode effect result: {e}"),
+                })
+            })?;
+            let (ptr, len) = session.write_message(&encoded)?;
+            let packed: i64 = session.call(
+                GuestCall::Resume,
+                resume,
+                (effect.id() as i32, ptr as i32, len as i32),
+            )?;
+            session.dealloc(ptr, len);
+            result = self.read_result(session, GuestCall::Resume, packed, output_bytes)?;
+        }
+        match &result {
+            ExecuteResult::Effect(effect) => Err(RuntimeError::in_call(
+                GuestCall::Resume,
+                RuntimeErrorKind::EffectRefused {
+                    effect: effect.kind(),
+                },
+            )),
+            _ => Ok(result),
+        }
+    }
+
+    fn read_result(
+        &self,
+        session: &mut Session,
+        call: GuestCall,
+        packed: i64,
+        output_bytes: &mut u64,
+    ) -> Result<ExecuteResult, RuntimeError> {
+        let region = GuestRegion::unpack(packed);
+        *output_bytes = u64::from(region.len);
+        if u64::from(region.len) > self.limits.max_output {
+            return Err(RuntimeError::in_call(
+                call,
+                RuntimeErrorKind::Limit {
+                    limit: LimitKind::Output,
+                    value: self.limits.max_output,
+                },
+            ));
+        }
+        let result = session
+            .with_message(call, region, "execute result", |bytes| {
+                abi::decode::<ExecuteResult>(bytes, "execute result")
+            })?
+            .map_err(|e| RuntimeError::in_call(call, RuntimeErrorKind::Result(e)))?;
+        session.dealloc(region.ptr, region.len);
+        Ok(result)
+    }
+}
+
+/// One instantiated store, for the duration of one call.
+pub(crate) struct Session<'a> {
+    store: Store<StoreState>,
+    instance: Instance,
+    exports: &'a AbiExports,
+    memory: Memory,
+    fuel: u64,
+    timeout: Duration,
+    stack: u64,
+}
+
+impl<'a> Session<'a> {
+    /// Builds the WASI context from `sandbox`, sets every limit, instantiates, and runs
+    /// `_initialize` when exported. On failure returns the error and the fuel consumed.
+    pub(crate) fn start(
+        engine: &Engine,
+        pre: &InstancePre<StoreState>,
+        exports: &'a AbiExports,
+        limits: &Limits,
+        sandbox: &Sandbox,
+        argv: &[&str],
+    ) -> Result<Self, (RuntimeError, u64)> {
+        let mut builder = WasiCtxBuilder::new();
+        builder.allow_blocking_current_thread(true).args(argv);
+        sandbox
+            .configure(&mut builder)
+            .map_err(|message| (RuntimeError::new(RuntimeErrorKind::Sandbox { message }), 0))?;
+        let cap = usize::try_from(limits.max_output).unwrap_or(usize::MAX);
+        let grant = sandbox.stdio();
+        let stdout = grant.stdout.then(|| CappedOutput::new(cap));
+        let stderr = grant.stderr.then(|| CappedOutput::new(cap));
+        if let Some(out) = &stdout {
+            builder.stdout(out.clone());
+        }
+        if let Some(err) = &stderr {
+            builder.stderr(err.clone());
+        }
+        if grant.stdin {
+            builder.stdin(wasmtime_wasi::cli::stdin());
+        }
+        let state = StoreState {
+            wasi: builder.build_p1(),
+            limiter: GuestLimiter::new(limits.memory, limits.table_elements),
+            stdout,
+            stderr,
+        };
+        let mut store = Store::new(engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let fuel = limits.fuel;
+        let setup = |e: wasmtime::Error| {
+            (
+                RuntimeError::new(RuntimeErrorKind::Engine {
+                    message: format!("{e:#}"),
+                }),
+                0,
+            )
+        };
+        store.set_fuel(fuel).map_err(setup)?;
+        store.set_epoch_deadline(epoch_ticks(limits.timeout));
+        store.epoch_deadline_trap();
+
+        let instance = match pre.instantiate(&mut store) {
+            Ok(instance) => instance,
+            Err(e) => {
+                let consumed = fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+                return Err((
+                    classify(
+                        &store,
+                        GuestCall::Instantiate,
+                        e,
+                        fuel,
+                        limits.timeout,
+                        limits.stack as u64,
+                    ),
+                    consumed,
+                ));
+            }
+        };
+        let Some(memory) = instance
+            .get_module_export(&mut store, &exports.memory)
+            .and_then(|e| e.into_memory())
+        else {
+            return Err((
+                RuntimeError::new(RuntimeErrorKind::MissingExport { name: "memory" }),
+                0,
+            ));
+        };
+        let mut session = Session {
+            store,
+            instance,
+            exports,
+            memory,
+            fuel,
+            timeout: limits.timeout,
+            stack: limits.stack as u64,
+        };
+        if let Some(init) = &exports.initialize
+            && let Err(e) = session.call::<(), ()>(GuestCall::Initialize, init, ())
+        {
+            let consumed = session.fuel_consumed();
+            return Err((e, consumed));
+        }
+        Ok(session)
+    }
+
+    /// Calls one export with typed params, classifying any failure.
+    pub(crate) fn call<P: WasmParams, R: WasmResults>(
+        &mut self,
+        call: GuestCall,
+        export: &ModuleExport,
+        params: P,
+    ) -> Result<R, RuntimeError> {
+        let func: TypedFunc<P, R> = self
+            .instance
+            .get_module_export(&mut self.store, export)
+            .and_then(|e| e.into_func())
+            .ok_or_else(|| {
+                RuntimeError::in_call(
+                    call,
+                    RuntimeErrorKind::MissingExport {
+                        name: call.export_name(),
+                    },
+                )
+            })?
+            .typed(&self.store)
+            .map_err(|e| {
+                RuntimeError::in_call(
+                    call,
+                    RuntimeErrorKind::ExportSignature {
+                        name: call.export_name(),
+                        expected: "the ABI signature",
+                        found: format!("{e:#}"),
+                    },
+                )
+            })?;
+        func.call(&mut self.store, params)
+            .map_err(|e| classify(&self.store, call, e, self.fuel, self.timeout, self.stack))
+    }
+
+    /// Allocates a block with `plugin_alloc`, checks it, and copies `bytes` into it.
+    pub(crate) fn write_message(&mut self, bytes: &[u8]) -> Result<(u32, u32), RuntimeError> {
+        let len = u32::try_from(bytes.len()).map_err(|_| {
+            RuntimeError::new(RuntimeErrorKind::ArgsTooLarge {
+                len: bytes.len(),
+                max: u64::from(u32::MAX),
+            })
+        })?;
+        let alloc = self.exports.alloc;
+        let ptr: i32 = self.call(GuestCall::Alloc, &alloc, len as i32)?;
+        let ptr = ptr as u32;
+        let memory_size = self.memory.data_size(&self.store);
+        abi::check_alloc(memory_size, ptr, len)
+            .map_err(|v| RuntimeError::in_call(GuestCall::Alloc, RuntimeErrorKind::Abi(v)))?;
+        self.memory
+            .write(&mut self.store, ptr as usize, bytes)
+            .map_err(|_| {
+                RuntimeError::in_call(
+                    GuestCall::Alloc,
+                    RuntimeErrorKind::Abi(abi::AbiViolation::AllocOutOfBounds {
+                        size: len,
+                        ptr,
+                        memory_size,
+                    }),
+                )
+            })?;
+        Ok((ptr, len))
+    }
+
+    /// Reads the message at `region` (checked against the memory's current size) and
+    /// hands it to `f` without copying.
+    pub(crate) fn with_message<T>(
+        &mut self,
+        call: GuestCall,
+        region: GuestRegion,
+        what: &'static str,
+        f: impl FnOnce(&[u8]) -> T,
+    ) -> Result<T, RuntimeError> {
+        let bytes = abi::read_region(self.memory.data(&self.store), region, what)
+            .map_err(|v| RuntimeError::in_call(call, RuntimeErrorKind::Abi(v)))?;
+        Ok(f(bytes))
+    }
+
+    /// Frees a block with `plugin_dealloc`; a failure is logged, never fatal.
+    pub(crate) fn dealloc(&mut self, ptr: u32, len: u32) {
+        let dealloc = self.exports.dealloc;
+        if let Err(e) =
+            self.call::<(i32, i32), ()>(GuestCall::Alloc, &dealloc, (ptr as i32, len as i32))
+        {
+            tracing::warn!(error = %e, ptr, len, "plugin_dealloc failed; ignoring (the store is discarded after the call)");
+        }
+    }
+
+    /// Fuel used so far in this call.
+    pub(crate) fn fuel_consumed(&self) -> u64 {
+        self.fuel.saturating_sub(self.store.get_fuel().unwrap_or(0))
+    }
+}
+
+/// Epoch ticks for `timeout`, rounded up, plus one for the partial current tick.
+fn epoch_ticks(timeout: Duration) -> u64 {
+    let tick = EPOCH_TICK.as_nanos().max(1);
+    u64::try_from(timeout.as_nanos().div_ceil(tick))
+        .unwrap_or(u64::MAX)
+        .saturating_add(1)
+}
+
+/// Turns a wasmtime error from a guest call into a typed error.
+fn classify(
+    store: &Store<StoreState>,
+    call: GuestCall,
+    error: wasmtime::Error,
+    fuel: u64,
+    timeout: Duration,
+    stack: u64,
+) -> RuntimeError {
+    let state = store.data();
+    let limit = |limit: LimitKind, value: u64| {
+        RuntimeError::in_call(call, RuntimeErrorKind::Limit { limit, value })
+    };
+    if let Some(hit) = state.limiter.hit() {
+        return limit(hit.kind, hit.value);
+    }
+    for (stream, kind) in [
+        (&state.stdout, LimitKind::Stdout),
+        (&state.stderr, LimitKind::Stderr),
+    ] {
+        if let Some(out) = stream
+            && out.overflowed()
+        {
+            return limit(kind, out.capacity() as u64);
+        }
+    }
+    if let Some(trap) = error.downcast_ref::<Trap>() {
+        return match trap {
+            Trap::OutOfFuel => limit(LimitKind::Fuel, fuel),
+            Trap::Interrupt => limit(
+                LimitKind::Timeout,
+                u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            ),
+            Trap::StackOverflow => limit(LimitKind::Stack, stack),
+            other => RuntimeError::in_call(
+                call,
+                RuntimeErrorKind::Trap {
+                    message: other.to_string(),
+                },
+            ),
+        };
+    }
+    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return RuntimeError::in_call(
+            call,
+            RuntimeErrorKind::Trap {
+                message: format!("the plugin called proc_exit({})", exit.0),
+            },
+        );
+    }
+    RuntimeError::in_call(
+        call,
+        RuntimeErrorKind::Trap {
+            message: format!("{error:#}"),
+        },
+    )
+}

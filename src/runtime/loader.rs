@@ -1,0 +1,406 @@
+//! The loader: one engine, one linker, one compile per plugin.
+//!
+//! A [`Loader`] owns a wasmtime [`Engine`] configured for hostile code (fuel, epoch
+//! interruption, a wasm stack ceiling, no multi-memory, no 64-bit or shared memories)
+//! and a [`Linker`] holding WASI preview 1 and nothing else. [`Loader::load`] compiles a
+//! module once, checks its imports and ABI exports, prepares an [`InstancePre`], and
+//! reads the manifest under the same limits as any other call.
+//!
+//! # Security
+//!
+//! The module bytes are untrusted. Everything the module declares (imports, exports,
+//! their types) is checked here before any guest code runs; the manifest it returns is
+//! read through [`crate::abi`].
+
+use super::error::{GuestCall, RuntimeError, RuntimeErrorKind};
+use super::instance::{PluginInstance, Session, StoreState};
+use crate::abi::{self, PluginManifest};
+use crate::limits::Limits;
+use crate::sandbox::{Sandbox, StdioGrant};
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::{
+    Config, Engine, ExternType, FuncType, Linker, Module, ModuleExport, Store, ValType,
+};
+
+/// How often the epoch ticker advances the engine's epoch: the wall-clock limit's
+/// resolution.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The WASI module plugins may import from.
+pub const WASI_MODULE: &str = "wasi_snapshot_preview1";
+
+/// How a [`Loader`] is set up.
+#[derive(Debug, Clone)]
+pub struct LoaderConfig {
+    /// Directory that relative declared paths resolve against.
+    pub working_directory: PathBuf,
+    /// Whether symlinks in declared paths are followed when resolving them (the
+    /// resolved target is then what the policy is checked against).
+    pub follow_symlinks: bool,
+    /// Whether a declared path must exist to be granted.
+    pub require_existence: bool,
+    /// Limits for every call; `stack` is fixed per loader.
+    pub limits: Limits,
+}
+
+impl LoaderConfig {
+    /// A configuration with default limits for `working_directory`.
+    pub fn new(working_directory: impl Into<PathBuf>) -> Self {
+        LoaderConfig {
+            working_directory: working_directory.into(),
+            follow_symlinks: true,
+            require_existence: true,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Where each ABI export lives in a module, resolved once per load.
+#[derive(Clone, Copy)]
+pub(crate) struct AbiExports {
+    pub memory: ModuleExport,
+    pub manifest: ModuleExport,
+    pub alloc: ModuleExport,
+    pub dealloc: ModuleExport,
+    pub execute: ModuleExport,
+    pub resume: Option<ModuleExport>,
+    pub initialize: Option<ModuleExport>,
+}
+
+/// A compiled plugin with its manifest, ready to run.
+#[derive(Debug)]
+pub struct LoadedPlugin {
+    /// What the plugin declared, decoded and validated.
+    pub manifest: PluginManifest,
+    /// The runnable instance.
+    pub instance: PluginInstance,
+}
+
+/// Compiles and prepares plugins. Cheap to share across threads.
+#[derive(Clone)]
+pub struct Loader {
+    engine: Engine,
+    linker: Arc<Linker<StoreState>>,
+    wasi_names: Arc<HashSet<String>>,
+    config: LoaderConfig,
+}
+
+impl std::fmt::Debug for Loader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loader")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn engine_error(e: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::new(RuntimeErrorKind::Engine {
+        message: e.to_string(),
+    })
+}
+
+/// The engine configuration warden runs every plugin under.
+///
+/// Exposed so that a compiled-module cache can key on it and benchmarks can build the
+/// same engine.
+pub fn engine_config(limits: &Limits) -> Config {
+    let mut cfg = Config::new();
+    cfg.consume_fuel(true);
+    cfg.epoch_interruption(true);
+    cfg.max_wasm_stack(limits.stack);
+    cfg.wasm_multi_memory(false);
+    cfg.wasm_memory64(false);
+    cfg
+}
+
+impl Loader {
+    /// Builds the engine, the WASI linker and the epoch ticker.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeErrorKind::Engine`] when wasmtime rejects the configuration.
+    pub fn new(config: LoaderConfig) -> Result<Self, RuntimeError> {
+        let engine = Engine::new(&engine_config(&config.limits)).map_err(engine_error)?;
+        Self::with_engine(engine, config)
+    }
+
+    /// Like [`Loader::new`] with an engine built by the caller from [`engine_config`]
+    /// (for example with a compiled-module cache).
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeErrorKind::Engine`] when the linker cannot be built.
+    pub fn with_engine(engine: Engine, config: LoaderConfig) -> Result<Self, RuntimeError> {
+        let mut linker: Linker<StoreState> = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut StoreState| &mut s.wasi)
+            .map_err(engine_error)?;
+        let mut store = Store::new(&engine, StoreState::bare(&config.limits));
+        let wasi_names = linker
+            .iter(&mut store)
+            .filter(|(module, _, _)| *module == WASI_MODULE)
+            .map(|(_, name, _)| name.to_owned())
+            .collect();
+        start_epoch_ticker(&engine).map_err(|e| {
+            engine_error(format!(
+                "cannot start the epoch ticker thread, without which wall-clock limits cannot fire: {e}"
+            ))
+        })?;
+        Ok(Loader {
+            engine,
+            linker: Arc::new(linker),
+            wasi_names: Arc::new(wasi_names),
+            config,
+        })
+    }
+
+    /// The engine every plugin of this loader compiles for.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LoaderConfig {
+        &self.config
+    }
+
+    /// Compiles `wasm`, checks it, and reads its manifest.
+    ///
+    /// The instance it returns runs with the built-in policy's sandbox (stdout and
+    /// stderr only) until [`PluginInstance::set_sandbox`] says otherwise.
+    ///
+    /// # Errors
+    ///
+    /// A [`RuntimeError`] for invalid modules, missing or mistyped exports, imports
+    /// warden does not provide, and any failure of the manifest call.
+    pub fn load(&self, wasm: &[u8]) -> Result<LoadedPlugin, RuntimeError> {
+        let sha256: [u8; 32] = Sha256::digest(wasm).into();
+        let module = Module::new(&self.engine, wasm).map_err(|e| {
+            RuntimeError::new(RuntimeErrorKind::Compile {
+                message: format!("{e:#}"),
+            })
+        })?;
+        self.load_module(module, sha256)
+    }
+
+    /// Like [`Loader::load`] for a module already compiled for this loader's engine,
+    /// whose file has the SHA-256 `sha256`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Loader::load`], less compilation.
+    pub fn load_module(
+        &self,
+        module: Module,
+        sha256: [u8; 32],
+    ) -> Result<LoadedPlugin, RuntimeError> {
+        self.check_imports(&module)?;
+        let exports = check_exports(&module)?;
+        let pre = self.linker.instantiate_pre(&module).map_err(|e| {
+            RuntimeError::new(RuntimeErrorKind::Link {
+                message: format!("{e:#}"),
+            })
+        })?;
+        let limits = self.config.limits.clone();
+        let manifest = read_manifest(&self.engine, &pre, &exports, &limits)?;
+        let instance = PluginInstance::new(
+            self.engine.clone(),
+            pre,
+            exports,
+            limits,
+            manifest.command.name.clone(),
+            manifest.capabilities.clone(),
+            sha256,
+            Sandbox::stdio_only(StdioGrant {
+                stdin: false,
+                stdout: true,
+                stderr: true,
+            }),
+        );
+        Ok(LoadedPlugin { manifest, instance })
+    }
+
+    fn check_imports(&self, module: &Module) -> Result<(), RuntimeError> {
+        for import in module.imports() {
+            let provided = import.module() == WASI_MODULE
+                && matches!(import.ty(), ExternType::Func(_))
+                && self.wasi_names.contains(import.name());
+            if !provided {
+                return Err(RuntimeError::new(RuntimeErrorKind::UnsupportedImport {
+                    module: import.module().to_owned(),
+                    name: import.name().to_owned(),
+                }));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads, bounds, decodes and validates the manifest in a fresh store with an empty
+/// sandbox.
+fn read_manifest(
+    engine: &Engine,
+    pre: &wasmtime::InstancePre<StoreState>,
+    exports: &AbiExports,
+    limits: &Limits,
+) -> Result<PluginManifest, RuntimeError> {
+    let mut session = Session::start(engine, pre, exports, limits, &Sandbox::empty(), &[])
+        .map_err(|(e, _fuel)| e)?;
+    let packed: i64 = session.call(GuestCall::Manifest, &exports.manifest, ())?;
+    let region = abi::GuestRegion::unpack(packed);
+    if u64::from(region.len) > limits.max_manifest {
+        return Err(RuntimeError::in_call(
+            GuestCall::Manifest,
+            RuntimeErrorKind::ManifestTooLarge {
+                len: region.len,
+                max: limits.max_manifest,
+            },
+        ));
+    }
+    let manifest = session
+        .with_message(GuestCall::Manifest, region, "manifest", abi::parse_manifest)?
+        .map_err(|e| RuntimeError::in_call(GuestCall::Manifest, RuntimeErrorKind::Manifest(e)))?;
+    session.dealloc(region.ptr, region.len);
+    Ok(manifest)
+}
+
+/// One ABI function export: name, params, results, signature as text, required.
+type AbiFunc = (
+    &'static str,
+    &'static [ValType],
+    &'static [ValType],
+    &'static str,
+    bool,
+);
+
+/// The ABI's function exports.
+const ABI_FUNCS: [AbiFunc; 6] = [
+    ("plugin_manifest", &[], &[ValType::I64], "() -> i64", true),
+    (
+        "plugin_alloc",
+        &[ValType::I32],
+        &[ValType::I32],
+        "(i32) -> i32",
+        true,
+    ),
+    (
+        "plugin_dealloc",
+        &[ValType::I32, ValType::I32],
+        &[],
+        "(i32, i32) -> ()",
+        true,
+    ),
+    (
+        "plugin_execute",
+        &[ValType::I32, ValType::I32],
+        &[ValType::I64],
+        "(i32, i32) -> i64",
+        true,
+    ),
+    (
+        "plugin_resume",
+        &[ValType::I32, ValType::I32, ValType::I32],
+        &[ValType::I64],
+        "(i32, i32, i32) -> i64",
+        false,
+    ),
+    ("_initialize", &[], &[], "() -> ()", false),
+];
+
+fn describe_extern(ty: &ExternType) -> String {
+    match ty {
+        ExternType::Func(f) => format!("a function {}", describe_func(f)),
+        ExternType::Global(_) => "a global".to_owned(),
+        ExternType::Table(_) => "a table".to_owned(),
+        ExternType::Memory(m) if m.is_shared() => "a shared memory".to_owned(),
+        ExternType::Memory(m) if m.is_64() => "a 64-bit memory".to_owned(),
+        ExternType::Memory(_) => "a memory".to_owned(),
+        ExternType::Tag(_) => "a tag".to_owned(),
+    }
+}
+
+fn describe_func(f: &FuncType) -> String {
+    let list = |tys: &mut dyn Iterator<Item = ValType>| {
+        tys.map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
+    };
+    format!(
+        "({}) -> ({})",
+        list(&mut f.params()),
+        list(&mut f.results())
+    )
+}
+
+fn same_types(actual: impl ExactSizeIterator<Item = ValType>, expected: &[ValType]) -> bool {
+    actual.len() == expected.len() && actual.zip(expected).all(|(a, e)| ValType::eq(&a, e))
+}
+
+fn check_exports(module: &Module) -> Result<AbiExports, RuntimeError> {
+    let ty_of = |name: &str| module.exports().find(|e| e.name() == name).map(|e| e.ty());
+    match ty_of("memory") {
+        None => {
+            return Err(RuntimeError::new(RuntimeErrorKind::MissingExport {
+                name: "memory",
+            }));
+        }
+        Some(ExternType::Memory(m)) if !m.is_shared() && !m.is_64() => {}
+        Some(other) => {
+            return Err(RuntimeError::new(RuntimeErrorKind::ExportSignature {
+                name: "memory",
+                expected: "a 32-bit unshared memory",
+                found: describe_extern(&other),
+            }));
+        }
+    }
+    for (name, params, results, expected, required) in ABI_FUNCS {
+        match ty_of(name) {
+            None if required => {
+                return Err(RuntimeError::new(RuntimeErrorKind::MissingExport { name }));
+            }
+            None => {}
+            Some(ExternType::Func(f))
+                if same_types(f.params(), params) && same_types(f.results(), results) => {}
+            Some(other) => {
+                return Err(RuntimeError::new(RuntimeErrorKind::ExportSignature {
+                    name,
+                    expected,
+                    found: describe_extern(&other),
+                }));
+            }
+        }
+    }
+    let index = |name: &'static str| {
+        module
+            .get_export_index(name)
+            .ok_or(RuntimeError::new(RuntimeErrorKind::MissingExport { name }))
+    };
+    Ok(AbiExports {
+        memory: index("memory")?,
+        manifest: index("plugin_manifest")?,
+        alloc: index("plugin_alloc")?,
+        dealloc: index("plugin_dealloc")?,
+        execute: index("plugin_execute")?,
+        resume: module.get_export_index("plugin_resume"),
+        initialize: module.get_export_index("_initialize"),
+    })
+}
+
+/// Starts the thread that advances `engine`'s epoch every [`EPOCH_TICK`]; it ends by
+/// itself once the engine is dropped.
+fn start_epoch_ticker(engine: &Engine) -> std::io::Result<()> {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("warden-epoch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(EPOCH_TICK);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
+            }
+        })
+        .map(drop)
+}

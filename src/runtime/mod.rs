@@ -1,0 +1,23 @@
+//! Loading and running plugins under hard limits.
+//!
+//! - [`loader`]: one engine and linker per [`Loader`], one compile per load, the
+//!   import/export checks and the manifest read.
+//! - [`instance`]: a fresh store and WASI context per call; [`PluginInstance::run`].
+//! - [`limiter`], [`output`]: memory/table ceilings and capped stdout/stderr.
+//! - [`error`]: typed errors with the plugin, the call and the exit code.
+//!
+//! # Security
+//!
+//! The module, the manifest and every value a guest returns are untrusted. Every call,
+//! the manifest read and any start function included, runs with fuel, an epoch
+//! deadline, a memory ceiling, a stack ceiling and output caps in force.
+
+pub mod error;
+pub mod instance;
+pub mod limiter;
+pub mod loader;
+pub mod output;
+
+pub use error::{GuestCall, RuntimeError, RuntimeErrorKind};
+pub use instance::{PluginInstance, RunReport};
+pub use loader::{LoadedPlugin, Loader, LoaderConfig, engine_config};

@@ -1,0 +1,112 @@
+//! The `warden` binary: commands, output and exit codes (`CLI.md`).
+
+use crate::common::*;
+use std::process::{Command, Output};
+
+pub fn warden(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(args)
+        .env_remove("WARDEN_POLICY")
+        .env_remove("WARDEN_AUDIT_LOG")
+        .output()
+        .expect("warden runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn run_hello_prints_the_greeting() {
+    let hello = example_plugin("hello");
+    let out = warden(&["run", hello.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "Hello, World!\n");
+    let out = warden(&["run", hello.to_str().unwrap(), "--", "Grace"]);
+    assert_eq!(stdout(&out), "Hello, Grace!\n");
+}
+
+#[test]
+fn run_plugin_error_exits_with_its_code() {
+    let reader = example_plugin("file-reader");
+    let out = warden(&["run", reader.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with("file-reader: "),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn run_missing_file_exits_66() {
+    let out = warden(&["run", "/nonexistent/plugin.wasm"]);
+    assert_eq!(out.status.code(), Some(66));
+    assert!(stderr(&out).contains("cannot read plugin `/nonexistent/plugin.wasm`"));
+}
+
+#[test]
+fn run_not_wasm_exits_65() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("junk.wasm");
+    std::fs::write(&path, b"#!/bin/sh\necho hi\n").unwrap();
+    let out = warden(&["run", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(65));
+    assert!(
+        stderr(&out).contains("not a valid WebAssembly module"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn run_json_reports_the_call() {
+    let hello = example_plugin("hello");
+    let out = warden(&["run", "--json", hello.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"], "success");
+    assert_eq!(v["output"], "Hello, World!");
+    assert_eq!(v["exit_code"], 0);
+    assert!(v["fuel_consumed"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn inspect_json_shows_capabilities_and_sha256() {
+    let reader = example_plugin("file-reader");
+    let out = warden(&["inspect", "--json", reader.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    use sha2::Digest;
+    let expected = hex::encode(sha2::Sha256::digest(std::fs::read(&reader).unwrap()));
+    assert_eq!(v["sha256"], expected);
+    assert_eq!(v["name"], "file-reader");
+    assert_eq!(v["api_version"], 2);
+    assert_eq!(v["capabilities"]["fs_read"][0]["pattern"], "./data");
+    assert_eq!(v["capabilities"]["env_read"][1], "APP_*");
+    assert_eq!(v["capabilities"]["stdio"]["stdout"], true);
+}
+
+#[test]
+fn hostile_error_text_is_escaped() {
+    // A plugin whose error message carries a terminal escape sequence.
+    let mut p = WatPlugin::new("esc");
+    p.result = result_bytes(&warden::abi::ExecuteResult::Error(
+        warden::abi::ExecuteError {
+            code: 1,
+            message: "\u{1b}[2J\u{1b}[Hall clear".into(),
+        },
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("esc.wasm");
+    std::fs::write(&path, p.bytes()).unwrap();
+    let out = warden(&["run", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+    assert!(err.contains("\\u{1b}[2J"), "{err:?}");
+}
