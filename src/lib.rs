@@ -10,15 +10,20 @@
 //! - [`abi`]: wire types, strict decoding, checked guest memory (guest-controlled input);
 //! - [`limits`]: the ceilings every call runs under;
 //! - [`sandbox`]: the opened directories, env allowlist and streams a plugin gets;
-//! - [`runtime`]: engine, linker, loader and per-call execution.
+//! - [`runtime`]: engine, linker, loader and per-call execution;
+//! - [`cache`]: the compiled-module cache of the command line (the one `unsafe` block).
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod abi;
+pub mod cache;
 pub mod cli;
 pub mod limits;
 pub mod runtime;
 pub mod sandbox;
+
+#[doc(hidden)]
+pub mod fuzzing;
 
 pub use limits::{LimitKind, Limits};
 pub use runtime::{LoadedPlugin, Loader, LoaderConfig, PluginInstance, RunReport, RuntimeError};
