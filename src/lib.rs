@@ -10,6 +10,8 @@
 //! - [`abi`]: wire types, strict decoding, checked guest memory (guest-controlled input);
 //! - [`limits`]: the ceilings every call runs under;
 //! - [`sandbox`]: the opened directories, env allowlist and streams a plugin gets;
+//! - [`policy`]: the operator's TOML policy, validated, with every error's line and column;
+//! - [`grant`]: declared capabilities ∩ policy -> one decision per item (pure);
 //! - [`runtime`]: engine, linker, loader and per-call execution;
 //! - [`cache`]: the compiled-module cache of the command line (the one `unsafe` block).
 
@@ -18,7 +20,9 @@
 pub mod abi;
 pub mod cache;
 pub mod cli;
+pub mod grant;
 pub mod limits;
+pub mod policy;
 pub mod runtime;
 pub mod sandbox;
 

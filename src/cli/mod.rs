@@ -6,6 +6,7 @@
 
 pub mod escape;
 mod inspect;
+pub mod policy;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -53,6 +54,8 @@ pub enum Command {
     /// Show a plugin's manifest, declared capabilities and SHA-256 (runs only
     /// `plugin_manifest`).
     Inspect(inspect::InspectArgs),
+    /// Check policy files, or explain what a policy grants a plugin.
+    Policy(policy::PolicyArgs),
 }
 
 /// Runs the parsed command; returns the exit code on success paths too (a plugin's
@@ -65,6 +68,7 @@ pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
     match cli.command {
         Command::Run(args) => run::run(args),
         Command::Inspect(args) => inspect::inspect(args),
+        Command::Policy(args) => policy::policy(args),
     }
 }
 

@@ -1,15 +1,26 @@
 //! `warden run`: load, decide grants, run `plugin_execute`, report.
 
 use super::escape::{escape_line, escape_text};
-use super::{CliError, read_plugin, runtime_failure};
+use super::policy::{AUDIT_WARNING, EXIT_REFUSED, Prepared, load_and_decide, load_policy, workdir};
+use super::{CliError, runtime_failure};
 use crate::abi::ExecuteResult;
-use crate::runtime::{Loader, LoaderConfig, RunReport};
+use crate::grant::{Decision, Decisions, Outcome};
+use crate::policy::Mode;
+use crate::runtime::RunReport;
+use crate::sandbox::Sandbox;
 use std::io::Write as _;
 use std::path::PathBuf;
 
 /// Arguments of `warden run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
+    /// The policy (default: `$WARDEN_POLICY` when set and not empty, then the built-in
+    /// policy, which grants only stdout and stderr).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Accept a policy file that group or others may write.
+    #[arg(long)]
+    pub allow_insecure_policy: bool,
     /// Directory that relative paths in the policy and the manifest resolve against
     /// (default: the current directory).
     #[arg(long, value_name = "DIR")]
@@ -31,25 +42,44 @@ pub struct RunArgs {
 }
 
 pub(super) fn run(args: RunArgs) -> Result<u8, CliError> {
-    let workdir = match &args.workdir {
-        Some(dir) => dir.clone(),
-        None => std::env::current_dir().map_err(|e| {
-            CliError::new(
-                super::EXIT_NO_INPUT,
-                format!("cannot determine the current directory: {e}"),
-            )
-        })?,
-    };
-    let bytes = read_plugin(&args.plugin)?;
-    let loader =
-        Loader::new(LoaderConfig::new(workdir)).map_err(|e| runtime_failure(&args.plugin, &e))?;
-    let loaded = loader
-        .load(&bytes)
-        .map_err(|e| runtime_failure(&args.plugin, &e))?;
+    let policy = load_policy(args.policy.as_deref(), args.allow_insecure_policy)?;
+    if policy.mode() == Mode::Audit {
+        eprintln!("{AUDIT_WARNING}");
+    }
+    let workdir = workdir(args.workdir.as_deref())?;
+    let Prepared {
+        bytes,
+        loader,
+        mut loaded,
+        decisions,
+    } = load_and_decide(&args.plugin, &policy, &workdir)?;
+    if let Some(refusal) = decisions.refusal() {
+        let message = format!(
+            "refused to run plugin `{}`: {refusal}",
+            escape_line(decisions.plugin())
+        );
+        if args.json {
+            print_refusal_json(&message, &decisions);
+            return Ok(EXIT_REFUSED);
+        }
+        return Err(CliError::new(EXIT_REFUSED, message));
+    }
+    let sandbox = Sandbox::from_decisions(&decisions)
+        .map_err(|e| CliError::new(e.exit_code(), escape_line(&e.to_string())))?;
+    let limits = decisions.limits().clone();
+    if limits.stack != loader.config().limits.stack {
+        // The wasm stack ceiling is a property of the engine: reload the same bytes
+        // with an engine built for this plugin's stack.
+        loaded = super::policy::loader(&args.plugin, &workdir, limits.clone())?
+            .load(&bytes)
+            .map_err(|e| runtime_failure(&args.plugin, &e))?;
+    }
+    loaded.instance.set_limits(limits);
+    loaded.instance.set_sandbox(sandbox);
     let report = loaded.instance.run(&args.args);
     let code = exit_code(&report);
     if args.json {
-        print_json(&report, code);
+        print_json(&report, code, &decisions);
         return Ok(code);
     }
     print_streams(&report);
@@ -100,7 +130,31 @@ fn print_streams(report: &RunReport) {
     }
 }
 
-fn print_json(report: &RunReport, code: u8) {
+/// The decisions `run --json` reports: `grants` (granted) and `denials` (denied or
+/// would-deny).
+fn grants_and_denials(decisions: &Decisions) -> (Vec<&Decision>, Vec<&Decision>) {
+    decisions
+        .items()
+        .iter()
+        .partition(|d| d.outcome() == Outcome::Granted)
+}
+
+fn print_refusal_json(message: &str, decisions: &Decisions) {
+    let (grants, denials) = grants_and_denials(decisions);
+    let value = serde_json::json!({
+        "outcome": "refused",
+        "output": message,
+        "exit_code": EXIT_REFUSED,
+        "grants": grants,
+        "denials": denials,
+        "fuel_consumed": 0,
+        "duration_ms": 0.0,
+    });
+    println!("{value}");
+}
+
+fn print_json(report: &RunReport, code: u8, decisions: &Decisions) {
+    let (grants, denials) = grants_and_denials(decisions);
     let (outcome, output) = match &report.result {
         Ok(ExecuteResult::Success(text)) => ("success", serde_json::Value::from(text.as_str())),
         Ok(ExecuteResult::Error(e)) => {
@@ -115,8 +169,8 @@ fn print_json(report: &RunReport, code: u8) {
         "exit_code": code,
         "stdout": String::from_utf8_lossy(&report.stdout),
         "stderr": String::from_utf8_lossy(&report.stderr),
-        "grants": [],
-        "denials": [],
+        "grants": grants,
+        "denials": denials,
         "fuel_consumed": report.fuel_consumed,
         "duration_ms": report.duration.as_secs_f64() * 1000.0,
     });

@@ -5,9 +5,18 @@
 //!
 //! - [`hostile`]: hand-written WAT plugins that attack the loader and the runtime;
 //! - [`plugins`]: the example plugins built with `sen-plugin-sdk` 0.8;
-//! - [`cli`]: the `warden` binary's commands and exit codes.
+//! - [`cli`]: the `warden` binary's commands and exit codes;
+//! - [`fuzz_inputs`]: committed fuzz seeds and crash regressions, replayed;
+//! - [`policy`]: malformed policies rejected at their line and column, `policy check`;
+//! - [`escape`]: escape attempts with real plugins against the policy engine's grants;
+//! - [`properties`]: proptest invariants of the intersection over generated policies,
+//!   declarations and directory trees.
 
 mod cli;
 mod common;
+mod escape;
+mod fuzz_inputs;
 mod hostile;
 mod plugins;
+mod policy;
+mod properties;

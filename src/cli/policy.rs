@@ -1,0 +1,357 @@
+//! `warden policy check` and `warden policy explain`, and the policy loading that
+//! `run` shares with them.
+
+use super::escape::escape_line;
+use super::{CliError, EXIT_NO_INPUT, read_plugin, runtime_failure};
+use crate::grant::{Decision, Decisions, Host, decide};
+use crate::limits::Limits;
+use crate::policy::{LoadError, Mode, Policy};
+use crate::runtime::{LoadedPlugin, Loader, LoaderConfig};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Exit code: refused by policy.
+pub const EXIT_REFUSED: u8 = 77;
+/// Exit code: the policy is invalid (nothing ran).
+pub const EXIT_POLICY_INVALID: u8 = 78;
+/// Exit code of `policy check` when a file has errors.
+pub const EXIT_CHECK_FAILED: u8 = 1;
+
+/// The warning printed on every run under an audit-mode policy.
+pub const AUDIT_WARNING: &str = "warden: WARNING: the policy is in audit mode: the plugin gets everything it declares, and what the policy would deny is only recorded (`would_deny`); never use audit mode in production";
+
+/// Arguments of `warden policy`.
+#[derive(Debug, clap::Args)]
+pub struct PolicyArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: PolicyCommand,
+}
+
+/// The `policy` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum PolicyCommand {
+    /// Validate policy files: print `FILE: ok` or every error as `FILE:LINE:COLUMN: message`.
+    Check(CheckArgs),
+    /// Show what `run` would grant and deny for a plugin, item by item, with the deciding
+    /// rule and reason (runs only `plugin_manifest`).
+    Explain(ExplainArgs),
+}
+
+/// Arguments of `warden policy check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Accept policy files that group or others may write.
+    #[arg(long)]
+    pub allow_insecure_policy: bool,
+    /// The policy files.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// Arguments of `warden policy explain`.
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    /// The policy (default: `$WARDEN_POLICY` when set and not empty, then the built-in
+    /// policy, which grants only stdout and stderr).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Accept a policy file that group or others may write.
+    #[arg(long)]
+    pub allow_insecure_policy: bool,
+    /// Directory that relative paths resolve against (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<PathBuf>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// The plugin module.
+    #[arg(value_name = "PLUGIN.wasm")]
+    pub plugin: PathBuf,
+}
+
+pub(super) fn policy(args: PolicyArgs) -> Result<u8, CliError> {
+    match args.command {
+        PolicyCommand::Check(args) => Ok(check(&args)),
+        PolicyCommand::Explain(args) => explain(&args),
+    }
+}
+
+fn check(args: &CheckArgs) -> u8 {
+    let mut code = 0;
+    for file in &args.files {
+        let name = escape_line(&file.display().to_string());
+        match Policy::load(file, args.allow_insecure_policy) {
+            Ok(_) => println!("{name}: ok"),
+            Err(LoadError::Invalid(errors)) => {
+                for e in errors.errors() {
+                    println!("{}", escape_line(&e.to_string()));
+                }
+                code = code.max(EXIT_CHECK_FAILED);
+            }
+            Err(e @ LoadError::Read { .. }) => {
+                eprintln!("warden: {}", escape_line(&e.to_string()));
+                code = code.max(EXIT_NO_INPUT);
+            }
+        }
+    }
+    code
+}
+
+/// Loads the policy named by `--policy`, else by `$WARDEN_POLICY` (an empty value
+/// counts as unset), else the built-in one.
+///
+/// # Errors
+///
+/// Exit 66 when the file cannot be read; exit 78 with every error, one
+/// `FILE:LINE:COLUMN: message` per line, when it is invalid.
+pub(super) fn load_policy(arg: Option<&Path>, allow_insecure: bool) -> Result<Policy, CliError> {
+    let from_env = std::env::var_os("WARDEN_POLICY")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    let Some(path) = arg.map(Path::to_path_buf).or(from_env) else {
+        return Ok(Policy::builtin());
+    };
+    Policy::load(&path, allow_insecure).map_err(|e| match e {
+        LoadError::Read { .. } => CliError::new(EXIT_NO_INPUT, escape_line(&e.to_string())),
+        LoadError::Invalid(errors) => CliError::new(
+            EXIT_POLICY_INVALID,
+            errors
+                .errors()
+                .iter()
+                .map(|e| escape_line(&e.to_string()))
+                .collect::<Vec<_>>()
+                .join("\nwarden: "),
+        ),
+    })
+}
+
+/// The run's working directory: `--workdir` or the current directory, made absolute.
+pub(super) fn workdir(arg: Option<&Path>) -> Result<PathBuf, CliError> {
+    let dir = match arg {
+        Some(dir) => dir.to_path_buf(),
+        None => std::env::current_dir().map_err(|e| {
+            CliError::new(
+                EXIT_NO_INPUT,
+                format!("cannot determine the current directory: {e}"),
+            )
+        })?,
+    };
+    std::path::absolute(&dir).map_err(|e| {
+        CliError::new(
+            EXIT_NO_INPUT,
+            format!(
+                "cannot resolve the working directory `{}`: {e}",
+                escape_line(&dir.display().to_string())
+            ),
+        )
+    })
+}
+
+/// A loader whose every call runs under `limits`.
+pub(super) fn loader(plugin: &Path, workdir: &Path, limits: Limits) -> Result<Loader, CliError> {
+    let mut config = LoaderConfig::new(workdir);
+    config.limits = limits;
+    Loader::new(config).map_err(|e| runtime_failure(plugin, &e))
+}
+
+/// A plugin loaded under a policy, with its decisions.
+pub(super) struct Prepared {
+    /// The module's bytes, as read once (a reload must use these, not the file again).
+    pub bytes: Vec<u8>,
+    /// The loader the manifest was read with (the policy's default limits).
+    pub loader: Loader,
+    /// The loaded plugin.
+    pub loaded: LoadedPlugin,
+    /// What the policy grants it.
+    pub decisions: Decisions,
+}
+
+/// Loads the plugin under the policy's default limits and decides its grants.
+pub(super) fn load_and_decide(
+    plugin: &Path,
+    policy: &Policy,
+    workdir: &Path,
+) -> Result<Prepared, CliError> {
+    let bytes = read_plugin(&plugin.to_path_buf())?;
+    let loader = loader(plugin, workdir, policy.default_limits())?;
+    let loaded = loader
+        .load(&bytes)
+        .map_err(|e| runtime_failure(plugin, &e))?;
+    let decisions = decide(
+        &loaded.manifest.capabilities,
+        &loaded.manifest.command.name,
+        loaded.instance.sha256(),
+        policy,
+        &Host::from_process(workdir),
+    );
+    Ok(Prepared {
+        bytes,
+        loader,
+        loaded,
+        decisions,
+    })
+}
+
+fn explain(args: &ExplainArgs) -> Result<u8, CliError> {
+    let policy = load_policy(args.policy.as_deref(), args.allow_insecure_policy)?;
+    let workdir = workdir(args.workdir.as_deref())?;
+    let Prepared {
+        loaded, decisions, ..
+    } = load_and_decide(&args.plugin, &policy, &workdir)?;
+    let version = loaded.manifest.command.version.as_deref();
+    if args.json {
+        println!("{:#}", explain_json(&policy, version, &decisions));
+    } else {
+        print!("{}", explain_table(&policy, version, &decisions));
+    }
+    Ok(0)
+}
+
+/// The limits as a JSON object.
+pub(super) fn limits_json(limits: &Limits) -> serde_json::Value {
+    serde_json::json!({
+        "fuel": limits.fuel,
+        "memory": limits.memory,
+        "stack": limits.stack,
+        "timeout_ms": u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX),
+        "max_output": limits.max_output,
+    })
+}
+
+fn explain_json(policy: &Policy, version: Option<&str>, d: &Decisions) -> serde_json::Value {
+    serde_json::json!({
+        "plugin": {
+            "name": d.plugin(),
+            "version": version,
+            "sha256": hex::encode(d.sha256()),
+        },
+        "policy": {
+            "path": policy.path(),
+            "sha256": policy.sha256_hex(),
+            "mode": policy.mode(),
+        },
+        "table": d.table(),
+        "on_denied": d.on_denied(),
+        "limits": limits_json(d.limits()),
+        "refusal": d.refusal().map(|r| serde_json::json!({
+            "rule": r.rule(),
+            "reason": r.to_string(),
+        })),
+        "decisions": d.items(),
+    })
+}
+
+fn describe_limits(l: &Limits) -> String {
+    use crate::policy::format_size;
+    format!(
+        "fuel {}, memory {}, stack {}, timeout {}, max_output {}",
+        l.fuel,
+        format_size(l.memory),
+        format_size(l.stack as u64),
+        humantime::format_duration(l.timeout),
+        format_size(l.max_output)
+    )
+}
+
+fn verdict(d: &Decisions) -> String {
+    if let Some(r) = d.refusal() {
+        return format!("refused (exit 77): {r}");
+    }
+    let total = d.items().len();
+    if total == 0 {
+        return "runs with nothing granted: the plugin declares nothing".to_owned();
+    }
+    let in_effect = d.items().iter().filter(|i| i.is_in_effect()).count();
+    match d.mode() {
+        Mode::Audit => {
+            let would = d
+                .items()
+                .iter()
+                .filter(|i| i.outcome() == crate::grant::Outcome::WouldDeny)
+                .count();
+            format!(
+                "runs with {in_effect} of {total} declared items (audit mode: {would} would be denied)"
+            )
+        }
+        Mode::Enforce => format!("runs with {in_effect} of {total} declared items granted"),
+    }
+}
+
+/// The explanation as a table: a header, then one row per declared item.
+fn explain_table(policy: &Policy, version: Option<&str>, d: &Decisions) -> String {
+    let mut out = String::new();
+    let table = match (d.table(), d.refusal()) {
+        (Some(t), _) => format!("[{t}]"),
+        (None, _) if policy.plugin(d.plugin()).is_some() => "none applies (see verdict)".to_owned(),
+        (None, _) => "none: `[defaults]` only".to_owned(),
+    };
+    let header = [
+        (
+            "plugin",
+            format!("{} {}", d.plugin(), version.unwrap_or("(no version)")),
+        ),
+        ("sha256", hex::encode(d.sha256())),
+        (
+            "policy",
+            format!("{} (sha256 {})", policy.path(), policy.sha256_hex()),
+        ),
+        ("mode", policy.mode().as_str().to_owned()),
+        ("table", table),
+        ("limits", describe_limits(d.limits())),
+        ("verdict", verdict(d)),
+    ];
+    for (k, v) in header {
+        let _ = writeln!(out, "{k:<8} {}", escape_line(&v));
+    }
+    let _ = writeln!(out);
+    if d.items().is_empty() {
+        let _ = writeln!(out, "the plugin declares no capabilities");
+        return out;
+    }
+    let rows: Vec<[String; 7]> = d.items().iter().map(row).collect();
+    let titles = [
+        "OUTCOME",
+        "CAPABILITY",
+        "REQUEST",
+        "HOST PATH",
+        "GUEST PATH",
+        "RULE",
+        "REASON",
+    ];
+    let mut widths = titles.map(str::len);
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut line = |cells: [&str; 7]| {
+        let mut text = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i == cells.len() - 1 {
+                text.push_str(cell);
+            } else {
+                let _ = write!(text, "{cell:<w$}  ");
+            }
+        }
+        let _ = writeln!(out, "{}", text.trim_end());
+    };
+    line(titles);
+    for r in &rows {
+        line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5], &r[6]]);
+    }
+    out
+}
+
+fn row(d: &Decision) -> [String; 7] {
+    let dash = |s: Option<&str>| escape_line(s.unwrap_or("-"));
+    [
+        d.outcome().as_str().to_owned(),
+        d.capability().as_str().to_owned(),
+        escape_line(d.request()),
+        dash(d.host_path()),
+        dash(d.guest_path()),
+        escape_line(d.rule()),
+        escape_line(d.reason()),
+    ]
+}

@@ -1,0 +1,431 @@
+//! The administrator's policy: TOML in, a validated [`Policy`] out (`POLICY.md`).
+//!
+//! [`Policy::load`] reads a file (refusing one that group or others may write),
+//! [`Policy::parse`] validates text, and [`Policy::builtin`] is rule 10's default. A
+//! policy that breaks any rule is rejected whole, with every problem reported as
+//! `FILE:LINE:COLUMN: message` ([`PolicyErrors`]); nothing runs under it.
+//!
+//! A validated policy is data only: paths stay as written (`~`, relative) because they
+//! resolve against the run's home and working directory, which [`crate::grant`] knows.
+//! Every list entry keeps the key path that names it (`plugins.file-reader.fs.read[0]`)
+//! so that a decision can say which rule decided it.
+//!
+//! # Security
+//!
+//! The policy file is the operator's authority over plugins. A file another user can
+//! write could grant that user's plugins anything, so it is refused like sshd's
+//! `StrictModes` refuses a writable `authorized_keys`, unless the run opts out.
+
+pub mod error;
+mod parse;
+
+pub use error::{PolicyError, PolicyErrors};
+pub use parse::format_size;
+
+use crate::limits::{Limits, MIB};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::time::Duration;
+
+/// The only policy format version.
+pub const POLICY_VERSION: i64 = 1;
+
+/// What the built-in policy is called where a file name would be.
+pub const BUILTIN_NAME: &str = "<built-in>";
+
+/// Rule 10: grants nothing but stdout and stderr, with the default limits.
+pub const BUILTIN_TEXT: &str = "version = 1\n\n[defaults]\nstdio = [\"stdout\", \"stderr\"]\n";
+
+/// Largest `stack` a policy may set: the host thread that runs a plugin must have more
+/// stack than the wasm code may use, or running out of it aborts the process.
+pub const MAX_STACK: u64 = 8 * MIB;
+
+/// Largest `memory` or `max_output` a policy may set: a wasm32 memory cannot be larger.
+pub const MAX_MEMORY: u64 = 4096 * MIB;
+
+/// Largest policy file warden reads.
+pub const MAX_POLICY_BYTES: u64 = 4 * MIB;
+
+/// `mode`: enforce the policy, or only record what it would deny.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Grant the intersection only (the default).
+    #[default]
+    Enforce,
+    /// Grant what the plugin declares; record would-be denials as `would_deny`.
+    Audit,
+}
+
+impl Mode {
+    /// The value as written in a policy.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Audit => "audit",
+        }
+    }
+}
+
+/// `on_denied`: what to do when a declared capability is denied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDenied {
+    /// Run with the granted subset (the default).
+    #[default]
+    Run,
+    /// Refuse to run at all.
+    Refuse,
+}
+
+/// A standard stream a policy may grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    /// Standard input.
+    Stdin,
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+impl Stream {
+    /// All streams, in order.
+    pub const ALL: [Stream; 3] = [Stream::Stdin, Stream::Stdout, Stream::Stderr];
+
+    /// The stream's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdin => "stdin",
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// One list entry of a policy, with the key path that names it in decisions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry<T> {
+    /// Key path, e.g. `defaults.fs.deny[1]`.
+    pub key: String,
+    /// The value as written (paths unresolved).
+    pub value: T,
+}
+
+/// Limits a table sets; unset ones come from `[defaults]`, then from [`Limits::default`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LimitOverrides {
+    /// `fuel`.
+    pub fuel: Option<u64>,
+    /// `memory`, in bytes.
+    pub memory: Option<u64>,
+    /// `stack`, in bytes.
+    pub stack: Option<u64>,
+    /// `timeout`.
+    pub timeout: Option<Duration>,
+    /// `max_output`, in bytes.
+    pub max_output: Option<u64>,
+}
+
+impl LimitOverrides {
+    /// `base` with every limit this table sets replaced.
+    pub fn apply(&self, base: &Limits) -> Limits {
+        let mut limits = base.clone();
+        if let Some(fuel) = self.fuel {
+            limits.fuel = fuel;
+        }
+        if let Some(memory) = self.memory {
+            limits.memory = memory;
+        }
+        if let Some(stack) = self.stack {
+            // Bounded by MAX_STACK at parse time, so this always fits.
+            limits.stack = usize::try_from(stack).unwrap_or(usize::MAX);
+        }
+        if let Some(timeout) = self.timeout {
+            limits.timeout = timeout;
+        }
+        if let Some(max_output) = self.max_output {
+            limits.max_output = max_output;
+        }
+        limits
+    }
+}
+
+/// The rules of `[defaults]` or of one `[plugins.NAME]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rules {
+    /// The table's key path: `defaults` or `plugins.NAME`.
+    pub table: String,
+    /// Limits the table sets.
+    pub limits: LimitOverrides,
+    /// `stdio`, when set (a plugin's list replaces the default one).
+    pub stdio: Option<Vec<Entry<Stream>>>,
+    /// `fs.read`: directories that may be read.
+    pub fs_read: Vec<Entry<String>>,
+    /// `fs.write`: directories that may be written (and read).
+    pub fs_write: Vec<Entry<String>>,
+    /// `fs.deny`: directories never granted.
+    pub fs_deny: Vec<Entry<String>>,
+    /// `env.allow`: variable names or `*` globs that may be passed.
+    pub env_allow: Vec<Entry<String>>,
+    /// `env.deny`: variable names or `*` globs never passed.
+    pub env_deny: Vec<Entry<String>>,
+}
+
+/// One `[plugins.NAME]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginTable {
+    /// The plugin name it matches (the manifest's command name).
+    pub name: String,
+    /// `sha256`: the pinned digest of the `.wasm` file, if any.
+    pub sha256: Option<Entry<[u8; 32]>>,
+    /// The table's rules.
+    pub rules: Rules,
+}
+
+/// A validated policy. Only [`Policy::parse`], [`Policy::load`] and [`Policy::builtin`]
+/// make one, so every value in it has passed the checks of `POLICY.md` rule 9.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    path: String,
+    sha256: [u8; 32],
+    mode: Mode,
+    require_digest: bool,
+    on_denied: OnDenied,
+    log_args: bool,
+    defaults: Rules,
+    plugins: BTreeMap<String, PluginTable>,
+}
+
+/// Why a policy file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be opened or read.
+    #[error("cannot read policy `{path}`: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file was read but is not a valid policy (or is writable by others).
+    #[error("{0}")]
+    Invalid(PolicyErrors),
+}
+
+impl Policy {
+    /// Validates `text`, naming it `file` in errors.
+    ///
+    /// # Errors
+    ///
+    /// [`PolicyErrors`] with every problem found, in order of position.
+    pub fn parse(file: &str, text: &str) -> Result<Policy, PolicyErrors> {
+        let parsed = parse::parse(file, text)?;
+        Ok(Policy {
+            path: file.to_owned(),
+            sha256: Sha256::digest(text.as_bytes()).into(),
+            mode: parsed.mode,
+            require_digest: parsed.require_digest,
+            on_denied: parsed.on_denied,
+            log_args: parsed.log_args,
+            defaults: parsed.defaults,
+            plugins: parsed.plugins,
+        })
+    }
+
+    /// Reads and validates the policy file at `path`.
+    ///
+    /// Unless `allow_insecure` is set, a file that group or others may write is
+    /// rejected. The mode is checked on the opened file, so it is the mode of the bytes
+    /// that are read.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError::Read`] when the file cannot be read; [`LoadError::Invalid`] when it
+    /// is writable by others, larger than [`MAX_POLICY_BYTES`], not UTF-8, or not a
+    /// valid policy.
+    pub fn load(path: &Path, allow_insecure: bool) -> Result<Policy, LoadError> {
+        let name = path.display().to_string();
+        let read_error = |source| LoadError::Read {
+            path: name.clone(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(read_error)?;
+        let meta = file.metadata().map_err(read_error)?;
+        if !meta.is_file() {
+            return Err(LoadError::Invalid(PolicyErrors::file_level(
+                &name,
+                "is not a regular file".into(),
+            )));
+        }
+        let mode = meta.permissions().mode();
+        if mode & 0o022 != 0 && !allow_insecure {
+            return Err(LoadError::Invalid(PolicyErrors::file_level(
+                &name,
+                format!(
+                    "the policy file is writable by {} (mode {:04o}), so another user could change what plugins may do; run `chmod go-w {}` or pass `--allow-insecure-policy`",
+                    match (mode & 0o020 != 0, mode & 0o002 != 0) {
+                        (true, true) => "group and others",
+                        (true, false) => "its group",
+                        _ => "others",
+                    },
+                    mode & 0o7777,
+                    name
+                ),
+            )));
+        }
+        let mut bytes = Vec::new();
+        file.take(MAX_POLICY_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(read_error)?;
+        if bytes.len() as u64 > MAX_POLICY_BYTES {
+            return Err(LoadError::Invalid(PolicyErrors::file_level(
+                &name,
+                format!("the policy file is larger than {MAX_POLICY_BYTES} bytes"),
+            )));
+        }
+        let text = String::from_utf8(bytes).map_err(|e| {
+            LoadError::Invalid(PolicyErrors::file_level(
+                &name,
+                format!(
+                    "the policy file is not UTF-8 (invalid byte at offset {})",
+                    e.utf8_error().valid_up_to()
+                ),
+            ))
+        })?;
+        Policy::parse(&name, &text).map_err(LoadError::Invalid)
+    }
+
+    /// The built-in policy (rule 10): stdout and stderr, default limits, nothing else.
+    pub fn builtin() -> Policy {
+        match Policy::parse(BUILTIN_NAME, BUILTIN_TEXT) {
+            Ok(policy) => policy,
+            // BUILTIN_TEXT is a constant that a unit test parses; this arm is the same
+            // policy built by hand, so a mistake there still fails closed.
+            Err(_) => Policy {
+                path: BUILTIN_NAME.to_owned(),
+                sha256: Sha256::digest(BUILTIN_TEXT.as_bytes()).into(),
+                mode: Mode::Enforce,
+                require_digest: false,
+                on_denied: OnDenied::Run,
+                log_args: false,
+                defaults: Rules {
+                    table: "defaults".into(),
+                    stdio: Some(vec![
+                        Entry {
+                            key: "defaults.stdio[0]".into(),
+                            value: Stream::Stdout,
+                        },
+                        Entry {
+                            key: "defaults.stdio[1]".into(),
+                            value: Stream::Stderr,
+                        },
+                    ]),
+                    ..Rules::default()
+                },
+                plugins: BTreeMap::new(),
+            },
+        }
+    }
+
+    /// The file the policy came from, as named by the user (`<built-in>` for rule 10).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// SHA-256 of the policy text.
+    pub fn sha256(&self) -> [u8; 32] {
+        self.sha256
+    }
+
+    /// SHA-256 of the policy text, in hex.
+    pub fn sha256_hex(&self) -> String {
+        hex::encode(self.sha256)
+    }
+
+    /// `mode`.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// `[defaults] require_digest`.
+    pub fn require_digest(&self) -> bool {
+        self.require_digest
+    }
+
+    /// `[defaults] on_denied`.
+    pub fn on_denied(&self) -> OnDenied {
+        self.on_denied
+    }
+
+    /// `[audit] log_args`: whether `run_start` records the plugin's arguments.
+    pub fn log_args(&self) -> bool {
+        self.log_args
+    }
+
+    /// The `[defaults]` rules.
+    pub fn defaults(&self) -> &Rules {
+        &self.defaults
+    }
+
+    /// The `[plugins.NAME]` table for `name`, if there is one (pin not checked).
+    pub fn plugin(&self, name: &str) -> Option<&PluginTable> {
+        self.plugins.get(name)
+    }
+
+    /// Every plugin table, by name.
+    pub fn plugins(&self) -> impl Iterator<Item = &PluginTable> {
+        self.plugins.values()
+    }
+
+    /// The limits of `[defaults]`: what the manifest read runs under.
+    pub fn default_limits(&self) -> Limits {
+        self.defaults.limits.apply(&Limits::default())
+    }
+}
+
+/// `name` as a TOML key: bare when it can be, quoted otherwise.
+pub(crate) fn toml_key(name: &str) -> String {
+    let bare = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare {
+        name.to_owned()
+    } else {
+        format!("{:?}", name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_policy_parses_and_grants_only_stdout_and_stderr() {
+        let parsed = Policy::parse(BUILTIN_NAME, BUILTIN_TEXT).unwrap();
+        assert_eq!(parsed, Policy::builtin());
+        let stdio: Vec<Stream> = parsed
+            .defaults()
+            .stdio
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|e| e.value)
+            .collect();
+        assert_eq!(stdio, [Stream::Stdout, Stream::Stderr]);
+        assert_eq!(parsed.default_limits(), Limits::default());
+        assert!(parsed.defaults().fs_read.is_empty() && parsed.defaults().env_allow.is_empty());
+        assert_eq!(parsed.mode(), Mode::Enforce);
+    }
+
+    #[test]
+    fn plugin_keys_are_quoted_only_when_needed() {
+        assert_eq!(toml_key("file-reader"), "file-reader");
+        assert_eq!(toml_key("my.tool"), "\"my.tool\"");
+    }
+}
