@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use std::fs::{self, OpenOptions};
 use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use wasmtime::{Engine, Module};
 
@@ -97,7 +97,11 @@ impl ModuleCache {
             path: dir.clone(),
             problem,
         };
-        if let Err(e) = fs::create_dir_all(&dir) {
+        if let Err(e) = fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+        {
             return Err(bad(format!("cannot be created: {e}")));
         }
         let meta = fs::symlink_metadata(&dir).map_err(|e| bad(format!("cannot be read: {e}")))?;

@@ -9,15 +9,17 @@
 //!
 //! - [`abi`]: wire types, strict decoding, checked guest memory (guest-controlled input);
 //! - [`limits`]: the ceilings every call runs under;
-//! - [`sandbox`]: the opened directories, env allowlist and streams a plugin gets;
 //! - [`policy`]: the operator's TOML policy, validated, with every error's line and column;
 //! - [`grant`]: declared capabilities ∩ policy -> one decision per item (pure);
+//! - [`sandbox`]: the opened directories, env allowlist and streams a plugin gets;
 //! - [`runtime`]: engine, linker, loader and per-call execution;
-//! - [`cache`]: the compiled-module cache of the command line (the one `unsafe` block).
+//! - [`cache`]: the compiled-module cache of the command line (the one `unsafe` block);
+//! - [`audit`]: the tamper-evident audit log (records, hash chain, writer, verify).
 
 #![deny(unsafe_code)]
 
 pub mod abi;
+pub mod audit;
 pub mod cache;
 pub mod cli;
 pub mod grant;

@@ -4,6 +4,7 @@
 //! module turns them into library calls. Every command returns a [`CliError`] that
 //! carries its exit code, so `main.rs` stays a thin shell.
 
+pub mod audit;
 pub mod escape;
 mod inspect;
 pub mod policy;
@@ -56,6 +57,8 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Check policy files, or explain what a policy grants a plugin.
     Policy(policy::PolicyArgs),
+    /// Check the audit log's hash chain.
+    Audit(audit::AuditArgs),
 }
 
 /// Runs the parsed command; returns the exit code on success paths too (a plugin's
@@ -69,6 +72,7 @@ pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
         Command::Run(args) => run::run(args),
         Command::Inspect(args) => inspect::inspect(args),
         Command::Policy(args) => policy::policy(args),
+        Command::Audit(args) => audit::audit(args),
     }
 }
 

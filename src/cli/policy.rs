@@ -3,6 +3,7 @@
 
 use super::escape::escape_line;
 use super::{CliError, EXIT_NO_INPUT, read_plugin, runtime_failure};
+use crate::cache::ModuleCache;
 use crate::grant::{Decision, Decisions, Host, decide};
 use crate::limits::Limits;
 use crate::policy::{LoadError, Mode, Policy};
@@ -155,6 +156,35 @@ pub(super) fn loader(plugin: &Path, workdir: &Path, limits: Limits) -> Result<Lo
     Loader::new(config).map_err(|e| runtime_failure(plugin, &e))
 }
 
+/// Loads `bytes` with `loader`, through the compiled-module cache when there is one.
+pub(super) fn load_with(
+    loader: &Loader,
+    bytes: &[u8],
+    cache: Option<&ModuleCache>,
+) -> Result<LoadedPlugin, crate::RuntimeError> {
+    match cache {
+        Some(cache) => loader.load_cached(bytes, cache).map(|(loaded, _)| loaded),
+        None => loader.load(bytes),
+    }
+}
+
+/// The compiled-module cache in its default place, or `None` (with a warning on
+/// stderr) when it cannot be used: the cache is an optimization, never a reason to
+/// fail.
+pub(super) fn default_cache() -> Option<ModuleCache> {
+    let dir = ModuleCache::default_dir()?;
+    match ModuleCache::open(&dir) {
+        Ok(cache) => Some(cache),
+        Err(e) => {
+            eprintln!(
+                "warden: warning: {}; compiling without the cache",
+                escape_line(&e.to_string())
+            );
+            None
+        }
+    }
+}
+
 /// A plugin loaded under a policy, with its decisions.
 pub(super) struct Prepared {
     /// The module's bytes, as read once (a reload must use these, not the file again).
@@ -172,12 +202,11 @@ pub(super) fn load_and_decide(
     plugin: &Path,
     policy: &Policy,
     workdir: &Path,
+    cache: Option<&ModuleCache>,
 ) -> Result<Prepared, CliError> {
     let bytes = read_plugin(&plugin.to_path_buf())?;
     let loader = loader(plugin, workdir, policy.default_limits())?;
-    let loaded = loader
-        .load(&bytes)
-        .map_err(|e| runtime_failure(plugin, &e))?;
+    let loaded = load_with(&loader, &bytes, cache).map_err(|e| runtime_failure(plugin, &e))?;
     let decisions = decide(
         &loaded.manifest.capabilities,
         &loaded.manifest.command.name,
@@ -198,7 +227,7 @@ fn explain(args: &ExplainArgs) -> Result<u8, CliError> {
     let workdir = workdir(args.workdir.as_deref())?;
     let Prepared {
         loaded, decisions, ..
-    } = load_and_decide(&args.plugin, &policy, &workdir)?;
+    } = load_and_decide(&args.plugin, &policy, &workdir, None)?;
     let version = loaded.manifest.command.version.as_deref();
     if args.json {
         println!("{:#}", explain_json(&policy, version, &decisions));

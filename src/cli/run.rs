@@ -21,6 +21,9 @@ pub struct RunArgs {
     /// Accept a policy file that group or others may write.
     #[arg(long)]
     pub allow_insecure_policy: bool,
+    /// Neither read nor write the compiled-module cache (`$XDG_CACHE_HOME/warden`).
+    #[arg(long)]
+    pub no_cache: bool,
     /// Directory that relative paths in the policy and the manifest resolve against
     /// (default: the current directory).
     #[arg(long, value_name = "DIR")]
@@ -47,12 +50,17 @@ pub(super) fn run(args: RunArgs) -> Result<u8, CliError> {
         eprintln!("{AUDIT_WARNING}");
     }
     let workdir = workdir(args.workdir.as_deref())?;
+    let cache = if args.no_cache {
+        None
+    } else {
+        super::policy::default_cache()
+    };
     let Prepared {
         bytes,
         loader,
         mut loaded,
         decisions,
-    } = load_and_decide(&args.plugin, &policy, &workdir)?;
+    } = load_and_decide(&args.plugin, &policy, &workdir, cache.as_ref())?;
     if let Some(refusal) = decisions.refusal() {
         let message = format!(
             "refused to run plugin `{}`: {refusal}",
@@ -70,8 +78,8 @@ pub(super) fn run(args: RunArgs) -> Result<u8, CliError> {
     if limits.stack != loader.config().limits.stack {
         // The wasm stack ceiling is a property of the engine: reload the same bytes
         // with an engine built for this plugin's stack.
-        loaded = super::policy::loader(&args.plugin, &workdir, limits.clone())?
-            .load(&bytes)
+        let loader = super::policy::loader(&args.plugin, &workdir, limits.clone())?;
+        loaded = super::policy::load_with(&loader, &bytes, cache.as_ref())
             .map_err(|e| runtime_failure(&args.plugin, &e))?;
     }
     loaded.instance.set_limits(limits);

@@ -40,8 +40,10 @@ pub const BUILTIN_NAME: &str = "<built-in>";
 pub const BUILTIN_TEXT: &str = "version = 1\n\n[defaults]\nstdio = [\"stdout\", \"stderr\"]\n";
 
 /// Largest `stack` a policy may set: the host thread that runs a plugin must have more
-/// stack than the wasm code may use, or running out of it aborts the process.
-pub const MAX_STACK: u64 = 8 * MIB;
+/// stack than the wasm code may use, or running out of it aborts the process. `warden
+/// run` calls plugins on its main thread (8 MiB by default on Linux), so 4 MiB leaves
+/// the host half of it.
+pub const MAX_STACK: u64 = 4 * MIB;
 
 /// Largest `memory` or `max_output` a policy may set: a wasm32 memory cannot be larger.
 pub const MAX_MEMORY: u64 = 4096 * MIB;

@@ -16,6 +16,7 @@ use super::error::{GuestCall, RuntimeError, RuntimeErrorKind};
 use super::limiter::GuestLimiter;
 use super::loader::{AbiExports, EPOCH_TICK};
 use super::output::CappedOutput;
+use super::shadow::{RuntimeDenials, ShadowState};
 use crate::abi::{self, Capabilities, EffectResult, ExecuteResult, GuestRegion};
 use crate::limits::{LimitKind, Limits};
 use crate::sandbox::Sandbox;
@@ -37,6 +38,7 @@ pub struct StoreState {
     limiter: GuestLimiter,
     stdout: Option<CappedOutput>,
     stderr: Option<CappedOutput>,
+    pub(crate) shadow: ShadowState,
 }
 
 impl StoreState {
@@ -47,6 +49,7 @@ impl StoreState {
             limiter: GuestLimiter::new(limits.memory, limits.table_elements),
             stdout: None,
             stderr: None,
+            shadow: ShadowState::new(0),
         }
     }
 }
@@ -66,6 +69,8 @@ pub struct RunReport {
     pub duration: Duration,
     /// Size of the result message the plugin returned, in bytes.
     pub output_bytes: u64,
+    /// What the plugin tried past its grants through WASI (refused).
+    pub runtime_denials: RuntimeDenials,
 }
 
 /// A loaded plugin, ready to be called any number of times.
@@ -171,6 +176,7 @@ impl PluginInstance {
             fuel_consumed: 0,
             duration: Duration::ZERO,
             output_bytes: 0,
+            runtime_denials: RuntimeDenials::default(),
         };
         let argv: Vec<&str> = std::iter::once(self.name.as_str())
             .chain(args.iter().map(String::as_str))
@@ -186,6 +192,8 @@ impl PluginInstance {
             Ok(mut session) => {
                 report.result = self.execute_in(&mut session, args, &mut report.output_bytes);
                 report.fuel_consumed = session.fuel_consumed();
+                report.runtime_denials =
+                    session.store.data_mut().shadow.take_denials(&self.sandbox);
                 let state = session.store.data();
                 report.stdout = state
                     .stdout
@@ -348,6 +356,7 @@ impl<'a> Session<'a> {
             limiter: GuestLimiter::new(limits.memory, limits.table_elements),
             stdout,
             stderr,
+            shadow: ShadowState::new(sandbox.preopens().len()),
         };
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);

@@ -113,6 +113,8 @@ pub fn engine_config(limits: &Limits) -> Config {
     cfg.consume_fuel(true);
     cfg.epoch_interruption(true);
     cfg.max_wasm_stack(limits.stack);
+    // wasmtime requires the (unused) async stack to be at least the wasm stack.
+    cfg.async_stack_size(limits.stack.max(2 << 20));
     cfg.wasm_multi_memory(false);
     cfg.wasm_memory64(false);
     // The pooling allocator reuses pre-reserved memory and table slots, so a call does
@@ -154,6 +156,8 @@ impl Loader {
         let mut linker: Linker<StoreState> = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut StoreState| &mut s.wasi)
             .map_err(engine_error)?;
+        let wasi_only = linker.clone();
+        super::shadow::add_to_linker(&mut linker, wasi_only).map_err(engine_error)?;
         let mut store = Store::new(&engine, StoreState::bare(&config.limits));
         let wasi_names = linker
             .iter(&mut store)

@@ -4,6 +4,8 @@
 //!   import/export checks and the manifest read.
 //! - [`instance`]: a fresh store and WASI context per call; [`PluginInstance::run`].
 //! - [`limiter`], [`output`]: memory/table ceilings and capped stdout/stderr.
+//! - [`shadow`]: wrappers around the WASI path functions that record what a plugin
+//!   tried past its grants, and refuse symlinks that lead out.
 //! - [`error`]: typed errors with the plugin, the call and the exit code.
 //!
 //! # Security
@@ -17,7 +19,9 @@ pub mod instance;
 pub mod limiter;
 pub mod loader;
 pub mod output;
+pub mod shadow;
 
 pub use error::{GuestCall, RuntimeError, RuntimeErrorKind};
 pub use instance::{PluginInstance, RunReport};
 pub use loader::{LoadedPlugin, Loader, LoaderConfig, engine_config};
+pub use shadow::{Refusal, RuntimeDenials, RuntimeDeny};

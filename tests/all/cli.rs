@@ -110,3 +110,64 @@ fn hostile_error_text_is_escaped() {
     assert!(!err.contains('\u{1b}'), "{err:?}");
     assert!(err.contains("\\u{1b}[2J"), "{err:?}");
 }
+
+fn warden_with_cache(cache: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(args)
+        .env_remove("WARDEN_POLICY")
+        .env_remove("WARDEN_AUDIT_LOG")
+        .env("XDG_CACHE_HOME", cache)
+        .output()
+        .expect("warden runs")
+}
+
+fn cache_entries(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn run_caches_compiled_modules_and_recompiles_a_corrupt_entry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hello = example_plugin("hello");
+    let hello = hello.to_str().unwrap();
+    let dir = tmp.path().join("warden");
+
+    let out = warden_with_cache(tmp.path(), &["run", "--no-cache", hello]);
+    assert_eq!(stdout(&out), "Hello, World!\n");
+    assert!(cache_entries(&dir).is_empty(), "--no-cache wrote the cache");
+
+    let out = warden_with_cache(tmp.path(), &["run", hello]);
+    assert_eq!(stdout(&out), "Hello, World!\n");
+    let entries = cache_entries(&dir);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&entries[0]).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "cache entry mode {mode:o}");
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "cache dir mode {mode:o}");
+
+    // Corrupt the entry in the middle: the run recompiles and succeeds.
+    let mut bytes = std::fs::read(&entries[0]).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x5a;
+    std::fs::write(&entries[0], &bytes).unwrap();
+    let out = warden_with_cache(tmp.path(), &["run", hello, "--", "again"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "Hello, again!\n");
+    assert_ne!(
+        std::fs::read(&entries[0]).unwrap(),
+        bytes,
+        "corrupt entry was not rewritten"
+    );
+
+    // A foreign file in place of the entry (here: plain garbage) is never trusted.
+    std::fs::write(&entries[0], b"\x7fELF not a warden entry").unwrap();
+    let out = warden_with_cache(tmp.path(), &["run", hello]);
+    assert_eq!(stdout(&out), "Hello, World!\n");
+}

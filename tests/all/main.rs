@@ -10,8 +10,13 @@
 //! - [`policy`]: malformed policies rejected at their line and column, `policy check`;
 //! - [`escape`]: escape attempts with real plugins against the policy engine's grants;
 //! - [`properties`]: proptest invariants of the intersection over generated policies,
-//!   declarations and directory trees.
+//!   declarations and directory trees;
+//! - [`runtime_deny`]: what plugins try past their grants at run time is recorded, and
+//!   symlinks out of a grant are refused;
+//! - [`audit`]: the audit log: fields, chain, tampering, torn lines, rotation, concurrent
+//!   writers, limits and traps, hostile strings, secrets, failing closed, `audit verify`.
 
+mod audit;
 mod cli;
 mod common;
 mod escape;
@@ -20,3 +25,4 @@ mod hostile;
 mod plugins;
 mod policy;
 mod properties;
+mod runtime_deny;

@@ -179,7 +179,7 @@ fn bad_sizes_and_durations_are_rejected() {
         "version = 1\n[plugins.x]\nstack = \"16 MiB\"\n",
         3,
         9,
-        "`stack` of `16 MiB` is more than the maximum of 8 MiB",
+        "`stack` of `16 MiB` is more than the maximum of 4 MiB",
     );
     rejects(
         "version = 1\n[defaults]\nmemory = \"5 GiB\"\n",

@@ -1,0 +1,526 @@
+//! The public handle: [`AuditLog`] (one open log, one background writer) and
+//! [`AuditRun`] (the records of one load/run, sharing one `run_id`).
+
+use super::chain::PART_SEPARATOR;
+use super::json;
+use super::layer::{self, AUDIT_TARGET, AuditLayer};
+use super::record::{
+    DeclaredFields, ErrorFields, Event, LimitFields, LimitsRecord, PluginInfo, PolicyInfo,
+    RESERVED_FIELDS, RunEnd, RunOutcome, RunStartFields,
+};
+use super::writer::{ChainWriter, MSG_BARRIER, Rotation, Shared};
+use super::{AuditError, Clock};
+use crate::limits::{LimitKind, Limits};
+use crate::runtime::{RunReport, RuntimeDeny};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+use tracing::Dispatch;
+use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::layer::SubscriberExt as _;
+
+/// How long [`AuditLog::sync`] and [`AuditLog::finish`] wait for the writer.
+pub const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Largest record the log takes, in bytes: half of how far back a writer looks for the
+/// chain head ([`crate::audit::chain::MAX_TAIL_SCAN`]), so a record can never hide it.
+pub const MAX_RECORD_BYTES: usize = 8 * 1024 * 1024;
+
+/// Longest error text a record carries (wasmtime's messages include backtraces, whose
+/// function names the plugin chose); longer text is cut and marked.
+pub const MAX_ERROR_TEXT: usize = 16 * 1024;
+
+/// `text` cut to [`MAX_ERROR_TEXT`] bytes at a character boundary, marked when cut.
+fn bounded(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= MAX_ERROR_TEXT {
+        return text.into();
+    }
+    let mut end = MAX_ERROR_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...[cut]", &text[..end]).into()
+}
+
+/// An open audit log.
+///
+/// Records are `tracing` events (target `warden::audit`) that this handle's own
+/// dispatcher hands to a layer, which passes them through `tracing-appender`'s
+/// non-blocking writer (not lossy: a full queue makes the emitter wait) to the one
+/// writer that appends to the file under its lock. Emitting never blocks on the
+/// file; [`AuditLog::sync`] and [`AuditLog::finish`] wait until everything emitted is
+/// appended, and report any failure.
+///
+/// # Security
+///
+/// Fail closed: [`AuditLog::open`] checks, under the file's lock, that the log can be
+/// opened for appending and that it ends with an audit record (or is empty), so a
+/// plugin never runs when its records could not be written. Every emitter reports a
+/// failure of any earlier record.
+pub struct AuditLog {
+    path: PathBuf,
+    dispatch: Dispatch,
+    writer: NonBlocking,
+    shared: Arc<Shared>,
+    guard: Option<WorkerGuard>,
+    barriers: AtomicU64,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditLog {
+    /// Opens (creating it, and its directory, if needed) the log at `path`.
+    ///
+    /// With rotation, records go to `PATH.YYYY-MM-DD[-HH]` and `.NAME.lock` next to
+    /// `PATH` guards the choice of file.
+    ///
+    /// # Errors
+    ///
+    /// An [`AuditError`] (exit code 74) when the file cannot be created, opened for
+    /// appending or locked, is not a regular file, or does not end with an audit
+    /// record; nothing should run then.
+    pub fn open(path: impl AsRef<Path>, rotation: Rotation) -> Result<Self, AuditError> {
+        Self::open_with_clock(path, rotation, Arc::new(SystemTime::now))
+    }
+
+    /// Like [`AuditLog::open`] with the clock that stamps `ts` (and picks the rotated
+    /// file) given, for tests and replays.
+    ///
+    /// # Errors
+    ///
+    /// As [`AuditLog::open`].
+    pub fn open_with_clock(
+        path: impl AsRef<Path>,
+        rotation: Rotation,
+        clock: Clock,
+    ) -> Result<Self, AuditError> {
+        let path = path.as_ref().to_path_buf();
+        let shared = Shared::new(path.clone());
+        let now = layer::timestamp(clock());
+        let chain = ChainWriter::open(&path, rotation, &now, Arc::clone(&shared))?;
+        let (writer, guard) = NonBlockingBuilder::default()
+            .lossy(false)
+            .thread_name("warden-audit")
+            .finish(chain);
+        let layer = AuditLayer::new(writer.clone(), Arc::clone(&shared), clock);
+        let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer));
+        Ok(AuditLog {
+            path,
+            dispatch,
+            writer,
+            shared,
+            guard: Some(guard),
+            barriers: AtomicU64::new(0),
+        })
+    }
+
+    /// The path given to [`AuditLog::open`].
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Starts the records of one load/run, with a fresh random `run_id`.
+    ///
+    /// # Errors
+    ///
+    /// [`AuditError::Random`] when the operating system has no randomness to give.
+    pub fn run(&self) -> Result<AuditRun<'_>, AuditError> {
+        let mut id = [0u8; 16];
+        getrandom::fill(&mut id).map_err(|e| AuditError::Random {
+            message: e.to_string(),
+        })?;
+        Ok(AuditRun {
+            log: self,
+            run_id: hex::encode(id),
+            plugin: None,
+            policy: None,
+        })
+    }
+
+    /// Waits until every record emitted so far is appended to the file.
+    ///
+    /// # Errors
+    ///
+    /// The first failure of any record so far, or [`AuditError::Timeout`].
+    pub fn sync(&self) -> Result<(), AuditError> {
+        self.barrier(false)
+    }
+
+    /// Appends and `fsync`s every record, stops the writer, and returns how many
+    /// records this handle appended. Call it before the process exits.
+    ///
+    /// # Errors
+    ///
+    /// The first failure of any record, or [`AuditError::Timeout`].
+    pub fn finish(mut self) -> Result<u64, AuditError> {
+        let result = self.barrier(true);
+        drop(self.guard.take());
+        result?;
+        self.shared.check()?;
+        Ok(self.shared.appended())
+    }
+
+    fn barrier(&self, fsync: bool) -> Result<(), AuditError> {
+        self.shared.check()?;
+        let id = self.barriers.fetch_add(1, Ordering::AcqRel) + 1;
+        let message = format!(
+            "{}{id}{}",
+            MSG_BARRIER as char,
+            if fsync { "S" } else { "" }
+        );
+        self.writer
+            .clone()
+            .write_all(message.as_bytes())
+            .map_err(|_| AuditError::Stopped {
+                path: self.path.clone(),
+            })?;
+        self.shared.wait_for(id, SYNC_TIMEOUT)?;
+        self.shared.check()
+    }
+
+    fn emit(&self, event: Event, run_id: &str, body: &str) -> Result<(), AuditError> {
+        self.shared.check()?;
+        if body.len() > MAX_RECORD_BYTES {
+            return Err(AuditError::Record {
+                event: event.as_str(),
+                message: format!(
+                    "the record would be {} bytes; the log takes at most {MAX_RECORD_BYTES} (with `log_args = true`, pass smaller arguments)",
+                    body.len()
+                ),
+            });
+        }
+        if body.as_bytes().contains(&PART_SEPARATOR) {
+            return Err(AuditError::Record {
+                event: event.as_str(),
+                message: "a raw control character in serialized JSON".into(),
+            });
+        }
+        layer::reset_delivered();
+        tracing::dispatcher::with_default(&self.dispatch, || {
+            tracing::event!(
+                target: AUDIT_TARGET,
+                tracing::Level::INFO,
+                event = event.as_str(),
+                run_id = run_id,
+                body = body
+            );
+        });
+        if !layer::delivered() {
+            return Err(AuditError::Filtered);
+        }
+        self.shared.check()
+    }
+}
+
+impl Drop for AuditLog {
+    /// Without [`AuditLog::finish`], still waits (bounded) for the records emitted.
+    fn drop(&mut self) {
+        if self.guard.is_some() {
+            let _ = self.barrier(true);
+        }
+    }
+}
+
+/// What `run_start` records.
+#[derive(Debug, Clone, Copy)]
+pub struct RunStart<'a> {
+    /// The plugin's arguments (only their count is recorded unless `log_args`).
+    pub args: &'a [String],
+    /// The policy's `log_args`.
+    pub log_args: bool,
+    /// The limits the run is under.
+    pub limits: &'a Limits,
+}
+
+/// The records of one load/run: all share its `run_id`, and once known its `plugin`
+/// and `policy`.
+#[derive(Debug)]
+pub struct AuditRun<'log> {
+    log: &'log AuditLog,
+    run_id: String,
+    plugin: Option<String>,
+    policy: Option<String>,
+}
+
+fn record_error(event: Event, e: serde_json::Error) -> AuditError {
+    AuditError::Record {
+        event: event.as_str(),
+        message: e.to_string(),
+    }
+}
+
+/// `{"a":1,"b":2}` -> `,"a":1,"b":2`.
+fn push_members(body: &mut String, object: &str) {
+    let inner = object
+        .strip_prefix('{')
+        .and_then(|o| o.strip_suffix('}'))
+        .unwrap_or_default();
+    if !inner.is_empty() {
+        body.push(',');
+        body.push_str(inner);
+    }
+}
+
+impl AuditRun<'_> {
+    /// The random 128-bit hex id of this run.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    fn emit_json(&self, event: Event, fields: Option<&str>) -> Result<(), AuditError> {
+        let mut body = String::new();
+        for (key, value) in [("plugin", &self.plugin), ("policy", &self.policy)] {
+            if let Some(value) = value {
+                body.push_str(",\"");
+                body.push_str(key);
+                body.push_str("\":");
+                body.push_str(value);
+            }
+        }
+        if let Some(fields) = fields {
+            push_members(&mut body, fields);
+        }
+        self.log.emit(event, &self.run_id, &body)
+    }
+
+    fn emit<T: Serialize + ?Sized>(&self, event: Event, fields: &T) -> Result<(), AuditError> {
+        let fields = json::to_string(fields).map_err(|e| record_error(event, e))?;
+        self.emit_json(event, Some(&fields))
+    }
+
+    /// Attaches `policy` to this and every later record of the run.
+    ///
+    /// # Errors
+    ///
+    /// When it cannot be serialized.
+    pub fn set_policy(&mut self, policy: &PolicyInfo) -> Result<(), AuditError> {
+        self.policy =
+            Some(json::to_string(policy).map_err(|e| record_error(Event::PolicyLoaded, e))?);
+        Ok(())
+    }
+
+    /// Attaches `plugin` to this and every later record of the run.
+    ///
+    /// # Errors
+    ///
+    /// When it cannot be serialized.
+    pub fn set_plugin(&mut self, plugin: &PluginInfo) -> Result<(), AuditError> {
+        self.plugin =
+            Some(json::to_string(plugin).map_err(|e| record_error(Event::PluginLoaded, e))?);
+        Ok(())
+    }
+
+    /// `policy_loaded`.
+    ///
+    /// # Errors
+    ///
+    /// Any failure of this or an earlier record.
+    pub fn policy_loaded(&mut self, policy: &PolicyInfo) -> Result<(), AuditError> {
+        self.set_policy(policy)?;
+        self.emit_json(Event::PolicyLoaded, None)
+    }
+
+    /// `policy_rejected`, with the error (which names line and column).
+    ///
+    /// # Errors
+    ///
+    /// Any failure of this or an earlier record.
+    pub fn policy_rejected(&mut self, policy: &PolicyInfo, error: &str) -> Result<(), AuditError> {
+        self.set_policy(policy)?;
+        let error = &bounded(error);
+        self.emit(Event::PolicyRejected, &ErrorFields { error })
+    }
+
+    /// `plugin_loaded`, with the capabilities as declared.
+    ///
+    /// # Errors
+    ///
+    /// Any failure of this or an earlier record.
+    pub fn plugin_loaded<D: Serialize + ?Sized>(
+        &mut self,
+        plugin: &PluginInfo,
+        declared: &D,
+    ) -> Result<(), AuditError> {
+        self.set_plugin(plugin)?;
+        self.emit(Event::PluginLoaded, &DeclaredFields { declared })
+    }
+
+    /// `plugin_rejected`, with the error.
+    ///
+    /// # Errors
+    ///
+    /// Any failure of this or an earlier record.
+    pub fn plugin_rejected(&mut self, plugin: &PluginInfo, error: &str) -> Result<(), AuditError> {
+        self.set_plugin(plugin)?;
+        let error = &bounded(error);
+        self.emit(Event::PluginRejected, &ErrorFields { error })
+    }
+
+    /// `grant`: one declared item that was granted. The fields of `decision` (which
+    /// must serialize as a map) become fields of the record.
+    ///
+    /// # Errors
+    ///
+    /// [`AuditError::ReservedField`] when `decision` has a field the log sets itself,
+    /// [`AuditError::Record`] when it is not a map; any failure of an earlier record.
+    pub fn grant<D: Serialize + ?Sized>(&self, decision: &D) -> Result<(), AuditError> {
+        self.decision(Event::Grant, decision)
+    }
+
+    /// `deny`: one declared item that was denied (or would be, in audit mode); as
+    /// [`AuditRun::grant`].
+    ///
+    /// # Errors
+    ///
+    /// As [`AuditRun::grant`].
+    pub fn deny<D: Serialize + ?Sized>(&self, decision: &D) -> Result<(), AuditError> {
+        self.decision(Event::Deny, decision)
+    }
+
+    fn decision<D: Serialize + ?Sized>(
+        &self,
+        event: Event,
+        decision: &D,
+    ) -> Result<(), AuditError> {
+        let fields = json::to_string(decision).map_err(|e| record_error(event, e))?;
+        let keys: BTreeMap<String, serde::de::IgnoredAny> =
+            serde_json::from_str(&fields).map_err(|_| AuditError::Record {
+                event: event.as_str(),
+                message: "the decision does not serialize as a map of fields".into(),
+            })?;
+        if let Some(field) = keys.keys().find(|k| RESERVED_FIELDS.contains(&k.as_str())) {
+            return Err(AuditError::ReservedField {
+                event: event.as_str(),
+                field: field.clone(),
+            });
+        }
+        self.emit_json(event, Some(&fields))
+    }
+
+    /// `run_start`, then waits until it and every record before it are appended: the
+    /// plugin must not run unless this returns `Ok`.
+    ///
+    /// # Errors
+    ///
+    /// Any failure of this or an earlier record, or [`AuditError::Timeout`].
+    pub fn run_start(&self, start: RunStart<'_>) -> Result<(), AuditError> {
+        self.emit(
+            Event::RunStart,
+            &RunStartFields {
+                args_count: start.args.len(),
+                args: start.log_args.then_some(start.args),
+                limits: LimitsRecord::from(start.limits),
+            },
+        )?;
+        self.log.sync()
+    }
+
+    /// `runtime_deny`: the plugin tried to reach past its grants.
+    ///
+    /// # Errors
+    ///
+    /// Any failure of this or an earlier record.
+    pub fn runtime_deny(&self, deny: &RuntimeDeny) -> Result<(), AuditError> {
+        self.emit(Event::RuntimeDeny, deny)
+    }
+
+    /// `limit_exceeded`.
+    ///
+    /// # Errors
+    ///
+    /// Any failure of this or an earlier record.
+    pub fn limit_exceeded(&self, limit: LimitKind, value: u64) -> Result<(), AuditError> {
+        self.emit(Event::LimitExceeded, &LimitFields { limit, value })
+    }
+
+    /// `run_end`.
+    ///
+    /// # Errors
+    ///
+    /// Any failure of this or an earlier record.
+    pub fn run_end(&self, end: &RunEnd) -> Result<(), AuditError> {
+        self.emit(Event::RunEnd, end)
+    }
+
+    /// Everything a finished call says: a `runtime_deny` per recorded denial, a
+    /// `limit_exceeded` when a limit ended it, and `run_end` with `exit_code`.
+    ///
+    /// # Errors
+    ///
+    /// Any failure of these or an earlier record.
+    pub fn run_finished(&self, report: &RunReport, exit_code: u8) -> Result<(), AuditError> {
+        for deny in &report.runtime_denials.recorded {
+            self.runtime_deny(deny)?;
+        }
+        let error = report.result.as_ref().err();
+        if let Some((limit, value)) = error.and_then(|e| e.limit()) {
+            self.limit_exceeded(limit, value)?;
+        }
+        let dropped = report.runtime_denials.dropped;
+        self.run_end(&RunEnd {
+            outcome: RunOutcome::of(&report.result),
+            exit_code,
+            fuel_consumed: report.fuel_consumed,
+            duration_ms: (report.duration.as_secs_f64() * 1e6).round() / 1e3,
+            output_bytes: report.output_bytes,
+            error: error.map(|e| bounded(&e.to_string()).into_owned()),
+            runtime_denials_dropped: (dropped > 0).then_some(dropped),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_can_be_shared_across_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<AuditLog>();
+        shared::<AuditRun<'static>>();
+    }
+
+    #[test]
+    fn error_text_is_bounded_at_a_character_boundary() {
+        assert_eq!(bounded("short"), "short");
+        let long = "é".repeat(MAX_ERROR_TEXT);
+        let cut = bounded(&long);
+        assert!(cut.ends_with("...[cut]"));
+        assert!(cut.len() <= MAX_ERROR_TEXT + 8);
+    }
+
+    #[test]
+    fn oversized_records_are_refused_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path, Rotation::Never).unwrap();
+        let run = log.run().unwrap();
+        let args = vec!["x".repeat(MAX_RECORD_BYTES)];
+        let start = RunStart {
+            args: &args,
+            log_args: true,
+            limits: &Limits::default(),
+        };
+        assert!(matches!(
+            run.run_start(start),
+            Err(AuditError::Record { .. })
+        ));
+        let start = RunStart {
+            log_args: false,
+            ..start
+        };
+        run.run_start(start).unwrap();
+        drop(run);
+        assert_eq!(log.finish().unwrap(), 1);
+    }
+}

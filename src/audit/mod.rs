@@ -1,0 +1,52 @@
+//! The tamper-evident audit log of `AUDIT.md`.
+//!
+//! - [`record`]: the schema: common fields, events, their fields;
+//! - `json`: JSON text that no plugin-controlled string can break or disguise;
+//! - [`chain`]: `seq` and `prev` (SHA-256 of the previous line), the chain head read
+//!   back from a file;
+//! - [`writer`]: lock, read head, append, unlock; rotation;
+//! - `layer`: the `tracing` layer between emitters and the writer;
+//! - `log`: the public handle, [`AuditLog`] and [`AuditRun`];
+//! - [`verify`]: `warden audit verify`.
+//!
+//! ```no_run
+//! use warden::audit::{AuditLog, PluginInfo, PolicyInfo, Rotation};
+//! # fn main() -> Result<(), warden::audit::AuditError> {
+//! let log = AuditLog::open("audit.jsonl", Rotation::Never)?; // exit 74 on error
+//! let mut run = log.run()?;
+//! run.policy_loaded(&PolicyInfo { path: "built-in".into(), sha256: None, mode: "enforce".into() })?;
+//! // ... plugin_loaded, grant/deny per decision, run_start, run the plugin,
+//! // run_finished(&report, exit_code) ...
+//! drop(run);
+//! log.finish()?; // everything appended and fsynced
+//! # Ok(()) }
+//! ```
+//!
+//! # Security
+//!
+//! Promises 1-5 of `AUDIT.md`: every record goes through one writer per process that
+//! appends under an exclusive `flock` after reading the chain head from the file;
+//! failures are reported to the caller, who must not run a plugin then; env values,
+//! file contents, plugin output and (unless `log_args`) args are never given to the
+//! log; strings are written by `json`.
+
+pub mod chain;
+mod error;
+pub(crate) mod json;
+pub(crate) mod layer;
+mod log;
+pub mod record;
+pub mod verify;
+pub mod writer;
+
+pub use error::{AuditError, EXIT_AUDIT};
+pub use layer::AUDIT_TARGET;
+pub use log::{AuditLog, AuditRun, MAX_ERROR_TEXT, MAX_RECORD_BYTES, RunStart, SYNC_TIMEOUT};
+pub use record::{
+    Event, GENESIS, LimitsRecord, PluginInfo, PolicyInfo, RunEnd, RunOutcome, SCHEMA_VERSION,
+};
+pub use verify::{Break, BreakKind, Location, Verdict, VerifyError, VerifyReport, verify_files};
+pub use writer::{Rotation, UnknownRotation};
+
+/// The clock that stamps records: `SystemTime::now` unless a test gives another.
+pub type Clock = std::sync::Arc<dyn Fn() -> std::time::SystemTime + Send + Sync>;

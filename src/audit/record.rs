@@ -1,0 +1,323 @@
+//! The record schema of `AUDIT.md`: the common fields, the events and their fields,
+//! and how a line is recognised when it is read back.
+//!
+//! A record line is
+//!
+//! ```text
+//! {"v":1,"ts":"…","seq":N,"event":"…","run_id":"…","prev":"…"[,"plugin":{…}][,"policy":{…}][,event fields…]}
+//! ```
+//!
+//! `v`, `ts`, `event`, `run_id` and the fields after `prev` are produced where the
+//! event is emitted; `seq` and `prev` are filled in by the writer at the single point
+//! where lines are appended (see [`super::chain`]).
+
+use crate::abi::ExecuteResult;
+use crate::limits::{LimitKind, Limits};
+use crate::runtime::RuntimeError;
+use serde::Serialize;
+
+/// The schema version every record carries in `v`.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// `prev` of the first record of a chain: 64 zeros.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// How every record line begins. A line that begins like this but does not parse was
+/// cut short by a writer that stopped mid-line (a crash, a full disk): a torn line.
+pub(crate) const LINE_PREFIX: &[u8] = br#"{"v":1,"ts":""#;
+
+/// Fields a decision passed to `grant`/`deny` may not set.
+pub(crate) const RESERVED_FIELDS: [&str; 8] = [
+    "v", "ts", "seq", "event", "run_id", "prev", "plugin", "policy",
+];
+
+/// The events of `AUDIT.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// A policy was read and validated.
+    PolicyLoaded,
+    /// A policy was read and rejected.
+    PolicyRejected,
+    /// A module was compiled and its manifest read.
+    PluginLoaded,
+    /// A module or its manifest was rejected.
+    PluginRejected,
+    /// One declared capability item was granted.
+    Grant,
+    /// One declared capability item was denied.
+    Deny,
+    /// The plugin is about to run.
+    RunStart,
+    /// The plugin tried, at run time, to reach past its grants.
+    RuntimeDeny,
+    /// A limit ran out.
+    LimitExceeded,
+    /// The run is over, whatever happened.
+    RunEnd,
+}
+
+impl Event {
+    /// The value of the `event` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::PolicyLoaded => "policy_loaded",
+            Event::PolicyRejected => "policy_rejected",
+            Event::PluginLoaded => "plugin_loaded",
+            Event::PluginRejected => "plugin_rejected",
+            Event::Grant => "grant",
+            Event::Deny => "deny",
+            Event::RunStart => "run_start",
+            Event::RuntimeDeny => "runtime_deny",
+            Event::LimitExceeded => "limit_exceeded",
+            Event::RunEnd => "run_end",
+        }
+    }
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `plugin` object: which module.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PluginInfo {
+    /// The declared name, once the manifest was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The declared version, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Hex SHA-256 of the module file.
+    pub sha256: String,
+}
+
+impl PluginInfo {
+    /// A plugin known by its file's digest only (its manifest was not read).
+    pub fn unnamed(sha256: [u8; 32]) -> Self {
+        PluginInfo {
+            name: None,
+            version: None,
+            sha256: hex::encode(sha256),
+        }
+    }
+
+    /// A plugin whose manifest was read.
+    pub fn new(name: impl Into<String>, version: Option<String>, sha256: [u8; 32]) -> Self {
+        PluginInfo {
+            name: Some(name.into()),
+            version,
+            sha256: hex::encode(sha256),
+        }
+    }
+}
+
+/// The `policy` object: which policy decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyInfo {
+    /// The policy file, or `built-in`.
+    pub path: String,
+    /// Hex SHA-256 of the policy text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// `enforce` or `audit`.
+    pub mode: String,
+}
+
+/// The `limits` of `run_start`, in plain units.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LimitsRecord {
+    /// Fuel (instructions).
+    pub fuel: u64,
+    /// Linear memory ceiling, bytes.
+    pub memory: u64,
+    /// Wasm stack ceiling, bytes.
+    pub stack: u64,
+    /// Wall clock, milliseconds.
+    pub timeout_ms: u64,
+    /// Largest result message and stdout/stderr, bytes.
+    pub max_output: u64,
+    /// Largest manifest, bytes.
+    pub max_manifest: u64,
+    /// Largest argument message, bytes.
+    pub max_input: u64,
+    /// Most table elements.
+    pub table_elements: u64,
+}
+
+impl From<&Limits> for LimitsRecord {
+    fn from(l: &Limits) -> Self {
+        LimitsRecord {
+            fuel: l.fuel,
+            memory: l.memory,
+            stack: l.stack as u64,
+            timeout_ms: u64::try_from(l.timeout.as_millis()).unwrap_or(u64::MAX),
+            max_output: l.max_output,
+            max_manifest: l.max_manifest,
+            max_input: l.max_input,
+            table_elements: l.table_elements as u64,
+        }
+    }
+}
+
+/// The `outcome` of `run_end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// The plugin returned `Success`.
+    Success,
+    /// The plugin returned `Error`.
+    PluginError,
+    /// The plugin trapped.
+    Trap,
+    /// A limit ran out.
+    Limit,
+    /// warden refused (an effect, the policy).
+    Refused,
+    /// The plugin broke the ABI.
+    AbiViolation,
+}
+
+impl RunOutcome {
+    /// The outcome of a finished call.
+    pub fn of(result: &Result<ExecuteResult, RuntimeError>) -> Self {
+        match result {
+            Ok(ExecuteResult::Success(_)) => RunOutcome::Success,
+            Ok(ExecuteResult::Error(_)) => RunOutcome::PluginError,
+            Ok(ExecuteResult::Effect(_)) => RunOutcome::Refused,
+            Err(e) => match e.outcome() {
+                "abi_violation" => RunOutcome::AbiViolation,
+                "limit" => RunOutcome::Limit,
+                "refused" => RunOutcome::Refused,
+                _ => RunOutcome::Trap,
+            },
+        }
+    }
+}
+
+/// Fields of `run_start`.
+#[derive(Debug, Serialize)]
+pub(crate) struct RunStartFields<'a> {
+    pub args_count: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub args: Option<&'a [String]>,
+    pub limits: LimitsRecord,
+}
+
+/// Fields of `limit_exceeded`.
+#[derive(Debug, Serialize)]
+pub(crate) struct LimitFields {
+    pub limit: LimitKind,
+    pub value: u64,
+}
+
+/// Fields of `*_rejected`.
+#[derive(Debug, Serialize)]
+pub(crate) struct ErrorFields<'a> {
+    pub error: &'a str,
+}
+
+/// Fields of `plugin_loaded`.
+#[derive(Debug, Serialize)]
+pub(crate) struct DeclaredFields<'a, T: Serialize + ?Sized> {
+    pub declared: &'a T,
+}
+
+/// Fields of `run_end`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunEnd {
+    /// What happened.
+    pub outcome: RunOutcome,
+    /// The exit code `warden run` exits with.
+    pub exit_code: u8,
+    /// Fuel consumed.
+    pub fuel_consumed: u64,
+    /// Wall time of the call, milliseconds (microsecond precision).
+    pub duration_ms: f64,
+    /// Size of the result message, bytes.
+    pub output_bytes: u64,
+    /// warden's description of the failure, when the call failed (never the plugin's
+    /// own output or error message, which may carry data it read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Runtime denials beyond those recorded one by one (see
+    /// [`crate::runtime::shadow::MAX_RUNTIME_DENIALS`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime_denials_dropped: Option<u64>,
+}
+
+/// What the chain needs from a record line read back.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct ChainFields {
+    v: u64,
+    #[allow(dead_code, reason = "must be present, value unused")]
+    ts: serde::de::IgnoredAny,
+    pub seq: u64,
+    #[allow(dead_code, reason = "must be present, value unused")]
+    event: serde::de::IgnoredAny,
+    #[allow(dead_code, reason = "must be present, value unused")]
+    run_id: serde::de::IgnoredAny,
+    pub prev: String,
+}
+
+/// One line of a log, as read back.
+#[derive(Debug)]
+pub(crate) enum Line {
+    /// A well-formed record.
+    Record(ChainFields),
+    /// The beginning of a record, cut short.
+    Fragment,
+    /// Something else (the reason).
+    Foreign(&'static str),
+}
+
+/// Recognises `line` (without its `\n`).
+pub(crate) fn classify(line: &[u8]) -> Line {
+    match serde_json::from_slice::<ChainFields>(line) {
+        Ok(fields) if fields.v != u64::from(SCHEMA_VERSION) => {
+            Line::Foreign("a record of an unknown schema version")
+        }
+        Ok(fields) if !is_sha256_hex(&fields.prev) => {
+            Line::Foreign("a record whose `prev` is not a hex SHA-256")
+        }
+        Ok(fields) => Line::Record(fields),
+        Err(_) if line.starts_with(LINE_PREFIX) => Line::Fragment,
+        Err(_) if line.is_empty() => Line::Foreign("a blank line"),
+        Err(_) => Line::Foreign("a line that is not an audit record"),
+    }
+}
+
+fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_recognised() {
+        let ok = format!(
+            r#"{{"v":1,"ts":"2024-01-01T00:00:00.000Z","seq":3,"event":"grant","run_id":"ab","prev":"{GENESIS}"}}"#
+        );
+        assert!(matches!(classify(ok.as_bytes()), Line::Record(f) if f.seq == 3));
+        assert!(matches!(
+            classify(&ok.as_bytes()[..ok.len() - 1]),
+            Line::Fragment
+        ));
+        assert!(matches!(
+            classify(ok.replace("\"v\":1", "\"v\":2").as_bytes()),
+            Line::Foreign(_)
+        ));
+        assert!(matches!(
+            classify(ok.replace(GENESIS, "xyz").as_bytes()),
+            Line::Foreign(_)
+        ));
+        assert!(matches!(classify(b"hello"), Line::Foreign(_)));
+        assert!(matches!(classify(b""), Line::Foreign(_)));
+        assert!(matches!(classify(br#"{"v":1}"#), Line::Foreign(_)));
+    }
+}

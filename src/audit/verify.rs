@@ -1,0 +1,329 @@
+//! `warden audit verify`: recompute the chain of one or more files, oldest first.
+//!
+//! Every record must follow from the one before it: `seq` one more, `prev` the
+//! SHA-256 of the previous record's line, and the first record of the first file must
+//! start the chain (`seq` 0, `prev` 64 zeros). The first record that does not follow
+//! is reported by file, line and seq. A line that is the beginning of a record cut
+//! short (a writer that stopped mid-line) is *torn*, which is not tampering: at the
+//! end of the log it is reported as such; in the middle it is skipped when the next
+//! record chains to the last complete one (the writer that came next did exactly
+//! that), and reported as a break otherwise.
+//!
+//! Each file is read under a shared `flock`, so a writer is never caught mid-line.
+
+use super::chain::line_hash;
+use super::record::{GENESIS, Line, classify};
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+/// Longest line verify reads; a longer one is not a record.
+const MAX_LINE: u64 = 64 * 1024 * 1024;
+
+/// A line in one of the files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The file, as given.
+    pub file: PathBuf,
+    /// 1-based line number in that file.
+    pub line: u64,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}",
+            crate::cli::escape::escape_line(&self.file.display().to_string()),
+            self.line
+        )
+    }
+}
+
+/// Why the chain breaks at a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BreakKind {
+    /// The line is not an audit record at all.
+    NotARecord {
+        /// What it is instead.
+        what: &'static str,
+    },
+    /// The line is an incomplete record and the next record does not skip it: it was
+    /// edited, not torn by a crash.
+    CutRecord,
+    /// The first record does not start a chain.
+    Start {
+        /// Its seq.
+        seq: u64,
+    },
+    /// The first record's `prev` is not 64 zeros.
+    StartPrev,
+    /// `seq` is not one more than the previous record's.
+    Seq {
+        /// What it should be.
+        expected: u64,
+        /// What it is.
+        found: u64,
+    },
+    /// `prev` is not the hash of the previous record.
+    Prev {
+        /// The previous record.
+        previous: Location,
+        /// Its seq.
+        previous_seq: u64,
+    },
+}
+
+/// Where and why the chain breaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Break {
+    /// The first line that does not follow.
+    pub at: Location,
+    /// Its `seq`, when it has one.
+    pub seq: Option<u64>,
+    /// Why.
+    pub kind: BreakKind,
+}
+
+impl fmt::Display for Break {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.at)?;
+        if let Some(seq) = self.seq {
+            write!(f, "seq {seq}: ")?;
+        }
+        match &self.kind {
+            BreakKind::NotARecord { what } => write!(f, "{what}, where a record was expected"),
+            BreakKind::CutRecord => f.write_str(
+                "an incomplete record that the next record does not skip: it was edited, not torn by a crash",
+            ),
+            BreakKind::Start { seq } => write!(
+                f,
+                "the chain starts at seq {seq}, not 0: give all the files, oldest first, or a record was removed"
+            ),
+            BreakKind::StartPrev => {
+                f.write_str("the first record's prev is not 64 zeros: records before it are missing")
+            }
+            BreakKind::Seq { expected, found } if found > expected => write!(
+                f,
+                "seq {found} where {expected} was expected: records were removed or moved before this line"
+            ),
+            BreakKind::Seq { expected, .. } => write!(
+                f,
+                "seq {expected} was expected: this record was inserted, repeated or moved"
+            ),
+            BreakKind::Prev {
+                previous,
+                previous_seq,
+            } => write!(
+                f,
+                "prev is not the SHA-256 of the previous record ({previous}, seq {previous_seq}): that record was edited, or one was inserted or removed"
+            ),
+        }
+    }
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every record follows from the one before it.
+    Ok,
+    /// The log ends with a torn line: a writer stopped mid-record (a crash, a full
+    /// disk). The records before it chain correctly.
+    Torn {
+        /// The first torn line at the end.
+        at: Location,
+        /// It has no `\n` (the classic crash); otherwise a later writer ended it.
+        unterminated: bool,
+    },
+    /// The chain breaks: something was edited, removed, inserted or reordered.
+    Break(Break),
+}
+
+/// What verification found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Records that chain correctly, up to the break if any.
+    pub records: u64,
+    /// Hex SHA-256 of the last record that chains correctly (64 zeros for none): keep it
+    /// elsewhere, to detect a truncated tail later.
+    pub head: String,
+    /// Torn lines in the middle that the chain skips (a writer crashed there and the
+    /// next one went on).
+    pub torn_skipped: Vec<Location>,
+    /// Ok, torn, or where it breaks.
+    pub verdict: Verdict,
+}
+
+/// A file that cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read `{}`: {source}", crate::cli::escape::escape_line(&.path.display().to_string()))]
+pub struct VerifyError {
+    /// The file.
+    pub path: PathBuf,
+    /// The operating system's error.
+    #[source]
+    pub source: std::io::Error,
+}
+
+struct Chain {
+    expected: u64,
+    prev: String,
+    last: Option<(Location, u64)>,
+    records: u64,
+    fragments: Vec<(Location, bool)>,
+    torn_skipped: Vec<Location>,
+}
+
+impl Chain {
+    fn report(self, verdict: Verdict) -> VerifyReport {
+        VerifyReport {
+            records: self.records,
+            head: self.prev,
+            torn_skipped: self.torn_skipped,
+            verdict,
+        }
+    }
+
+    /// Takes one line; `Some` ends the verification with a break.
+    fn line(&mut self, at: Location, content: &[u8], terminated: bool) -> Option<Break> {
+        match classify(content) {
+            Line::Record(fields) => {
+                if fields.seq == self.expected && fields.prev == self.prev {
+                    self.torn_skipped
+                        .extend(self.fragments.drain(..).map(|(at, _)| at));
+                    self.prev = line_hash(content);
+                    self.expected += 1;
+                    self.records += 1;
+                    self.last = Some((at, fields.seq));
+                    return None;
+                }
+                if let Some((fragment, _)) = self.fragments.first() {
+                    return Some(Break {
+                        at: fragment.clone(),
+                        seq: None,
+                        kind: BreakKind::CutRecord,
+                    });
+                }
+                let kind = match &self.last {
+                    None if fields.seq != 0 => BreakKind::Start { seq: fields.seq },
+                    None => BreakKind::StartPrev,
+                    Some(_) if fields.seq != self.expected => BreakKind::Seq {
+                        expected: self.expected,
+                        found: fields.seq,
+                    },
+                    Some((previous, previous_seq)) => BreakKind::Prev {
+                        previous: previous.clone(),
+                        previous_seq: *previous_seq,
+                    },
+                };
+                Some(Break {
+                    at,
+                    seq: Some(fields.seq),
+                    kind,
+                })
+            }
+            Line::Fragment => {
+                self.fragments.push((at, !terminated));
+                None
+            }
+            Line::Foreign(what) => Some(Break {
+                at,
+                seq: None,
+                kind: BreakKind::NotARecord { what },
+            }),
+        }
+    }
+}
+
+/// Verifies `files` as one chain, oldest first.
+///
+/// # Errors
+///
+/// [`VerifyError`] when a file cannot be opened, locked or read.
+pub fn verify_files<P: AsRef<Path>>(files: &[P]) -> Result<VerifyReport, VerifyError> {
+    let mut chain = Chain {
+        expected: 0,
+        prev: GENESIS.to_owned(),
+        last: None,
+        records: 0,
+        fragments: Vec::new(),
+        torn_skipped: Vec::new(),
+    };
+    let mut buf = Vec::new();
+    for path in files {
+        let path = path.as_ref();
+        let error = |source| VerifyError {
+            path: path.into(),
+            source,
+        };
+        let file = File::open(path).map_err(error)?;
+        file.lock_shared().map_err(error)?;
+        let mut reader = BufReader::new(&file);
+        let mut line_no = 0u64;
+        loop {
+            buf.clear();
+            let n = (&mut reader)
+                .take(MAX_LINE + 1)
+                .read_until(b'\n', &mut buf)
+                .map_err(error)?;
+            if n == 0 {
+                break;
+            }
+            line_no += 1;
+            let at = Location {
+                file: path.into(),
+                line: line_no,
+            };
+            let (content, terminated) = match buf.strip_suffix(b"\n") {
+                Some(content) => (content, true),
+                None => (&buf[..], false),
+            };
+            if content.len() as u64 > MAX_LINE {
+                return Ok(chain.report(Verdict::Break(Break {
+                    at,
+                    seq: None,
+                    kind: BreakKind::NotARecord {
+                        what: "a line longer than 64 MiB",
+                    },
+                })));
+            }
+            if let Some(b) = chain.line(at, content, terminated) {
+                return Ok(chain.report(Verdict::Break(b)));
+            }
+        }
+        let _ = file.unlock();
+    }
+    let verdict = match chain.fragments.first() {
+        Some((at, unterminated)) => Verdict::Torn {
+            at: at.clone(),
+            unterminated: *unterminated,
+        },
+        None => Verdict::Ok,
+    };
+    Ok(chain.report(verdict))
+}
+
+impl VerifyReport {
+    /// The one-line summary `warden audit verify` prints.
+    pub fn summary(&self) -> String {
+        match &self.verdict {
+            Verdict::Ok => format!("ok: {} records, head {}", self.records, self.head),
+            Verdict::Torn { at, unterminated } => format!(
+                "torn: {at}: the last {} an incomplete record: a writer stopped mid-line (a crash or a full disk), not an edit; the {} records before it chain correctly, head {}",
+                if *unterminated {
+                    "line is"
+                } else {
+                    "lines hold"
+                },
+                self.records,
+                self.head
+            ),
+            Verdict::Break(b) => format!(
+                "break: {b} (the {} records before it chain correctly)",
+                self.records
+            ),
+        }
+    }
+}

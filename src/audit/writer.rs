@@ -1,0 +1,728 @@
+//! The innermost writer: lock, read the chain head, append one line, unlock.
+//!
+//! `ChainWriter` sits behind `tracing-appender`'s non-blocking writer, on its worker
+//! thread. It receives one message per record (see `super::chain::Pending`) or per
+//! barrier, and it is the only code that appends to the log. For each record it
+//!
+//! 1. takes an exclusive `flock` on the file (with rotation, first on the lock file
+//!    that guards the choice of file);
+//! 2. reads the chain head from the end of the file itself (other processes may have
+//!    appended since), skipping a torn last line; when the file still has the length
+//!    this writer left it at, nobody appended in between and the head it computed is
+//!    used without reading;
+//! 3. appends `{…,"seq":N,…,"prev":"…",…}\n` with one `write` (and, after a torn
+//!    line, the `\n` that ends it), rolling the file back to its old length if the
+//!    write fails part-way;
+//! 4. unlocks.
+//!
+//! So any number of warden processes may append to one log, and the chain stays
+//! valid across them and across rotated files.
+//!
+//! # Rotation
+//!
+//! `never` appends to `PATH`. `hourly` and `daily` append to `PATH.YYYY-MM-DD-HH` and
+//! `PATH.YYYY-MM-DD` (UTC, the names `tracing-appender`'s rolling appender uses),
+//! choosing the file from the record's `ts` under the lock of `.NAME.lock` next to
+//! `PATH`. The lock file also remembers the newest file written, so a clock that goes
+//! back never sends a record to an older file. A new file continues the chain of the
+//! newest older one. `tracing-appender`'s own `RollingFileAppender` is not used: it
+//! reports failures on stderr and carries on (warden must fail closed), and each
+//! process would pick its file outside any lock.
+
+use super::chain::{self, Head, Pending, Tail, TailError};
+use super::error::AuditError;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write as _};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// How often the log rotates (`--audit-rotate`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Rotation {
+    /// One file, `PATH` (the default).
+    #[default]
+    Never,
+    /// `PATH.YYYY-MM-DD-HH`, UTC.
+    Hourly,
+    /// `PATH.YYYY-MM-DD`, UTC.
+    Daily,
+}
+
+impl Rotation {
+    /// The accepted values, for messages.
+    pub const VALUES: &'static str = "never, hourly, daily";
+
+    /// The value as written on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rotation::Never => "never",
+            Rotation::Hourly => "hourly",
+            Rotation::Daily => "daily",
+        }
+    }
+
+    /// The file-name suffix for a record stamped `ts` (RFC 3339 UTC), if this rotation
+    /// uses one.
+    fn stamp(self, ts: &[u8]) -> Option<String> {
+        let date = ts.get(..10).and_then(|d| std::str::from_utf8(d).ok())?;
+        match self {
+            Rotation::Never => None,
+            Rotation::Daily => Some(date.to_owned()),
+            Rotation::Hourly => {
+                let hour = ts.get(11..13).and_then(|h| std::str::from_utf8(h).ok())?;
+                Some(format!("{date}-{hour}"))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Rotation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A rotation name that is not one of [`Rotation::VALUES`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown rotation `{0}`, only never, hourly, daily accepted")]
+pub struct UnknownRotation(pub String);
+
+impl std::str::FromStr for Rotation {
+    type Err = UnknownRotation;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "never" => Ok(Rotation::Never),
+            "hourly" => Ok(Rotation::Hourly),
+            "daily" => Ok(Rotation::Daily),
+            other => Err(UnknownRotation(other.to_owned())),
+        }
+    }
+}
+
+/// Whether `suffix` is a stamp some rotation writes (`YYYY-MM-DD[-HH]`).
+fn is_stamp(suffix: &str) -> bool {
+    let shape = |s: &str, pattern: &str| {
+        s.len() == pattern.len()
+            && s.bytes().zip(pattern.bytes()).all(|(c, p)| {
+                if p == b'9' {
+                    c.is_ascii_digit()
+                } else {
+                    c == p
+                }
+            })
+    };
+    shape(suffix, "9999-99-99") || shape(suffix, "9999-99-99-99")
+}
+
+/// State shared by the writer thread and the `super::AuditLog` handle.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    path: PathBuf,
+    error: Mutex<Option<AuditError>>,
+    confirmed: Mutex<u64>,
+    confirmed_changed: Condvar,
+    appended: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(path: PathBuf) -> Arc<Self> {
+        Arc::new(Shared {
+            path,
+            error: Mutex::new(None),
+            confirmed: Mutex::new(0),
+            confirmed_changed: Condvar::new(),
+            appended: AtomicU64::new(0),
+        })
+    }
+
+    /// Keeps the first failure; every later check reports it.
+    pub fn fail(&self, error: AuditError) {
+        let mut slot = self.error.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some(error);
+        }
+    }
+
+    /// The first failure so far, if any.
+    pub fn check(&self) -> Result<(), AuditError> {
+        match &*self.error.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// The log's path, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Records this writer appended.
+    pub fn appended(&self) -> u64 {
+        self.appended.load(Ordering::Acquire)
+    }
+
+    /// Waits until barrier `id` has passed through the writer.
+    pub fn wait_for(&self, id: u64, timeout: Duration) -> Result<(), AuditError> {
+        let deadline = Instant::now() + timeout;
+        let mut confirmed = self
+            .confirmed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while *confirmed < id {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(AuditError::Timeout {
+                    path: self.path.clone(),
+                    waited: timeout,
+                });
+            }
+            confirmed = self
+                .confirmed_changed
+                .wait_timeout(confirmed, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        Ok(())
+    }
+
+    fn confirm(&self, id: u64) {
+        let mut confirmed = self
+            .confirmed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *confirmed = (*confirmed).max(id);
+        self.confirmed_changed.notify_all();
+    }
+}
+
+/// Message kinds on the channel to the writer.
+pub(crate) const MSG_RECORD: u8 = b'R';
+/// A barrier: `B<id>` or `B<id>S` (also `fsync` the file).
+pub(crate) const MSG_BARRIER: u8 = b'B';
+
+/// An exclusive or shared `flock`, released on drop.
+struct Locked<'a>(&'a File);
+
+impl<'a> Locked<'a> {
+    fn exclusive(file: &'a File, path: &Path) -> Result<Self, AuditError> {
+        file.lock().map_err(|e| AuditError::lock(path, e))?;
+        Ok(Locked(file))
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
+/// Opens (creating with mode 0600, and its directory with 0700) a file to append
+/// to and read from; refuses anything but a regular file.
+fn open_append(path: &Path) -> Result<File, AuditError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.is_dir()
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|e| AuditError::open(parent, e))?;
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        // A FIFO would block the open; a regular file ignores the flag.
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(|e| AuditError::open(path, e))?;
+    let meta = file.metadata().map_err(|e| AuditError::open(path, e))?;
+    if !meta.is_file() {
+        return Err(AuditError::NotAFile { path: path.into() });
+    }
+    Ok(file)
+}
+
+fn tail_of(file: &File, path: &Path) -> Result<Tail, AuditError> {
+    chain::scan_tail(file).map_err(|e| match e {
+        TailError::Io(e) => AuditError::write(path, e),
+        TailError::Foreign(what) => AuditError::NotAnAuditLog {
+            path: path.into(),
+            reason: format!("it ends with {what}"),
+        },
+    })
+}
+
+/// The file and its cached handle for the current rotation period.
+struct Period {
+    stamp: String,
+    path: PathBuf,
+    file: File,
+    known: Option<Known>,
+}
+
+/// The file's length right after this writer's last append, and the head after it.
+#[derive(Debug, Clone)]
+struct Known {
+    len: u64,
+    head: Head,
+}
+
+enum Target {
+    Single {
+        path: PathBuf,
+        file: File,
+        known: Option<Known>,
+    },
+    Rotating {
+        base: PathBuf,
+        rotation: Rotation,
+        lock_path: PathBuf,
+        lock: File,
+        current: Option<Period>,
+    },
+}
+
+/// The writer at the end of the non-blocking pipe.
+pub(crate) struct ChainWriter {
+    target: Target,
+    shared: Arc<Shared>,
+    line: Vec<u8>,
+}
+
+impl ChainWriter {
+    /// Opens the log for `rotation` and checks, under its lock, that it can continue
+    /// the chain: fail closed before anything runs.
+    pub fn open(
+        path: &Path,
+        rotation: Rotation,
+        now_ts: &str,
+        shared: Arc<Shared>,
+    ) -> Result<Self, AuditError> {
+        let target = match rotation {
+            Rotation::Never => {
+                let file = open_append(path)?;
+                {
+                    let _lock = Locked::exclusive(&file, path)?;
+                    tail_of(&file, path)?;
+                }
+                Target::Single {
+                    path: path.into(),
+                    file,
+                    known: None,
+                }
+            }
+            Rotation::Hourly | Rotation::Daily => {
+                let lock_path = lock_path_for(path)?;
+                let lock = open_append(&lock_path)?;
+                let mut current = None;
+                {
+                    let _lock = Locked::exclusive(&lock, &lock_path)?;
+                    let (stamp, _) = choose_stamp(rotation, now_ts.as_bytes(), &lock, &lock_path)?;
+                    let period = period(path, stamp, &mut current)?;
+                    let _file_lock = Locked::exclusive(&period.file, &period.path)?;
+                    tail_of(&period.file, &period.path)?;
+                }
+                Target::Rotating {
+                    base: path.into(),
+                    rotation,
+                    lock_path,
+                    lock,
+                    current,
+                }
+            }
+        };
+        Ok(ChainWriter {
+            target,
+            shared,
+            line: Vec::with_capacity(512),
+        })
+    }
+
+    fn append(&mut self, message: &[u8]) -> Result<(), AuditError> {
+        let pending = Pending::parse(message).ok_or_else(|| AuditError::Record {
+            event: "unknown",
+            message: "malformed message to the audit writer".into(),
+        })?;
+        let line = &mut self.line;
+        match &mut self.target {
+            Target::Single { path, file, known } => {
+                let _lock = Locked::exclusive(file, path)?;
+                append_locked(file, path, known, &pending, line, || Ok(None))
+            }
+            Target::Rotating {
+                base,
+                rotation,
+                lock_path,
+                lock,
+                current,
+            } => {
+                let _lock = Locked::exclusive(lock, lock_path)?;
+                let (stamp, newest) = choose_stamp(*rotation, pending.ts, lock, lock_path)?;
+                let period = period(base, stamp, current)?;
+                let _file_lock = Locked::exclusive(&period.file, &period.path)?;
+                let stamp = &period.stamp;
+                append_locked(
+                    &period.file,
+                    &period.path,
+                    &mut period.known,
+                    &pending,
+                    line,
+                    || previous_head(base, stamp),
+                )?;
+                if newest.as_deref() != Some(period.stamp.as_str()) {
+                    write_memo(lock, &period.stamp)
+                        .map_err(|e| AuditError::write(&*lock_path, e))?;
+                }
+                Ok(())
+            }
+        }?;
+        self.shared.appended.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    fn barrier(&mut self, message: &[u8]) -> Result<(), AuditError> {
+        let (digits, sync) = match message.strip_suffix(b"S") {
+            Some(digits) => (digits, true),
+            None => (message, false),
+        };
+        let id = std::str::from_utf8(digits)
+            .ok()
+            .and_then(|d| d.parse::<u64>().ok());
+        let result = if sync { self.sync_data() } else { Ok(()) };
+        if let Some(id) = id {
+            self.shared.confirm(id);
+        }
+        result
+    }
+
+    fn sync_data(&self) -> Result<(), AuditError> {
+        let (file, path) = match &self.target {
+            Target::Single { path, file, .. } => (file, path),
+            Target::Rotating {
+                current: Some(period),
+                ..
+            } => (&period.file, &period.path),
+            Target::Rotating { current: None, .. } => return Ok(()),
+        };
+        file.sync_data().map_err(|e| AuditError::write(path, e))
+    }
+}
+
+impl io::Write for ChainWriter {
+    /// One call per message; failures are kept in `Shared` and reported by the
+    /// handle, and the writer goes on with the next message.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let result = match buf.split_first() {
+            Some((&MSG_RECORD, rest)) => self.append(rest),
+            Some((&MSG_BARRIER, rest)) => self.barrier(rest),
+            _ => Err(AuditError::Record {
+                event: "unknown",
+                message: "malformed message to the audit writer".into(),
+            }),
+        };
+        if let Err(e) = result {
+            self.shared.fail(e);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Appends the record for `pending` to `file`, whose lock the caller holds.
+fn append_locked(
+    file: &File,
+    path: &Path,
+    known: &mut Option<Known>,
+    pending: &Pending<'_>,
+    line: &mut Vec<u8>,
+    previous: impl FnOnce() -> Result<Option<Head>, AuditError>,
+) -> Result<(), AuditError> {
+    let before = file
+        .metadata()
+        .map_err(|e| AuditError::write(path, e))?
+        .len();
+    let (head, unterminated) = match known.take() {
+        Some(k) if k.len == before => (k.head, false),
+        _ => {
+            let tail = tail_of(file, path)?;
+            let head = match tail.head {
+                Some(head) => head,
+                None => previous()?.unwrap_or_else(Head::genesis),
+            };
+            (head, tail.unterminated)
+        }
+    };
+    line.clear();
+    if unterminated {
+        line.push(b'\n');
+    }
+    let start = line.len();
+    chain::compose(pending, &head, line);
+    let next = Head {
+        next_seq: head.next_seq.saturating_add(1),
+        prev: chain::line_hash(&line[start..]),
+    };
+    line.push(b'\n');
+    if let Err(e) = (&*file).write_all(line) {
+        // Leave no partial line behind: we still hold the lock.
+        let _ = file.set_len(before);
+        return Err(AuditError::write(path, e));
+    }
+    *known = Some(Known {
+        len: before + line.len() as u64,
+        head: next,
+    });
+    Ok(())
+}
+
+/// `.NAME.lock` next to `path`.
+fn lock_path_for(path: &Path) -> Result<PathBuf, AuditError> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| AuditError::NotAFile { path: path.into() })?;
+    let mut lock_name = std::ffi::OsString::from(".");
+    lock_name.push(name);
+    lock_name.push(".lock");
+    Ok(path.with_file_name(lock_name))
+}
+
+/// `PATH.STAMP`.
+fn rotated_path(base: &Path, stamp: &str) -> PathBuf {
+    let mut name = base.as_os_str().to_owned();
+    name.push(".");
+    name.push(stamp);
+    PathBuf::from(name)
+}
+
+/// The newest stamp written, as remembered in the lock file.
+fn read_memo(lock: &File) -> Option<String> {
+    let mut buf = [0u8; 32];
+    let n = lock.read_at(&mut buf, 0).ok()?;
+    let text = std::str::from_utf8(&buf[..n]).ok()?.trim_end();
+    is_stamp(text).then(|| text.to_owned())
+}
+
+fn write_memo(lock: &File, stamp: &str) -> io::Result<()> {
+    lock.set_len(0)?;
+    lock.write_all_at(format!("{stamp}\n").as_bytes(), 0)
+}
+
+/// The stamp for `ts`, never older than the newest file already written (which is
+/// returned too).
+fn choose_stamp(
+    rotation: Rotation,
+    ts: &[u8],
+    lock: &File,
+    lock_path: &Path,
+) -> Result<(String, Option<String>), AuditError> {
+    let stamp = rotation
+        .stamp(ts)
+        .ok_or_else(|| AuditError::NotAnAuditLog {
+            path: lock_path.into(),
+            reason: "a record without a usable timestamp".into(),
+        })?;
+    let newest = read_memo(lock);
+    let chosen = match &newest {
+        Some(newest) if *newest > stamp => newest.clone(),
+        _ => stamp,
+    };
+    Ok((chosen, newest))
+}
+
+/// The open file for `stamp`, reusing the cached one.
+fn period<'c>(
+    base: &Path,
+    stamp: String,
+    current: &'c mut Option<Period>,
+) -> Result<&'c mut Period, AuditError> {
+    if current.as_ref().map(|p| &p.stamp) != Some(&stamp) {
+        let path = rotated_path(base, &stamp);
+        let file = open_append(&path)?;
+        *current = Some(Period {
+            stamp,
+            path,
+            file,
+            known: None,
+        });
+    }
+    current
+        .as_mut()
+        .ok_or_else(|| AuditError::Stopped { path: base.into() })
+}
+
+/// The chain head at the end of the newest rotated file older than `stamp`.
+fn previous_head(base: &Path, stamp: &str) -> Result<Option<Head>, AuditError> {
+    let dir = match base.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) => dir.to_path_buf(),
+        None => PathBuf::from("."),
+    };
+    let Some(name) = base.file_name().and_then(|n| n.to_str()) else {
+        return Ok(None);
+    };
+    let prefix = format!("{name}.");
+    let mut older: Vec<String> = std::fs::read_dir(&dir)
+        .map_err(|e| AuditError::write(&dir, e))?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter_map(|file| Some(file.strip_prefix(&prefix)?.to_owned()))
+        .filter(|suffix| is_stamp(suffix) && suffix.as_str() < stamp)
+        .collect();
+    older.sort_unstable();
+    for old in older.iter().rev() {
+        let path = rotated_path(base, old);
+        let file = File::open(&path).map_err(|e| AuditError::write(&path, e))?;
+        if let Some(head) = tail_of(&file, &path)?.head {
+            return Ok(Some(head));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::verify::{Verdict, verify_files};
+
+    fn message(ts: &str, n: u32) -> Vec<u8> {
+        let mut msg = vec![MSG_RECORD];
+        Pending::encode(
+            ts,
+            &format!(r#""event":"grant","run_id":"r{n}""#),
+            r#","capability":"env""#,
+            &mut msg,
+        );
+        msg
+    }
+
+    fn writer(path: &Path, rotation: Rotation, ts: &str) -> ChainWriter {
+        ChainWriter::open(path, rotation, ts, Shared::new(path.into())).unwrap()
+    }
+
+    #[test]
+    fn rotation_names_and_values() {
+        let ts = b"2024-03-05T07:08:09.123Z";
+        assert_eq!(Rotation::Hourly.stamp(ts).as_deref(), Some("2024-03-05-07"));
+        assert_eq!(Rotation::Daily.stamp(ts).as_deref(), Some("2024-03-05"));
+        assert_eq!(Rotation::Never.stamp(ts), None);
+        assert_eq!("hourly".parse::<Rotation>(), Ok(Rotation::Hourly));
+        assert_eq!(
+            "weekly".parse::<Rotation>().unwrap_err().to_string(),
+            "unknown rotation `weekly`, only never, hourly, daily accepted"
+        );
+        assert!(is_stamp("2024-03-05") && is_stamp("2024-03-05-07"));
+        assert!(!is_stamp("2024-03-05.gz") && !is_stamp("lock"));
+    }
+
+    #[test]
+    fn writers_in_turn_continue_one_chain_across_rotated_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("audit.jsonl");
+        let mut a = writer(&base, Rotation::Hourly, "2024-03-05T13:00:00.000Z");
+        let mut b = writer(&base, Rotation::Hourly, "2024-03-05T13:00:00.000Z");
+        a.write_all(&message("2024-03-05T13:59:59.000Z", 0))
+            .unwrap();
+        b.write_all(&message("2024-03-05T13:59:59.500Z", 1))
+            .unwrap();
+        a.write_all(&message("2024-03-05T14:00:00.000Z", 2))
+            .unwrap();
+        // b's clock lags: its record still goes to the newest file.
+        b.write_all(&message("2024-03-05T13:59:59.900Z", 3))
+            .unwrap();
+        b.write_all(&message("2024-03-05T15:30:00.000Z", 4))
+            .unwrap();
+        for w in [&a, &b] {
+            w.shared.check().unwrap();
+        }
+        let files: Vec<PathBuf> = ["13", "14", "15"]
+            .iter()
+            .map(|h| rotated_path(&base, &format!("2024-03-05-{h}")))
+            .collect();
+        let lines = |p: &Path| std::fs::read_to_string(p).unwrap().lines().count();
+        assert_eq!(
+            files.iter().map(|f| lines(f)).collect::<Vec<_>>(),
+            [2, 2, 1]
+        );
+        let report = verify_files(&files).unwrap();
+        assert_eq!(report.records, 5);
+        assert!(matches!(report.verdict, Verdict::Ok), "{report:?}");
+        assert!(!base.exists());
+    }
+
+    #[test]
+    fn a_new_rotated_file_finds_the_chain_without_the_lock_memo() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("audit.jsonl");
+        let mut a = writer(&base, Rotation::Daily, "2024-03-05T13:00:00.000Z");
+        a.write_all(&message("2024-03-05T13:00:00.000Z", 0))
+            .unwrap();
+        drop(a);
+        std::fs::remove_file(lock_path_for(&base).unwrap()).unwrap();
+        let mut b = writer(&base, Rotation::Daily, "2024-03-06T01:00:00.000Z");
+        b.write_all(&message("2024-03-06T01:00:00.000Z", 1))
+            .unwrap();
+        b.shared.check().unwrap();
+        let files = [
+            rotated_path(&base, "2024-03-05"),
+            rotated_path(&base, "2024-03-06"),
+        ];
+        let report = verify_files(&files).unwrap();
+        assert!(matches!(report.verdict, Verdict::Ok), "{report:?}");
+        assert_eq!(report.records, 2);
+    }
+
+    #[test]
+    fn a_torn_line_is_ended_and_the_chain_follows_the_last_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut w = writer(&path, Rotation::Never, "2024-03-05T13:00:00.000Z");
+        w.write_all(&message("2024-03-05T13:00:00.000Z", 0))
+            .unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(br#"{"v":1,"ts":"2024-03-05T13:00:00.5"#)
+            .unwrap();
+        w.write_all(&message("2024-03-05T13:00:01.000Z", 1))
+            .unwrap();
+        w.shared.check().unwrap();
+        let report = verify_files(std::slice::from_ref(&path)).unwrap();
+        assert!(matches!(report.verdict, Verdict::Ok), "{report:?}");
+        assert_eq!(report.records, 2);
+        assert_eq!(report.torn_skipped.len(), 1);
+        assert_eq!(report.torn_skipped[0].line, 2);
+    }
+
+    #[test]
+    fn opening_refuses_what_is_not_a_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = || Shared::new(dir.path().into());
+        let ts = "2024-03-05T13:00:00.000Z";
+        let err = |p: &Path| {
+            ChainWriter::open(p, Rotation::Never, ts, shared())
+                .err()
+                .unwrap()
+        };
+        assert!(matches!(
+            err(dir.path()),
+            AuditError::Open { .. } | AuditError::NotAFile { .. }
+        ));
+        let text = dir.path().join("notes.txt");
+        std::fs::write(&text, "hello\n").unwrap();
+        assert!(matches!(err(&text), AuditError::NotAnAuditLog { .. }));
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        assert!(matches!(
+            err(&file.join("audit.jsonl")),
+            AuditError::Open { .. }
+        ));
+    }
+}
