@@ -249,6 +249,22 @@ pub struct RunEnd {
     pub runtime_denials_dropped: Option<u64>,
 }
 
+impl RunEnd {
+    /// The `run_end` of a run that warden refused before the plugin ran (a policy
+    /// refusal, or a granted directory that could not be reopened as decided).
+    pub fn refused(exit_code: u8, error: impl Into<String>) -> Self {
+        RunEnd {
+            outcome: RunOutcome::Refused,
+            exit_code,
+            fuel_consumed: 0,
+            duration_ms: 0.0,
+            output_bytes: 0,
+            error: Some(error.into()),
+            runtime_denials_dropped: None,
+        }
+    }
+}
+
 /// What the chain needs from a record line read back.
 #[derive(Debug, serde::Deserialize)]
 pub(crate) struct ChainFields {

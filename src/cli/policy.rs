@@ -107,10 +107,7 @@ fn check(args: &CheckArgs) -> u8 {
 /// Exit 66 when the file cannot be read; exit 78 with every error, one
 /// `FILE:LINE:COLUMN: message` per line, when it is invalid.
 pub(super) fn load_policy(arg: Option<&Path>, allow_insecure: bool) -> Result<Policy, CliError> {
-    let from_env = std::env::var_os("WARDEN_POLICY")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from);
-    let Some(path) = arg.map(Path::to_path_buf).or(from_env) else {
+    let Some(path) = policy_source(arg) else {
         return Ok(Policy::builtin());
     };
     Policy::load(&path, allow_insecure).map_err(|e| match e {
@@ -125,6 +122,15 @@ pub(super) fn load_policy(arg: Option<&Path>, allow_insecure: bool) -> Result<Po
                 .join("\nwarden: "),
         ),
     })
+}
+
+/// The policy file a command uses: `--policy`, else `$WARDEN_POLICY` when set and not
+/// empty; `None` means the built-in policy.
+pub(super) fn policy_source(arg: Option<&Path>) -> Option<PathBuf> {
+    let from_env = std::env::var_os("WARDEN_POLICY")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    arg.map(Path::to_path_buf).or(from_env)
 }
 
 /// The run's working directory: `--workdir` or the current directory, made absolute.

@@ -3,13 +3,26 @@
 use crate::common::*;
 use std::process::{Command, Output};
 
+/// Where the `warden` processes this test binary starts keep their state: an audit log
+/// and a module cache private to this test run, never the user's own.
+pub fn test_state_dir() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("temp dir"))
+        .path()
+}
+
+/// The `warden` binary with no policy from the environment, and its audit log and
+/// module cache in [`test_state_dir`].
+pub fn warden_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_warden"));
+    cmd.env_remove("WARDEN_POLICY")
+        .env("WARDEN_AUDIT_LOG", test_state_dir().join("audit.jsonl"))
+        .env("XDG_CACHE_HOME", test_state_dir().join("cache"));
+    cmd
+}
+
 pub fn warden(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(args)
-        .env_remove("WARDEN_POLICY")
-        .env_remove("WARDEN_AUDIT_LOG")
-        .output()
-        .expect("warden runs")
+    warden_command().args(args).output().expect("warden runs")
 }
 
 fn stdout(o: &Output) -> String {
@@ -112,10 +125,8 @@ fn hostile_error_text_is_escaped() {
 }
 
 fn warden_with_cache(cache: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_warden"))
+    warden_command()
         .args(args)
-        .env_remove("WARDEN_POLICY")
-        .env_remove("WARDEN_AUDIT_LOG")
         .env("XDG_CACHE_HOME", cache)
         .output()
         .expect("warden runs")

@@ -11,6 +11,7 @@
 //! - [`escape`]: escape attempts with real plugins against the policy engine's grants;
 //! - [`properties`]: proptest invariants of the intersection over generated policies,
 //!   declarations and directory trees;
+//! - [`run_audit`]: `warden run` and its audit log end to end (8 processes, fail closed);
 //! - [`runtime_deny`]: what plugins try past their grants at run time is recorded, and
 //!   symlinks out of a grant are refused;
 //! - [`audit`]: the audit log: fields, chain, tampering, torn lines, rotation, concurrent
@@ -25,4 +26,5 @@ mod hostile;
 mod plugins;
 mod policy;
 mod properties;
+mod run_audit;
 mod runtime_deny;

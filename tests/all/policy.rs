@@ -414,7 +414,7 @@ fn run_under_an_invalid_policy_exits_78_and_runs_nothing() {
         "{err}"
     );
     // The same file named by $WARDEN_POLICY.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+    let out = crate::cli::warden_command()
         .args(["run", hello.to_str().unwrap()])
         .env("WARDEN_POLICY", &bad)
         .output()

@@ -1,0 +1,290 @@
+//! `warden run` and its audit log, end to end: what each run leaves in the log, many
+//! processes at once, failing closed, and secrets.
+
+use crate::cli::warden_command;
+use crate::common::*;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+/// A workspace with `data/` (holding `hello.txt`), `out/`, and a log path.
+struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn new() -> Workspace {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        std::fs::create_dir(dir.path().join("out")).unwrap();
+        std::fs::write(dir.path().join("data/hello.txt"), "greetings").unwrap();
+        Workspace { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn log(&self) -> PathBuf {
+        self.path().join("log/audit.jsonl")
+    }
+
+    /// `warden run --policy policies/examples.toml --workdir WS --audit-log LOG ...`.
+    fn run(&self, extra_env: &[(&str, &str)], args: &[&str]) -> Output {
+        let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/examples.toml");
+        let mut cmd = warden_command();
+        cmd.arg("run")
+            .arg("--policy")
+            .arg(policy)
+            .arg("--workdir")
+            .arg(self.path())
+            .arg("--audit-log")
+            .arg(self.log())
+            .args(args);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    }
+
+    fn records(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.log())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+fn events(records: &[serde_json::Value]) -> Vec<&str> {
+    records
+        .iter()
+        .map(|r| r["event"].as_str().unwrap())
+        .collect()
+}
+
+fn verify(log: &Path) -> Output {
+    warden_command()
+        .args(["audit", "verify", log.to_str().unwrap()])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_run_leaves_its_whole_story_in_order() {
+    let ws = Workspace::new();
+    let reader = example_plugin("file-reader");
+    let out = ws.run(&[], &[reader.to_str().unwrap(), "read", "hello.txt"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "greetings\n");
+    let records = ws.records();
+    assert_eq!(
+        events(&records),
+        [
+            "policy_loaded",
+            "plugin_loaded",
+            "grant", // fs_read ./data
+            "grant", // env HOME
+            "grant", // env APP_*
+            "grant", // stdio stdout
+            "run_start",
+            "run_end"
+        ]
+    );
+    let run_id = &records[0]["run_id"];
+    assert!(records.iter().all(|r| &r["run_id"] == run_id));
+    assert_eq!(records[2]["capability"], "fs_read");
+    assert_eq!(records[2]["rule"], "plugins.file-reader.fs.read[0]");
+    assert_eq!(records[6]["args_count"], 2);
+    assert!(
+        records[6].get("args").is_none(),
+        "args logged without log_args"
+    );
+    assert_eq!(records[7]["outcome"], "success");
+    assert_eq!(records[7]["exit_code"], 0);
+    assert!(
+        records.iter().all(|r| !r.to_string().contains("greetings")),
+        "file content in the log"
+    );
+    let v = verify(&ws.log());
+    assert_eq!(v.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&v.stdout).starts_with("ok: 8 records, head "));
+}
+
+#[test]
+fn escape_attempts_show_up_as_runtime_denies() {
+    let ws = Workspace::new();
+    std::fs::write(ws.path().join("secret"), "TOPSECRET").unwrap();
+    let reader = example_plugin("file-reader");
+    let out = ws.run(&[], &[reader.to_str().unwrap(), "read", "/data/../secret"]);
+    assert_eq!(out.status.code(), Some(1));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains("TOPSECRET"));
+    let records = ws.records();
+    let deny = records
+        .iter()
+        .find(|r| r["event"] == "runtime_deny")
+        .expect("a runtime_deny record");
+    assert_eq!(deny["call"], "path_open");
+    assert_eq!(deny["preopen"], "/data");
+    assert!(deny["path"].as_str().unwrap().contains(".."), "{deny}");
+    assert!(
+        !std::fs::read_to_string(ws.log())
+            .unwrap()
+            .contains("TOPSECRET")
+    );
+}
+
+#[test]
+fn eight_processes_running_plugins_keep_one_valid_chain() {
+    let ws = Workspace::new();
+    let reader = example_plugin("file-reader");
+    let hello = example_plugin("hello");
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/examples.toml");
+            let mut cmd = warden_command();
+            cmd.arg("run")
+                .arg("--policy")
+                .arg(policy)
+                .arg("--workdir")
+                .arg(ws.path())
+                .arg("--audit-log")
+                .arg(ws.log());
+            if i % 2 == 0 {
+                cmd.args([reader.to_str().unwrap(), "read", "hello.txt"]);
+            } else {
+                cmd.arg(hello.to_str().unwrap());
+            }
+            cmd.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // file-reader: policy_loaded, plugin_loaded, 4 grants, run_start, run_end = 8;
+    // hello: policy_loaded, plugin_loaded, run_start, run_end = 4 (it declares nothing).
+    let records = ws.records();
+    assert_eq!(records.len(), 4 * 8 + 4 * 4);
+    let mut by_run = std::collections::HashMap::<String, usize>::new();
+    for r in &records {
+        *by_run
+            .entry(r["run_id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    let mut sizes: Vec<usize> = by_run.values().copied().collect();
+    sizes.sort();
+    assert_eq!(sizes, [4, 4, 4, 4, 8, 8, 8, 8]);
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r["seq"], i as u64);
+    }
+    let v = verify(&ws.log());
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&v.stdout)
+    );
+    assert!(String::from_utf8_lossy(&v.stdout).starts_with("ok: 48 records"));
+}
+
+#[test]
+fn an_unwritable_log_fails_closed_and_the_plugin_never_runs() {
+    let ws = Workspace::new();
+    // The log's directory is a regular file: nothing can be created below it, even as
+    // root.
+    std::fs::write(ws.path().join("not-a-dir"), "").unwrap();
+    let log = ws.path().join("not-a-dir/audit.jsonl");
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/examples.toml");
+    let writer = example_plugin("file-writer");
+    let out = warden_command()
+        .arg("run")
+        .arg("--policy")
+        .arg(policy)
+        .arg("--workdir")
+        .arg(ws.path())
+        .arg("--audit-log")
+        .arg(&log)
+        .args([writer.to_str().unwrap(), "write", "proof.txt", "ran"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(74),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+    assert!(!ws.path().join("out/proof.txt").exists(), "the plugin ran");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing was run"));
+}
+
+#[test]
+fn secrets_in_env_vars_never_reach_the_log() {
+    let ws = Workspace::new();
+    let reader = example_plugin("file-reader");
+    // Allowed (APP_* is granted while no denied variable is set) ...
+    let out = ws.run(
+        &[("APP_COLOR", "s3cr3t-allowed-value")],
+        &[reader.to_str().unwrap(), "env", "APP_COLOR"],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "s3cr3t-allowed-value\n"
+    );
+    // ... and denied (APP_TOKEN matches defaults.env.deny `*_TOKEN`, so APP_* is denied).
+    let out = ws.run(
+        &[("APP_TOKEN", "s3cr3t-denied-value")],
+        &[reader.to_str().unwrap(), "env", "APP_TOKEN"],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "<unset>\n");
+    let log = std::fs::read_to_string(ws.log()).unwrap();
+    assert!(!log.contains("s3cr3t"), "a secret value reached the log");
+    assert!(log.contains("APP_COLOR"), "the granted name is recorded");
+}
+
+#[test]
+fn limits_and_traps_leave_run_start_the_cause_and_run_end() {
+    let ws = Workspace::new();
+    let mut spin = WatPlugin::new("spin");
+    spin.execute_fn = Some("(loop $l (br $l)) (unreachable)".into());
+    let mut trap = WatPlugin::new("trapper");
+    trap.execute_fn = Some("(unreachable)".into());
+    for (plugin, code, cause) in [(&spin, 125, "limit_exceeded"), (&trap, 70, "run_end")] {
+        let path = ws.path().join(format!("{}.wasm", plugin.wat().len()));
+        std::fs::write(&path, plugin.bytes()).unwrap();
+        let before = if ws.log().exists() {
+            ws.records().len()
+        } else {
+            0
+        };
+        let out = ws.run(&[], &[path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(code));
+        let records = ws.records();
+        let ev = events(&records[before..]);
+        let start = ev.iter().position(|e| *e == "run_start").unwrap();
+        assert_eq!(ev[start + 1], cause, "{ev:?}");
+        assert_eq!(*ev.last().unwrap(), "run_end");
+        let end = records.last().unwrap();
+        assert_eq!(end["exit_code"], code);
+        assert_eq!(end["outcome"], if code == 125 { "limit" } else { "trap" });
+    }
+    assert_eq!(verify(&ws.log()).status.code(), Some(0));
+}
