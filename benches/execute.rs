@@ -4,9 +4,11 @@
 //!
 //! - `load`: compiling a plugin (and reading its manifest) vs `Module::new`, and a
 //!   cached load vs `Module::deserialize`;
-//! - `execute`: one `execute` of `hello` vs raw wasmtime with a pooling allocator doing
-//!   the same work (fresh store and WASI context, instantiate, alloc, write args, call,
-//!   read and decode the result, dealloc) with no limits at all.
+//! - `execute`: one `execute` of `hello`, and of `file-reader` reading a file through a
+//!   preopen with env and stdout granted (also with the audit log on: `run_start`,
+//!   `run_end`, synced), vs raw wasmtime with a pooling allocator doing the same work
+//!   (fresh store and WASI context with the same preopen/env/stdout, instantiate,
+//!   alloc, write args, call, read and decode the result, dealloc) with no limits at all.
 //!
 //! After the groups, the ratios warden / floor are printed from criterion's estimates.
 //! Run with `cargo bench --bench execute`.
@@ -17,11 +19,17 @@ use criterion::Criterion;
 use std::hint::black_box;
 use std::path::PathBuf;
 use warden::abi::ExecuteResult;
+use warden::audit::{AuditLog, Rotation, RunStart};
 use warden::cache::ModuleCache;
+use warden::grant::{Host, decide};
+use warden::policy::Policy;
+use warden::sandbox::Sandbox;
 use warden::{Loader, LoaderConfig};
 use wasmtime::{Config, Engine, InstancePre, Linker, Module, PoolingAllocationConfig, Store};
+use wasmtime_wasi::FsPerms;
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 fn plugin(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -34,10 +42,12 @@ fn plugin(name: &str) -> Vec<u8> {
 struct Raw {
     engine: Engine,
     pre: InstancePre<WasiP1Ctx>,
+    /// The WASI context each call gets (preopens, env, stdout), built per call.
+    wasi: Box<dyn Fn() -> WasiCtxBuilder>,
 }
 
 impl Raw {
-    fn new(wasm: &[u8]) -> Raw {
+    fn new(wasm: &[u8], wasi: impl Fn() -> WasiCtxBuilder + 'static) -> Raw {
         let mut config = Config::new();
         let mut pool = PoolingAllocationConfig::new();
         pool.total_memories(16)
@@ -49,12 +59,15 @@ impl Raw {
         let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |c| c).unwrap();
         let pre = linker.instantiate_pre(&module).unwrap();
-        Raw { engine, pre }
+        Raw {
+            engine,
+            pre,
+            wasi: Box::new(wasi),
+        }
     }
 
     fn execute(&self, args: &[String]) -> ExecuteResult {
-        let mut wasi = WasiCtxBuilder::new();
-        wasi.allow_blocking_current_thread(true).arg("hello");
+        let mut wasi = (self.wasi)();
         let mut store = Store::new(&self.engine, wasi.build_p1());
         let instance = self.pre.instantiate(&mut store).unwrap();
         let memory = instance.get_memory(&mut store, "memory").unwrap();
@@ -119,7 +132,11 @@ fn execute(c: &mut Criterion) {
     let wasm = plugin("hello");
     let loader = Loader::new(LoaderConfig::new("/")).unwrap();
     let hello = loader.load(&wasm).unwrap();
-    let raw = Raw::new(&wasm);
+    let raw = Raw::new(&wasm, || {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.allow_blocking_current_thread(true).arg("hello");
+        wasi
+    });
     let args = vec!["bench".to_string()];
     let expected = ExecuteResult::Success("Hello, bench!".into());
     assert_eq!(hello.instance.execute(&args).unwrap(), expected);
@@ -131,6 +148,86 @@ fn execute(c: &mut Criterion) {
     });
     g.bench_function("hello-raw", |b| b.iter(|| black_box(raw.execute(&args))));
     g.finish();
+}
+
+/// file-reader reading `data/hello.txt` and an env var's worth of grants, under
+/// `policies/examples.toml`, with and without the audit log, next to raw wasmtime
+/// with the same preopen, env and captured stdout.
+fn file_reader(c: &mut Criterion) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("hello.txt"), "greetings").unwrap();
+    let wasm = plugin("file-reader");
+
+    let text = std::fs::read_to_string(root.join("policies/examples.toml")).unwrap();
+    let policy = Policy::parse("examples.toml", &text).unwrap();
+    let loader = Loader::new(LoaderConfig::new(work.path())).unwrap();
+    let mut loaded = loader.load(&wasm).unwrap();
+    let mut host = Host::from_process(work.path());
+    host.env = vec![("HOME".into(), "/home/bench".into())];
+    let decisions = decide(
+        &loaded.manifest.capabilities,
+        &loaded.manifest.command.name,
+        loaded.instance.sha256(),
+        &policy,
+        &host,
+    );
+    assert!(decisions.refusal().is_none());
+    loaded.instance.set_limits(decisions.limits().clone());
+    loaded
+        .instance
+        .set_sandbox(Sandbox::from_decisions(&decisions).unwrap());
+    let reader = loaded.instance;
+
+    let raw_data = data.clone();
+    let raw = Raw::new(&wasm, move || {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.allow_blocking_current_thread(true)
+            .arg("file-reader")
+            .env("HOME", "/home/bench")
+            .stdout(MemoryOutputPipe::new(1 << 20));
+        wasi.preopened_dir(&raw_data, "/data", FsPerms::ReadOnly)
+            .unwrap();
+        wasi
+    });
+    let args = vec!["read".to_string(), "hello.txt".to_string()];
+    let expected = ExecuteResult::Success("greetings".into());
+    assert_eq!(reader.execute(&args).unwrap(), expected);
+    assert_eq!(raw.execute(&args), expected);
+
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(log_dir.path().join("audit.jsonl"), Rotation::Never).unwrap();
+    let audited = || {
+        let rec = log.run().unwrap();
+        rec.run_start(RunStart {
+            args: &args,
+            log_args: false,
+            limits: reader.limits(),
+        })
+        .unwrap();
+        let report = reader.run(&args);
+        rec.run_finished(&report, 0).unwrap();
+        report
+    };
+    assert_eq!(audited().result.unwrap(), expected);
+
+    let mut g = c.benchmark_group("execute");
+    g.bench_function("file-reader-warden", |b| {
+        b.iter(|| black_box(reader.execute(&args).unwrap()))
+    });
+    g.bench_function("file-reader-raw", |b| {
+        b.iter(|| black_box(raw.execute(&args)))
+    });
+    g.bench_function("file-reader+audit-warden", |b| {
+        b.iter(|| black_box(audited()))
+    });
+    g.bench_function("file-reader+audit-raw", |b| {
+        b.iter(|| black_box(raw.execute(&args)))
+    });
+    g.finish();
+    drop(log);
 }
 
 /// Reads criterion's mean estimate (ns) for `group/function`.
@@ -173,6 +270,7 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     load(&mut c);
     execute(&mut c);
+    file_reader(&mut c);
     c.final_summary();
     print_ratios();
 }
