@@ -566,6 +566,38 @@ fn show(p: &Path) -> String {
     p.display().to_string()
 }
 
+/// The `rule` of a denial that protects warden's own state.
+pub const PROTECTED_RULE: &str = "builtin.protected";
+
+/// warden's own state, which no plugin may reach whatever the policy says: the
+/// compiled-module cache and the default audit log directory (and `$WARDEN_AUDIT_LOG`),
+/// as this host's environment places them. Existing paths are canonicalized.
+fn protected_paths(host: &Host) -> Vec<(&'static str, PathBuf)> {
+    let var = |k: &str| {
+        host.env
+            .iter()
+            .find(|(name, v)| name == k && !v.is_empty())
+            .map(|(_, v)| PathBuf::from(v))
+            .filter(|p| p.is_absolute())
+    };
+    let home = host.home.clone();
+    let mut out = Vec::new();
+    if let Some(cache) = var("XDG_CACHE_HOME").or_else(|| home.as_ref().map(|h| h.join(".cache"))) {
+        out.push(("compiled-module cache", cache.join("warden")));
+    }
+    if let Some(state) =
+        var("XDG_STATE_HOME").or_else(|| home.as_ref().map(|h| h.join(".local/state")))
+    {
+        out.push(("state directory (audit log)", state.join("warden")));
+    }
+    if let Some(log) = var("WARDEN_AUDIT_LOG") {
+        out.push(("audit log", log));
+    }
+    out.into_iter()
+        .map(|(what, p)| (what, std::fs::canonicalize(&p).unwrap_or(p)))
+        .collect()
+}
+
 fn decide_dir(
     declared: &PathPattern,
     write: bool,
@@ -609,6 +641,20 @@ fn decide_dir(
     let forms: Vec<&Path> = std::iter::once(lexical.as_path())
         .chain(effective.as_deref())
         .collect();
+    if let Some((what, protected)) = protected_paths(host)
+        .into_iter()
+        .find(|(_, p)| forms.iter().any(|f| path::overlaps(f, p)))
+    {
+        // Denied in every mode, audit mode included: a plugin that could write here
+        // could plant native code in the module cache or rewrite the audit log.
+        d.rule = PROTECTED_RULE.into();
+        d.reason = format!(
+            "`{raw}` resolves to `{}`, which overlaps warden's own {what} `{}`; no policy can grant it",
+            show(forms.last().copied().unwrap_or(&lexical)),
+            show(&protected)
+        );
+        return d;
+    }
     let denial = deny_verdict(raw, &forms, rules);
     match (directory(raw, &lexical, canonical), denial) {
         // What does not exist, or is not a directory, cannot be granted in any mode.
@@ -1029,6 +1075,39 @@ mod tests {
         let d = decide(caps, "p", [0; 32], &policy(text), host);
         assert_eq!(d.items().len(), 1, "{d:#?}");
         d.items()[0].clone()
+    }
+
+    #[test]
+    fn warden_state_is_denied_in_every_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir_all(home.join(".cache/warden")).unwrap();
+        std::fs::create_dir_all(home.join("logs")).unwrap();
+        for mode in ["enforce", "audit"] {
+            let text = format!("version = 1\nmode = \"{mode}\"\n[defaults]\nfs.write = [\"~\"]\n");
+            let policy = Policy::parse("p.toml", &text).unwrap();
+            let host = Host {
+                workdir: home.clone(),
+                home: Some(home.clone()),
+                env: vec![(
+                    "WARDEN_AUDIT_LOG".into(),
+                    home.join("logs/audit.jsonl").display().to_string(),
+                )],
+            };
+            for declared in ["~", "~/.cache", "~/logs"] {
+                let caps = Capabilities {
+                    fs_write: vec![PathPattern {
+                        pattern: declared.into(),
+                        recursive: true,
+                    }],
+                    ..Capabilities::default()
+                };
+                let decisions = decide(&caps, "p", [0; 32], &policy, &host);
+                let d = &decisions.items()[0];
+                assert_eq!(d.outcome(), Outcome::Denied, "{mode} {declared}");
+                assert_eq!(d.rule(), PROTECTED_RULE, "{mode} {declared}");
+            }
+        }
     }
 
     #[test]
