@@ -234,7 +234,7 @@ fn run_audited(args: &RunArgs, log: &AuditLog) -> Result<u8, CliError> {
         limits: loaded.instance.limits(),
     }))?;
     let report = loaded.instance.run(&args.args);
-    let code = exit_code(&report);
+    let code = report.exit_code();
     audit(rec.run_finished(&report, code))?;
     drop(rec);
     log.sync().map_err(|e| audit_failure(&e))?;
@@ -263,17 +263,6 @@ fn run_audited(args: &RunArgs, log: &AuditLog) -> Result<u8, CliError> {
         }
         Ok(ExecuteResult::Effect(_)) => Ok(code),
         Err(e) => Err(runtime_failure(&args.plugin, e)),
-    }
-}
-
-/// The exit code for a finished call (`CLI.md`).
-fn exit_code(report: &RunReport) -> u8 {
-    match &report.result {
-        Ok(ExecuteResult::Success(_)) => 0,
-        // A plugin error with code 0 must not look like success.
-        Ok(ExecuteResult::Error(e)) => e.code.max(1),
-        Ok(ExecuteResult::Effect(_)) => 77,
-        Err(e) => e.exit_code(),
     }
 }
 

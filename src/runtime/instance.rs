@@ -73,6 +73,20 @@ pub struct RunReport {
     pub runtime_denials: RuntimeDenials,
 }
 
+impl RunReport {
+    /// The exit code `CLI.md` gives this call: 0 for `Success`, the plugin's own code
+    /// for `Error` (at least 1: a plugin error must not look like success), 77 for an
+    /// effect warden refused, and the error's code otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match &self.result {
+            Ok(ExecuteResult::Success(_)) => 0,
+            Ok(ExecuteResult::Error(e)) => e.code.max(1),
+            Ok(ExecuteResult::Effect(_)) => 77,
+            Err(e) => e.exit_code(),
+        }
+    }
+}
+
 /// A loaded plugin, ready to be called any number of times.
 pub struct PluginInstance {
     engine: Engine,

@@ -16,7 +16,7 @@ use warden::audit::{
     Verdict, VerifyReport, chain::line_hash, verify_files,
 };
 use warden::grant::{Host, Outcome, decide};
-use warden::runtime::{RunReport, RuntimeDeny};
+use warden::runtime::RuntimeDeny;
 use warden::{LimitKind, Limits};
 
 fn lines(path: &Path) -> Vec<String> {
@@ -47,16 +47,6 @@ fn policy_info() -> PolicyInfo {
         path: "policies/examples.toml".into(),
         sha256: Some("ab".repeat(32)),
         mode: "enforce".into(),
-    }
-}
-
-/// The exit code `warden run` gives a report (as `cli/run.rs` computes it).
-fn exit_code(report: &RunReport) -> u8 {
-    match &report.result {
-        Ok(ExecuteResult::Success(_)) => 0,
-        Ok(ExecuteResult::Error(e)) => e.code.max(1),
-        Ok(ExecuteResult::Effect(_)) => 77,
-        Err(e) => e.exit_code(),
     }
 }
 
@@ -105,7 +95,7 @@ fn hello_run(log: &AuditLog, loaded: &warden::LoadedPlugin) {
     })
     .unwrap();
     let report = loaded.instance.run(&args);
-    run.run_finished(&report, exit_code(&report)).unwrap();
+    run.run_finished(&report, report.exit_code()).unwrap();
 }
 
 /// A log of `runs` synthetic runs (5 records each) at `path`.
@@ -704,7 +694,7 @@ fn timeouts_fuel_and_traps_leave_run_start_the_cause_and_run_end() {
         })
         .unwrap();
         let report = loaded.instance.run(&[]);
-        run.run_finished(&report, exit_code(&report)).unwrap();
+        run.run_finished(&report, report.exit_code()).unwrap();
         runs.push(run);
     }
     log.sync().unwrap();
@@ -777,7 +767,7 @@ fn strings_a_plugin_controls_cannot_forge_or_break_records() {
     let report = loaded.instance.run(&[]);
     assert_eq!(report.runtime_denials.recorded.len(), 1);
     assert_eq!(report.runtime_denials.recorded[0].path, HOSTILE);
-    run.run_finished(&report, exit_code(&report)).unwrap();
+    run.run_finished(&report, report.exit_code()).unwrap();
 
     // An error message that quotes the plugin: a trap's backtrace names the function,
     // and the module's name section is the plugin's to write.
@@ -796,7 +786,7 @@ fn strings_a_plugin_controls_cannot_forge_or_break_records() {
         error.contains('\u{1b}') && error.contains('\n'),
         "{error:?}"
     );
-    run.run_finished(&trapped, exit_code(&trapped)).unwrap();
+    run.run_finished(&trapped, trapped.exit_code()).unwrap();
     run.plugin_rejected(&PluginInfo::unnamed([0; 32]), &error)
         .unwrap();
 
@@ -908,7 +898,7 @@ fn env_values_and_args_stay_out_of_the_log_unless_log_args() {
         .unwrap();
         let report = loaded.instance.run(&args);
         outputs.push(report.result.as_ref().unwrap().clone());
-        run.run_finished(&report, exit_code(&report)).unwrap();
+        run.run_finished(&report, report.exit_code()).unwrap();
     }
     log.finish().unwrap();
     // The allowed value did reach the plugin (and its output), the denied one did not...
