@@ -641,20 +641,6 @@ fn decide_dir(
     let forms: Vec<&Path> = std::iter::once(lexical.as_path())
         .chain(effective.as_deref())
         .collect();
-    if let Some((what, protected)) = protected_paths(host)
-        .into_iter()
-        .find(|(_, p)| forms.iter().any(|f| path::overlaps(f, p)))
-    {
-        // Denied in every mode, audit mode included: a plugin that could write here
-        // could plant native code in the module cache or rewrite the audit log.
-        d.rule = PROTECTED_RULE.into();
-        d.reason = format!(
-            "`{raw}` resolves to `{}`, which overlaps warden's own {what} `{}`; no policy can grant it",
-            show(forms.last().copied().unwrap_or(&lexical)),
-            show(&protected)
-        );
-        return d;
-    }
     let denial = deny_verdict(raw, &forms, rules);
     match (directory(raw, &lexical, canonical), denial) {
         // What does not exist, or is not a directory, cannot be granted in any mode.
@@ -672,6 +658,24 @@ fn decide_dir(
             };
             d.rule = verdict.rule;
             d.reason = verdict.reason;
+            // warden's own state, last: the policy's own verdict names its rule when it
+            // denies; what it would grant (in audit mode too) is denied here.
+            if d.outcome != Outcome::Denied
+                && let Some((what, protected)) = protected_paths(host)
+                    .into_iter()
+                    .find(|(_, p)| forms.iter().any(|f| path::overlaps(f, p)))
+            {
+                // A plugin that could write here could plant native code in the module
+                // cache or rewrite the audit log.
+                d.outcome = Outcome::Denied;
+                d.rule = PROTECTED_RULE.into();
+                d.reason = format!(
+                    "`{raw}` resolves to `{}`, which overlaps warden's own {what} `{}`; no policy can grant it",
+                    show(&canonical),
+                    show(&protected)
+                );
+                return d;
+            }
             if d.outcome == Outcome::Granted && !declared.recursive {
                 d.reason.push_str(
                     "; declared non-recursive, but a preopened directory exposes its whole subtree",

@@ -593,9 +593,16 @@ fs.read = ["./data"]
     assert_decided(&d, "./data", Outcome::Denied, "defaults.fs.deny[0]");
     assert_all_refused(&out, tries);
 
-    // Positive control: without the deny entry the probe does read through `~`.
+    // Positive control: without the deny entry the probe does read through `~`. (With
+    // warden's own cache and state kept outside `~`: a `~` that contains them is
+    // denied by `builtin.protected`, whatever the policy says.)
     let open = "version = 1\n[plugins.probe]\nfs.read = [\"~\"]\n";
-    let (d, out) = attempts(&probe(&["~"], ".ssh/id_rsa"), open, &t.host(), &[&[]]);
+    let mut host = t.host();
+    for (var, dir) in [("XDG_CACHE_HOME", "cache"), ("XDG_STATE_HOME", "state")] {
+        host.env
+            .push((var.to_string(), t.path(dir).display().to_string()));
+    }
+    let (d, out) = attempts(&probe(&["~"], ".ssh/id_rsa"), open, &host, &[&[]]);
     assert_decided(&d, "~", Outcome::Granted, "plugins.probe.fs.read[0]");
     assert_eq!(item(&d, "~").guest_path(), Some("/"));
     assert!(success(&out[0]).contains(SECRET));
