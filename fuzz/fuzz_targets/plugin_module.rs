@@ -27,6 +27,8 @@ fn module(u: &mut Unstructured<'_>) -> Result<Vec<u8>> {
     config.threads_enabled = false;
     config.multi_value_enabled = true;
     config.min_funcs = 4;
+    // wasm-smith asserts `min <= max`; the arbitrary `max_funcs` may be below 4.
+    config.max_funcs = config.max_funcs.max(config.min_funcs);
     Ok(wasm_smith::Module::new(config, u)?.to_bytes())
 }
 

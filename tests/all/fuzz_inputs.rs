@@ -56,6 +56,30 @@ fn memory_read_inputs() {
 }
 
 #[test]
+fn policy_parse_inputs() {
+    let all = inputs("policy_parse");
+    // The example policies are seeds (as text); so are a few structured inputs.
+    assert!(all.len() >= 6, "seeds are missing");
+    for (path, bytes) in all {
+        warden::fuzzing::policy_parse(&bytes);
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("policies-") {
+            let text = String::from_utf8(bytes).unwrap();
+            warden::policy::Policy::parse(&name, &text).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}
+
+#[test]
+fn grant_intersection_inputs() {
+    let all = inputs("grant_intersection");
+    assert!(all.len() >= 4, "seeds are missing");
+    for (_, bytes) in all {
+        warden::fuzzing::grant_intersection(&bytes);
+    }
+}
+
+#[test]
 fn plugin_module_regressions() {
     // Only regressions here: seeds are raw bytes for wasm-smith, not modules.
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-regressions/plugin_module");
