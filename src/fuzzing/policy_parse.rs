@@ -386,32 +386,8 @@ const STRAY: &[char] = &[
     '"', '\'', '[', ']', '=', '#', '\\', '\t', '\r', 'é', '\u{feff}', '{', '.', ',', '\0',
 ];
 
-const ROOT_KEYS: &[&str] = &["version", "mode", "defaults", "audit", "plugins"];
-const DEFAULTS_KEYS: &[&str] = &[
-    "require_digest",
-    "on_denied",
-    "fuel",
-    "memory",
-    "stack",
-    "timeout",
-    "max_output",
-    "stdio",
-    "fs",
-    "env",
-];
-const PLUGIN_KEYS: &[&str] = &[
-    "sha256",
-    "fuel",
-    "memory",
-    "stack",
-    "timeout",
-    "max_output",
-    "stdio",
-    "fs",
-    "env",
-];
-const FS_KEYS: &[&str] = &["read", "write", "deny"];
-const ENV_KEYS: &[&str] = &["allow", "deny"];
+// The parser's own key lists: the generator proposes exactly the keys it accepts.
+use crate::policy::parse::{DEFAULTS_KEYS, ENV_KEYS, FS_KEYS, PLUGIN_KEYS, ROOT_KEYS};
 
 /// A valid choice most of the time, any choice now and then.
 fn value(s: &mut Source<'_>, choices: &[(&str, V)]) -> (String, V) {

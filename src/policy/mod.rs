@@ -17,7 +17,7 @@
 //! `StrictModes` refuses a writable `authorized_keys`, unless the run opts out.
 
 pub mod error;
-mod parse;
+pub(crate) mod parse;
 
 pub use error::{PolicyError, PolicyErrors};
 pub use parse::format_size;

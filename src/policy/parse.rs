@@ -29,8 +29,8 @@ pub(super) struct Parsed {
     pub plugins: BTreeMap<String, PluginTable>,
 }
 
-const ROOT_KEYS: &[&str] = &["version", "mode", "defaults", "audit", "plugins"];
-const DEFAULTS_KEYS: &[&str] = &[
+pub(crate) const ROOT_KEYS: &[&str] = &["version", "mode", "defaults", "audit", "plugins"];
+pub(crate) const DEFAULTS_KEYS: &[&str] = &[
     "require_digest",
     "on_denied",
     "fuel",
@@ -42,7 +42,7 @@ const DEFAULTS_KEYS: &[&str] = &[
     "fs",
     "env",
 ];
-const PLUGIN_KEYS: &[&str] = &[
+pub(crate) const PLUGIN_KEYS: &[&str] = &[
     "sha256",
     "fuel",
     "memory",
@@ -53,8 +53,8 @@ const PLUGIN_KEYS: &[&str] = &[
     "fs",
     "env",
 ];
-const FS_KEYS: &[&str] = &["read", "write", "deny"];
-const ENV_KEYS: &[&str] = &["allow", "deny"];
+pub(crate) const FS_KEYS: &[&str] = &["read", "write", "deny"];
+pub(crate) const ENV_KEYS: &[&str] = &["allow", "deny"];
 const AUDIT_KEYS: &[&str] = &["log_args"];
 const STREAMS: &[&str] = &["stdin", "stdout", "stderr"];
 
