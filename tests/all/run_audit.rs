@@ -28,8 +28,8 @@ impl Workspace {
         self.path().join("log/audit.jsonl")
     }
 
-    /// `warden run --policy policies/examples.toml --workdir WS --audit-log LOG ...`.
-    fn run(&self, extra_env: &[(&str, &str)], args: &[&str]) -> Output {
+    /// `warden run --policy policies/examples.toml --workdir WS --audit-log LOG ARGS`.
+    fn command(&self, log: &Path, args: &[&str]) -> std::process::Command {
         let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/examples.toml");
         let mut cmd = warden_command();
         cmd.arg("run")
@@ -38,8 +38,14 @@ impl Workspace {
             .arg("--workdir")
             .arg(self.path())
             .arg("--audit-log")
-            .arg(self.log())
+            .arg(log)
             .args(args);
+        cmd
+    }
+
+    /// [`Workspace::command`] with the workspace's log, run to completion.
+    fn run(&self, extra_env: &[(&str, &str)], args: &[&str]) -> Output {
+        let mut cmd = self.command(&self.log(), args);
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
@@ -150,21 +156,13 @@ fn eight_processes_running_plugins_keep_one_valid_chain() {
     let hello = example_plugin("hello");
     let children: Vec<_> = (0..8)
         .map(|i| {
-            let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/examples.toml");
-            let mut cmd = warden_command();
-            cmd.arg("run")
-                .arg("--policy")
-                .arg(policy)
-                .arg("--workdir")
-                .arg(ws.path())
-                .arg("--audit-log")
-                .arg(ws.log());
-            if i % 2 == 0 {
-                cmd.args([reader.to_str().unwrap(), "read", "hello.txt"]);
+            let args = if i % 2 == 0 {
+                vec![reader.to_str().unwrap(), "read", "hello.txt"]
             } else {
-                cmd.arg(hello.to_str().unwrap());
-            }
-            cmd.stdout(std::process::Stdio::null())
+                vec![hello.to_str().unwrap()]
+            };
+            ws.command(&ws.log(), &args)
+                .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
                 .unwrap()
@@ -212,17 +210,12 @@ fn an_unwritable_log_fails_closed_and_the_plugin_never_runs() {
     // root.
     std::fs::write(ws.path().join("not-a-dir"), "").unwrap();
     let log = ws.path().join("not-a-dir/audit.jsonl");
-    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/examples.toml");
     let writer = example_plugin("file-writer");
-    let out = warden_command()
-        .arg("run")
-        .arg("--policy")
-        .arg(policy)
-        .arg("--workdir")
-        .arg(ws.path())
-        .arg("--audit-log")
-        .arg(&log)
-        .args([writer.to_str().unwrap(), "write", "proof.txt", "ran"])
+    let out = ws
+        .command(
+            &log,
+            &[writer.to_str().unwrap(), "write", "proof.txt", "ran"],
+        )
         .output()
         .unwrap();
     assert_eq!(
