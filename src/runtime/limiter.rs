@@ -80,9 +80,8 @@ impl wasmtime::ResourceLimiter for GuestLimiter {
     }
 
     fn instances(&self) -> usize {
-        // The plugin, and the adapter through which warden's WASI wrappers call the
-        // originals (`super::shadow`). Core wasm cannot instantiate anything itself.
-        2
+        // The plugin; core wasm cannot instantiate anything itself.
+        1
     }
 
     fn tables(&self) -> usize {

@@ -156,8 +156,7 @@ impl Loader {
         let mut linker: Linker<StoreState> = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut StoreState| &mut s.wasi)
             .map_err(engine_error)?;
-        let wasi_only = linker.clone();
-        super::shadow::add_to_linker(&mut linker, wasi_only).map_err(engine_error)?;
+        super::shadow::add_to_linker(&mut linker).map_err(engine_error)?;
         let mut store = Store::new(&engine, StoreState::bare(&config.limits));
         let wasi_names = linker
             .iter(&mut store)
