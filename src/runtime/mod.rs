@@ -23,5 +23,8 @@ pub mod shadow;
 
 pub use error::{GuestCall, RuntimeError, RuntimeErrorKind};
 pub use instance::{PluginInstance, RunReport};
-pub use loader::{LoadedPlugin, Loader, LoaderConfig, engine_config};
+pub use loader::{
+    KEEP_RESIDENT_MEMORY, KEEP_RESIDENT_TABLE, LoadedPlugin, Loader, LoaderConfig, POOL_SLOTS,
+    engine_config,
+};
 pub use shadow::{Refusal, RuntimeDenials, RuntimeDeny};

@@ -540,3 +540,38 @@ fn state_does_not_leak_between_calls() {
         );
     }
 }
+
+#[test]
+fn memory_and_tables_are_reset_between_calls_in_a_reused_pool_slot() {
+    // The pool keeps a slot's pages resident and restores only what a call dirtied
+    // (`PAGEMAP_SCAN`) or decommits it: either way the next call, which lands in the
+    // same slot, must see the module's original contents. Each call checks, then
+    // overwrites: a data-segment word, a zero page, a page it grows, a table entry.
+    let loader = loader();
+    let mut p = WatPlugin::new("dirty");
+    p.extra = r#"(data (i32.const 300) "orig")
+  (table $t 2 funcref)
+  (elem declare func $marker)
+  (func $marker)"#
+        .into();
+    p.execute_fn = Some(format!(
+        "(if (i32.ne (i32.load (i32.const 300)) (i32.const 0x6769726f)) (then unreachable)) \
+         (i32.store (i32.const 300) (i32.const 0x6c697665)) \
+         (if (i32.ne (i32.load (i32.const 200000)) (i32.const 0)) (then unreachable)) \
+         (i32.store (i32.const 200000) (i32.const 42)) \
+         (if (i32.ne (memory.grow (i32.const 1)) (i32.const 4)) (then unreachable)) \
+         (if (i32.ne (i32.load (i32.const 262144)) (i32.const 0)) (then unreachable)) \
+         (i32.store (i32.const 262144) (i32.const 42)) \
+         (if (i32.eqz (ref.is_null (table.get $t (i32.const 0)))) (then unreachable)) \
+         (table.set $t (i32.const 0) (ref.func $marker)) {}",
+        WatPlugin::packed(RESULT_AT, p.result.len() as u32)
+    ));
+    let loaded = loader.load(&p.bytes()).unwrap();
+    for call in 0..5 {
+        assert_eq!(
+            loaded.instance.execute(&[]).unwrap(),
+            ExecuteResult::Success("ok".into()),
+            "call {call} saw what an earlier call wrote"
+        );
+    }
+}
