@@ -8,7 +8,7 @@
 //! elsewhere (wasmtime-wasi's, for one) costs nothing here.
 
 use super::chain::Pending;
-use super::writer::{MSG_RECORD, Shared};
+use super::writer::{Appender, MSG_RECORD, Shared};
 use super::{AuditError, Clock};
 use std::cell::Cell;
 use std::io::Write as _;
@@ -39,16 +39,24 @@ pub(crate) fn delivered() -> bool {
     DELIVERED.with(Cell::get)
 }
 
-/// Writes audit events to the chain writer through the non-blocking pipe.
+/// Writes audit events to the chain writer: at once when it is free (see
+/// [`Appender`]), through the non-blocking pipe otherwise.
 pub(crate) struct AuditLayer {
+    appender: Arc<Appender>,
     writer: NonBlocking,
     shared: Arc<Shared>,
     clock: Clock,
 }
 
 impl AuditLayer {
-    pub fn new(writer: NonBlocking, shared: Arc<Shared>, clock: Clock) -> Self {
+    pub fn new(
+        appender: Arc<Appender>,
+        writer: NonBlocking,
+        shared: Arc<Shared>,
+        clock: Clock,
+    ) -> Self {
         AuditLayer {
+            appender,
             writer,
             shared,
             clock,
@@ -132,6 +140,10 @@ impl<S: Subscriber> Layer<S> for AuditLayer {
         message.push(MSG_RECORD);
         Pending::encode(&ts, &head, &body, &mut message);
         DELIVERED.with(|d| d.set(true));
+        if self.appender.try_append_now(&message) {
+            return;
+        }
+        self.appender.enqueue();
         if self.writer.clone().write_all(&message).is_err() {
             self.shared.fail(AuditError::Stopped {
                 path: self.shared_path(),

@@ -8,7 +8,7 @@ use super::record::{
     DeclaredFields, ErrorFields, Event, LimitFields, LimitsRecord, PluginInfo, PolicyInfo,
     RESERVED_FIELDS, RunEnd, RunOutcome, RunStartFields,
 };
-use super::writer::{ChainWriter, MSG_BARRIER, Rotation, Shared};
+use super::writer::{Appender, ChainWriter, MSG_BARRIER, Rotation, Shared};
 use super::{AuditError, Clock};
 use crate::limits::{LimitKind, Limits};
 use crate::runtime::{RunReport, RuntimeDeny};
@@ -49,11 +49,13 @@ fn bounded(text: &str) -> std::borrow::Cow<'_, str> {
 /// An open audit log.
 ///
 /// Records are `tracing` events (target `warden::audit`) that this handle's own
-/// dispatcher hands to a layer, which passes them through `tracing-appender`'s
-/// non-blocking writer (not lossy: a full queue makes the emitter wait) to the one
-/// writer that appends to the file under its lock. Emitting never blocks on the
-/// file; [`AuditLog::sync`] and [`AuditLog::finish`] wait until everything emitted is
-/// appended, and report any failure.
+/// dispatcher hands to a layer, which gives them to the one writer that appends to
+/// the file under its lock: on the emitting thread when the writer and the file's
+/// lock are free and nothing is queued, else through `tracing-appender`'s non-blocking
+/// writer (not lossy: a full queue makes the emitter wait) to its worker thread.
+/// Emitting never waits for a lock another process holds; [`AuditLog::sync`] and
+/// [`AuditLog::finish`] wait until everything emitted is appended, and report any
+/// failure.
 ///
 /// # Security
 ///
@@ -64,6 +66,7 @@ fn bounded(text: &str) -> std::borrow::Cow<'_, str> {
 pub struct AuditLog {
     path: PathBuf,
     dispatch: Dispatch,
+    appender: Arc<Appender>,
     writer: NonBlocking,
     shared: Arc<Shared>,
     guard: Option<WorkerGuard>,
@@ -108,15 +111,22 @@ impl AuditLog {
         let shared = Shared::new(path.clone());
         let now = layer::timestamp(clock());
         let chain = ChainWriter::open(&path, rotation, &now, Arc::clone(&shared))?;
+        let appender = Appender::new(chain);
         let (writer, guard) = NonBlockingBuilder::default()
             .lossy(false)
             .thread_name("warden-audit")
-            .finish(chain);
-        let layer = AuditLayer::new(writer.clone(), Arc::clone(&shared), clock);
+            .finish(appender.worker());
+        let layer = AuditLayer::new(
+            Arc::clone(&appender),
+            writer.clone(),
+            Arc::clone(&shared),
+            clock,
+        );
         let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer));
         Ok(AuditLog {
             path,
             dispatch,
+            appender,
             writer,
             shared,
             guard: Some(guard),
@@ -172,6 +182,21 @@ impl AuditLog {
 
     fn barrier(&self, fsync: bool) -> Result<(), AuditError> {
         self.shared.check()?;
+        // Nothing queued: every record emitted is already appended.
+        let idle = self.appender.when_idle(|chain| {
+            if fsync {
+                chain.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        if let Some(result) = idle {
+            if let Err(e) = result {
+                self.shared.fail(e);
+            }
+            return self.shared.check();
+        }
+        self.appender.enqueue();
         let id = self.barriers.fetch_add(1, Ordering::AcqRel) + 1;
         let message = format!(
             "{}{id}{}",
@@ -522,5 +547,99 @@ mod tests {
         run.run_start(start).unwrap();
         drop(run);
         assert_eq!(log.finish().unwrap(), 1);
+    }
+
+    fn limits_start<'a>(args: &'a [String], limits: &'a Limits) -> RunStart<'a> {
+        RunStart {
+            args,
+            log_args: false,
+            limits,
+        }
+    }
+
+    /// The `run_id`s of the records in `path`, in file order.
+    fn run_ids(path: &Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                v["run_id"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_record_that_meets_a_lock_held_elsewhere_is_queued_and_keeps_its_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path, Rotation::Never).unwrap();
+        let (args, limits) = (Vec::new(), Limits::default());
+        // Another open file description holds the lock, as another process would.
+        let other = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        other.lock().unwrap();
+        let first = log.run().unwrap();
+        // Emitting does not wait for the lock: the record is queued for the worker.
+        first.run_end(&RunEnd::refused(77, "test")).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+        std::thread::scope(|s| {
+            let syncing = s.spawn(|| {
+                let second = log.run().unwrap();
+                // Must wait for the queued record, then follow it.
+                second.run_start(limits_start(&args, &limits)).unwrap();
+                second.run_id().to_owned()
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            other.unlock().unwrap();
+            let second = syncing.join().unwrap();
+            assert_eq!(run_ids(&path), [first.run_id().to_owned(), second]);
+        });
+        drop(first);
+        assert_eq!(log.finish().unwrap(), 2);
+        let report = crate::audit::verify_files(&[&path]).unwrap();
+        assert_eq!(report.verdict, crate::audit::Verdict::Ok);
+    }
+
+    #[test]
+    fn threads_emitting_at_once_keep_one_chain_and_each_its_own_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path, Rotation::Never).unwrap();
+        let (args, limits) = (Vec::new(), Limits::default());
+        let ids: Vec<String> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        let run = log.run().unwrap();
+                        for _ in 0..200 {
+                            run.run_start(limits_start(&args, &limits)).unwrap();
+                            run.run_end(&RunEnd::refused(77, "test")).unwrap();
+                        }
+                        run.run_id().to_owned()
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        assert_eq!(log.finish().unwrap(), 4 * 400);
+        let report = crate::audit::verify_files(&[&path]).unwrap();
+        assert_eq!(report.verdict, crate::audit::Verdict::Ok);
+        assert_eq!(report.records, 4 * 400);
+        let text = std::fs::read_to_string(&path).unwrap();
+        for id in ids {
+            let events: Vec<String> = text
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .filter(|v| v["run_id"] == id.as_str())
+                .map(|v| v["event"].as_str().unwrap().to_owned())
+                .collect();
+            assert_eq!(events.len(), 400);
+            assert!(
+                events
+                    .chunks(2)
+                    .all(|pair| pair == ["run_start", "run_end"]),
+                "{id}: records out of order"
+            );
+        }
     }
 }
