@@ -8,7 +8,9 @@
 //!   preopen with env and stdout granted (also with the audit log on: `run_start`,
 //!   `run_end`, synced), vs raw wasmtime with a pooling allocator doing the same work
 //!   (fresh store and WASI context with the same preopen/env/stdout, instantiate,
-//!   alloc, write args, call, read and decode the result, dealloc) with no limits at all.
+//!   alloc, write args, call, read and decode the result, dealloc) with no limits at all;
+//!   and the same raw wasmtime with warden's pool settings (`-raw-tuned`), so the
+//!   ratio to it is what warden's sandbox itself costs.
 //!
 //! After the groups, the ratios warden / floor are printed from criterion's estimates.
 //! Run with `cargo bench --bench execute`.
@@ -25,7 +27,10 @@ use warden::grant::{Host, decide};
 use warden::policy::Policy;
 use warden::sandbox::Sandbox;
 use warden::{Loader, LoaderConfig};
-use wasmtime::{Config, Engine, InstancePre, Linker, Module, PoolingAllocationConfig, Store};
+use warden::runtime::{KEEP_RESIDENT_MEMORY, KEEP_RESIDENT_TABLE};
+use wasmtime::{
+    Config, Enabled, Engine, InstancePre, Linker, Module, PoolingAllocationConfig, Store,
+};
 use wasmtime_wasi::FsPerms;
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -38,6 +43,17 @@ fn plugin(name: &str) -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
 
+/// How raw wasmtime's pooling allocator is set up.
+#[derive(Clone, Copy)]
+enum Pool {
+    /// wasmtime's defaults: the floor the issue names.
+    Default,
+    /// The slot reuse warden configures (`warden::runtime::engine_config`): memory and
+    /// tables kept resident and reset through `PAGEMAP_SCAN` where the kernel has it.
+    /// Against this floor the ratio is the price of warden's sandbox alone.
+    Tuned,
+}
+
 /// Raw wasmtime: the floor. Pooling allocator, no fuel, no epochs, no limits.
 struct Raw {
     engine: Engine,
@@ -47,12 +63,18 @@ struct Raw {
 }
 
 impl Raw {
-    fn new(wasm: &[u8], wasi: impl Fn() -> WasiCtxBuilder + 'static) -> Raw {
+    fn new(wasm: &[u8], pool_kind: Pool, wasi: impl Fn() -> WasiCtxBuilder + 'static) -> Raw {
         let mut config = Config::new();
         let mut pool = PoolingAllocationConfig::new();
         pool.total_memories(16)
             .total_tables(16)
             .total_core_instances(16);
+        if matches!(pool_kind, Pool::Tuned) && PoolingAllocationConfig::is_pagemap_scan_available()
+        {
+            pool.linear_memory_keep_resident(KEEP_RESIDENT_MEMORY)
+                .table_keep_resident(KEEP_RESIDENT_TABLE)
+                .pagemap_scan(Enabled::Yes);
+        }
         config.allocation_strategy(pool);
         let engine = Engine::new(&config).unwrap();
         let module = Module::new(&engine, wasm).unwrap();
@@ -132,21 +154,27 @@ fn execute(c: &mut Criterion) {
     let wasm = plugin("hello");
     let loader = Loader::new(LoaderConfig::new("/")).unwrap();
     let hello = loader.load(&wasm).unwrap();
-    let raw = Raw::new(&wasm, || {
+    let hello_wasi = || {
         let mut wasi = WasiCtxBuilder::new();
         wasi.allow_blocking_current_thread(true).arg("hello");
         wasi
-    });
+    };
+    let raw = Raw::new(&wasm, Pool::Default, hello_wasi);
+    let tuned = Raw::new(&wasm, Pool::Tuned, hello_wasi);
     let args = vec!["bench".to_string()];
     let expected = ExecuteResult::Success("Hello, bench!".into());
     assert_eq!(hello.instance.execute(&args).unwrap(), expected);
     assert_eq!(raw.execute(&args), expected);
+    assert_eq!(tuned.execute(&args), expected);
 
     let mut g = c.benchmark_group("execute");
     g.bench_function("hello-warden", |b| {
         b.iter(|| black_box(hello.instance.execute(&args).unwrap()))
     });
     g.bench_function("hello-raw", |b| b.iter(|| black_box(raw.execute(&args))));
+    g.bench_function("hello-raw-tuned", |b| {
+        b.iter(|| black_box(tuned.execute(&args)))
+    });
     g.finish();
 }
 
@@ -181,21 +209,24 @@ fn file_reader(c: &mut Criterion) {
         .set_sandbox(Sandbox::from_decisions(&decisions).unwrap());
     let reader = loaded.instance;
 
-    let raw_data = data.clone();
-    let raw = Raw::new(&wasm, move || {
-        let mut wasi = WasiCtxBuilder::new();
-        wasi.allow_blocking_current_thread(true)
-            .arg("file-reader")
-            .env("HOME", "/home/bench")
-            .stdout(MemoryOutputPipe::new(1 << 20));
-        wasi.preopened_dir(&raw_data, "/data", FsPerms::ReadOnly)
-            .unwrap();
-        wasi
-    });
+    let raw_wasi = |data: PathBuf| {
+        move || {
+            let mut wasi = WasiCtxBuilder::new();
+            wasi.allow_blocking_current_thread(true)
+                .arg("file-reader")
+                .env("HOME", "/home/bench")
+                .stdout(MemoryOutputPipe::new(1 << 20));
+            wasi.preopened_dir(&data, "/data", FsPerms::ReadOnly).unwrap();
+            wasi
+        }
+    };
+    let raw = Raw::new(&wasm, Pool::Default, raw_wasi(data.clone()));
+    let tuned = Raw::new(&wasm, Pool::Tuned, raw_wasi(data.clone()));
     let args = vec!["read".to_string(), "hello.txt".to_string()];
     let expected = ExecuteResult::Success("greetings".into());
     assert_eq!(reader.execute(&args).unwrap(), expected);
     assert_eq!(raw.execute(&args), expected);
+    assert_eq!(tuned.execute(&args), expected);
 
     let log_dir = tempfile::tempdir().unwrap();
     let log = AuditLog::open(log_dir.path().join("audit.jsonl"), Rotation::Never).unwrap();
@@ -220,11 +251,17 @@ fn file_reader(c: &mut Criterion) {
     g.bench_function("file-reader-raw", |b| {
         b.iter(|| black_box(raw.execute(&args)))
     });
+    g.bench_function("file-reader-raw-tuned", |b| {
+        b.iter(|| black_box(tuned.execute(&args)))
+    });
     g.bench_function("file-reader+audit-warden", |b| {
         b.iter(|| black_box(audited()))
     });
     g.bench_function("file-reader+audit-raw", |b| {
         b.iter(|| black_box(raw.execute(&args)))
+    });
+    g.bench_function("file-reader+audit-raw-tuned", |b| {
+        b.iter(|| black_box(tuned.execute(&args)))
     });
     g.finish();
     drop(log);
@@ -246,6 +283,8 @@ fn mean_ns(group: &str, function: &str) -> Option<f64> {
 
 fn print_ratios() {
     println!("\nwarden / raw wasmtime (same run, criterion means):");
+    println!("  raw: wasmtime's default pooling allocator (the floor of issue #6)");
+    println!("  tuned: raw with warden's pool settings (the price of the sandbox alone)");
     for (group, what) in [
         ("load", "compile"),
         ("load", "cache"),
@@ -255,13 +294,18 @@ fn print_ratios() {
     ] {
         let w = mean_ns(group, &format!("{what}-warden"));
         let r = mean_ns(group, &format!("{what}-raw"));
+        let t = mean_ns(group, &format!("{what}-raw-tuned"));
         if let (Some(w), Some(r)) = (w, r) {
-            println!(
+            print!(
                 "  {group}/{what:<20} warden {:>10.1} µs   raw {:>10.1} µs   ratio {:.2}x",
                 w / 1000.0,
                 r / 1000.0,
                 w / r
             );
+            if let Some(t) = t {
+                print!("   tuned {:>8.1} µs   ratio {:.2}x", t / 1000.0, w / t);
+            }
+            println!();
         }
     }
 }
