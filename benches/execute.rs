@@ -25,9 +25,9 @@ use warden::audit::{AuditLog, Rotation, RunStart};
 use warden::cache::ModuleCache;
 use warden::grant::{Host, decide};
 use warden::policy::Policy;
+use warden::runtime::{KEEP_RESIDENT_MEMORY, KEEP_RESIDENT_TABLE};
 use warden::sandbox::Sandbox;
 use warden::{Loader, LoaderConfig};
-use warden::runtime::{KEEP_RESIDENT_MEMORY, KEEP_RESIDENT_TABLE};
 use wasmtime::{
     Config, Enabled, Engine, InstancePre, Linker, Module, PoolingAllocationConfig, Store,
 };
@@ -216,7 +216,8 @@ fn file_reader(c: &mut Criterion) {
                 .arg("file-reader")
                 .env("HOME", "/home/bench")
                 .stdout(MemoryOutputPipe::new(1 << 20));
-            wasi.preopened_dir(&data, "/data", FsPerms::ReadOnly).unwrap();
+            wasi.preopened_dir(&data, "/data", FsPerms::ReadOnly)
+                .unwrap();
             wasi
         }
     };

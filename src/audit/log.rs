@@ -183,13 +183,9 @@ impl AuditLog {
     fn barrier(&self, fsync: bool) -> Result<(), AuditError> {
         self.shared.check()?;
         // Nothing queued: every record emitted is already appended.
-        let idle = self.appender.when_idle(|chain| {
-            if fsync {
-                chain.sync_data()
-            } else {
-                Ok(())
-            }
-        });
+        let idle = self
+            .appender
+            .when_idle(|chain| if fsync { chain.sync_data() } else { Ok(()) });
         if let Some(result) = idle {
             if let Err(e) = result {
                 self.shared.fail(e);
@@ -576,7 +572,10 @@ mod tests {
         let log = AuditLog::open(&path, Rotation::Never).unwrap();
         let (args, limits) = (Vec::new(), Limits::default());
         // Another open file description holds the lock, as another process would.
-        let other = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let other = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
         other.lock().unwrap();
         let first = log.run().unwrap();
         // Emitting does not wait for the lock: the record is queued for the worker.

@@ -209,6 +209,7 @@ pub(super) fn load_and_decide(
     policy: &Policy,
     workdir: &Path,
     cache: Option<&ModuleCache>,
+    audit_log: Option<&Path>,
 ) -> Result<Prepared, CliError> {
     let bytes = read_plugin(&plugin.to_path_buf())?;
     let loader = loader(plugin, workdir, policy.default_limits())?;
@@ -218,7 +219,10 @@ pub(super) fn load_and_decide(
         &loaded.manifest.command.name,
         loaded.instance.sha256(),
         policy,
-        &Host::from_process(workdir),
+        &match audit_log {
+            Some(log) => Host::from_process(workdir).with_audit_log(log),
+            None => Host::from_process(workdir),
+        },
     );
     Ok(Prepared {
         bytes,
@@ -233,7 +237,7 @@ fn explain(args: &ExplainArgs) -> Result<u8, CliError> {
     let workdir = workdir(args.workdir.as_deref())?;
     let Prepared {
         loaded, decisions, ..
-    } = load_and_decide(&args.plugin, &policy, &workdir, None)?;
+    } = load_and_decide(&args.plugin, &policy, &workdir, None, None)?;
     let version = loaded.manifest.command.version.as_deref();
     if args.json {
         println!("{:#}", explain_json(&policy, version, &decisions));

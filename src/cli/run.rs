@@ -162,7 +162,13 @@ fn run_audited(args: &RunArgs, log: &AuditLog) -> Result<u8, CliError> {
         loader,
         mut loaded,
         decisions,
-    } = match load_and_decide(&args.plugin, &policy, &workdir, cache.as_ref()) {
+    } = match load_and_decide(
+        &args.plugin,
+        &policy,
+        &workdir,
+        cache.as_ref(),
+        Some(log.path()),
+    ) {
         Ok(prepared) => prepared,
         Err(e) => {
             let sha256: [u8; 32] = std::fs::read(&args.plugin)

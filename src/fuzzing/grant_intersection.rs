@@ -352,7 +352,12 @@ fn case(data: &[u8], tree: &Tree) -> Case {
                 stderr: bits & 4 != 0,
             },
         },
-        host: Host { workdir, home, env },
+        host: Host {
+            workdir,
+            home,
+            env,
+            audit_log: None,
+        },
     }
 }
 

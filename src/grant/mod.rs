@@ -266,6 +266,9 @@ pub struct Host {
     pub home: Option<PathBuf>,
     /// The host environment (names and values; only names are ever recorded).
     pub env: Vec<(String, String)>,
+    /// The audit log this run writes, when it is not one of the default places
+    /// (`--audit-log`): protected like warden's own state (`builtin.protected`).
+    pub audit_log: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Host {
@@ -274,6 +277,7 @@ impl std::fmt::Debug for Host {
             .field("workdir", &self.workdir)
             .field("home", &self.home)
             .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("audit_log", &self.audit_log)
             .finish()
     }
 }
@@ -291,7 +295,15 @@ impl Host {
             env: std::env::vars_os()
                 .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
                 .collect(),
+            audit_log: None,
         }
+    }
+
+    /// This host, with `log` (made absolute against the current directory) as the
+    /// audit log of the run, which no plugin may then reach.
+    pub fn with_audit_log(mut self, log: &Path) -> Host {
+        self.audit_log = Some(std::path::absolute(log).unwrap_or_else(|_| log.to_path_buf()));
+        self
     }
 }
 
@@ -571,7 +583,8 @@ pub const PROTECTED_RULE: &str = "builtin.protected";
 
 /// warden's own state, which no plugin may reach whatever the policy says: the
 /// compiled-module cache and the default audit log directory (and `$WARDEN_AUDIT_LOG`),
-/// as this host's environment places them. Existing paths are canonicalized.
+/// as this host's environment places them, and the run's own audit log
+/// ([`Host::audit_log`]). Existing paths are canonicalized.
 fn protected_paths(host: &Host) -> Vec<(&'static str, PathBuf)> {
     let var = |k: &str| {
         host.env
@@ -592,6 +605,9 @@ fn protected_paths(host: &Host) -> Vec<(&'static str, PathBuf)> {
     }
     if let Some(log) = var("WARDEN_AUDIT_LOG") {
         out.push(("audit log", log));
+    }
+    if let Some(log) = &host.audit_log {
+        out.push(("audit log", log.clone()));
     }
     out.into_iter()
         .map(|(what, p)| (what, std::fs::canonicalize(&p).unwrap_or(p)))
@@ -1055,6 +1071,7 @@ mod tests {
                     .iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
+                audit_log: None,
             }
         }
     }
@@ -1097,6 +1114,7 @@ mod tests {
                     "WARDEN_AUDIT_LOG".into(),
                     home.join("logs/audit.jsonl").display().to_string(),
                 )],
+                audit_log: None,
             };
             for declared in ["~", "~/.cache", "~/logs"] {
                 let caps = Capabilities {
@@ -1110,6 +1128,35 @@ mod tests {
                 let d = &decisions.items()[0];
                 assert_eq!(d.outcome(), Outcome::Denied, "{mode} {declared}");
                 assert_eq!(d.rule(), PROTECTED_RULE, "{mode} {declared}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_runs_own_audit_log_is_protected_wherever_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        for sub in ["logs", "other"] {
+            std::fs::create_dir_all(root.join(sub)).unwrap();
+        }
+        let text = "version = 1\n[defaults]\nfs.write = [\".\"]\n";
+        let host = Host {
+            workdir: root.clone(),
+            home: None,
+            env: Vec::new(),
+            audit_log: None,
+        }
+        .with_audit_log(&root.join("logs/audit.jsonl"));
+        for (declared, outcome) in [
+            ("./logs", Outcome::Denied),
+            (".", Outcome::Denied),
+            ("./other", Outcome::Granted),
+        ] {
+            let d = one(&dirs(&[], &[declared]), text, &host);
+            assert_eq!(d.outcome(), outcome, "{declared}: {d:#?}");
+            if outcome == Outcome::Denied {
+                assert_eq!(d.rule(), PROTECTED_RULE, "{declared}");
+                assert!(d.reason().contains("audit log"), "{}", d.reason());
             }
         }
     }

@@ -230,6 +230,7 @@ fn the_policy_engines_decisions_become_grant_and_deny_records() {
             ("HOME".into(), "/home/x".into()),
             ("APP_TOKEN".into(), "t".into()),
         ],
+        audit_log: None,
     };
     let decisions = decide(
         &loaded.manifest.capabilities,
@@ -868,6 +869,7 @@ fn env_values_and_args_stay_out_of_the_log_unless_log_args() {
                 .iter()
                 .map(|(k, v)| ((*k).into(), (*v).into()))
                 .collect(),
+            audit_log: None,
         };
         let decisions = decide(
             &loaded.manifest.capabilities,

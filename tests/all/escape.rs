@@ -55,6 +55,7 @@ impl Tree {
             workdir: self.path("work"),
             home: Some(self.path("home")),
             env: vec![("HOME".into(), self.path("home").display().to_string())],
+            audit_log: None,
         }
     }
 }

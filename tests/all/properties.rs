@@ -403,6 +403,7 @@ fn run_case(case: &Case) {
             .iter()
             .map(|n| (n.to_string(), format!("value of {n}")))
             .collect(),
+        audit_log: None,
     };
     let decisions = decide(&caps, "probe", [7; 32], &policy, &host);
     assert!(decisions.refusal().is_none());

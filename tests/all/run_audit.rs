@@ -281,3 +281,38 @@ fn limits_and_traps_leave_run_start_the_cause_and_run_end() {
     }
     assert_eq!(verify(&ws.log()).status.code(), Some(0));
 }
+
+#[test]
+fn a_plugin_never_gets_the_directory_of_the_log_it_is_audited_in() {
+    // `--audit-log` inside the directory the policy grants file-writer for writing:
+    // the grant is denied by `builtin.protected`, the plugin runs without it
+    // (`on_denied = "run"`) and cannot touch the log.
+    let ws = Workspace::new();
+    let log = ws.path().join("out/audit.jsonl");
+    let writer = example_plugin("file-writer");
+    let out = ws
+        .command(
+            &log,
+            &[writer.to_str().unwrap(), "write", "audit.jsonl", "forged"],
+        )
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("forged"), "{text}");
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let deny = records
+        .iter()
+        .find(|r| r["event"] == "deny" && r["capability"] == "fs_write")
+        .expect("the write grant is denied");
+    assert_eq!(deny["rule"], "builtin.protected", "{deny}");
+    assert!(
+        deny["reason"].as_str().unwrap().contains("audit log"),
+        "{deny}"
+    );
+    assert_eq!(events(&records).last(), Some(&"run_end"));
+    assert!(verify(&log).status.success());
+}

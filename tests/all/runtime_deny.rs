@@ -53,6 +53,7 @@ pub fn load_sandboxed(
             .iter()
             .map(|(k, v)| ((*k).into(), (*v).into()))
             .collect(),
+        audit_log: None,
     };
     let decisions = decide(
         &loaded.manifest.capabilities,
