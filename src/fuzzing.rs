@@ -14,6 +14,7 @@
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 mod grant_intersection;
+pub mod oracle;
 mod policy_parse;
 
 pub use grant_intersection::grant_intersection;
