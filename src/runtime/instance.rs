@@ -220,9 +220,10 @@ impl PluginInstance {
                     .map(CappedOutput::take)
                     .unwrap_or_default();
             }
-            Err((e, fuel)) => {
-                report.result = Err(e);
-                report.fuel_consumed = fuel;
+            Err(failure) => {
+                report.result = Err(failure.error);
+                report.fuel_consumed = failure.fuel_consumed;
+                report.runtime_denials = failure.runtime_denials;
             }
         }
         report.result = report.result.map_err(|e| e.for_plugin(&self.name));
@@ -336,9 +337,30 @@ pub(crate) struct Session<'a> {
     stack: u64,
 }
 
+/// Why a [`Session`] did not start, and what the plugin did before it failed.
+#[derive(Debug)]
+pub(crate) struct StartFailure {
+    pub(crate) error: RuntimeError,
+    pub(crate) fuel_consumed: u64,
+    /// Refused WASI calls of a start function or `_initialize`: a plugin must not be
+    /// able to hide an attempt by trapping right after it.
+    pub(crate) runtime_denials: RuntimeDenials,
+}
+
+impl StartFailure {
+    fn before_running(error: RuntimeError) -> Box<Self> {
+        Box::new(StartFailure {
+            error,
+            fuel_consumed: 0,
+            runtime_denials: RuntimeDenials::default(),
+        })
+    }
+}
+
 impl<'a> Session<'a> {
     /// Builds the WASI context from `sandbox`, sets every limit, instantiates, and runs
-    /// `_initialize` when exported. On failure returns the error and the fuel consumed.
+    /// `_initialize` when exported. On failure returns the error, the fuel consumed and
+    /// the refusals recorded so far.
     pub(crate) fn start(
         engine: &Engine,
         pre: &InstancePre<StoreState>,
@@ -346,12 +368,12 @@ impl<'a> Session<'a> {
         limits: &Limits,
         sandbox: &Sandbox,
         argv: &[&str],
-    ) -> Result<Self, (RuntimeError, u64)> {
+    ) -> Result<Self, Box<StartFailure>> {
         let mut builder = WasiCtxBuilder::new();
         builder.allow_blocking_current_thread(true).args(argv);
-        sandbox
-            .configure(&mut builder)
-            .map_err(|message| (RuntimeError::new(RuntimeErrorKind::Sandbox { message }), 0))?;
+        sandbox.configure(&mut builder).map_err(|message| {
+            StartFailure::before_running(RuntimeError::new(RuntimeErrorKind::Sandbox { message }))
+        })?;
         let cap = usize::try_from(limits.max_output).unwrap_or(usize::MAX);
         let grant = sandbox.stdio();
         let stdout = grant.stdout.then(|| CappedOutput::new(cap));
@@ -376,12 +398,9 @@ impl<'a> Session<'a> {
         store.limiter(|s| &mut s.limiter);
         let fuel = limits.fuel;
         let setup = |e: wasmtime::Error| {
-            (
-                RuntimeError::new(RuntimeErrorKind::Engine {
-                    message: format!("{e:#}"),
-                }),
-                0,
-            )
+            StartFailure::before_running(RuntimeError::new(RuntimeErrorKind::Engine {
+                message: format!("{e:#}"),
+            }))
         };
         store.set_fuel(fuel).map_err(setup)?;
         store.set_epoch_deadline(epoch_ticks(limits.timeout));
@@ -390,9 +409,8 @@ impl<'a> Session<'a> {
         let instance = match pre.instantiate(&mut store) {
             Ok(instance) => instance,
             Err(e) => {
-                let consumed = fuel.saturating_sub(store.get_fuel().unwrap_or(0));
-                return Err((
-                    classify(
+                return Err(Box::new(StartFailure {
+                    error: classify(
                         &store,
                         GuestCall::Instantiate,
                         e,
@@ -400,18 +418,18 @@ impl<'a> Session<'a> {
                         limits.timeout,
                         limits.stack as u64,
                     ),
-                    consumed,
-                ));
+                    fuel_consumed: fuel.saturating_sub(store.get_fuel().unwrap_or(0)),
+                    runtime_denials: store.data_mut().shadow.take_denials(sandbox),
+                }));
             }
         };
         let Some(memory) = instance
             .get_module_export(&mut store, &exports.memory)
             .and_then(|e| e.into_memory())
         else {
-            return Err((
-                RuntimeError::new(RuntimeErrorKind::MissingExport { name: "memory" }),
-                0,
-            ));
+            return Err(StartFailure::before_running(RuntimeError::new(
+                RuntimeErrorKind::MissingExport { name: "memory" },
+            )));
         };
         let mut session = Session {
             store,
@@ -423,10 +441,13 @@ impl<'a> Session<'a> {
             stack: limits.stack as u64,
         };
         if let Some(init) = &exports.initialize
-            && let Err(e) = session.call::<(), ()>(GuestCall::Initialize, init, ())
+            && let Err(error) = session.call::<(), ()>(GuestCall::Initialize, init, ())
         {
-            let consumed = session.fuel_consumed();
-            return Err((e, consumed));
+            return Err(Box::new(StartFailure {
+                error,
+                fuel_consumed: session.fuel_consumed(),
+                runtime_denials: session.store.data_mut().shadow.take_denials(sandbox),
+            }));
         }
         Ok(session)
     }

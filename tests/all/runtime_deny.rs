@@ -8,7 +8,7 @@ use warden::abi::{Capabilities, ExecuteResult, PathPattern};
 use warden::grant::{Host, decide};
 use warden::policy::Policy;
 use warden::runtime::shadow::{MAX_RUNTIME_DENIALS, SYMLINK_TARGET_REASON};
-use warden::runtime::{Refusal, RunReport, RuntimeDeny};
+use warden::runtime::{GuestCall, Refusal, RunReport, RuntimeDeny, RuntimeErrorKind};
 use warden::sandbox::Sandbox;
 use warden::{LoadedPlugin, Loader, LoaderConfig};
 
@@ -258,6 +258,20 @@ fn symlinks_that_only_descend_are_created() {
 /// The `probe` WAT plugin declaring `./data` (read) and `./out` (write), granted by its
 /// policy table; `path` is at address 512 and `execute` runs `body`.
 pub fn probe(root: &Path, body: &str, path: &[u8]) -> (LoadedPlugin, Vec<String>) {
+    probe_with(root, path, |p| {
+        p.execute_fn = Some(format!(
+            "{body} {}",
+            WatPlugin::packed(RESULT_AT, p.result.len() as u32)
+        ));
+    })
+}
+
+/// [`probe`] with the plugin shaped by `shape` (the path is at 512).
+pub fn probe_with(
+    root: &Path,
+    path: &[u8],
+    shape: impl FnOnce(&mut WatPlugin),
+) -> (LoadedPlugin, Vec<String>) {
     let caps = Capabilities {
         fs_read: vec![PathPattern {
             pattern: "./data".into(),
@@ -277,10 +291,7 @@ pub fn probe(root: &Path, body: &str, path: &[u8]) -> (LoadedPlugin, Vec<String>
   (import "wasi_snapshot_preview1" "fd_close" (func $fd_close (param i32) (result i32)))"#
         .into();
     p.extra = format!(r#"(data (i32.const 512) "{}")"#, wat_bytes(path));
-    p.execute_fn = Some(format!(
-        "{body} {}",
-        WatPlugin::packed(RESULT_AT, p.result.len() as u32)
-    ));
+    shape(&mut p);
     let policy = Policy::parse(
         "probe.toml",
         "version = 1\n[plugins.probe]\nfs.read = [\"./data\"]\nfs.write = [\"./out\"]\n",
@@ -337,4 +348,37 @@ fn the_preopen_is_named_after_renumbering_and_forgotten_after_closing() {
         report.runtime_denials.recorded,
         vec![perm("path_open", "../secret", None, &guest[0])]
     );
+}
+
+#[test]
+fn attempts_in_a_start_function_or_initialize_are_kept_when_it_traps() {
+    // Each tries `../secret` at the first preopen and traps when that was refused
+    // (while the manifest is read there is no preopen, the call fails with BADF and
+    // loading goes on): the trap must not take the attempt out of the record.
+    let dir = host_tree();
+    let attempt = "(if (i32.eq (call $path_open (i32.const 3) (i32.const 0) (i32.const 512) (i32.const 9) (i32.const 0) (i64.const 0) (i64.const 0) (i32.const 0) (i32.const 256)) (i32.const 63)) (then unreachable))";
+    for (what, call) in [
+        ("start", GuestCall::Instantiate),
+        ("_initialize", GuestCall::Initialize),
+    ] {
+        let (loaded, guest) = probe_with(dir.path(), b"../secret", |p| {
+            p.extra.push_str(&format!("\n  (func $early {attempt})"));
+            p.extra.push_str(if what == "start" {
+                "\n  (start $early)"
+            } else {
+                "\n  (export \"_initialize\" (func $early))"
+            });
+        });
+        let report = loaded.instance.run(&[]);
+        let err = report.result.expect_err(what);
+        assert!(
+            matches!(err.kind, RuntimeErrorKind::Trap { .. }) && err.call == Some(call),
+            "{what}: {err}"
+        );
+        assert_eq!(
+            report.runtime_denials.recorded,
+            vec![perm("path_open", "../secret", None, &guest[0])],
+            "{what}"
+        );
+    }
 }
