@@ -126,6 +126,10 @@ pub fn engine_config(limits: &Limits) -> Config {
     pool.total_core_instances(POOL_SLOTS)
         .total_memories(POOL_SLOTS)
         .total_tables(POOL_SLOTS)
+        // Fiber stacks, for async calls, which warden never makes: wasmtime's default of
+        // 1,000 cost 1,000 `mprotect`s (guard pages) at every engine start, half of a
+        // cached `warden run`.
+        .total_stacks(POOL_SLOTS)
         .max_memories_per_module(1);
     // By default a slot is reset by `madvise`, which empties it: the next call
     // page-faults every page back in and the TLB shootdowns cost an IPI each. Where the
