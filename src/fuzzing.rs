@@ -3,7 +3,7 @@
 //! when an invariant is broken, which is what the fuzzer looks for.
 //!
 //! The structured targets (`policy_parse`'s second mode, `grant_intersection`) read
-//! their choices from the raw input with [`Source`], a few lines in the manner of
+//! their choices from the raw input with `Source`, a few lines in the manner of
 //! `arbitrary::Unstructured`, rather than from an `arbitrary`-derived struct in the
 //! fuzz crate: that keeps the whole path from bytes to verdict in this module, so
 //! `tests/all/fuzz_inputs.rs` replays seeds and regressions through exactly what the

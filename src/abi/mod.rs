@@ -2,7 +2,7 @@
 //! memory reads.
 //!
 //! Everything a plugin hands back crosses this module before warden acts on it:
-//! [`memory`] turns a packed `(ptr, len)` into a bounds-checked slice, [`decode`] turns
+//! [`memory`] turns a packed `(ptr, len)` into a bounds-checked slice, [`decode`](mod@decode) turns
 //! the slice into exactly one value, and [`validate`] bounds every size and count in a
 //! manifest. The contract is `ABI.md`.
 //!

@@ -1,7 +1,7 @@
 //! The innermost writer: lock, read the chain head, append one line, unlock.
 //!
 //! `ChainWriter` is the only code that appends to the log. It sits behind an
-//! [`Appender`]: the thread that emits a record appends it itself when nothing is
+//! `Appender`: the thread that emits a record appends it itself when nothing is
 //! queued and no lock is busy, and otherwise it goes through `tracing-appender`'s
 //! non-blocking writer to the worker thread. It receives one message per record (see
 //! `super::chain::Pending`) or per barrier. For each record it

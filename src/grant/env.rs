@@ -4,7 +4,7 @@
 //! `*` collapse to one (so globset's `**` path rules never apply), and backslash is an
 //! ordinary character. A `*` matches any run of characters, `/` included.
 //!
-//! [`EnvPattern::covers`] decides whether every name one pattern can match is matched by
+//! `EnvPattern::covers` decides whether every name one pattern can match is matched by
 //! another: for `*`-only globs, `P` covers `D` exactly when `P` matches `D` with each
 //! `*` replaced by a character `P` cannot contain literally (`\u{1}`), since that
 //! character can only be consumed by one of `P`'s own stars.

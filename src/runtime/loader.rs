@@ -3,7 +3,7 @@
 //! A [`Loader`] owns a wasmtime [`Engine`] configured for hostile code (fuel, epoch
 //! interruption, a wasm stack ceiling, no multi-memory, no 64-bit or shared memories)
 //! and a [`Linker`] holding WASI preview 1 and nothing else. [`Loader::load`] compiles a
-//! module once, checks its imports and ABI exports, prepares an [`InstancePre`], and
+//! module once, checks its imports and ABI exports, prepares an [`InstancePre`](wasmtime::InstancePre), and
 //! reads the manifest under the same limits as any other call.
 //!
 //! # Security

@@ -15,7 +15,7 @@
 //! (instantiating it), a fifth of a whole plugin call. wasmtime and wasmtime-wasi are
 //! pinned to one exact version (`=48.0.8`), so the generated signatures cannot drift
 //! under warden unseen, and `every_shadow_has_the_type_of_the_original` checks that
-//! each wrapper still has the original's type. [`with_wasi`] does what the generated
+//! each wrapper still has the original's type. `with_wasi` does what the generated
 //! linker code does before the call: hand over the store's `hostcall_fuel`, find the
 //! calling instance's `memory` export, and block on the (inline, already ready)
 //! future with wasmtime-wasi's own `in_tokio`.
