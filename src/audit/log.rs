@@ -23,7 +23,8 @@ use tracing::Dispatch;
 use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::layer::SubscriberExt as _;
 
-/// How long [`AuditLog::sync`] and [`AuditLog::finish`] wait for the writer.
+/// How long [`AuditLog::sync`] and [`AuditLog::finish`] wait for the writer by default
+/// ([`AuditLog::set_sync_timeout`]).
 pub const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Largest record the log takes, in bytes: half of how far back a writer looks for the
@@ -71,6 +72,7 @@ pub struct AuditLog {
     shared: Arc<Shared>,
     guard: Option<WorkerGuard>,
     barriers: AtomicU64,
+    sync_timeout: Duration,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -131,12 +133,20 @@ impl AuditLog {
             shared,
             guard: Some(guard),
             barriers: AtomicU64::new(0),
+            sync_timeout: SYNC_TIMEOUT,
         })
     }
 
     /// The path given to [`AuditLog::open`].
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// How long [`AuditLog::sync`], [`AuditLog::finish`] and `run_start` wait for
+    /// records held up (for example by another process holding the log's lock) before
+    /// they fail with [`AuditError::Timeout`]; [`SYNC_TIMEOUT`] unless set.
+    pub fn set_sync_timeout(&mut self, timeout: Duration) {
+        self.sync_timeout = timeout;
     }
 
     /// Starts the records of one load/run, with a fresh random `run_id`.
@@ -205,7 +215,7 @@ impl AuditLog {
             .map_err(|_| AuditError::Stopped {
                 path: self.path.clone(),
             })?;
-        self.shared.wait_for(id, SYNC_TIMEOUT)?;
+        self.shared.wait_for(id, self.sync_timeout)?;
         self.shared.check()
     }
 
@@ -640,5 +650,36 @@ mod tests {
                 "{id}: records out of order"
             );
         }
+    }
+
+    #[test]
+    fn a_lock_held_elsewhere_for_good_ends_in_a_timeout_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut log = AuditLog::open(&path, Rotation::Never).unwrap();
+        log.set_sync_timeout(Duration::from_millis(200));
+        let (args, limits) = (Vec::new(), Limits::default());
+        let other = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        other.lock().unwrap();
+        // The worker takes this record and waits for the lock, holding the writer.
+        let first = log.run().unwrap();
+        first.run_end(&RunEnd::refused(77, "test")).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let second = log.run().unwrap();
+        let started = std::time::Instant::now();
+        let err = second
+            .run_start(limits_start(&args, &limits))
+            .expect_err("the plugin must not run");
+        assert!(matches!(err, AuditError::Timeout { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        other.unlock().unwrap();
+        drop((first, second));
+        log.finish().unwrap();
+        let report = crate::audit::verify_files(&[&path]).unwrap();
+        assert_eq!(report.verdict, crate::audit::Verdict::Ok);
+        assert_eq!(report.records, 2);
     }
 }

@@ -521,10 +521,16 @@ impl Appender {
         self.queued.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Runs `f` with the writer once no message is outstanding, if that is so now
-    /// (waiting only for the lock); `None` when messages are queued.
+    /// Runs `f` with the writer if no message is outstanding and the writer is free
+    /// right now; `None` otherwise. Never waits: the worker may hold the writer while
+    /// it waits for a lock another process holds, and only the queued barrier's wait
+    /// is bounded.
     pub fn when_idle<R>(&self, f: impl FnOnce(&ChainWriter) -> R) -> Option<R> {
-        let chain = self.chain.lock().unwrap_or_else(PoisonError::into_inner);
+        let chain = match self.chain.try_lock() {
+            Ok(chain) => chain,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
         (self.queued.load(Ordering::Acquire) == 0).then(|| f(&chain))
     }
 
