@@ -584,7 +584,7 @@ pub const PROTECTED_RULE: &str = "builtin.protected";
 /// warden's own state, which no plugin may reach whatever the policy says: the
 /// compiled-module cache and the default audit log directory (and `$WARDEN_AUDIT_LOG`),
 /// as this host's environment places them, and the run's own audit log
-/// ([`Host::audit_log`]). Existing paths are canonicalized.
+/// ([`Host::audit_log`]).
 fn protected_paths(host: &Host) -> Vec<(&'static str, PathBuf)> {
     let var = |k: &str| {
         host.env
@@ -609,9 +609,19 @@ fn protected_paths(host: &Host) -> Vec<(&'static str, PathBuf)> {
     if let Some(log) = &host.audit_log {
         out.push(("audit log", log.clone()));
     }
-    out.into_iter()
-        .map(|(what, p)| (what, std::fs::canonicalize(&p).unwrap_or(p)))
-        .collect()
+    // Each as given and as resolved (the longest existing ancestor canonicalized: a
+    // rotated log's base path, a cache not yet created, may not exist, and a symlink
+    // above them must not hide them). More forms only deny more.
+    let mut forms = Vec::with_capacity(out.len() * 2);
+    for (what, p) in out {
+        if let Ok(resolved) = path::effective(&p)
+            && resolved != p
+        {
+            forms.push((what, resolved));
+        }
+        forms.push((what, p));
+    }
+    forms
 }
 
 fn decide_dir(
@@ -1140,23 +1150,29 @@ mod tests {
             std::fs::create_dir_all(root.join(sub)).unwrap();
         }
         let text = "version = 1\n[defaults]\nfs.write = [\".\"]\n";
+        std::os::unix::fs::symlink(root.join("logs"), root.join("link")).unwrap();
         let host = Host {
             workdir: root.clone(),
             home: None,
             env: Vec::new(),
             audit_log: None,
-        }
-        .with_audit_log(&root.join("logs/audit.jsonl"));
-        for (declared, outcome) in [
-            ("./logs", Outcome::Denied),
-            (".", Outcome::Denied),
-            ("./other", Outcome::Granted),
-        ] {
-            let d = one(&dirs(&[], &[declared]), text, &host);
-            assert_eq!(d.outcome(), outcome, "{declared}: {d:#?}");
-            if outcome == Outcome::Denied {
-                assert_eq!(d.rule(), PROTECTED_RULE, "{declared}");
-                assert!(d.reason().contains("audit log"), "{}", d.reason());
+        };
+        // Named directly, and through a symlinked directory before the file exists
+        // (a rotating log's base path never does).
+        for log in ["logs/audit.jsonl", "link/audit.jsonl"] {
+            let host = host.clone().with_audit_log(&root.join(log));
+            for (declared, outcome) in [
+                ("./logs", Outcome::Denied),
+                ("./link", Outcome::Denied),
+                (".", Outcome::Denied),
+                ("./other", Outcome::Granted),
+            ] {
+                let d = one(&dirs(&[], &[declared]), text, &host);
+                assert_eq!(d.outcome(), outcome, "{log} {declared}: {d:#?}");
+                if outcome == Outcome::Denied {
+                    assert_eq!(d.rule(), PROTECTED_RULE, "{log} {declared}");
+                    assert!(d.reason().contains("audit log"), "{}", d.reason());
+                }
             }
         }
     }
