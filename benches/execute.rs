@@ -206,7 +206,7 @@ fn file_reader(c: &mut Criterion) {
     loaded.instance.set_limits(decisions.limits().clone());
     loaded
         .instance
-        .set_sandbox(Sandbox::from_decisions(&decisions).unwrap());
+        .set_sandbox(Sandbox::from_decisions(&decisions));
     let reader = loaded.instance;
 
     let raw_wasi = |data: PathBuf| {

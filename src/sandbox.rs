@@ -5,10 +5,12 @@
 //! sandbox, and it reads only [`crate::grant::Grant`]s, which only the intersection
 //! ([`crate::grant::decide`]) can make.
 //!
-//! A [`Sandbox`] holds each granted directory **open** (a cap-std [`Dir`]). Every call
-//! hands the plugin that same open directory (through `/proc/self/fd/N`, which reopens
-//! the very inode that was checked), never the path again, so renaming the directory
-//! or swapping it for a symlink after the decision gains nothing.
+//! A [`Sandbox`] holds each granted directory **open** (a cap-std [`Dir`]): the very
+//! descriptor the decision opened, without following any symlink, and checked. Every
+//! call hands the plugin that same open directory (through `/proc/self/fd/N`, which
+//! reopens the very inode that was checked), never the path again, so renaming the
+//! directory or swapping a folder for a symlink, during the decision or after it,
+//! gains nothing.
 //!
 //! # Security
 //!
@@ -18,7 +20,6 @@
 
 use crate::grant::{Decisions, GrantKind};
 use cap_std::fs::Dir;
-use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
@@ -65,49 +66,8 @@ impl Preopen {
     }
 }
 
-/// Why a sandbox could not be built from decisions.
-#[derive(Debug, thiserror::Error)]
-pub enum SandboxError {
-    /// A granted directory could not be opened.
-    #[error("cannot open granted directory `{}` (granted by `{rule}`): {source}", .host_path.display())]
-    Open {
-        /// The canonical path that was decided.
-        host_path: PathBuf,
-        /// The rule that granted it.
-        rule: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The directory at the granted path is not the one that was decided.
-    #[error(
-        "granted directory `{}` (granted by `{rule}`) was replaced after the decision (device {decided_dev}, inode {decided_ino} was decided; device {found_dev}, inode {found_ino} is there now); refusing to run", .host_path.display()
-    )]
-    Replaced {
-        /// The canonical path that was decided.
-        host_path: PathBuf,
-        /// The rule that granted it.
-        rule: String,
-        /// Device of the decided directory.
-        decided_dev: u64,
-        /// Inode of the decided directory.
-        decided_ino: u64,
-        /// Device of what was opened.
-        found_dev: u64,
-        /// Inode of what was opened.
-        found_ino: u64,
-    },
-}
-
-impl SandboxError {
-    /// The exit code (`CLI.md`): 77 (refused) when a directory was replaced, 66 when
-    /// it cannot be opened.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            SandboxError::Open { .. } => 66,
-            SandboxError::Replaced { .. } => 77,
-        }
-    }
-}
+/// Shortest variable value [`Sandbox::redact`] redacts, in bytes.
+pub const MIN_REDACTED_LEN: usize = 4;
 
 /// Everything a plugin may touch during a call.
 #[derive(Debug, Default)]
@@ -134,19 +94,13 @@ impl Sandbox {
 
     /// Builds the sandbox from the grants in `decisions`, and from nothing else.
     ///
-    /// Each granted directory is opened once with cap-std at the canonical path that
-    /// was decided; the open handle's device and inode must be those recorded at
-    /// decision time, so a directory renamed or swapped for a symlink in between is
-    /// refused. The plugin then gets that open directory, never the path again.
-    /// Directories granted twice (read and write, or at two guest paths) share one
-    /// handle; one guest path granted read-only and read-write is read-write.
-    ///
-    /// # Errors
-    ///
-    /// [`SandboxError`] naming the directory and the rule that granted it.
-    pub fn from_decisions(decisions: &Decisions) -> Result<Sandbox, SandboxError> {
+    /// Each granted directory is the descriptor [`crate::grant::decide`] opened (without
+    /// following any symlink) and checked: the sandbox never looks a path up again, so
+    /// renaming a directory or swapping a folder for a symlink, during the decision or
+    /// after it, cannot change what the plugin gets. One guest path granted read-only
+    /// and read-write is read-write.
+    pub fn from_decisions(decisions: &Decisions) -> Sandbox {
         let mut sandbox = Sandbox::default();
-        let mut opened: Vec<((u64, u64), Arc<Dir>)> = Vec::new();
         for grant in decisions.grants() {
             match grant.kind() {
                 GrantKind::Dir(g) => {
@@ -158,17 +112,8 @@ impl Sandbox {
                         p.writable |= g.writable;
                         continue;
                     }
-                    let identity = (g.dev, g.ino);
-                    let dir = match opened.iter().find(|(id, _)| *id == identity) {
-                        Some((_, dir)) => Arc::clone(dir),
-                        None => {
-                            let dir = Arc::new(open_checked(&g.host_path, &g.rule, identity)?);
-                            opened.push((identity, Arc::clone(&dir)));
-                            dir
-                        }
-                    };
                     sandbox.preopens.push(Preopen {
-                        dir,
+                        dir: Arc::clone(&g.dir),
                         host_path: g.host_path.clone(),
                         guest_path: g.guest_path.clone(),
                         writable: g.writable,
@@ -188,7 +133,7 @@ impl Sandbox {
                 },
             }
         }
-        Ok(sandbox)
+        sandbox
     }
 
     /// The granted directories.
@@ -206,6 +151,33 @@ impl Sandbox {
         self.stdio
     }
 
+    /// `text` with the value of every granted variable replaced by `<redacted:NAME>`
+    /// (longest values first; values shorter than [`MIN_REDACTED_LEN`] bytes are left,
+    /// as they would redact ordinary words).
+    ///
+    /// # Security
+    ///
+    /// A plugin that was granted a variable knows its value and can put it in any
+    /// string warden records about it (a path it asks to open, for one). Every such
+    /// string goes through this before it reaches a record or a report, so the audit
+    /// log never holds a value (`AUDIT.md`, promise 5).
+    pub fn redact<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
+        let mut secrets: Vec<&(String, String)> = self
+            .env
+            .iter()
+            .filter(|(_, value)| value.len() >= MIN_REDACTED_LEN && text.contains(value.as_str()))
+            .collect();
+        if secrets.is_empty() {
+            return std::borrow::Cow::Borrowed(text);
+        }
+        secrets.sort_by_key(|(_, value)| std::cmp::Reverse(value.len()));
+        let mut out = text.to_owned();
+        for (name, value) in secrets {
+            out = out.replace(value.as_str(), &format!("<redacted:{name}>"));
+        }
+        std::borrow::Cow::Owned(out)
+    }
+
     /// Adds the directories and environment to a fresh WASI context builder.
     ///
     /// # Errors
@@ -218,7 +190,7 @@ impl Sandbox {
             } else {
                 FsPerms::ReadOnly
             };
-            let handle = proc_fd_path(&p.dir);
+            let handle = crate::grant::proc_fd_path(&*p.dir);
             builder
                 .preopened_dir(&handle, &p.guest_path, perms)
                 .map_err(|e| {
@@ -232,33 +204,4 @@ impl Sandbox {
         builder.envs(&self.env);
         Ok(())
     }
-}
-
-/// Opens the directory at `host_path` and checks it is the one decided (`identity` is
-/// its device and inode at decision time).
-fn open_checked(host_path: &Path, rule: &str, identity: (u64, u64)) -> Result<Dir, SandboxError> {
-    let open_error = |source| SandboxError::Open {
-        host_path: host_path.to_path_buf(),
-        rule: rule.to_owned(),
-        source,
-    };
-    let dir = Dir::open_ambient_dir(host_path, cap_std::ambient_authority()).map_err(open_error)?;
-    let stat = rustix::fs::fstat(&dir).map_err(|e| open_error(e.into()))?;
-    let found = (stat.st_dev, stat.st_ino);
-    if found != identity {
-        return Err(SandboxError::Replaced {
-            host_path: host_path.to_path_buf(),
-            rule: rule.to_owned(),
-            decided_dev: identity.0,
-            decided_ino: identity.1,
-            found_dev: found.0,
-            found_ino: found.1,
-        });
-    }
-    Ok(dir)
-}
-
-/// The magic link that reopens exactly the directory `dir` holds.
-fn proc_fd_path(dir: &Dir) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}", dir.as_fd().as_raw_fd()))
 }

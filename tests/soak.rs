@@ -84,7 +84,7 @@ fn resident_memory_is_flat_over_10_000_executes() {
     reader.instance.set_limits(decisions.limits().clone());
     reader
         .instance
-        .set_sandbox(Sandbox::from_decisions(&decisions).unwrap());
+        .set_sandbox(Sandbox::from_decisions(&decisions));
     let log = AuditLog::open(work.path().join("audit.jsonl"), Rotation::Never).unwrap();
     let args = vec!["read".to_string(), "hello.txt".to_string()];
     let expected = ExecuteResult::Success("greetings".into());

@@ -206,14 +206,7 @@ fn run_audited(args: &RunArgs, log: &AuditLog) -> Result<u8, CliError> {
         }
         return Err(CliError::new(EXIT_REFUSED, message));
     }
-    let sandbox = match Sandbox::from_decisions(&decisions) {
-        Ok(sandbox) => sandbox,
-        Err(e) => {
-            let message = escape_line(&e.to_string());
-            audit(rec.run_end(&RunEnd::refused(e.exit_code(), message.clone())))?;
-            return Err(CliError::new(e.exit_code(), message));
-        }
-    };
+    let sandbox = Sandbox::from_decisions(&decisions);
     let limits = decisions.limits().clone();
     if limits.stack != loader.config().limits.stack {
         // The wasm stack ceiling is a property of the engine: reload the same bytes

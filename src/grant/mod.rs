@@ -6,7 +6,8 @@
 //! and returns [`Decisions`]: for each declared item an outcome (`granted`, `denied`,
 //! or `would_deny` in audit mode), the key path of the rule that decided it, a reason a
 //! person can act on, and the host and guest paths. It opens nothing and changes
-//! nothing; it only reads the filesystem to canonicalize paths.
+//! nothing; it reads the filesystem to canonicalize paths and opens (read-only) the
+//! directories it decides about.
 //!
 //! A granted item carries a [`Grant`], which only this module can construct. The
 //! sandbox ([`crate::sandbox::Sandbox::from_decisions`]) is built from grants alone, so
@@ -18,19 +19,22 @@
 //! Every declared item is granted whole or denied: never widened, never narrowed. Deny
 //! entries beat allow entries; paths are canonicalized on both sides before they are
 //! compared; a declared directory that contains a denied one is denied, since a
-//! preopened directory cannot hide part of its subtree. Each granted directory's
-//! device and inode are recorded so that the sandbox can check it opens the very
-//! directory that was decided.
+//! preopened directory cannot hide part of its subtree. Each declared directory is
+//! opened once, without following any symlink, and every check runs on where that
+//! descriptor really is; a grant holds that descriptor, and the sandbox gets it, so no
+//! path is looked up again between the check and the plugin ([`open`]).
 
 pub mod env;
+mod open;
 mod path;
+
+pub(crate) use open::proc_fd_path;
 
 use crate::abi::{Capabilities, NetPattern, PathPattern};
 use crate::limits::Limits;
 use crate::policy::{Entry, Mode, OnDenied, Policy, Rules, Stream};
 use env::EnvPattern;
 use serde::Serialize;
-use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 /// The rule key of a decision no rule made.
@@ -102,15 +106,16 @@ pub(crate) enum GrantKind {
     Stream(Stream),
 }
 
-/// A granted directory: its canonical host path and identity at decision time.
+/// A granted directory: the directory itself, held open since the decision was made
+/// about it, with its canonical host path and identity.
 #[derive(Debug, Clone)]
 pub(crate) struct DirGrant {
+    pub dir: std::sync::Arc<cap_std::fs::Dir>,
     pub host_path: PathBuf,
     pub guest_path: String,
     pub writable: bool,
     pub dev: u64,
     pub ino: u64,
-    pub rule: String,
 }
 
 impl Grant {
@@ -517,11 +522,12 @@ pub fn decide(
     let rules = Effective::new(policy.defaults(), own, host);
     let mode = policy.mode();
     let mut items = Vec::new();
+    let protected = protected_paths(host, policy.file());
     for p in &capabilities.fs_read {
-        items.push(decide_dir(p, false, &rules, host, mode));
+        items.push(decide_dir(p, false, &rules, host, &protected, mode));
     }
     for p in &capabilities.fs_write {
-        items.push(decide_dir(p, true, &rules, host, mode));
+        items.push(decide_dir(p, true, &rules, host, &protected, mode));
     }
     resolve_guest_conflicts(&mut items);
     for pattern in &capabilities.env_read {
@@ -578,14 +584,31 @@ fn show(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// The `rule` of a denial that protects warden's own state.
+/// The `rule` of a denial that protects warden's own state (audit log, module cache,
+/// the policy file).
 pub const PROTECTED_RULE: &str = "builtin.protected";
 
-/// warden's own state, which no plugin may reach whatever the policy says: the
-/// compiled-module cache and the default audit log directory (and `$WARDEN_AUDIT_LOG`),
-/// as this host's environment places them, and the run's own audit log
-/// ([`Host::audit_log`]).
-fn protected_paths(host: &Host) -> Vec<(&'static str, PathBuf)> {
+/// The `rule` of a denial that protects the kernel's interfaces (`/proc`, `/sys`,
+/// `/dev`): through them a plugin would read the host's environment
+/// (`/proc/self/environ`), its memory (`/proc/self/mem`), other processes and devices.
+pub const SYSTEM_RULE: &str = "builtin.system";
+
+/// The kernel's interfaces that no plugin may reach ([`SYSTEM_RULE`]).
+pub const SYSTEM_PATHS: [&str; 3] = ["/proc", "/sys", "/dev"];
+
+/// A path no policy can grant, and which built-in rule protects it.
+#[derive(Clone)]
+struct Protected {
+    rule: &'static str,
+    what: &'static str,
+    path: PathBuf,
+}
+
+/// What no policy can grant: warden's own state (the compiled-module cache, the default
+/// audit log directory and `$WARDEN_AUDIT_LOG`, as this host's environment places them,
+/// the run's own audit log ([`Host::audit_log`]) and the policy file the decisions are
+/// made under ([`Policy::file`])) and the kernel's interfaces ([`SYSTEM_PATHS`]).
+fn protected_paths(host: &Host, policy_file: Option<&Path>) -> Vec<Protected> {
     let var = |k: &str| {
         host.env
             .iter()
@@ -594,32 +617,56 @@ fn protected_paths(host: &Host) -> Vec<(&'static str, PathBuf)> {
             .filter(|p| p.is_absolute())
     };
     let home = host.home.clone();
-    let mut out = Vec::new();
+    let mut out: Vec<Protected> = SYSTEM_PATHS
+        .iter()
+        .map(|system| Protected {
+            rule: SYSTEM_RULE,
+            what: "the kernel's interface",
+            path: PathBuf::from(system),
+        })
+        .collect();
+    let mut state = |what, path| {
+        out.push(Protected {
+            rule: PROTECTED_RULE,
+            what,
+            path,
+        })
+    };
     if let Some(cache) = var("XDG_CACHE_HOME").or_else(|| home.as_ref().map(|h| h.join(".cache"))) {
-        out.push(("compiled-module cache", cache.join("warden")));
+        state("warden's own compiled-module cache", cache.join("warden"));
     }
-    if let Some(state) =
+    if let Some(dir) =
         var("XDG_STATE_HOME").or_else(|| home.as_ref().map(|h| h.join(".local/state")))
     {
-        out.push(("state directory (audit log)", state.join("warden")));
+        state(
+            "warden's own state directory (audit log)",
+            dir.join("warden"),
+        );
     }
     if let Some(log) = var("WARDEN_AUDIT_LOG") {
-        out.push(("audit log", log));
+        state("warden's own audit log", log);
     }
     if let Some(log) = &host.audit_log {
-        out.push(("audit log", log.clone()));
+        state("warden's own audit log", log.clone());
+    }
+    if let Some(policy) = policy_file {
+        // A plugin that could write the policy could grant itself anything next time.
+        state("the policy file", policy.to_path_buf());
     }
     // Each as given and as resolved (the longest existing ancestor canonicalized: a
     // rotated log's base path, a cache not yet created, may not exist, and a symlink
     // above them must not hide them). More forms only deny more.
     let mut forms = Vec::with_capacity(out.len() * 2);
-    for (what, p) in out {
-        if let Ok(resolved) = path::effective(&p)
-            && resolved != p
+    for p in out {
+        if let Ok(resolved) = path::effective(&p.path)
+            && resolved != p.path
         {
-            forms.push((what, resolved));
+            forms.push(Protected {
+                path: resolved,
+                ..p.clone()
+            });
         }
-        forms.push((what, p));
+        forms.push(p);
     }
     forms
 }
@@ -629,6 +676,7 @@ fn decide_dir(
     write: bool,
     rules: &Effective<'_>,
     host: &Host,
+    protected: &[Protected],
     mode: Mode,
 ) -> Decision {
     let raw = declared.pattern.as_str();
@@ -657,9 +705,11 @@ fn decide_dir(
     };
     let guest = path::guest_path(raw, &lexical);
     d.guest_path = Some(guest.clone());
-    let canonical = std::fs::canonicalize(&lexical);
-    let effective = match &canonical {
-        Ok(c) => Some(c.clone()),
+    // The directory is opened once, without following any symlink, and every check
+    // below runs on where that descriptor really is (`open` module docs).
+    let opened = directory(raw, &lexical);
+    let effective = match &opened {
+        Ok(o) => Some(o.real_path.clone()),
         Err(_) => path::effective(&lexical).ok(),
     };
     d.host_path = Some(show(effective.as_deref().unwrap_or(&lexical)));
@@ -668,15 +718,16 @@ fn decide_dir(
         .chain(effective.as_deref())
         .collect();
     let denial = deny_verdict(raw, &forms, rules);
-    match (directory(raw, &lexical, canonical), denial) {
+    match (opened, denial) {
         // What does not exist, or is not a directory, cannot be granted in any mode.
         (Err(problem), Some(denial)) => {
             d.rule = denial.rule;
             d.reason = format!("{}; also {problem}", denial.reason);
         }
         (Err(problem), None) => d.reason = problem,
-        (Ok((canonical, meta)), denial) => {
-            let verdict = denial.unwrap_or_else(|| allow_verdict(raw, &canonical, write, rules));
+        (Ok(opened), denial) => {
+            let real = &opened.real_path;
+            let verdict = denial.unwrap_or_else(|| allow_verdict(raw, real, write, rules));
             d.outcome = if verdict.allowed {
                 Outcome::Granted
             } else {
@@ -684,21 +735,20 @@ fn decide_dir(
             };
             d.rule = verdict.rule;
             d.reason = verdict.reason;
-            // warden's own state, last: the policy's own verdict names its rule when it
-            // denies; what it would grant (in audit mode too) is denied here.
+            // Built-in protections, last: the policy's own verdict names its rule when
+            // it denies; what it would grant (in audit mode too) is denied here.
             if d.outcome != Outcome::Denied
-                && let Some((what, protected)) = protected_paths(host)
-                    .into_iter()
-                    .find(|(_, p)| forms.iter().any(|f| path::overlaps(f, p)))
+                && let Some(protected) = protected
+                    .iter()
+                    .find(|p| forms.iter().any(|f| path::overlaps(f, &p.path)))
             {
-                // A plugin that could write here could plant native code in the module
-                // cache or rewrite the audit log.
                 d.outcome = Outcome::Denied;
-                d.rule = PROTECTED_RULE.into();
+                d.rule = protected.rule.into();
                 d.reason = format!(
-                    "`{raw}` resolves to `{}`, which overlaps warden's own {what} `{}`; no policy can grant it",
-                    show(&canonical),
-                    show(&protected)
+                    "`{raw}` resolves to `{}`, which overlaps {} `{}`; no policy can grant it",
+                    show(real),
+                    protected.what,
+                    show(&protected.path)
                 );
                 return d;
             }
@@ -710,12 +760,12 @@ fn decide_dir(
             if d.outcome != Outcome::Denied {
                 d.grant = Some(Grant {
                     kind: GrantKind::Dir(DirGrant {
-                        host_path: canonical,
+                        host_path: opened.real_path,
+                        dir: std::sync::Arc::new(opened.dir),
                         guest_path: guest,
                         writable: write,
-                        dev: meta.dev(),
-                        ino: meta.ino(),
-                        rule: d.rule.clone(),
+                        dev: opened.dev,
+                        ino: opened.ino,
                     }),
                 });
             }
@@ -731,28 +781,24 @@ struct Verdict {
     reason: String,
 }
 
-/// The declared directory itself: its canonical path and metadata (for its identity),
-/// or why it cannot be granted.
-fn directory(
-    raw: &str,
-    lexical: &Path,
-    canonical: std::io::Result<PathBuf>,
-) -> Result<(PathBuf, std::fs::Metadata), String> {
-    let canonical = canonical.map_err(|e| match e.kind() {
+/// The declared directory itself, canonicalized and then opened without following any
+/// symlink ([`open::open_decided`]), or why it cannot be granted.
+fn directory(raw: &str, lexical: &Path) -> Result<open::Opened, String> {
+    let canonical = std::fs::canonicalize(lexical).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => format!(
             "`{raw}` resolves to `{}`, which does not exist; create the directory or fix the plugin's declaration",
             show(lexical)
         ),
         _ => format!("`{raw}` cannot be resolved: {e}"),
     })?;
-    match std::fs::metadata(&canonical) {
-        Ok(meta) if meta.is_dir() => Ok((canonical, meta)),
-        Ok(_) => Err(format!(
+    // Only for a clear message: the decision itself rests on the descriptor below.
+    if std::fs::metadata(&canonical).is_ok_and(|m| !m.is_dir()) {
+        return Err(format!(
             "`{raw}` resolves to `{}`, which is not a directory; only directories can be granted",
             show(&canonical)
-        )),
-        Err(e) => Err(format!("`{raw}` cannot be read: {e}")),
+        ));
     }
+    open::open_decided(&canonical).map_err(|e| format!("`{raw}`: {e}"))
 }
 
 /// The first deny entry that any form of the declared path is equal to, inside, or

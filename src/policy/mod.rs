@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The only policy format version.
@@ -194,6 +194,7 @@ pub struct PluginTable {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     path: String,
+    file: Option<PathBuf>,
     sha256: [u8; 32],
     mode: Mode,
     require_digest: bool,
@@ -229,6 +230,7 @@ impl Policy {
         let parsed = parse::parse(file, text)?;
         Ok(Policy {
             path: file.to_owned(),
+            file: None,
             sha256: Sha256::digest(text.as_bytes()).into(),
             mode: parsed.mode,
             require_digest: parsed.require_digest,
@@ -241,15 +243,17 @@ impl Policy {
 
     /// Reads and validates the policy file at `path`.
     ///
-    /// Unless `allow_insecure` is set, a file that group or others may write is
-    /// rejected. The mode is checked on the opened file, so it is the mode of the bytes
-    /// that are read.
+    /// Unless `allow_insecure` is set, the file is checked as sshd's `StrictModes`
+    /// checks its files ([`check_ownership`]): the file and every folder above it must
+    /// be owned by root or the user running warden and not writable by group or others
+    /// (a sticky folder such as `/tmp` aside). The checks run on the opened file and on
+    /// the folders above where it really is, so they are about the bytes that are read.
     ///
     /// # Errors
     ///
     /// [`LoadError::Read`] when the file cannot be read; [`LoadError::Invalid`] when it
-    /// is writable by others, larger than [`MAX_POLICY_BYTES`], not UTF-8, or not a
-    /// valid policy.
+    /// fails the ownership checks, is larger than [`MAX_POLICY_BYTES`], not UTF-8, or
+    /// not a valid policy.
     pub fn load(path: &Path, allow_insecure: bool) -> Result<Policy, LoadError> {
         let name = path.display().to_string();
         let read_error = |source| LoadError::Read {
@@ -264,21 +268,11 @@ impl Policy {
                 "is not a regular file".into(),
             )));
         }
-        let mode = meta.permissions().mode();
-        if mode & 0o022 != 0 && !allow_insecure {
-            return Err(LoadError::Invalid(PolicyErrors::file_level(
-                &name,
-                format!(
-                    "the policy file is writable by {} (mode {:04o}), so another user could change what plugins may do; run `chmod go-w {}` or pass `--allow-insecure-policy`",
-                    match (mode & 0o020 != 0, mode & 0o002 != 0) {
-                        (true, true) => "group and others",
-                        (true, false) => "its group",
-                        _ => "others",
-                    },
-                    mode & 0o7777,
-                    name
-                ),
-            )));
+        // Where the opened file really is (symlinks resolved by the kernel).
+        let real = std::fs::read_link(crate::grant::proc_fd_path(&file)).map_err(read_error)?;
+        if !allow_insecure {
+            check_ownership(&meta, &real)
+                .map_err(|problem| LoadError::Invalid(PolicyErrors::file_level(&name, problem)))?;
         }
         let mut bytes = Vec::new();
         file.take(MAX_POLICY_BYTES + 1)
@@ -299,7 +293,9 @@ impl Policy {
                 ),
             ))
         })?;
-        Policy::parse(&name, &text).map_err(LoadError::Invalid)
+        let mut policy = Policy::parse(&name, &text).map_err(LoadError::Invalid)?;
+        policy.file = Some(real);
+        Ok(policy)
     }
 
     /// The built-in policy (rule 10): stdout and stderr, default limits, nothing else.
@@ -310,6 +306,7 @@ impl Policy {
             // policy built by hand, so a mistake there still fails closed.
             Err(_) => Policy {
                 path: BUILTIN_NAME.to_owned(),
+                file: None,
                 sha256: Sha256::digest(BUILTIN_TEXT.as_bytes()).into(),
                 mode: Mode::Enforce,
                 require_digest: false,
@@ -337,6 +334,13 @@ impl Policy {
     /// The file the policy came from, as named by the user (`<built-in>` for rule 10).
     pub fn path(&self) -> &str {
         &self.path
+    }
+
+    /// Where the file [`Policy::load`] read really is (absolute, symlinks resolved);
+    /// `None` for a policy parsed from text or built in. No plugin may be granted it
+    /// (`builtin.protected`).
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
     }
 
     /// SHA-256 of the policy text.
@@ -400,6 +404,75 @@ pub(crate) fn toml_key(name: &str) -> String {
         name.to_owned()
     } else {
         format!("{:?}", name)
+    }
+}
+
+/// The `StrictModes` checks of a policy file (`POLICY.md` rule 9): `meta` is the opened
+/// file's, `real` where it really is. The file and every folder above it must be owned
+/// by root or the user running warden, and not writable by group or others; a folder
+/// writable by others is accepted only with the sticky bit (`/tmp`), where nobody else
+/// can rename or remove what sits in it.
+///
+/// # Errors
+///
+/// What is wrong, with the fix, for the first item that fails.
+pub fn check_ownership(meta: &std::fs::Metadata, real: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let me = rustix::process::geteuid().as_raw();
+    let owned = |uid: u32| uid == 0 || uid == me;
+    let how = "so another user could change what plugins may do";
+    let mode = meta.permissions().mode();
+    if !owned(meta.uid()) {
+        return Err(format!(
+            "the policy file is owned by uid {}, not by root or you (uid {me}), {how}; \
+             `chown` it or pass `--allow-insecure-policy`",
+            meta.uid()
+        ));
+    }
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "the policy file is writable by {} (mode {:04o}), {how}; run `chmod go-w {}` or pass `--allow-insecure-policy`",
+            writable_by(mode),
+            mode & 0o7777,
+            real.display()
+        ));
+    }
+    for folder in real.ancestors().skip(1) {
+        let meta = std::fs::symlink_metadata(folder).map_err(|e| {
+            format!(
+                "cannot check the folder `{}` above the policy file: {e}",
+                folder.display()
+            )
+        })?;
+        let mode = meta.permissions().mode();
+        if !owned(meta.uid()) {
+            return Err(format!(
+                "the folder `{}` above the policy file is owned by uid {}, not by root or you (uid {me}), {how}; \
+                 move the policy or pass `--allow-insecure-policy`",
+                folder.display(),
+                meta.uid()
+            ));
+        }
+        if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+            return Err(format!(
+                "the folder `{}` above the policy file is writable by {} (mode {:04o}), {how}; \
+                 run `chmod go-w {}`, move the policy, or pass `--allow-insecure-policy`",
+                folder.display(),
+                writable_by(mode),
+                mode & 0o7777,
+                folder.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Who besides the owner may write, from a mode with 0o022 bits set.
+fn writable_by(mode: u32) -> &'static str {
+    match (mode & 0o020 != 0, mode & 0o002 != 0) {
+        (true, true) => "group and others",
+        (true, false) => "its group",
+        _ => "others",
     }
 }
 

@@ -266,7 +266,8 @@ impl ShadowState {
     }
 
     /// Takes the refusals recorded so far, naming preopens from `sandbox` (the one the
-    /// store's WASI context was built from).
+    /// store's WASI context was built from) and with the values of its variables
+    /// redacted from the guest's paths ([`Sandbox::redact`]).
     pub(crate) fn take_denials(&mut self, sandbox: &Sandbox) -> RuntimeDenials {
         let preopens = sandbox.preopens();
         RuntimeDenials {
@@ -274,8 +275,8 @@ impl ShadowState {
                 .into_iter()
                 .map(|p| RuntimeDeny {
                     call: p.call,
-                    path: p.path,
-                    target: p.target,
+                    path: sandbox.redact(&p.path).into_owned(),
+                    target: p.target.map(|t| sandbox.redact(&t).into_owned()),
                     preopen: p
                         .preopen
                         .and_then(|i| preopens.get(i))

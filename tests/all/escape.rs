@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use warden::abi::{Capabilities, ExecuteResult, PathPattern, StdioCapability};
 use warden::grant::{Decision, Decisions, Host, Outcome, decide};
 use warden::policy::Policy;
-use warden::sandbox::{Sandbox, SandboxError};
+use warden::sandbox::Sandbox;
 
 const SECRET: &str = "TOPSECRET-7c1e9b";
 const FINE: &str = "fine-content";
@@ -93,7 +93,7 @@ fn attempts(
     );
     loaded
         .instance
-        .set_sandbox(Sandbox::from_decisions(&decisions).unwrap());
+        .set_sandbox(Sandbox::from_decisions(&decisions));
     let outputs = tries.iter().map(|t| observe(&loaded.instance, t)).collect();
     (decisions, outputs)
 }
@@ -258,7 +258,7 @@ stdio = ["stdout"]
 }
 
 #[test]
-fn a_directory_replaced_by_a_symlink_after_the_decision_is_refused() {
+fn a_directory_replaced_by_a_symlink_after_the_decision_changes_nothing() {
     let t = Tree::new();
     let policy = Policy::parse("escape.toml", READER_POLICY).unwrap();
     let loader = loader();
@@ -278,21 +278,19 @@ fn a_directory_replaced_by_a_symlink_after_the_decision_is_refused() {
     );
 
     // Between the decision and the sandbox: the granted directory becomes a symlink.
+    // The decision holds the directory it checked, so the sandbox is built from it.
     std::fs::rename(t.path("work/data"), t.path("work/data.old")).unwrap();
     symlink("../vault", t.path("work/data")).unwrap();
-    let err = Sandbox::from_decisions(&decisions).unwrap_err();
-    assert!(matches!(err, SandboxError::Replaced { .. }), "{err}");
-    assert_eq!(err.exit_code(), 77);
-    let message = err.to_string();
-    assert!(
-        message.contains("granted by `plugins.file-reader.fs.read[0]`")
-            && message.contains("replaced"),
-        "{message}"
-    );
+    loaded
+        .instance
+        .set_sandbox(Sandbox::from_decisions(&decisions));
+    let (_, text) = observe(&loaded.instance, &["read", "hidden.txt"]);
+    assert!(!text.contains(SECRET), "{text}");
+    let out = observe(&loaded.instance, &["read", "ok.txt"]);
+    assert_eq!(success(&out), FINE);
 
-    // After the sandbox is built: the plugin keeps the directory that was decided.
-    std::fs::remove_file(t.path("work/data")).unwrap();
-    std::fs::rename(t.path("work/data.old"), t.path("work/data")).unwrap();
+    // A decision made now is about what is really there (the policy's own `./data`
+    // resolves through the symlink too, rule 3), and says so.
     let decisions = decide(
         &loaded.manifest.capabilities,
         "file-reader",
@@ -300,15 +298,13 @@ fn a_directory_replaced_by_a_symlink_after_the_decision_is_refused() {
         &policy,
         &t.host(),
     );
-    loaded
-        .instance
-        .set_sandbox(Sandbox::from_decisions(&decisions).unwrap());
-    std::fs::rename(t.path("work/data"), t.path("work/data.old")).unwrap();
-    symlink("../vault", t.path("work/data")).unwrap();
-    let (_, text) = observe(&loaded.instance, &["read", "hidden.txt"]);
-    assert!(!text.contains(SECRET), "{text}");
-    let out = observe(&loaded.instance, &["read", "ok.txt"]);
-    assert_eq!(success(&out), FINE);
+    let data = decisions
+        .items()
+        .iter()
+        .find(|d| d.request() == "./data")
+        .unwrap();
+    let vault = t.path("vault").display().to_string();
+    assert_eq!(data.host_path(), Some(vault.as_str()), "{}", data.reason());
 }
 
 const WRITER_POLICY: &str = r#"
@@ -714,4 +710,46 @@ fn the_policy_file_path_is_not_a_way_around_the_sandbox() {
     assert_eq!(out.status.code(), Some(1));
     assert!(!String::from_utf8_lossy(&out.stdout).contains(SECRET));
     assert!(!String::from_utf8_lossy(&out.stderr).contains(SECRET));
+}
+
+#[test]
+fn the_kernels_interfaces_are_never_granted_in_any_mode() {
+    let t = Tree::new();
+    // Under a policy that allows everything, `/proc` would hand out the host's
+    // environment (`self/environ`, a symlink that stays inside the preopen), its
+    // memory and every other process; `/sys` and `/dev` the kernel and the devices.
+    let cases = [
+        ("/proc", "self/status"),
+        ("/proc/self", "status"),
+        ("/proc/self/", "environ"),
+        ("/sys", "kernel/osrelease"),
+        ("/dev", "null"),
+        ("/dev/shm", "x"),
+        ("/", "proc/self/status"),
+    ];
+    for mode in ["enforce", "audit"] {
+        let policy = format!("version = 1\nmode = \"{mode}\"\n[defaults]\nfs.read = [\"/\"]\n");
+        for (declared, target) in cases {
+            let (d, out) = attempts(&probe(&[declared], target), &policy, &t.host(), &[&[]]);
+            assert_decided(&d, declared, Outcome::Denied, "builtin.system");
+            assert!(
+                item(&d, declared)
+                    .reason()
+                    .contains("no policy can grant it"),
+                "{}",
+                item(&d, declared).reason()
+            );
+            assert_eq!(
+                out[0].0,
+                Some(ExecuteResult::Success("open failed".into())),
+                "{mode} {declared}: {}",
+                out[0].1
+            );
+        }
+        // Positive control: the same policy grants an ordinary directory.
+        let data = t.path("work/data").display().to_string();
+        let (d, out) = attempts(&probe(&[&data], "ok.txt"), &policy, &t.host(), &[&[]]);
+        assert_decided(&d, &data, Outcome::Granted, "defaults.fs.read[0]");
+        assert_eq!(success(&out[0]), FINE);
+    }
 }

@@ -26,5 +26,6 @@ mod hostile;
 mod plugins;
 mod policy;
 mod properties;
+mod races;
 mod run_audit;
 mod runtime_deny;

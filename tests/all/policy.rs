@@ -705,3 +705,121 @@ fn the_readme_shows_what_policy_explain_really_prints() {
         );
     }
 }
+
+/// A uid that owns nothing on this machine (the tests run as root, as CI does, to
+/// hand files to it).
+const STRANGER: u32 = 48_213;
+
+fn chown(path: &Path, uid: u32) -> bool {
+    std::os::unix::fs::chown(path, Some(uid), None).is_ok()
+}
+
+#[test]
+fn a_policy_owned_by_another_user_or_under_an_unsafe_folder_is_rejected_unless_allowed() {
+    let root = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(root.path()).unwrap();
+    let rejected = |path: &Path, expected: &str| {
+        let err = Policy::load(path, false).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("{}:1:1: ", path.display())) && err.contains(expected),
+            "{err}\nexpected: {expected}"
+        );
+        assert!(Policy::load(path, true).is_ok(), "allowed with the flag");
+        let out = warden(&["policy", "check", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1));
+        let out = warden(&[
+            "run",
+            "--policy",
+            path.to_str().unwrap(),
+            example_plugin("hello").to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(78), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(expected));
+    };
+
+    // A 0600 file in a folder anyone may write (no sticky bit): anyone may replace it.
+    let open = root.join("open");
+    std::fs::create_dir(&open).unwrap();
+    let path = policy_file(&open, "p.toml", "version = 1\n");
+    assert!(Policy::load(&path, false).is_ok());
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    rejected(
+        &path,
+        &format!(
+            "the folder `{}` above the policy file is writable by group and others (mode 0777)",
+            open.display()
+        ),
+    );
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o770)).unwrap();
+    rejected(&path, "is writable by its group (mode 0770)");
+    // With the sticky bit (as /tmp has), nobody else can rename or remove it.
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    assert!(Policy::load(&path, false).is_ok());
+
+    // A file, or a folder above it, owned by another user.
+    let theirs = root.join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    let path = policy_file(&theirs, "p.toml", "version = 1\n");
+    assert!(chown(&path, STRANGER), "the tests run as root, as CI does");
+    rejected(
+        &path,
+        &format!("the policy file is owned by uid {STRANGER}, not by root or you"),
+    );
+    assert!(chown(&path, 0) && chown(&theirs, STRANGER));
+    rejected(
+        &path,
+        &format!(
+            "the folder `{}` above the policy file is owned by uid {STRANGER}",
+            theirs.display()
+        ),
+    );
+
+    // A symlink is judged by where it leads.
+    assert!(chown(&theirs, 0));
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let link = root.join("link.toml");
+    std::os::unix::fs::symlink(open.join("p.toml"), &link).unwrap();
+    let err = Policy::load(&link, false).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("the folder `{}`", open.display())),
+        "{err}"
+    );
+}
+
+#[test]
+fn no_plugin_is_granted_the_policy_file_or_a_folder_that_holds_it() {
+    let ws = tempfile::tempdir().unwrap();
+    let ws = std::fs::canonicalize(ws.path()).unwrap();
+    std::fs::create_dir_all(ws.join("out/policies")).unwrap();
+    std::fs::create_dir(ws.join("data")).unwrap();
+    // The policy lives in the folder the plugin may write.
+    let policy = policy_file(
+        &ws.join("out/policies"),
+        "p.toml",
+        "version = 1\n[plugins.file-writer]\nfs.read = [\"./data\"]\nfs.write = [\"./out\"]\nstdio = [\"stdout\"]\n",
+    );
+    let out = warden(&[
+        "policy",
+        "explain",
+        "--json",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--workdir",
+        ws.to_str().unwrap(),
+        example_plugin("file-writer").to_str().unwrap(),
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let items = json["decisions"].as_array().unwrap();
+    let out_item = items.iter().find(|i| i["request"] == "./out").unwrap();
+    assert_eq!(out_item["outcome"], "denied", "{out_item}");
+    assert_eq!(out_item["rule"], "builtin.protected", "{out_item}");
+    assert!(
+        out_item["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the policy file"),
+        "{out_item}"
+    );
+    let data = items.iter().find(|i| i["request"] == "./data").unwrap();
+    assert_eq!(data["outcome"], "granted", "{data}");
+}

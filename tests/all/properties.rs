@@ -286,7 +286,7 @@ fn check(case: &Case, host: &Host, policy: &Policy, decisions: &Decisions) {
         }
     }
 
-    let sandbox = Sandbox::from_decisions(decisions).unwrap();
+    let sandbox = Sandbox::from_decisions(decisions);
     for p in sandbox.preopens() {
         let opened = (p.host_path().to_path_buf(), p.writable());
         assert!(

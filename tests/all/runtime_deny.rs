@@ -64,7 +64,7 @@ pub fn load_sandboxed(
     );
     loaded
         .instance
-        .set_sandbox(Sandbox::from_decisions(&decisions).unwrap());
+        .set_sandbox(Sandbox::from_decisions(&decisions));
     loaded
 }
 
