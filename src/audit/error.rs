@@ -35,6 +35,16 @@ pub enum AuditError {
         /// The path.
         path: PathBuf,
     },
+    /// The path is a symlink, which warden does not follow: whoever can write the
+    /// folder that holds it could point it at a file of their choosing.
+    #[error(
+        "the audit log `{}` is a symlink, which warden does not follow; name the real file with `--audit-log`",
+        .path.display()
+    )]
+    Symlink {
+        /// The path.
+        path: PathBuf,
+    },
     /// The file cannot be locked, so concurrent writers could break the chain.
     #[error(
         "cannot lock the audit log `{}`: {source}; keep the log on a local file system that supports `flock`",

@@ -31,6 +31,17 @@ pub const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 /// chain head ([`crate::audit::chain::MAX_TAIL_SCAN`]), so a record can never hide it.
 pub const MAX_RECORD_BYTES: usize = 8 * 1024 * 1024;
 
+/// `runtime_deny` records one run may write; the rest are counted in `run_end`
+/// (`runtime_denials_dropped`).
+pub const MAX_LOGGED_DENIALS: usize = 32;
+
+/// Bytes reserved on the log's file system, beyond its end, when `run_start` is
+/// written: room for what the run writes after the plugin ran, so that a plugin that
+/// fills the disk cannot erase its own `runtime_deny` and `run_end` records. It holds
+/// [`MAX_LOGGED_DENIALS`] records of the longest paths, each byte escaped, plus
+/// `limit_exceeded` and `run_end`, with room to spare.
+pub const CLOSING_RESERVE: u64 = 2 * 1024 * 1024;
+
 /// Longest error text a record carries (wasmtime's messages include backtraces, whose
 /// function names the plugin chose); longer text is cut and marked.
 pub const MAX_ERROR_TEXT: usize = 16 * 1024;
@@ -483,21 +494,32 @@ impl AuditRun<'_> {
         self.emit(Event::RunEnd, end)
     }
 
-    /// Everything a finished call says: a `runtime_deny` per recorded denial, a
-    /// `limit_exceeded` when a limit ended it, and `run_end` with `exit_code`.
+    /// Everything a finished call says: a `runtime_deny` for each of the first
+    /// [`MAX_LOGGED_DENIALS`] denials (the rest are counted in `run_end`'s
+    /// `runtime_denials_dropped`), a `limit_exceeded` when a limit ended it, and
+    /// `run_end` with `exit_code`.
+    ///
+    /// What one run adds to the log is bounded, so the space reserved for it before
+    /// the plugin ran ([`CLOSING_RESERVE`]) holds it: a plugin that fills the disk and
+    /// then makes a thousand escape attempts still gets its `run_end`.
     ///
     /// # Errors
     ///
     /// Any failure of these or an earlier record.
     pub fn run_finished(&self, report: &RunReport, exit_code: u8) -> Result<(), AuditError> {
-        for deny in &report.runtime_denials.recorded {
+        let denials = &report.runtime_denials.recorded;
+        let logged = denials.len().min(MAX_LOGGED_DENIALS);
+        for deny in &denials[..logged] {
             self.runtime_deny(deny)?;
         }
         let error = report.result.as_ref().err();
         if let Some((limit, value)) = error.and_then(|e| e.limit()) {
             self.limit_exceeded(limit, value)?;
         }
-        let dropped = report.runtime_denials.dropped;
+        let dropped = report
+            .runtime_denials
+            .dropped
+            .saturating_add((denials.len() - logged) as u64);
         self.run_end(&RunEnd {
             outcome: RunOutcome::of(&report.result),
             exit_code,

@@ -41,7 +41,10 @@ pub mod writer;
 
 pub use error::{AuditError, EXIT_AUDIT};
 pub use layer::AUDIT_TARGET;
-pub use log::{AuditLog, AuditRun, MAX_ERROR_TEXT, MAX_RECORD_BYTES, RunStart, SYNC_TIMEOUT};
+pub use log::{
+    AuditLog, AuditRun, CLOSING_RESERVE, MAX_ERROR_TEXT, MAX_LOGGED_DENIALS, MAX_RECORD_BYTES,
+    RunStart, SYNC_TIMEOUT,
+};
 pub use record::{
     Event, GENESIS, LimitsRecord, PluginInfo, PolicyInfo, RunEnd, RunOutcome, SCHEMA_VERSION,
 };

@@ -257,10 +257,17 @@ fn open_append(path: &Path) -> Result<File, AuditError> {
         .append(true)
         .create(true)
         .mode(0o600)
-        // A FIFO would block the open; a regular file ignores the flag.
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        // A FIFO would block the open; a regular file ignores the flag. A symlink is
+        // not followed (`O_NOFOLLOW`): the log is the file named, nothing it points to.
+        .custom_flags((rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW).bits() as i32)
         .open(path)
-        .map_err(|e| AuditError::open(path, e))?;
+        .map_err(|e| {
+            if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+                AuditError::Symlink { path: path.into() }
+            } else {
+                AuditError::open(path, e)
+            }
+        })?;
     let meta = file.metadata().map_err(|e| AuditError::open(path, e))?;
     if !meta.is_file() {
         return Err(AuditError::NotAFile { path: path.into() });
@@ -594,6 +601,9 @@ fn append_locked(
         prev: chain::line_hash(&line[start..]),
     };
     line.push(b'\n');
+    if pending.head.starts_with(RUN_START_HEAD) {
+        reserve_closing_space(file, path, before, line.len() as u64)?;
+    }
     if let Err(e) = (&*file).write_all(line) {
         // Leave no partial line behind: we still hold the lock.
         let _ = file.set_len(before);
@@ -604,6 +614,35 @@ fn append_locked(
         head: next,
     });
     Ok(())
+}
+
+/// How a `run_start` record's head begins ([`Pending::head`]).
+const RUN_START_HEAD: &[u8] = b"\"event\":\"run_start\"";
+
+/// Reserves, before a `run_start` of `len` bytes is written at `end`, the blocks that
+/// record and the run's closing records need ([`super::log::CLOSING_RESERVE`]):
+/// `fallocate(FALLOC_FL_KEEP_SIZE)` allocates them past the end of the file without
+/// changing its length, so the appends after the plugin ran need no new space.
+///
+/// # Errors
+///
+/// [`AuditError::Write`] when the file system has no room (`ENOSPC`): the run must
+/// not start, since its closing records might not fit. A file system without
+/// `fallocate` (some network file systems) reserves nothing and is not an error.
+fn reserve_closing_space(file: &File, path: &Path, end: u64, len: u64) -> Result<(), AuditError> {
+    use rustix::fs::{FallocateFlags, fallocate};
+    use rustix::io::Errno;
+    let total = len.saturating_add(super::log::CLOSING_RESERVE);
+    match fallocate(file, FallocateFlags::KEEP_SIZE, end, total) {
+        Ok(()) | Err(Errno::OPNOTSUPP | Errno::NOSYS) => Ok(()),
+        Err(e) => Err(AuditError::write(
+            path,
+            std::io::Error::other(format!(
+                "cannot reserve {total} bytes for this run's closing records ({e}); \
+                 free space on the log's file system"
+            )),
+        )),
+    }
 }
 
 /// `.NAME.lock` next to `path`.

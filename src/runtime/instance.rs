@@ -75,15 +75,32 @@ pub struct RunReport {
 
 impl RunReport {
     /// The exit code `CLI.md` gives this call: 0 for `Success`, the plugin's own code
-    /// for `Error` (at least 1: a plugin error must not look like success), 77 for an
-    /// effect warden refused, and the error's code otherwise.
+    /// for `Error` ([`plugin_exit_code`]: never 0, never one of warden's own codes), 77
+    /// for an effect warden refused, and the error's code otherwise.
     pub fn exit_code(&self) -> u8 {
         match &self.result {
             Ok(ExecuteResult::Success(_)) => 0,
-            Ok(ExecuteResult::Error(e)) => e.code.max(1),
+            Ok(ExecuteResult::Error(e)) => plugin_exit_code(e.code),
             Ok(ExecuteResult::Effect(_)) => 77,
             Err(e) => e.exit_code(),
         }
+    }
+}
+
+/// The exit codes warden itself gives a run (`CLI.md`): bad command line, invalid
+/// plugin, unreadable file, trap, audit log failure, refused, invalid policy, timeout,
+/// another limit.
+pub const WARDEN_EXIT_CODES: [u8; 9] = [2, 65, 66, 70, 74, 77, 78, 124, 125];
+
+/// The exit code of a plugin's `Error { code }`: the plugin's own code, except that 0
+/// (which would claim success) and [`WARDEN_EXIT_CODES`] (which would claim that
+/// warden refused, or that nothing ran) become 1, the plain plugin error. The plugin's
+/// code itself is in its result (`run --json`).
+pub fn plugin_exit_code(code: u8) -> u8 {
+    if code == 0 || WARDEN_EXIT_CODES.contains(&code) {
+        1
+    } else {
+        code
     }
 }
 

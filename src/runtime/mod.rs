@@ -22,7 +22,7 @@ pub mod output;
 pub mod shadow;
 
 pub use error::{GuestCall, RuntimeError, RuntimeErrorKind};
-pub use instance::{PluginInstance, RunReport};
+pub use instance::{PluginInstance, RunReport, WARDEN_EXIT_CODES, plugin_exit_code};
 pub use loader::{
     KEEP_RESIDENT_MEMORY, KEEP_RESIDENT_TABLE, LoadedPlugin, Loader, LoaderConfig, POOL_SLOTS,
     engine_config,

@@ -316,3 +316,189 @@ fn a_plugin_never_gets_the_directory_of_the_log_it_is_audited_in() {
     assert_eq!(events(&records).last(), Some(&"run_end"));
     assert!(verify(&log).status.success());
 }
+
+#[test]
+fn a_plugin_cannot_copy_a_granted_secret_into_the_log() {
+    let ws = Workspace::new();
+    let reader = example_plugin("file-reader");
+    let secret = "s3cr3t-granted-value";
+    // The plugin knows APP_COLOR's value (it was granted) and asks to open a path
+    // made of it, which is refused and recorded.
+    let out = ws.run(
+        &[("APP_COLOR", secret)],
+        &[
+            reader.to_str().unwrap(),
+            "read",
+            &format!("/data/../APP_COLOR={secret}"),
+        ],
+    );
+    assert_ne!(out.status.code(), Some(0));
+    let text = std::fs::read_to_string(ws.log()).unwrap();
+    assert!(!text.contains(secret), "{text}");
+    let records = ws.records();
+    let deny = records
+        .iter()
+        .find(|r| r["event"] == "runtime_deny")
+        .expect("the attempt is recorded");
+    assert_eq!(deny["path"], "../APP_COLOR=<redacted:APP_COLOR>", "{deny}");
+    assert!(verify(&ws.log()).status.success());
+}
+
+/// A tmpfs of `size` mounted at `dir` for one test; unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let status = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mounting a tmpfs needs root, as CI has");
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A plugin granted `./out` that fills its file system, then makes `attempts` escape
+/// attempts with long paths, and returns `Success`.
+fn disk_filler(attempts: u32) -> Vec<u8> {
+    use warden::abi::{Capabilities, ExecuteResult, PathPattern};
+    let mut p = WatPlugin::new("filler");
+    p.manifest = manifest_bytes_with(
+        "filler",
+        2,
+        Capabilities {
+            fs_write: vec![PathPattern {
+                pattern: "./out".into(),
+                recursive: true,
+            }],
+            ..Capabilities::default()
+        },
+    );
+    p.result = result_bytes(&ExecuteResult::Success("filled".into()));
+    let escape = format!("../{}", "x".repeat(1000));
+    p.imports = r#"
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write"
+    (func $fd_write (param i32 i32 i32 i32) (result i32)))"#
+        .into();
+    p.memory = r#"(memory (export "memory") 8)"#.into();
+    p.extra = format!(
+        r#"(data (i32.const 70000) "fill")
+  (data (i32.const 72000) "{escape}")"#
+    );
+    p.execute_fn = Some(format!(
+        r#"(local $fd i32) (local $i i32)
+    ;; /out/fill, created for writing; then 64 KiB writes until the disk is full.
+    (drop (call $path_open (i32.const 3) (i32.const 0) (i32.const 70000) (i32.const 4)
+                           (i32.const 1) (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 70400)))
+    (local.set $fd (i32.load (i32.const 70400)))
+    (i32.store (i32.const 70408) (i32.const 262144))
+    (i32.store (i32.const 70412) (i32.const 65536))
+    (block $full (loop $more
+      (br_if $full (call $fd_write (local.get $fd) (i32.const 70408) (i32.const 1) (i32.const 70416)))
+      (br_if $full (i32.eqz (i32.load (i32.const 70416))))
+      (br $more)))
+    ;; Then the escape attempts, each refused and recorded.
+    (block $done (loop $try
+      (br_if $done (i32.ge_u (local.get $i) (i32.const {attempts})))
+      (drop (call $path_open (i32.const 3) (i32.const 0) (i32.const 72000) (i32.const {len})
+                             (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 70400)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $try)))
+    {result}"#,
+        len = escape.len(),
+        result = WatPlugin::packed(RESULT_AT, p.result.len() as u32),
+    ));
+    p.bytes()
+}
+
+#[test]
+fn a_plugin_that_fills_the_disk_cannot_erase_its_closing_records() {
+    let ws = tempfile::tempdir().unwrap();
+    let disk = ws.path().join("disk");
+    let _tmpfs = Tmpfs::mount(&disk, "8m");
+    std::fs::create_dir(disk.join("out")).unwrap();
+    let plugin = ws.path().join("filler.wasm");
+    std::fs::write(&plugin, disk_filler(200)).unwrap();
+    let policy = crate::policy::policy_file(
+        ws.path(),
+        "p.toml",
+        "version = 1\n[plugins.filler]\nfs.write = [\"./out\"]\n",
+    );
+    let log = disk.join("log/audit.jsonl");
+    let out = warden_command()
+        .arg("run")
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--workdir")
+        .arg(&disk)
+        .arg("--audit-log")
+        .arg(&log)
+        .arg(&plugin)
+        .output()
+        .unwrap();
+    // The plugin did fill the disk.
+    let free = rustix::fs::statvfs(&disk).unwrap();
+    assert!(
+        free.f_bavail * free.f_frsize < 64 * 1024,
+        "the disk was not filled"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let denies = records
+        .iter()
+        .filter(|r| r["event"] == "runtime_deny")
+        .count();
+    assert_eq!(denies, warden::audit::MAX_LOGGED_DENIALS);
+    let end = records.last().unwrap();
+    assert_eq!(end["event"], "run_end", "{end}");
+    assert_eq!(end["outcome"], "success", "{end}");
+    assert_eq!(
+        end["runtime_denials_dropped"],
+        200 - warden::audit::MAX_LOGGED_DENIALS as u64,
+        "{end}"
+    );
+    assert!(verify(&log).status.success());
+}
+
+#[test]
+fn a_symlink_at_the_audit_log_path_is_not_followed() {
+    let ws = Workspace::new();
+    let elsewhere = ws.path().join("elsewhere.jsonl");
+    std::fs::write(&elsewhere, "").unwrap();
+    std::fs::create_dir(ws.path().join("log")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, ws.log()).unwrap();
+    let out = ws.run(&[], &[example_plugin("hello").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(74));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is a symlink, which warden does not follow"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "the plugin ran");
+    assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "");
+}
