@@ -182,3 +182,29 @@ fn run_caches_compiled_modules_and_recompiles_a_corrupt_entry() {
     let out = warden_with_cache(tmp.path(), &["run", hello]);
     assert_eq!(stdout(&out), "Hello, World!\n");
 }
+
+#[test]
+fn a_plugin_error_code_never_claims_one_of_wardens_own_exit_codes() {
+    use warden::abi::{ExecuteError, ExecuteResult};
+    let dir = tempfile::tempdir().unwrap();
+    for (code, expected) in [
+        (3, 3),
+        (101, 101),
+        (0, 1),
+        (74, 1),
+        (77, 1),
+        (124, 1),
+        (65, 1),
+    ] {
+        let mut p = WatPlugin::new("coder");
+        p.result = result_bytes(&ExecuteResult::Error(ExecuteError {
+            code,
+            message: format!("failed with {code}"),
+        }));
+        let path = dir.path().join(format!("coder-{code}.wasm"));
+        std::fs::write(&path, p.bytes()).unwrap();
+        let out = warden(&["run", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(expected), "plugin code {code}");
+        assert!(stderr(&out).contains(&format!("failed with {code}")));
+    }
+}
