@@ -8,7 +8,7 @@ fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut out = Vec::new();
     for dir in [
-        root.join("fuzz/seeds").join(target),
+        root.join("fuzz/corpus").join(target),
         root.join("tests/fuzz-regressions").join(target),
     ] {
         let Ok(entries) = std::fs::read_dir(&dir) else {
