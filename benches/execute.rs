@@ -235,6 +235,7 @@ fn file_reader(c: &mut Criterion) {
         let rec = log.run().unwrap();
         rec.run_start(RunStart {
             args: &args,
+            load: None,
             log_args: false,
             limits: reader.limits(),
         })

@@ -14,7 +14,9 @@
 //! - [`sandbox`]: the opened directories, env allowlist and streams a plugin gets;
 //! - [`runtime`]: engine, linker, loader and per-call execution;
 //! - [`cache`]: the compiled-module cache of the command line (the one `unsafe` block);
-//! - [`audit`]: the tamper-evident audit log (records, hash chain, writer, verify).
+//! - [`audit`]: the tamper-evident audit log (records, hash chain, writer, verify);
+//! - [`host`]: the whole pipeline as one type an application embeds ([`Warden`]), and
+//!   a directory of plugins called by command name ([`host::Registry`]).
 
 #![deny(unsafe_code)]
 
@@ -23,6 +25,7 @@ pub mod audit;
 pub mod cache;
 pub mod cli;
 pub mod grant;
+pub mod host;
 pub mod limits;
 pub mod policy;
 pub mod runtime;
@@ -31,5 +34,6 @@ pub mod sandbox;
 #[doc(hidden)]
 pub mod fuzzing;
 
+pub use host::{Loaded, Plugin, Warden};
 pub use limits::{LimitKind, Limits};
 pub use runtime::{LoadedPlugin, Loader, LoaderConfig, PluginInstance, RunReport, RuntimeError};

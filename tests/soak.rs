@@ -94,6 +94,7 @@ fn resident_memory_is_flat_over_10_000_executes() {
             let run = log.run().unwrap();
             run.run_start(RunStart {
                 args: &args,
+                load: None,
                 log_args: false,
                 limits: reader.instance.limits(),
             })

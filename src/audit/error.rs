@@ -35,6 +35,10 @@ pub enum AuditError {
         /// The path.
         path: PathBuf,
     },
+    /// No audit log path was given and none of the variables that place the default
+    /// one is set.
+    #[error("no audit log path: pass --audit-log, or set WARDEN_AUDIT_LOG, XDG_STATE_HOME or HOME")]
+    NoPath,
     /// The path is a symlink, which warden does not follow: whoever can write the
     /// folder that holds it could point it at a file of their choosing.
     #[error(

@@ -178,6 +178,27 @@ impl AuditLog {
         })
     }
 
+    /// Continues the records of the load whose `run_id` is `run_id` (the first run of
+    /// a loaded plugin shares its load's id, so a load and its run read as one story).
+    pub(crate) fn run_with_id(&self, run_id: String) -> AuditRun<'_> {
+        AuditRun {
+            log: self,
+            run_id,
+            plugin: None,
+            policy: None,
+        }
+    }
+
+    /// Waits until every record emitted so far is appended to the file and on disk
+    /// (`fsync`), without stopping the writer.
+    ///
+    /// # Errors
+    ///
+    /// The first failure of any record so far, or [`AuditError::Timeout`].
+    pub fn sync_data(&self) -> Result<(), AuditError> {
+        self.barrier(true)
+    }
+
     /// Waits until every record emitted so far is appended to the file.
     ///
     /// # Errors
@@ -282,6 +303,9 @@ pub struct RunStart<'a> {
     pub log_args: bool,
     /// The limits the run is under.
     pub limits: &'a Limits,
+    /// The `run_id` of the load whose decisions this run runs under, when the run has
+    /// an id of its own (a plugin loaded once and run many times).
+    pub load: Option<&'a str>,
 }
 
 /// The records of one load/run: all share its `run_id`, and once known its `plugin`
@@ -459,6 +483,7 @@ impl AuditRun<'_> {
         self.emit(
             Event::RunStart,
             &RunStartFields {
+                load: start.load,
                 args_count: start.args.len(),
                 args: start.log_args.then_some(start.args),
                 limits: LimitsRecord::from(start.limits),
@@ -561,6 +586,7 @@ mod tests {
         let args = vec!["x".repeat(MAX_RECORD_BYTES)];
         let start = RunStart {
             args: &args,
+            load: None,
             log_args: true,
             limits: &Limits::default(),
         };
@@ -570,6 +596,7 @@ mod tests {
         ));
         let start = RunStart {
             log_args: false,
+            load: None,
             ..start
         };
         run.run_start(start).unwrap();
@@ -580,6 +607,7 @@ mod tests {
     fn limits_start<'a>(args: &'a [String], limits: &'a Limits) -> RunStart<'a> {
         RunStart {
             args,
+            load: None,
             log_args: false,
             limits,
         }

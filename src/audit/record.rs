@@ -93,6 +93,9 @@ pub struct PluginInfo {
     pub version: Option<String>,
     /// Hex SHA-256 of the module file.
     pub sha256: String,
+    /// The module file, absolute, when it was loaded from one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 impl PluginInfo {
@@ -102,6 +105,7 @@ impl PluginInfo {
             name: None,
             version: None,
             sha256: hex::encode(sha256),
+            path: None,
         }
     }
 
@@ -111,7 +115,14 @@ impl PluginInfo {
             name: Some(name.into()),
             version,
             sha256: hex::encode(sha256),
+            path: None,
         }
+    }
+
+    /// This plugin, loaded from the file at `path` (absolute).
+    pub fn with_path(mut self, path: Option<&std::path::Path>) -> Self {
+        self.path = path.map(|p| p.display().to_string());
+        self
     }
 }
 
@@ -179,6 +190,8 @@ pub enum RunOutcome {
     Refused,
     /// The plugin broke the ABI.
     AbiViolation,
+    /// The load ended before a run: the policy or the plugin was rejected.
+    Rejected,
 }
 
 impl RunOutcome {
@@ -201,6 +214,8 @@ impl RunOutcome {
 /// Fields of `run_start`.
 #[derive(Debug, Serialize)]
 pub(crate) struct RunStartFields<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load: Option<&'a str>,
     pub args_count: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub args: Option<&'a [String]>,
@@ -250,6 +265,15 @@ pub struct RunEnd {
 }
 
 impl RunEnd {
+    /// The `run_end` of a load that ended before a run because the policy or the
+    /// plugin was rejected (unreadable, invalid, or the audit of it failed).
+    pub fn rejected(exit_code: u8, error: impl Into<String>) -> Self {
+        RunEnd {
+            outcome: RunOutcome::Rejected,
+            ..RunEnd::refused(exit_code, error)
+        }
+    }
+
     /// The `run_end` of a run that warden refused before the plugin ran (a policy
     /// refusal, or a granted directory that could not be reopened as decided).
     pub fn refused(exit_code: u8, error: impl Into<String>) -> Self {

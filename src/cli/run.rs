@@ -229,6 +229,7 @@ fn run_audited(args: &RunArgs, log: &AuditLog) -> Result<u8, CliError> {
     // run_start is on disk before the plugin runs, or the plugin does not run.
     audit(rec.run_start(RunStart {
         args: &args.args,
+        load: None,
         log_args: policy.log_args(),
         limits: loaded.instance.limits(),
     }))?;

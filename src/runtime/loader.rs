@@ -210,6 +210,15 @@ impl Loader {
         &self.config
     }
 
+    /// This loader (the same engine and linker) setting up calls under `limits`,
+    /// except the wasm stack ceiling, which is the engine's and stays.
+    pub fn with_limits(&self, limits: Limits) -> Loader {
+        let stack = self.config.limits.stack;
+        let mut loader = self.clone();
+        loader.config.limits = Limits { stack, ..limits };
+        loader
+    }
+
     /// Compiles `wasm`, checks it, and reads its manifest.
     ///
     /// The instance it returns runs with the built-in policy's sandbox (stdout and

@@ -90,6 +90,7 @@ fn hello_run(log: &AuditLog, loaded: &warden::LoadedPlugin) {
     let args = vec!["Ada".to_owned()];
     run.run_start(RunStart {
         args: &args,
+        load: None,
         log_args: false,
         limits: loaded.instance.limits(),
     })
@@ -118,6 +119,7 @@ fn synthetic_run(log: &AuditLog) {
     run.deny(&env_decision("denied")).unwrap();
     run.run_start(RunStart {
         args: &[],
+        load: None,
         log_args: false,
         limits: &Limits::default(),
     })
@@ -690,6 +692,7 @@ fn timeouts_fuel_and_traps_leave_run_start_the_cause_and_run_end() {
         let run = log.run().unwrap();
         run.run_start(RunStart {
             args: &[],
+            load: None,
             log_args: false,
             limits: &limits,
         })
@@ -894,6 +897,7 @@ fn env_values_and_args_stay_out_of_the_log_unless_log_args() {
         let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         run.run_start(RunStart {
             args: &args,
+            load: None,
             log_args,
             limits: loaded.instance.limits(),
         })

@@ -1,0 +1,75 @@
+//! What can go wrong in the host pipeline, with the exit code `CLI.md` gives each.
+
+use crate::audit::AuditError;
+use crate::policy::LoadError;
+use crate::runtime::RuntimeError;
+use std::path::PathBuf;
+
+/// Exit code: a named file does not exist or cannot be read.
+pub const EXIT_NO_INPUT: u8 = 66;
+/// Exit code: refused by policy.
+pub const EXIT_REFUSED: u8 = 77;
+/// Exit code: the policy is invalid (nothing ran).
+pub const EXIT_POLICY_INVALID: u8 = 78;
+
+/// Why the host could not load, run, explain or inspect a plugin.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    /// The audit log cannot be opened or written: nothing runs (fail closed).
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    /// The policy cannot be read or is invalid: nothing runs under it.
+    #[error(transparent)]
+    Policy(#[from] LoadError),
+    /// The plugin file cannot be read.
+    #[error("cannot read plugin `{}`: {source}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The plugin is not a valid plugin, or the engine could not be set up for it.
+    #[error("{}: {source}", .plugin)]
+    Plugin {
+        /// The file, or what the caller called the bytes.
+        plugin: String,
+        /// What is wrong with it.
+        source: RuntimeError,
+    },
+    /// The working directory cannot be determined.
+    #[error("cannot determine the working directory: {source}")]
+    Workdir {
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The plugin was loaded under a policy that has since been replaced: its
+    /// decisions may no longer hold, so it does not run.
+    #[error(
+        "plugin `{plugin}` was loaded under a policy that has since been replaced \
+         (policy sha256 {loaded_under}, now {current}); load it again to decide its grants under the current policy"
+    )]
+    StalePolicy {
+        /// The plugin's declared name.
+        plugin: String,
+        /// The policy it was loaded under.
+        loaded_under: String,
+        /// The policy in force.
+        current: String,
+    },
+}
+
+impl HostError {
+    /// The exit code `CLI.md` gives this failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            HostError::Audit(e) => e.exit_code(),
+            HostError::Policy(LoadError::Read { .. }) => EXIT_NO_INPUT,
+            HostError::Policy(LoadError::Invalid(_)) => EXIT_POLICY_INVALID,
+            HostError::Read { .. } | HostError::Workdir { .. } => EXIT_NO_INPUT,
+            HostError::Plugin { source, .. } => source.exit_code(),
+            HostError::StalePolicy { .. } => EXIT_REFUSED,
+        }
+    }
+}

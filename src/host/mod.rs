@@ -1,0 +1,534 @@
+//! The host: warden's whole pipeline (policy → compile → manifest → decisions →
+//! sandbox → audit → run) as one type that an application embeds.
+//!
+//! [`Warden`] is what the `warden` command line itself uses, and the only way in this
+//! crate to run a plugin under a policy with its audit records: it owns the order in
+//! which things happen, so an embedding application cannot get it wrong.
+//!
+//! ```no_run
+//! use warden::host::{Loaded, Warden};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let warden = Warden::builder()
+//!     .policy_file("policies/examples.toml")
+//!     .audit_log("/var/log/warden/audit.jsonl")
+//!     .build()?;
+//! match warden.load("examples/plugins/hello.wasm")? {
+//!     Loaded::Ready(plugin) => {
+//!         let report = plugin.run(&["world".to_string()])?;
+//!         println!("{:?}", report.result);
+//!     }
+//!     Loaded::Refused(refused) => eprintln!("refused: {}", refused.reason()),
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! - [`Warden::load`] compiles the plugin (through the compiled-module cache), reads its
+//!   manifest, decides every declared item under the policy and writes
+//!   `policy_loaded`, `plugin_loaded` and one `grant`/`deny` per item. It returns
+//!   [`Loaded::Ready`] with a [`Plugin`] that can run, or [`Loaded::Refused`], which
+//!   has no way to run at all.
+//! - [`Plugin::run`] writes `run_start` (on disk before the guest runs, or the guest
+//!   does not run), runs the call in a fresh store, and writes its runtime denials, the
+//!   limit that ended it and `run_end`, whatever happened.
+//! - [`Warden::explain`] and [`Warden::inspect`] answer without running
+//!   `plugin_execute` and without writing records.
+//! - [`Warden::reload_policy`] and [`Warden::set_policy`] swap the policy atomically;
+//!   plugins loaded under the old one refuse to run ([`HostError::StalePolicy`]) until
+//!   they are loaded again, since their decisions may no longer hold.
+//!
+//! A [`Warden`] is cheap to clone and `Send + Sync`: one host serves many threads, and
+//! one [`Plugin`] may be run from many threads at once (each call has its own store).
+//! The wasm stack ceiling is a property of a wasmtime engine; the host keeps one engine
+//! per distinct ceiling the policy asks for.
+//!
+//! The lower-level parts ([`crate::runtime::Loader`], [`crate::grant::decide`],
+//! [`crate::sandbox::Sandbox`], [`crate::audit::AuditLog`]) stay public for those who
+//! need them; using them directly, the order above is the caller's to keep.
+//!
+//! # Security
+//!
+//! This is where the trust boundaries meet. A plugin runs only with a sandbox built
+//! from its decisions ([`crate::sandbox::Sandbox::from_decisions`]), only after its
+//! `run_start` is appended, and only under the policy it was decided under. A refused
+//! plugin is a different type from a runnable one. A failure to write a record stops
+//! the pipeline (fail closed): [`HostError::Audit`].
+
+mod error;
+mod plugin;
+pub mod registry;
+
+pub use error::{EXIT_NO_INPUT, EXIT_POLICY_INVALID, EXIT_REFUSED, HostError};
+pub use plugin::{Explanation, Inspection, Loaded, Plugin, PluginSource, Refused};
+pub use registry::{CommandInfo, CommandStatus, Registry, RegistryError};
+
+use crate::audit::{AuditLog, PolicyInfo, Rotation, RunEnd};
+use crate::cache::ModuleCache;
+use crate::grant::Host;
+use crate::limits::Limits;
+use crate::policy::Policy;
+use crate::runtime::{LoadedPlugin, Loader, LoaderConfig, RuntimeError};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Where a policy comes from.
+#[derive(Debug, Clone)]
+pub enum PolicySource {
+    /// A TOML file, read (and checked like sshd's `StrictModes`) on build and reload.
+    File(PathBuf),
+    /// Policy text, named `name` in errors.
+    Text {
+        /// What to call it in errors and records.
+        name: String,
+        /// The TOML text.
+        text: String,
+    },
+    /// The built-in policy (`POLICY.md` rule 10): stdout and stderr only.
+    Builtin,
+}
+
+/// Where the audit records go.
+#[derive(Debug, Clone)]
+enum AuditTarget {
+    /// `$WARDEN_AUDIT_LOG`, else `$XDG_STATE_HOME/warden/audit.jsonl`, else
+    /// `~/.local/state/warden/audit.jsonl`.
+    Default,
+    /// This file.
+    File(PathBuf),
+    /// Nowhere (measurements and tests only).
+    Disabled,
+}
+
+/// Which compiled-module cache to use.
+#[derive(Debug, Clone)]
+enum CacheChoice {
+    /// `$XDG_CACHE_HOME/warden` (`~/.cache/warden`).
+    Default,
+    /// This directory.
+    Dir(PathBuf),
+    /// None: every load compiles.
+    Disabled,
+}
+
+/// Builds a [`Warden`]. Every setting has a default: the built-in policy, the default
+/// audit log, the current directory, this process's environment and the default cache.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct WardenBuilder {
+    policy: PolicySource,
+    allow_insecure_policy: bool,
+    audit: AuditTarget,
+    rotation: Rotation,
+    workdir: Option<PathBuf>,
+    env: Option<Vec<(String, String)>>,
+    cache: CacheChoice,
+}
+
+impl Default for WardenBuilder {
+    fn default() -> Self {
+        WardenBuilder {
+            policy: PolicySource::Builtin,
+            allow_insecure_policy: false,
+            audit: AuditTarget::Default,
+            rotation: Rotation::Never,
+            workdir: None,
+            env: None,
+            cache: CacheChoice::Default,
+        }
+    }
+}
+
+impl WardenBuilder {
+    /// The policy to decide under.
+    pub fn policy(mut self, source: PolicySource) -> Self {
+        self.policy = source;
+        self
+    }
+
+    /// The policy in the TOML file at `path`.
+    pub fn policy_file(self, path: impl Into<PathBuf>) -> Self {
+        self.policy(PolicySource::File(path.into()))
+    }
+
+    /// Accept a policy file that fails the ownership checks (`--allow-insecure-policy`).
+    pub fn allow_insecure_policy(mut self, allow: bool) -> Self {
+        self.allow_insecure_policy = allow;
+        self
+    }
+
+    /// Write the audit records to `path` (created, with its folder, when missing).
+    pub fn audit_log(mut self, path: impl Into<PathBuf>) -> Self {
+        self.audit = AuditTarget::File(path.into());
+        self
+    }
+
+    /// When to start a new audit log file (default: never).
+    pub fn audit_rotation(mut self, rotation: Rotation) -> Self {
+        self.rotation = rotation;
+        self
+    }
+
+    /// Write no audit records at all. For measurements and tests: a host that runs
+    /// plugins for real keeps an audit log.
+    pub fn without_audit(mut self) -> Self {
+        self.audit = AuditTarget::Disabled;
+        self
+    }
+
+    /// What relative paths in the policy and the manifests resolve against.
+    pub fn workdir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.workdir = Some(dir.into());
+        self
+    }
+
+    /// The host environment plugins may be granted variables from (default: this
+    /// process's). `HOME` in it is what `~` means.
+    pub fn env(mut self, vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.env = Some(vars.into_iter().collect());
+        self
+    }
+
+    /// Keep compiled modules in `dir` (checked like the default cache).
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache = CacheChoice::Dir(dir.into());
+        self
+    }
+
+    /// Use no compiled-module cache: every load compiles.
+    pub fn without_cache(mut self) -> Self {
+        self.cache = CacheChoice::Disabled;
+        self
+    }
+
+    /// Opens the audit log, reads the policy and opens the cache.
+    ///
+    /// # Errors
+    ///
+    /// [`HostError::Audit`] when the log cannot be opened (nothing may run then);
+    /// [`HostError::Policy`] when the policy cannot be read or is invalid, after its
+    /// `policy_rejected` and `run_end` records are written;
+    /// [`HostError::Workdir`] when there is no working directory.
+    pub fn build(self) -> Result<Warden, HostError> {
+        let workdir = match &self.workdir {
+            Some(dir) => std::path::absolute(dir),
+            None => std::env::current_dir(),
+        }
+        .map_err(|source| HostError::Workdir { source })?;
+        // The log first: if it cannot be written, nothing else happens.
+        let audit = match &self.audit {
+            AuditTarget::Default => Some(open_audit_log(&default_audit_log()?, self.rotation)?),
+            AuditTarget::File(path) => Some(open_audit_log(path, self.rotation)?),
+            AuditTarget::Disabled => None,
+        };
+        let (cache, cache_warning) = match &self.cache {
+            CacheChoice::Disabled => (None, None),
+            CacheChoice::Default => match ModuleCache::default_dir() {
+                Some(dir) => open_cache(dir),
+                None => (None, None),
+            },
+            CacheChoice::Dir(dir) => open_cache(dir.clone()),
+        };
+        let mut env = self.env.clone();
+        let host = {
+            let mut host = Host::from_process(&workdir);
+            if let Some(vars) = env.take() {
+                host.home = vars
+                    .iter()
+                    .find(|(k, v)| k == "HOME" && !v.is_empty())
+                    .map(|(_, v)| PathBuf::from(v));
+                host.env = vars;
+            }
+            if let Some(log) = &audit {
+                host = host.with_audit_log(log.path());
+            }
+            host
+        };
+        let inner = Inner {
+            policy: RwLock::new(Arc::new(PolicyState::builtin())),
+            policy_source: Mutex::new(self.policy.clone()),
+            allow_insecure_policy: self.allow_insecure_policy,
+            audit,
+            host,
+            cache,
+            cache_warning,
+            loaders: Mutex::new(Vec::new()),
+        };
+        let policy = inner.read_policy(&self.policy)?;
+        inner.install(policy);
+        Ok(Warden {
+            inner: Arc::new(inner),
+        })
+    }
+}
+
+/// A policy in force, with the facts its records carry.
+#[derive(Debug)]
+struct PolicyState {
+    policy: Policy,
+    info: PolicyInfo,
+}
+
+impl PolicyState {
+    fn new(policy: Policy) -> Self {
+        let info = policy_info(&policy);
+        PolicyState { policy, info }
+    }
+
+    fn builtin() -> Self {
+        PolicyState::new(Policy::builtin())
+    }
+}
+
+/// The `policy` object of the records: the file where it really is (absolute).
+fn policy_info(policy: &Policy) -> PolicyInfo {
+    PolicyInfo {
+        path: policy
+            .file()
+            .map_or_else(|| policy.path().to_owned(), |f| f.display().to_string()),
+        sha256: Some(policy.sha256_hex()),
+        mode: policy.mode().as_str().to_owned(),
+    }
+}
+
+/// The host's shared state.
+struct Inner {
+    policy: RwLock<Arc<PolicyState>>,
+    policy_source: Mutex<PolicySource>,
+    allow_insecure_policy: bool,
+    audit: Option<AuditLog>,
+    host: Host,
+    cache: Option<ModuleCache>,
+    cache_warning: Option<String>,
+    /// One loader (engine) per wasm stack ceiling in use.
+    loaders: Mutex<Vec<Loader>>,
+}
+
+impl Inner {
+    /// The policy in force now.
+    fn policy(&self) -> Arc<PolicyState> {
+        match self.policy.read() {
+            Ok(p) => Arc::clone(&p),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    fn install(&self, state: PolicyState) {
+        let state = Arc::new(state);
+        match self.policy.write() {
+            Ok(mut p) => *p = state,
+            Err(poisoned) => *poisoned.into_inner() = state,
+        }
+    }
+
+    /// Reads `source`; a failure is recorded (`policy_rejected`, `run_end`) and
+    /// returned.
+    fn read_policy(&self, source: &PolicySource) -> Result<PolicyState, HostError> {
+        let loaded = match source {
+            PolicySource::File(path) => Policy::load(path, self.allow_insecure_policy),
+            PolicySource::Text { name, text } => {
+                Policy::parse(name, text).map_err(crate::policy::LoadError::Invalid)
+            }
+            PolicySource::Builtin => Ok(Policy::builtin()),
+        };
+        match loaded {
+            Ok(policy) => Ok(PolicyState::new(policy)),
+            Err(e) => {
+                let e = HostError::Policy(e);
+                if let Some(log) = &self.audit {
+                    let mut rec = log.run()?;
+                    let info = PolicyInfo {
+                        path: match source {
+                            PolicySource::File(p) => std::path::absolute(p)
+                                .unwrap_or_else(|_| p.clone())
+                                .display()
+                                .to_string(),
+                            PolicySource::Text { name, .. } => name.clone(),
+                            PolicySource::Builtin => crate::policy::BUILTIN_NAME.to_owned(),
+                        },
+                        sha256: None,
+                        mode: crate::policy::Mode::Enforce.as_str().to_owned(),
+                    };
+                    let message = e.to_string();
+                    rec.policy_rejected(&info, &message)?;
+                    rec.run_end(&RunEnd::rejected(e.exit_code(), message))?;
+                    log.sync()?;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The loader for calls under `limits`: the engine for its stack ceiling (built
+    /// the first time that ceiling is asked for), set up for `limits`.
+    fn loader(&self, limits: &Limits) -> Result<Loader, RuntimeError> {
+        let mut loaders = match self.loaders.lock() {
+            Ok(l) => l,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(loader) = loaders
+            .iter()
+            .find(|l| l.config().limits.stack == limits.stack)
+        {
+            return Ok(loader.with_limits(limits.clone()));
+        }
+        let mut config = LoaderConfig::new(&self.host.workdir);
+        config.limits = limits.clone();
+        let loader = Loader::new(config)?;
+        loaders.push(loader.clone());
+        Ok(loader)
+    }
+
+    /// Compiles (through the cache) and reads the manifest of `bytes` for calls under
+    /// `limits`.
+    fn load_bytes(&self, bytes: &[u8], limits: &Limits) -> Result<LoadedPlugin, RuntimeError> {
+        let loader = self.loader(limits)?;
+        match &self.cache {
+            Some(cache) => loader.load_cached(bytes, cache).map(|(loaded, _)| loaded),
+            None => loader.load(bytes),
+        }
+    }
+}
+
+/// An embedded warden: a policy, an audit log, a working directory, a host
+/// environment and a compiled-module cache, shared by every plugin it loads.
+///
+/// See the [module documentation](self) for the pipeline it owns.
+#[derive(Clone)]
+pub struct Warden {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Warden {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Warden")
+            .field("policy", &self.inner.policy().info)
+            .field("workdir", &self.inner.host.workdir)
+            .field("audit_log", &self.audit_log_path())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Warden {
+    /// A builder with every default.
+    pub fn builder() -> WardenBuilder {
+        WardenBuilder::default()
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Policy {
+        self.inner.policy().policy.clone()
+    }
+
+    /// The audit log's path, unless records are disabled.
+    pub fn audit_log_path(&self) -> Option<&Path> {
+        self.inner.audit.as_ref().map(AuditLog::path)
+    }
+
+    /// The working directory relative paths resolve against.
+    pub fn workdir(&self) -> &Path {
+        &self.inner.host.workdir
+    }
+
+    /// Why the compiled-module cache is not used, when one was asked for and could not
+    /// be opened (the host works without it; a command line prints this as a warning).
+    pub fn cache_warning(&self) -> Option<&str> {
+        self.inner.cache_warning.as_deref()
+    }
+
+    /// Appends every record emitted so far and `fsync`s the log.
+    ///
+    /// # Errors
+    ///
+    /// [`HostError::Audit`] when a record could not be written.
+    pub fn flush(&self) -> Result<(), HostError> {
+        if let Some(log) = &self.inner.audit {
+            log.sync_data()?;
+        }
+        Ok(())
+    }
+
+    /// Reads the policy again from where it came from, and puts it in force.
+    ///
+    /// # Errors
+    ///
+    /// As [`Warden::set_policy`].
+    pub fn reload_policy(&self) -> Result<(), HostError> {
+        let source = match self.inner.policy_source.lock() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        self.set_policy(source)
+    }
+
+    /// Puts the policy from `source` in force, atomically: loads that start after this
+    /// returns decide under it, and plugins loaded under the previous policy refuse to
+    /// run ([`HostError::StalePolicy`]) until loaded again. The new policy's
+    /// `policy_loaded` record is written here.
+    ///
+    /// # Errors
+    ///
+    /// [`HostError::Policy`] when it cannot be read or is invalid (the previous policy
+    /// stays in force; `policy_rejected` is recorded), [`HostError::Audit`].
+    pub fn set_policy(&self, source: PolicySource) -> Result<(), HostError> {
+        let state = self.inner.read_policy(&source)?;
+        if let Some(log) = &self.inner.audit {
+            let mut rec = log.run()?;
+            rec.policy_loaded(&state.info)?;
+            log.sync()?;
+        }
+        match self.inner.policy_source.lock() {
+            Ok(mut s) => *s = source,
+            Err(poisoned) => *poisoned.into_inner() = source,
+        }
+        self.inner.install(state);
+        Ok(())
+    }
+}
+/// `$WARDEN_AUDIT_LOG`, else `$XDG_STATE_HOME/warden/audit.jsonl`, else
+/// `~/.local/state/warden/audit.jsonl`.
+///
+/// # Errors
+///
+/// [`HostError::Audit`] when none of them is set.
+pub fn default_audit_log() -> Result<PathBuf, HostError> {
+    let from_env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    from_env("WARDEN_AUDIT_LOG")
+        .or_else(|| {
+            from_env("XDG_STATE_HOME")
+                .filter(|p| p.is_absolute())
+                .map(|p| p.join("warden/audit.jsonl"))
+        })
+        .or_else(|| from_env("HOME").map(|h| h.join(".local/state/warden/audit.jsonl")))
+        .ok_or_else(|| HostError::Audit(crate::audit::AuditError::NoPath))
+}
+
+/// Opens (creating its folder, mode 0700, when missing) the audit log.
+fn open_audit_log(path: &Path, rotation: Rotation) -> Result<AuditLog, HostError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.exists()
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|e| crate::audit::AuditError::open(parent, e))?;
+    }
+    Ok(AuditLog::open(path, rotation)?)
+}
+
+/// The cache in `dir`, or why it cannot be used (never a reason to fail).
+fn open_cache(dir: PathBuf) -> (Option<ModuleCache>, Option<String>) {
+    match ModuleCache::open(&dir) {
+        Ok(cache) => (Some(cache), None),
+        Err(e) => (
+            None,
+            Some(format!("{e}; compiling without the compiled-module cache")),
+        ),
+    }
+}

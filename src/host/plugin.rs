@@ -1,0 +1,474 @@
+//! Loading a plugin under the host's policy, and running it.
+
+use super::{HostError, Inner, PolicyState, Warden};
+use crate::abi::PluginManifest;
+use crate::audit::{AuditRun, PluginInfo, RunEnd, RunStart};
+use crate::grant::{Decisions, Outcome, decide};
+use crate::runtime::{PluginInstance, RunReport, RuntimeError};
+use crate::sandbox::Sandbox;
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A plugin to load: a file, or bytes already in memory.
+#[derive(Debug, Clone)]
+pub enum PluginSource<'a> {
+    /// A `.wasm` file, read once.
+    File(Cow<'a, Path>),
+    /// A module's bytes, called `name` in errors.
+    Bytes {
+        /// What to call it in errors.
+        name: Cow<'a, str>,
+        /// The module.
+        bytes: Cow<'a, [u8]>,
+    },
+    /// A `.wasm` file the caller has already read (its bytes are what is loaded and
+    /// digested; the path is what the records name).
+    ReadFile {
+        /// The file.
+        path: Cow<'a, Path>,
+        /// Its bytes.
+        bytes: Cow<'a, [u8]>,
+    },
+}
+
+impl<'a> PluginSource<'a> {
+    /// Bytes already in memory, called `name` in errors.
+    pub fn bytes(name: impl Into<Cow<'a, str>>, bytes: impl Into<Cow<'a, [u8]>>) -> Self {
+        PluginSource::Bytes {
+            name: name.into(),
+            bytes: bytes.into(),
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            PluginSource::File(path) | PluginSource::ReadFile { path, .. } => {
+                path.display().to_string()
+            }
+            PluginSource::Bytes { name, .. } => name.to_string(),
+        }
+    }
+
+    fn path(&self) -> Option<PathBuf> {
+        match self {
+            PluginSource::File(path) | PluginSource::ReadFile { path, .. } => {
+                Some(std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
+            }
+            PluginSource::Bytes { .. } => None,
+        }
+    }
+
+    fn read(&self) -> Result<Cow<'_, [u8]>, HostError> {
+        match self {
+            PluginSource::File(path) => {
+                std::fs::read(path)
+                    .map(Cow::Owned)
+                    .map_err(|source| HostError::Read {
+                        path: path.to_path_buf(),
+                        source,
+                    })
+            }
+            PluginSource::Bytes { bytes, .. } | PluginSource::ReadFile { bytes, .. } => {
+                Ok(Cow::Borrowed(bytes))
+            }
+        }
+    }
+}
+
+impl<'a> From<&'a Path> for PluginSource<'a> {
+    fn from(path: &'a Path) -> Self {
+        PluginSource::File(Cow::Borrowed(path))
+    }
+}
+
+impl<'a> From<&'a PathBuf> for PluginSource<'a> {
+    fn from(path: &'a PathBuf) -> Self {
+        PluginSource::File(Cow::Borrowed(path.as_path()))
+    }
+}
+
+impl From<PathBuf> for PluginSource<'_> {
+    fn from(path: PathBuf) -> Self {
+        PluginSource::File(Cow::Owned(path))
+    }
+}
+
+impl<'a> From<&'a str> for PluginSource<'a> {
+    fn from(path: &'a str) -> Self {
+        PluginSource::File(Cow::Borrowed(Path::new(path)))
+    }
+}
+
+/// What [`Warden::load`] made of a plugin.
+#[derive(Debug)]
+pub enum Loaded {
+    /// Decided, sandboxed and ready to run.
+    Ready(Plugin),
+    /// The policy refuses it (`on_denied = "refuse"` with a denial, a `sha256`
+    /// mismatch, `require_digest` without a pin). It cannot run.
+    Refused(Refused),
+}
+
+/// A plugin the policy refuses: its manifest and the decisions that refused it, and
+/// nothing that could run it.
+#[derive(Debug)]
+pub struct Refused {
+    manifest: PluginManifest,
+    decisions: Decisions,
+    reason: String,
+}
+
+impl Refused {
+    /// What the plugin declared.
+    pub fn manifest(&self) -> &PluginManifest {
+        &self.manifest
+    }
+
+    /// Every decision, the refusing ones included.
+    pub fn decisions(&self) -> &Decisions {
+        &self.decisions
+    }
+
+    /// Why it may not run (plugin text in it is not escaped: escape it for a terminal).
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+/// A plugin loaded under the host's policy: decided, sandboxed, ready to run any
+/// number of times, from any number of threads. Cheap to clone.
+#[derive(Clone)]
+pub struct Plugin {
+    inner: Arc<PluginInner>,
+}
+
+struct PluginInner {
+    host: Arc<Inner>,
+    instance: PluginInstance,
+    manifest: PluginManifest,
+    decisions: Decisions,
+    path: Option<PathBuf>,
+    info: PluginInfo,
+    policy: Arc<PolicyState>,
+    /// The `run_id` of the load's records.
+    load_id: String,
+    /// Whether a run has taken the load's `run_id` (the first run does).
+    load_id_taken: AtomicBool,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.inner.manifest.command.name)
+            .field("path", &self.inner.path)
+            .field("load_id", &self.inner.load_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    /// What the plugin declared.
+    pub fn manifest(&self) -> &PluginManifest {
+        &self.inner.manifest
+    }
+
+    /// What the policy granted and denied it.
+    pub fn decisions(&self) -> &Decisions {
+        &self.inner.decisions
+    }
+
+    /// The SHA-256 of the module.
+    pub fn sha256(&self) -> [u8; 32] {
+        self.inner.instance.sha256()
+    }
+
+    /// The file it was loaded from, absolute (none for bytes).
+    pub fn path(&self) -> Option<&Path> {
+        self.inner.path.as_deref()
+    }
+
+    /// The `run_id` of its load's records.
+    pub fn load_id(&self) -> &str {
+        &self.inner.load_id
+    }
+
+    /// The underlying instance (lower level: running it directly bypasses the audit
+    /// log).
+    pub fn instance(&self) -> &PluginInstance {
+        &self.inner.instance
+    }
+
+    /// Runs `plugin_execute` with `args`: `run_start` is appended before the guest runs,
+    /// then the call (a fresh store, every limit), its runtime denials, the limit that
+    /// ended it and `run_end`, whatever happened. The first run continues the load's
+    /// `run_id`; later runs have their own, and their `run_start` names the load's
+    /// (`load`).
+    ///
+    /// # Errors
+    ///
+    /// [`HostError::StalePolicy`] (nothing runs; a `run_end` with outcome `refused`
+    /// says so) when the policy was replaced since the load;
+    /// [`HostError::Audit`] when a record could not be written: before the guest runs,
+    /// it does not run.
+    pub fn run(&self, args: &[String]) -> Result<RunReport, HostError> {
+        let inner = &*self.inner;
+        let current = inner.host.policy();
+        let Some(log) = &inner.host.audit else {
+            if !Arc::ptr_eq(&current, &inner.policy) {
+                return Err(self.stale(&current));
+            }
+            return Ok(inner.instance.run(args));
+        };
+        let first = !inner.load_id_taken.swap(true, Ordering::AcqRel);
+        let mut rec = if first {
+            log.run_with_id(inner.load_id.clone())
+        } else {
+            log.run()?
+        };
+        rec.set_policy(&inner.policy.info)?;
+        rec.set_plugin(&inner.info)?;
+        if !Arc::ptr_eq(&current, &inner.policy) {
+            let e = self.stale(&current);
+            rec.run_end(&RunEnd::refused(e.exit_code(), e.to_string()))?;
+            return Err(e);
+        }
+        rec.run_start(RunStart {
+            args,
+            log_args: inner.policy.policy.log_args(),
+            limits: inner.instance.limits(),
+            load: (!first).then_some(inner.load_id.as_str()),
+        })?;
+        let report = inner.instance.run(args);
+        rec.run_finished(&report, report.exit_code())?;
+        Ok(report)
+    }
+
+    fn stale(&self, current: &PolicyState) -> HostError {
+        HostError::StalePolicy {
+            plugin: self.inner.manifest.command.name.clone(),
+            loaded_under: self.inner.policy.policy.sha256_hex(),
+            current: current.policy.sha256_hex(),
+        }
+    }
+}
+
+/// What [`Warden::explain`] says about a plugin: its manifest and the decisions a load
+/// would make, without running `plugin_execute` or writing records.
+#[derive(Debug)]
+pub struct Explanation {
+    /// What the plugin declared.
+    pub manifest: PluginManifest,
+    /// What the policy grants and denies it.
+    pub decisions: Decisions,
+    /// The policy that decided.
+    pub policy: crate::policy::Policy,
+}
+
+/// What [`Warden::inspect`] says about a plugin.
+#[derive(Debug)]
+pub struct Inspection {
+    /// What the plugin declared.
+    pub manifest: PluginManifest,
+    /// The SHA-256 of the module.
+    pub sha256: [u8; 32],
+}
+
+/// Wraps a load's records, or nothing when the host keeps no log.
+struct LoadRecords<'log>(Option<AuditRun<'log>>);
+
+impl LoadRecords<'_> {
+    fn with(
+        &mut self,
+        f: impl FnOnce(&mut AuditRun<'_>) -> Result<(), crate::audit::AuditError>,
+    ) -> Result<(), HostError> {
+        match &mut self.0 {
+            Some(rec) => Ok(f(rec)?),
+            None => Ok(()),
+        }
+    }
+
+    /// `plugin_rejected` and `run_end` for a load that failed, then the failure.
+    fn rejected(&mut self, sha256: [u8; 32], e: HostError) -> HostError {
+        let message = e.to_string();
+        let code = e.exit_code();
+        let recorded = self.with(|rec| {
+            rec.plugin_rejected(&PluginInfo::unnamed(sha256), &message)?;
+            rec.run_end(&RunEnd::rejected(code, message.clone()))
+        });
+        match recorded {
+            Ok(()) => e,
+            Err(audit) => audit,
+        }
+    }
+
+    fn id(&self) -> Option<String> {
+        self.0.as_ref().map(|r| r.run_id().to_owned())
+    }
+}
+
+impl Warden {
+    /// Loads a plugin under the policy in force: compiles it (through the cache),
+    /// reads its manifest, decides every declared item, and records `policy_loaded`,
+    /// `plugin_loaded` and a `grant` or `deny` per item (a refused plugin's load also
+    /// gets its `run_end`).
+    ///
+    /// # Errors
+    ///
+    /// [`HostError::Read`] and [`HostError::Plugin`] (after `plugin_rejected` and
+    /// `run_end` are recorded) when the file cannot be read or is not a valid plugin;
+    /// [`HostError::Audit`] when a record cannot be written.
+    pub fn load<'a>(&self, source: impl Into<PluginSource<'a>>) -> Result<Loaded, HostError> {
+        let source = source.into();
+        let inner = &self.inner;
+        let policy = inner.policy();
+        let mut rec = LoadRecords(match &inner.audit {
+            Some(log) => Some(log.run()?),
+            None => None,
+        });
+        rec.with(|r| r.policy_loaded(&policy.info))?;
+        let bytes = match source.read() {
+            Ok(bytes) => bytes,
+            Err(e) => return Err(rec.rejected([0; 32], e)),
+        };
+        let sha256: [u8; 32] = Sha256::digest(&bytes).into();
+        let name = source.name();
+        let failed = |source: RuntimeError| HostError::Plugin {
+            plugin: name.clone(),
+            source,
+        };
+        let defaults = policy.policy.default_limits();
+        let mut loaded = match inner.load_bytes(&bytes, &defaults) {
+            Ok(loaded) => loaded,
+            Err(e) => return Err(rec.rejected(sha256, failed(e))),
+        };
+        let path = source.path();
+        let info = PluginInfo::new(
+            &loaded.manifest.command.name,
+            loaded.manifest.command.version.clone(),
+            sha256,
+        )
+        .with_path(path.as_deref());
+        rec.with(|r| r.plugin_loaded(&info, &loaded.manifest.capabilities))?;
+        let decisions = decide(
+            &loaded.manifest.capabilities,
+            &loaded.manifest.command.name,
+            sha256,
+            &policy.policy,
+            &inner.host,
+        );
+        for decision in decisions.items() {
+            rec.with(|r| {
+                if decision.outcome() == Outcome::Granted {
+                    r.grant(decision)
+                } else {
+                    r.deny(decision)
+                }
+            })?;
+        }
+        if let Some(refusal) = decisions.refusal() {
+            let reason = format!("refused to run plugin `{}`: {refusal}", decisions.plugin());
+            rec.with(|r| {
+                r.run_end(&RunEnd::refused(
+                    super::EXIT_REFUSED,
+                    crate::cli::escape::escape_line(&reason),
+                ))
+            })?;
+            if let Some(log) = &inner.audit {
+                log.sync()?;
+            }
+            return Ok(Loaded::Refused(Refused {
+                manifest: loaded.manifest,
+                decisions,
+                reason,
+            }));
+        }
+        let limits = decisions.limits().clone();
+        if limits.stack != defaults.stack {
+            // The stack ceiling is the engine's: the same bytes, on the engine for it.
+            loaded = match inner.load_bytes(&bytes, &limits) {
+                Ok(loaded) => loaded,
+                Err(e) => return Err(rec.rejected(sha256, failed(e))),
+            };
+        }
+        loaded.instance.set_limits(limits);
+        loaded
+            .instance
+            .set_sandbox(Sandbox::from_decisions(&decisions));
+        let load_id = rec.id().unwrap_or_default();
+        Ok(Loaded::Ready(Plugin {
+            inner: Arc::new(PluginInner {
+                host: Arc::clone(inner),
+                instance: loaded.instance,
+                manifest: loaded.manifest,
+                decisions,
+                path,
+                info,
+                policy,
+                load_id,
+                load_id_taken: AtomicBool::new(false),
+            }),
+        }))
+    }
+
+    /// What a load would decide for the plugin, item by item, without running
+    /// `plugin_execute` and without writing records.
+    ///
+    /// # Errors
+    ///
+    /// [`HostError::Read`], [`HostError::Plugin`].
+    pub fn explain<'a>(
+        &self,
+        source: impl Into<PluginSource<'a>>,
+    ) -> Result<Explanation, HostError> {
+        let source = source.into();
+        let policy = self.inner.policy();
+        let bytes = source.read()?;
+        let loaded = self
+            .inner
+            .load_bytes(&bytes, &policy.policy.default_limits())
+            .map_err(|e| HostError::Plugin {
+                plugin: source.name(),
+                source: e,
+            })?;
+        let decisions = decide(
+            &loaded.manifest.capabilities,
+            &loaded.manifest.command.name,
+            loaded.instance.sha256(),
+            &policy.policy,
+            &self.inner.host,
+        );
+        Ok(Explanation {
+            manifest: loaded.manifest,
+            decisions,
+            policy: policy.policy.clone(),
+        })
+    }
+
+    /// The plugin's manifest and digest, read under the default limits (only
+    /// `plugin_manifest` runs; no records are written).
+    ///
+    /// # Errors
+    ///
+    /// [`HostError::Read`], [`HostError::Plugin`].
+    pub fn inspect<'a>(
+        &self,
+        source: impl Into<PluginSource<'a>>,
+    ) -> Result<Inspection, HostError> {
+        let source = source.into();
+        let bytes = source.read()?;
+        let loaded = self
+            .inner
+            .load_bytes(&bytes, &crate::limits::Limits::default())
+            .map_err(|e| HostError::Plugin {
+                plugin: source.name(),
+                source: e,
+            })?;
+        Ok(Inspection {
+            sha256: loaded.instance.sha256(),
+            manifest: loaded.manifest,
+        })
+    }
+}
