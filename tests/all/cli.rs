@@ -182,3 +182,38 @@ fn run_caches_compiled_modules_and_recompiles_a_corrupt_entry() {
     let out = warden_with_cache(tmp.path(), &["run", hello]);
     assert_eq!(stdout(&out), "Hello, World!\n");
 }
+
+#[test]
+fn run_never_runs_another_plugins_cache_entry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("warden");
+    let hello = example_plugin("hello");
+    let reader = example_plugin("file-reader");
+    let (hello, reader) = (hello.to_str().unwrap(), reader.to_str().unwrap());
+
+    let out = warden_with_cache(tmp.path(), &["run", hello, "--", "print"]);
+    assert_eq!(stdout(&out), "Hello, print!\n");
+    let hello_entry = cache_entries(&dir);
+    assert_eq!(hello_entry.len(), 1, "{hello_entry:?}");
+    let out = warden_with_cache(tmp.path(), &["run", reader, "--", "print", "B"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let reader_output = stdout(&out);
+    assert!(reader_output.starts_with("B\n"), "{reader_output}");
+    let reader_entry: Vec<_> = cache_entries(&dir)
+        .into_iter()
+        .filter(|e| *e != hello_entry[0])
+        .collect();
+    assert_eq!(reader_entry.len(), 1, "{reader_entry:?}");
+
+    // hello's intact entry under file-reader's name: file-reader's code still runs.
+    std::fs::copy(&hello_entry[0], &reader_entry[0]).unwrap();
+    let out = warden_with_cache(tmp.path(), &["run", reader, "--", "print", "B"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        reader_output,
+        "another plugin's compiled code ran"
+    );
+    let out = warden_with_cache(tmp.path(), &["run", hello, "--", "print"]);
+    assert_eq!(stdout(&out), "Hello, print!\n");
+}
