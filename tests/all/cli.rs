@@ -217,3 +217,36 @@ fn run_never_runs_another_plugins_cache_entry() {
     let out = warden_with_cache(tmp.path(), &["run", hello, "--", "print"]);
     assert_eq!(stdout(&out), "Hello, print!\n");
 }
+
+#[test]
+fn run_with_a_symlinked_cache_directory_compiles_without_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let hello = example_plugin("hello");
+    let hello = hello.to_str().unwrap();
+
+    // `$XDG_CACHE_HOME/warden` is a symlink; then `$XDG_CACHE_HOME` itself is one.
+    let xdg = tmp.path().join("xdg");
+    std::fs::create_dir(&xdg).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, xdg.join("warden")).unwrap();
+    let linked_xdg = tmp.path().join("linked-xdg");
+    std::os::unix::fs::symlink(&elsewhere, &linked_xdg).unwrap();
+    for cache_home in [&xdg, &linked_xdg] {
+        let out = warden_with_cache(cache_home, &["run", hello]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert_eq!(stdout(&out), "Hello, World!\n");
+        let err = stderr(&out);
+        assert!(
+            err.contains("symbolic link") && err.contains("compiling without the cache"),
+            "{err}"
+        );
+        let used: Vec<_> = std::fs::read_dir(&elsewhere).unwrap().collect();
+        assert!(
+            used.is_empty(),
+            "the cache was used through a symlink: {used:?}"
+        );
+    }
+}
