@@ -206,5 +206,70 @@ fn a_plugin_error_code_never_claims_one_of_wardens_own_exit_codes() {
         let out = warden(&["run", path.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(expected), "plugin code {code}");
         assert!(stderr(&out).contains(&format!("failed with {code}")));
+
+fn run_never_runs_another_plugins_cache_entry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("warden");
+    let hello = example_plugin("hello");
+    let reader = example_plugin("file-reader");
+    let (hello, reader) = (hello.to_str().unwrap(), reader.to_str().unwrap());
+
+    let out = warden_with_cache(tmp.path(), &["run", hello, "--", "print"]);
+    assert_eq!(stdout(&out), "Hello, print!\n");
+    let hello_entry = cache_entries(&dir);
+    assert_eq!(hello_entry.len(), 1, "{hello_entry:?}");
+    let out = warden_with_cache(tmp.path(), &["run", reader, "--", "print", "B"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let reader_output = stdout(&out);
+    assert!(reader_output.starts_with("B\n"), "{reader_output}");
+    let reader_entry: Vec<_> = cache_entries(&dir)
+        .into_iter()
+        .filter(|e| *e != hello_entry[0])
+        .collect();
+    assert_eq!(reader_entry.len(), 1, "{reader_entry:?}");
+
+    // hello's intact entry under file-reader's name: file-reader's code still runs.
+    std::fs::copy(&hello_entry[0], &reader_entry[0]).unwrap();
+    let out = warden_with_cache(tmp.path(), &["run", reader, "--", "print", "B"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        reader_output,
+        "another plugin's compiled code ran"
+    );
+    let out = warden_with_cache(tmp.path(), &["run", hello, "--", "print"]);
+    assert_eq!(stdout(&out), "Hello, print!\n");
+}
+
+#[test]
+fn run_with_a_symlinked_cache_directory_compiles_without_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let hello = example_plugin("hello");
+    let hello = hello.to_str().unwrap();
+
+    // `$XDG_CACHE_HOME/warden` is a symlink; then `$XDG_CACHE_HOME` itself is one.
+    let xdg = tmp.path().join("xdg");
+    std::fs::create_dir(&xdg).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, xdg.join("warden")).unwrap();
+    let linked_xdg = tmp.path().join("linked-xdg");
+    std::os::unix::fs::symlink(&elsewhere, &linked_xdg).unwrap();
+    for cache_home in [&xdg, &linked_xdg] {
+        let out = warden_with_cache(cache_home, &["run", hello]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert_eq!(stdout(&out), "Hello, World!\n");
+        let err = stderr(&out);
+        assert!(
+            err.contains("symbolic link") && err.contains("compiling without the cache"),
+            "{err}"
+        );
+        let used: Vec<_> = std::fs::read_dir(&elsewhere).unwrap().collect();
+        assert!(
+            used.is_empty(),
+            "the cache was used through a symlink: {used:?}"
+        );
     }
 }
