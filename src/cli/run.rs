@@ -195,9 +195,11 @@ fn run_audited(args: &RunArgs, log: &AuditLog) -> Result<u8, CliError> {
         })?;
     }
     if let Some(refusal) = decisions.refusal() {
+        // The refusal's text embeds what the plugin declared (a path, a pattern).
         let message = format!(
-            "refused to run plugin `{}`: {refusal}",
-            escape_line(decisions.plugin())
+            "refused to run plugin `{}`: {}",
+            escape_line(decisions.plugin()),
+            escape_line(&refusal.to_string())
         );
         audit(rec.run_end(&RunEnd::refused(EXIT_REFUSED, message.clone())))?;
         if args.json {

@@ -237,6 +237,82 @@ fn assert_no_raw_controls(what: &str, bytes: &[u8]) {
     }
 }
 
+#[test]
+fn refusal_messages_escape_the_declared_path() {
+    // `on_denied = "refuse"` and a declared path that clears the screen, sets the
+    // window title, rings the bell and starts a fake line.
+    let dir = tempfile::tempdir().unwrap();
+    let path = "./x\u{1b}[2J\u{1b}]0;owned\u{7}\rwarden: all 3 grants ok\u{202e}txt";
+    let mut p = WatPlugin::new("refused");
+    p.manifest = hostile_manifest("refused", "about", path);
+    let plugin = write_plugin(dir.path(), "refused", &p);
+    let policy = crate::policy::policy_file(
+        dir.path(),
+        "refuse.toml",
+        "version = 1\n[defaults]\non_denied = \"refuse\"\n",
+    );
+    let policy = policy.to_str().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let workdir = dir.path().to_str().unwrap();
+    let run = |json: bool| {
+        let mut cmd = warden_command();
+        cmd.args([
+            "run",
+            "--policy",
+            policy,
+            "--workdir",
+            workdir,
+            "--audit-log",
+        ])
+        .arg(&log);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.arg(&plugin).output().unwrap()
+    };
+
+    let out = run(false);
+    assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
+    assert_no_raw_controls("run stderr", &out.stderr);
+    assert_no_raw_controls("run stdout", &out.stdout);
+    let err = stderr(&out);
+    assert!(err.contains("refused to run plugin `refused`"), "{err}");
+    assert!(
+        err.contains("\\u{1b}[2J\\u{1b}]0;owned\\u{7}\\rwarden: all 3 grants ok\\u{202e}txt"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    let out = run(true);
+    assert_eq!(out.status.code(), Some(77));
+    assert_no_raw_controls("run --json stdout", &out.stdout);
+    assert_no_raw_controls("run --json stderr", &out.stderr);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"], "refused");
+    assert_eq!(v["denials"][0]["request"], path);
+
+    let out = warden(&[
+        "policy",
+        "explain",
+        "--policy",
+        policy,
+        "--workdir",
+        workdir,
+        &plugin,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_no_raw_controls("policy explain", &out.stdout);
+    assert!(
+        stdout(&out).contains("refused (exit 77)"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = warden(&["audit", "verify", log.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert_no_raw_controls("audit log", &std::fs::read(&log).unwrap());
+}
+
 /// A C1 CSI (U+009B, "clear screen" on terminals that take 8-bit controls) and a
 /// right-to-left override (U+202E, which shows `exe.txt` as `txt.exe`).
 const SNEAKY: &str = "left\u{9b}2Jright\u{202e}exe.txt\u{2066}\u{2028}end";
