@@ -3,11 +3,17 @@
 //! Every record must follow from the one before it: `seq` one more, `prev` the
 //! SHA-256 of the previous record's line, and the first record of the first file must
 //! start the chain (`seq` 0, `prev` 64 zeros). The first record that does not follow
-//! is reported by file, line and seq. A line that is the beginning of a record cut
-//! short (a writer that stopped mid-line) is *torn*, which is not tampering: at the
-//! end of the log it is reported as such; in the middle it is skipped when the next
-//! record chains to the last complete one (the writer that came next did exactly
-//! that), and reported as a break otherwise.
+//! is reported by file, line and seq.
+//!
+//! A line is *torn* only when it is what a writer that stopped mid-line (a crash, a
+//! full disk) leaves: the beginning of a record, JSON that ends where more was needed.
+//! That is not tampering: at the end of the log it is reported as such; in the middle
+//! it is passed over when the next record chains to the last complete one (the writer
+//! that came next did exactly that), and reported as a break otherwise. Every torn
+//! line passed over is listed with its place. A line that is complete JSON is never
+//! torn: it must be a record, decoded strictly (no repeated key, the common fields of
+//! their types), and chain, wherever it is; anything else is a break, because tools
+//! such as jq read such a line as a record.
 //!
 //! Each file is read under a shared `flock`, so a writer is never caught mid-line.
 

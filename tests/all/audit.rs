@@ -1023,3 +1023,135 @@ fn audit_verify_reports_ok_break_torn_and_missing_files() {
     let out = warden(&["audit", "verify", "/nonexistent/audit.jsonl"]);
     assert_eq!(out.status.code(), Some(66));
 }
+
+/// `warden audit verify FILE`: (exit code, stdout, stderr).
+fn verify_cli(path: &Path) -> (Option<i32>, String, String) {
+    let out = warden(&["audit", "verify", path.to_str().unwrap()]);
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// A forged record for the tamper fixture: `fields` after the common ones.
+fn forged(seq: &str, event: &str, run_id: &Value, prev: &str, fields: &str) -> String {
+    format!(
+        r#"{{"v":1,"ts":"2024-01-01T00:00:00.000Z","seq":{seq},"event":"{event}","run_id":{run_id},"prev":{prev}{fields}}}"#
+    )
+}
+
+/// Inserts `line` before index `at` of the fixture's lines; verify must exit 1 and
+/// name the inserted line (1-based `at + 1`), and jq-like readers must read it as a
+/// record.
+fn assert_inserted_line_breaks_the_chain(at: usize, line: &str, what: &str) {
+    let (_d, path, mut lines) = tamper_fixture();
+    lines.insert(at, line.to_owned());
+    write_lines(&path, &lines);
+    let file = path.to_str().unwrap();
+    let (code, stdout, stderr) = verify_cli(&path);
+    assert_eq!(code, Some(1), "{what}: {stdout}{stderr}");
+    assert!(
+        stdout.starts_with(&format!("break: {file}:{}: ", at + 1)),
+        "{what}: {stdout}"
+    );
+    assert!(!stderr.contains("torn"), "{what}: {stderr}");
+    let report = verify(&[&path]);
+    assert_eq!(break_of(&report).at.line, at as u64 + 1, "{what}");
+    assert!(report.torn_skipped.is_empty(), "{what}");
+}
+
+#[test]
+fn a_json_line_with_a_repeated_key_is_a_break_not_a_torn_line() {
+    // Valid JSON that jq reads as a `grant` (the last `event` wins), with the right
+    // seq and prev: strict decoding refuses it, and it is complete JSON, so it is not
+    // torn either. Before, verify passed over it as torn and printed `ok`.
+    let (_d, path, lines) = tamper_fixture();
+    let first = records(&path);
+    let line = forged(
+        "3",
+        r#"deny","event":"grant"#,
+        &first[2]["run_id"],
+        &format!("\"{}\"", line_hash(lines[2].as_bytes())),
+        r#","capability":"fs_write","request":"/","host_path":"/","rule":"plugins.synthetic.fs.write[0]","reason":"allowed","outcome":"granted""#,
+    );
+    let read: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(read["event"], "grant");
+    assert_inserted_line_breaks_the_chain(3, &line, "repeated `event`");
+    // Repeated elsewhere, also nested or spelled with an escape.
+    for fields in [
+        r#","outcome":"denied","outcome":"granted""#,
+        r#","declared":{"fs_write":[{"pattern":"/"}],"fs_write":[]}"#,
+        r#","outcome":"denied","outc\u006fme":"granted""#,
+    ] {
+        let line = forged(
+            "3",
+            "grant",
+            &first[2]["run_id"],
+            &format!("\"{}\"", line_hash(lines[2].as_bytes())),
+            fields,
+        );
+        assert!(serde_json::from_str::<Value>(&line).is_ok());
+        assert_inserted_line_breaks_the_chain(3, &line, fields);
+    }
+}
+
+#[test]
+fn a_forged_grant_with_a_wrong_prev_is_a_break_where_it_is() {
+    let (_d, p, lines) = tamper_fixture();
+    let run_id = records(&p)[2]["run_id"].clone();
+    let grant = r#","capability":"fs_write","request":"/","host_path":"/","rule":"plugins.synthetic.fs.write[0]","reason":"allowed","outcome":"granted""#;
+    let right = format!("\"{}\"", line_hash(lines[2].as_bytes()));
+    for (seq, prev, what) in [
+        ("3", format!("\"{}\"", "0".repeat(64)), "a wrong hash"),
+        ("3", "null".to_owned(), "null"),
+        ("3", "7".to_owned(), "a number"),
+        ("3", format!("[{right}]"), "an array holding the right hash"),
+        ("\"3\"", right.clone(), "the right prev and a string seq"),
+        ("3.0", right.clone(), "the right prev and a float seq"),
+    ] {
+        let line = forged(seq, "grant", &run_id, &prev, grant);
+        assert!(serde_json::from_str::<Value>(&line).is_ok(), "{what}");
+        assert_inserted_line_breaks_the_chain(3, &line, what);
+    }
+    // No prev at all.
+    let line = format!(
+        r#"{{"v":1,"ts":"2024-01-01T00:00:00.000Z","seq":3,"event":"grant","run_id":{run_id}{grant}}}"#
+    );
+    assert_inserted_line_breaks_the_chain(3, &line, "no prev");
+}
+
+#[test]
+fn a_forged_run_end_in_the_middle_of_the_chain_is_a_break() {
+    // Between the second run's run_start (line 9) and its real run_end, a `run_end`
+    // claiming success, that a reader takes for the run's outcome.
+    let (_d, p, lines) = tamper_fixture();
+    let run_id = records(&p)[8]["run_id"].clone();
+    let end = r#","outcome":"success","exit_code":0,"fuel_consumed":1,"duration_ms":1.0,"output_bytes":2"#;
+    let right = format!("\"{}\"", line_hash(lines[8].as_bytes()));
+    for (line, what) in [
+        (
+            forged("9.0", "run_end", &run_id, &right, end),
+            "a float seq",
+        ),
+        (forged("9", "run_end", &run_id, "null", end), "a null prev"),
+        (
+            forged(
+                "9",
+                "run_end",
+                &run_id,
+                &right,
+                &format!(r#"{end},"seq":9"#),
+            ),
+            "a repeated seq",
+        ),
+        // Complete JSON and more after it: not a JSON value, but not cut short
+        // either (jq prints the record, then complains).
+        (
+            format!("{} }}", forged("9", "run_end", &run_id, "null", end)),
+            "trailing text",
+        ),
+    ] {
+        assert_inserted_line_breaks_the_chain(9, &line, what);
+    }
+}
