@@ -158,6 +158,9 @@ pub struct VerifyReport {
     /// Torn lines in the middle that the chain skips (a writer crashed there and the
     /// next one went on).
     pub torn_skipped: Vec<Location>,
+    /// Torn lines at the end of the log, after the last record (the first is the one
+    /// [`Verdict::Torn`] names).
+    pub torn_tail: Vec<Location>,
     /// Ok, torn, or where it breaks.
     pub verdict: Verdict,
 }
@@ -188,6 +191,7 @@ impl Chain {
             records: self.records,
             head: self.prev,
             torn_skipped: self.torn_skipped,
+            torn_tail: self.fragments.into_iter().map(|(at, _)| at).collect(),
             verdict,
         }
     }

@@ -20,8 +20,10 @@ pub struct AuditArgs {
 pub enum AuditCommand {
     /// Check the hash chain of audit log files, given oldest first (rotated files in
     /// order): print `ok: N records, head SHA256`, or the file, line and seq where it
-    /// breaks (exit 1). A torn last line (a writer stopped mid-record) is reported as
-    /// torn, not as tampering.
+    /// breaks (exit 1). A line that is complete JSON but not a strict record breaks the
+    /// chain wherever it is. A torn line (a writer stopped mid-record: not complete
+    /// JSON) is passed over when the next record chains past it and listed on stderr
+    /// with its place; a torn last line is reported as torn (exit 1), not as tampering.
     Verify(VerifyArgs),
 }
 
@@ -45,6 +47,11 @@ fn verify(args: &VerifyArgs) -> Result<u8, CliError> {
     for at in &report.torn_skipped {
         eprintln!(
             "warden: note: {at}: torn line skipped: a writer stopped mid-record there and the next record follows the one before it"
+        );
+    }
+    for at in &report.torn_tail {
+        eprintln!(
+            "warden: note: {at}: torn line at the end of the log: a writer stopped mid-record there"
         );
     }
     println!("{}", report.summary());

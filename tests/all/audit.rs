@@ -1155,3 +1155,56 @@ fn a_forged_run_end_in_the_middle_of_the_chain_is_a_break() {
         assert_inserted_line_breaks_the_chain(9, &line, what);
     }
 }
+
+#[test]
+fn torn_lines_are_passed_over_only_when_cut_short_and_each_is_listed() {
+    // A record cut mid-way (a writer crashed), then the next writer's record, which
+    // chains to the last complete one: accepted, and the torn line is named.
+    let (_d, path, mut lines) = tamper_fixture();
+    let cut = lines[3][..lines[3].len() / 2].to_owned();
+    lines.insert(3, cut.clone());
+    let cut_early = lines[8][..30].to_owned();
+    lines.insert(8, cut_early);
+    write_lines(&path, &lines);
+    let file = path.to_str().unwrap();
+    let (code, stdout, stderr) = verify_cli(&path);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.starts_with("ok: 10 records, head "), "{stdout}");
+    for line in [4, 9] {
+        assert!(
+            stderr.contains(&format!("{file}:{line}: torn line skipped")),
+            "{stderr}"
+        );
+    }
+    let report = verify(&[&path]);
+    assert_eq!(
+        report
+            .torn_skipped
+            .iter()
+            .map(|l| l.line)
+            .collect::<Vec<_>>(),
+        [4, 9]
+    );
+
+    // Torn lines at the end are listed too, and the log is reported torn.
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&format!("{cut}\n{cut}"));
+    std::fs::write(&path, text).unwrap();
+    let (code, stdout, stderr) = verify_cli(&path);
+    assert_eq!(code, Some(1));
+    assert!(
+        stdout.starts_with(&format!("torn: {file}:13: ")),
+        "{stdout}"
+    );
+    for line in [13, 14] {
+        assert!(
+            stderr.contains(&format!("{file}:{line}: torn line at the end")),
+            "{stderr}"
+        );
+    }
+    let report = verify(&[&path]);
+    assert_eq!(
+        report.torn_tail.iter().map(|l| l.line).collect::<Vec<_>>(),
+        [13, 14]
+    );
+}
