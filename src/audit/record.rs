@@ -274,10 +274,8 @@ pub(crate) struct ChainFields {
     #[allow(dead_code, reason = "must be a string, value unused")]
     ts: String,
     pub seq: u64,
-    #[allow(dead_code, reason = "must be a string, value unused")]
-    event: String,
-    #[allow(dead_code, reason = "must be a string, value unused")]
-    run_id: String,
+    pub event: String,
+    pub run_id: String,
     pub prev: String,
 }
 

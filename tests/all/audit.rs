@@ -10,14 +10,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
+use warden::Limits;
 use warden::abi::ExecuteResult;
 use warden::audit::{
-    AuditError, AuditLog, AuditRun, BreakKind, GENESIS, PluginInfo, PolicyInfo, Rotation, RunStart,
-    Verdict, VerifyReport, chain::line_hash, verify_files,
+    AuditError, AuditLog, AuditRun, BreakKind, GENESIS, PluginInfo, PolicyInfo, Rotation, RunEnd,
+    RunOutcome, RunStart, Verdict, VerifyReport, chain::line_hash, verify_files,
 };
 use warden::grant::{Host, Outcome, decide};
 use warden::runtime::RuntimeDeny;
-use warden::{LimitKind, Limits};
 
 fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
@@ -98,7 +98,8 @@ fn hello_run(log: &AuditLog, loaded: &warden::LoadedPlugin) {
     run.run_finished(&report, report.exit_code()).unwrap();
 }
 
-/// A log of `runs` synthetic runs (5 records each) at `path`.
+/// A log of `runs` synthetic runs (5 records each: policy_loaded, plugin_loaded, deny,
+/// run_start, run_end) at `path`.
 fn synthetic_log(path: &Path, runs: usize) {
     let log = AuditLog::open(path, Rotation::Never).unwrap();
     for _ in 0..runs {
@@ -122,7 +123,16 @@ fn synthetic_run(log: &AuditLog) {
         limits: &Limits::default(),
     })
     .unwrap();
-    run.limit_exceeded(LimitKind::Fuel, 10).unwrap();
+    run.run_end(&RunEnd {
+        outcome: RunOutcome::Limit,
+        exit_code: 125,
+        fuel_consumed: 10,
+        duration_ms: 1.0,
+        output_bytes: 0,
+        error: Some("fuel ran out".into()),
+        runtime_denials_dropped: None,
+    })
+    .unwrap();
 }
 
 fn verify(files: &[&Path]) -> VerifyReport {
@@ -565,7 +575,7 @@ fn eight_threads_append_to_one_log() {
             "plugin_loaded",
             "deny",
             "run_start",
-            "limit_exceeded",
+            "run_end",
         ],
     );
 }
@@ -632,6 +642,7 @@ fn eight_processes_append_to_one_log() {
 fn assert_complete_runs(path: &Path, runs: usize, events: &[&str]) {
     let report = verify(&[path]);
     assert_eq!(report.verdict, Verdict::Ok);
+    assert!(report.is_ok(), "{report:?}");
     assert_eq!(report.records as usize, runs * events.len());
     let mut by_run: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for r in records(path) {
@@ -1207,4 +1218,28 @@ fn torn_lines_are_passed_over_only_when_cut_short_and_each_is_listed() {
         report.torn_tail.iter().map(|l| l.line).collect::<Vec<_>>(),
         [13, 14]
     );
+}
+
+#[test]
+fn a_run_without_run_end_is_incomplete() {
+    let (_d, path, mut lines) = tamper_fixture();
+    let run_id = records(&path)[8]["run_id"].as_str().unwrap().to_owned();
+    lines.pop();
+    write_lines(&path, &lines);
+    let report = verify(&[&path]);
+    assert_eq!((report.verdict.clone(), report.records), (Verdict::Ok, 9));
+    assert!(!report.is_ok());
+    assert_eq!(report.incomplete_runs.len(), 1);
+    let run = &report.incomplete_runs[0];
+    assert_eq!(
+        (run.run_id.as_str(), run.run_start.line, run.seq),
+        (run_id.as_str(), 9, 8)
+    );
+
+    // A break says nothing about runs: what follows it cannot be trusted.
+    lines.remove(6);
+    write_lines(&path, &lines);
+    let report = verify(&[&path]);
+    assert!(matches!(report.verdict, Verdict::Break(_)));
+    assert!(report.incomplete_runs.is_empty());
 }
