@@ -23,19 +23,10 @@ pub(crate) fn to_string<T: Serialize + ?Sized>(value: &T) -> Result<String, serd
     String::from_utf8(out).map_err(<serde_json::Error as serde::ser::Error>::custom)
 }
 
-/// Whether `c` is written as a `\u` escape even though JSON allows it raw.
+/// Whether `c` is written as a `\u` escape even though JSON allows it raw: the one
+/// list warden's terminal and `--json` output use too.
 fn must_escape(c: char) -> bool {
-    matches!(
-        c,
-        '\u{7f}'..='\u{9f}'
-            | '\u{61c}'
-            | '\u{200e}'
-            | '\u{200f}'
-            | '\u{2028}'
-            | '\u{2029}'
-            | '\u{202a}'..='\u{202e}'
-            | '\u{2066}'..='\u{2069}'
-    )
+    crate::cli::escape::is_disguising(c)
 }
 
 struct SafeFormatter;

@@ -48,7 +48,9 @@ pub use log::{
 pub use record::{
     Event, GENESIS, LimitsRecord, PluginInfo, PolicyInfo, RunEnd, RunOutcome, SCHEMA_VERSION,
 };
-pub use verify::{Break, BreakKind, Location, Verdict, VerifyError, VerifyReport, verify_files};
+pub use verify::{
+    Break, BreakKind, IncompleteRun, Location, Verdict, VerifyError, VerifyReport, verify_files,
+};
 pub use writer::{Rotation, UnknownRotation};
 
 /// The clock that stamps records: `SystemTime::now` unless a test gives another.

@@ -22,8 +22,9 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// `prev` of the first record of a chain: 64 zeros.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// How every record line begins. A line that begins like this but does not parse was
-/// cut short by a writer that stopped mid-line (a crash, a full disk): a torn line.
+/// How every record line begins. A line that begins like this and is JSON cut short
+/// (valid as far as it goes) was left by a writer that stopped mid-line (a crash, a
+/// full disk): a torn line.
 pub(crate) const LINE_PREFIX: &[u8] = br#"{"v":1,"ts":""#;
 
 /// Fields a decision passed to `grant`/`deny` may not set.
@@ -289,17 +290,16 @@ impl RunEnd {
     }
 }
 
-/// What the chain needs from a record line read back.
+/// What the chain needs from a record line read back: the common fields, each of
+/// its schema type.
 #[derive(Debug, serde::Deserialize)]
 pub(crate) struct ChainFields {
     v: u64,
-    #[allow(dead_code, reason = "must be present, value unused")]
-    ts: serde::de::IgnoredAny,
+    #[allow(dead_code, reason = "must be a string, value unused")]
+    ts: String,
     pub seq: u64,
-    #[allow(dead_code, reason = "must be present, value unused")]
-    event: serde::de::IgnoredAny,
-    #[allow(dead_code, reason = "must be present, value unused")]
-    run_id: serde::de::IgnoredAny,
+    pub event: String,
+    pub run_id: String,
     pub prev: String,
 }
 
@@ -308,14 +308,35 @@ pub(crate) struct ChainFields {
 pub(crate) enum Line {
     /// A well-formed record.
     Record(ChainFields),
-    /// The beginning of a record, cut short.
+    /// The beginning of a record, cut short: not complete JSON (the text ends where
+    /// more was needed), and it begins like a record.
     Fragment,
     /// Something else (the reason).
     Foreign(&'static str),
 }
 
 /// Recognises `line` (without its `\n`).
+///
+/// A line is a *fragment* (torn) only when it is what a writer that stopped mid-line
+/// leaves: the first bytes of a record, so JSON that is valid as far as it goes but
+/// ends early. Everything that parses as JSON is judged as a record, strictly: no key
+/// repeated in any object (a reader such as jq takes one of the two values, verify
+/// would see the other), and the common fields all present with their types. So a line
+/// that tools read as a record is never passed over as torn.
 pub(crate) fn classify(line: &[u8]) -> Line {
+    if line.is_empty() {
+        return Line::Foreign("a blank line");
+    }
+    match serde_json::from_slice::<Unambiguous>(line) {
+        Ok(Unambiguous) => {}
+        Err(e)
+            if e.is_eof() && (line.starts_with(LINE_PREFIX) || LINE_PREFIX.starts_with(line)) =>
+        {
+            return Line::Fragment;
+        }
+        Err(e) if e.is_data() => return Line::Foreign("a JSON line with a repeated key"),
+        Err(_) => return Line::Foreign("a line that is not an audit record"),
+    }
     match serde_json::from_slice::<ChainFields>(line) {
         Ok(fields) if fields.v != u64::from(SCHEMA_VERSION) => {
             Line::Foreign("a record of an unknown schema version")
@@ -324,9 +345,65 @@ pub(crate) fn classify(line: &[u8]) -> Line {
             Line::Foreign("a record whose `prev` is not a hex SHA-256")
         }
         Ok(fields) => Line::Record(fields),
-        Err(_) if line.starts_with(LINE_PREFIX) => Line::Fragment,
-        Err(_) if line.is_empty() => Line::Foreign("a blank line"),
-        Err(_) => Line::Foreign("a line that is not an audit record"),
+        Err(_) => Line::Foreign(
+            "a JSON line that is not an audit record (`v`, `ts`, `seq`, `event`, `run_id` or `prev` is missing or of the wrong type)",
+        ),
+    }
+}
+
+/// Any JSON value in which no object repeats a key (at any depth); the value itself
+/// is not kept.
+struct Unambiguous;
+
+impl<'de> serde::Deserialize<'de> for Unambiguous {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UnambiguousVisitor)
+    }
+}
+
+struct UnambiguousVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UnambiguousVisitor {
+    type Value = Unambiguous;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value without repeated keys")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Unambiguous, E> {
+        Ok(Unambiguous)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Unambiguous, E> {
+        Ok(Unambiguous)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Unambiguous, E> {
+        Ok(Unambiguous)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Unambiguous, E> {
+        Ok(Unambiguous)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Unambiguous, E> {
+        Ok(Unambiguous)
+    }
+    fn visit_unit<E>(self) -> Result<Unambiguous, E> {
+        Ok(Unambiguous)
+    }
+    fn visit_none<E>(self) -> Result<Unambiguous, E> {
+        Ok(Unambiguous)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Unambiguous, A::Error> {
+        while seq.next_element::<Unambiguous>()?.is_some() {}
+        Ok(Unambiguous)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Unambiguous, A::Error> {
+        let mut keys = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !keys.insert(key) {
+                return Err(<A::Error as serde::de::Error>::custom("a repeated key"));
+            }
+            map.next_value::<Unambiguous>()?;
+        }
+        Ok(Unambiguous)
     }
 }
 
@@ -359,5 +436,76 @@ mod tests {
         assert!(matches!(classify(b"hello"), Line::Foreign(_)));
         assert!(matches!(classify(b""), Line::Foreign(_)));
         assert!(matches!(classify(br#"{"v":1}"#), Line::Foreign(_)));
+    }
+
+    fn record_with_text(text: &str) -> String {
+        format!(
+            r#"{{"v":1,"ts":"2024-01-01T00:00:00.000Z","seq":3,"event":"grant","run_id":"ab","prev":"{GENESIS}","request":"{text}"}}"#
+        )
+    }
+
+    #[test]
+    fn every_prefix_of_a_record_is_a_fragment() {
+        // Whatever byte a writer stopped at, the line it leaves is torn, also in the
+        // middle of a multi-byte character or an escape.
+        let ok = record_with_text("caf\u{e9} \u{2603} \\u001b").replacen(
+            '}',
+            r#","n":[-1.25e-3,0,true,false,null,{"a":{}}],"duration_ms":12.5}"#,
+            1,
+        );
+        for end in 1..ok.len() {
+            assert!(
+                matches!(classify(&ok.as_bytes()[..end]), Line::Fragment),
+                "{:?}",
+                String::from_utf8_lossy(&ok.as_bytes()[..end])
+            );
+        }
+        assert!(matches!(classify(ok.as_bytes()), Line::Record(_)));
+    }
+
+    #[test]
+    fn json_that_is_not_a_strict_record_is_never_a_fragment() {
+        let ok = record_with_text("x");
+        let foreign = |line: &[u8]| matches!(classify(line), Line::Foreign(_));
+        let with = |from: &str, to: &str| {
+            assert!(ok.contains(from), "{from}");
+            ok.replacen(from, to, 1).into_bytes()
+        };
+        // A repeated key, at the top or nested, also spelled differently: readers
+        // disagree on its value.
+        assert!(foreign(&with(r#""seq":3,"#, r#""seq":3,"seq":3,"#)));
+        assert!(foreign(&with(
+            r#""request":"x""#,
+            r#""request":"x","request":"/""#
+        )));
+        assert!(foreign(&with(
+            r#""request":"x""#,
+            r#""request":"x","req\u0075est":"/""#
+        )));
+        assert!(foreign(&with(
+            r#""request":"x""#,
+            r#""o":{"a":1,"b":[{"c":1,"c":2}]}"#
+        )));
+        // A common field of the wrong type, or missing.
+        assert!(foreign(&with(r#""seq":3"#, r#""seq":"3""#)));
+        assert!(foreign(&with(r#""seq":3"#, r#""seq":3.0"#)));
+        assert!(foreign(&with(
+            &format!(r#""prev":"{GENESIS}""#),
+            r#""prev":null"#
+        )));
+        assert!(foreign(&with(r#""run_id":"ab""#, r#""run_id":7"#)));
+        assert!(foreign(&with(r#""event":"grant","#, "")));
+        // Complete JSON followed by more: jq reads the record.
+        assert!(foreign(format!("{ok} x").as_bytes()));
+        assert!(foreign(format!("{ok}{ok}").as_bytes()));
+        // Bytes no crash leaves inside a line: invalid UTF-8, a raw control character,
+        // NUL padding.
+        let mut bad = ok.clone().into_bytes();
+        bad[ok.find(r#""x""#).unwrap() + 1] = 0xff;
+        assert!(foreign(&bad));
+        assert!(foreign(&with(r#""x""#, "\"a\u{1b}b\"")));
+        let cut = &ok.as_bytes()[..40];
+        assert!(foreign(&[cut, &[0u8; 16][..]].concat()));
+        assert!(foreign(&[0u8; 16]));
     }
 }

@@ -3,16 +3,28 @@
 //! Every record must follow from the one before it: `seq` one more, `prev` the
 //! SHA-256 of the previous record's line, and the first record of the first file must
 //! start the chain (`seq` 0, `prev` 64 zeros). The first record that does not follow
-//! is reported by file, line and seq. A line that is the beginning of a record cut
-//! short (a writer that stopped mid-line) is *torn*, which is not tampering: at the
-//! end of the log it is reported as such; in the middle it is skipped when the next
-//! record chains to the last complete one (the writer that came next did exactly
-//! that), and reported as a break otherwise.
+//! is reported by file, line and seq.
+//!
+//! A line is *torn* only when it is what a writer that stopped mid-line (a crash, a
+//! full disk) leaves: the beginning of a record, JSON that ends where more was needed.
+//! That is not tampering: at the end of the log it is reported as such; in the middle
+//! it is passed over when the next record chains to the last complete one (the writer
+//! that came next did exactly that), and reported as a break otherwise. Every torn
+//! line passed over is listed with its place. A line that is complete JSON is never
+//! torn: it must be a record, decoded strictly (no repeated key, the common fields of
+//! their types), and chain, wherever it is; anything else is a break, because tools
+//! such as jq read such a line as a record.
+//!
+//! Records of one run share `run_id`. A run whose `run_start` has no `run_end` after it
+//! is *incomplete*: its tail was lost (a cut file, a full disk, a crash), or the run is
+//! still going on while verify reads the log; verify cannot tell these apart, so it
+//! lists every such run with the place of its `run_start` and fails.
 //!
 //! Each file is read under a shared `flock`, so a writer is never caught mid-line.
 
 use super::chain::line_hash;
 use super::record::{GENESIS, Line, classify};
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -141,6 +153,29 @@ pub enum Verdict {
     Break(Break),
 }
 
+/// A run whose `run_start` has no `run_end`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncompleteRun {
+    /// Its `run_id`, as written in the log.
+    pub run_id: String,
+    /// Where its `run_start` is.
+    pub run_start: Location,
+    /// The `seq` of its `run_start`.
+    pub seq: u64,
+}
+
+impl fmt::Display for IncompleteRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: seq {}: run {} has a run_start but no run_end: its last records were lost (a cut tail, a full disk, a crash), or it was still running",
+            self.run_start,
+            self.seq,
+            crate::cli::escape::escape_line(&self.run_id)
+        )
+    }
+}
+
 /// What verification found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
@@ -152,8 +187,22 @@ pub struct VerifyReport {
     /// Torn lines in the middle that the chain skips (a writer crashed there and the
     /// next one went on).
     pub torn_skipped: Vec<Location>,
+    /// Torn lines at the end of the log, after the last record (the first is the one
+    /// [`Verdict::Torn`] names).
+    pub torn_tail: Vec<Location>,
+    /// Runs with a `run_start` and no `run_end`, in log order. Empty when the chain
+    /// breaks: what follows a break cannot be trusted to say which runs ended.
+    pub incomplete_runs: Vec<IncompleteRun>,
     /// Ok, torn, or where it breaks.
     pub verdict: Verdict,
+}
+
+impl VerifyReport {
+    /// Whether the log verifies: the chain holds to its last line, and every run that
+    /// started has ended.
+    pub fn is_ok(&self) -> bool {
+        self.verdict == Verdict::Ok && self.incomplete_runs.is_empty()
+    }
 }
 
 /// A file that cannot be read.
@@ -174,14 +223,31 @@ struct Chain {
     records: u64,
     fragments: Vec<(Location, bool)>,
     torn_skipped: Vec<Location>,
+    /// Runs whose `run_start` was seen and whose `run_end` was not yet.
+    open_runs: HashMap<String, (u64, Location)>,
 }
 
 impl Chain {
     fn report(self, verdict: Verdict) -> VerifyReport {
+        let mut incomplete_runs: Vec<IncompleteRun> = if matches!(verdict, Verdict::Break(_)) {
+            Vec::new()
+        } else {
+            self.open_runs
+                .into_iter()
+                .map(|(run_id, (seq, run_start))| IncompleteRun {
+                    run_id,
+                    run_start,
+                    seq,
+                })
+                .collect()
+        };
+        incomplete_runs.sort_by_key(|r| r.seq);
         VerifyReport {
             records: self.records,
             head: self.prev,
             torn_skipped: self.torn_skipped,
+            torn_tail: self.fragments.into_iter().map(|(at, _)| at).collect(),
+            incomplete_runs,
             verdict,
         }
     }
@@ -196,6 +262,17 @@ impl Chain {
                     self.prev = line_hash(content);
                     self.expected += 1;
                     self.records += 1;
+                    match fields.event.as_str() {
+                        "run_start" => {
+                            self.open_runs
+                                .entry(fields.run_id)
+                                .or_insert_with(|| (fields.seq, at.clone()));
+                        }
+                        "run_end" => {
+                            self.open_runs.remove(&fields.run_id);
+                        }
+                        _ => {}
+                    }
                     self.last = Some((at, fields.seq));
                     return None;
                 }
@@ -250,6 +327,7 @@ pub fn verify_files<P: AsRef<Path>>(files: &[P]) -> Result<VerifyReport, VerifyE
         records: 0,
         fragments: Vec::new(),
         torn_skipped: Vec::new(),
+        open_runs: HashMap::new(),
     };
     let mut buf = Vec::new();
     for path in files {
@@ -306,12 +384,23 @@ pub fn verify_files<P: AsRef<Path>>(files: &[P]) -> Result<VerifyReport, VerifyE
 }
 
 impl VerifyReport {
-    /// The one-line summary `warden audit verify` prints.
+    /// The one-line summary `warden audit verify` prints last.
     pub fn summary(&self) -> String {
+        let incomplete = match self.incomplete_runs.len() {
+            0 => String::new(),
+            1 => "; 1 run has a run_start but no run_end".to_owned(),
+            n => format!("; {n} runs have a run_start but no run_end"),
+        };
         match &self.verdict {
-            Verdict::Ok => format!("ok: {} records, head {}", self.records, self.head),
+            Verdict::Ok if incomplete.is_empty() => {
+                format!("ok: {} records, head {}", self.records, self.head)
+            }
+            Verdict::Ok => format!(
+                "incomplete: the {} records chain correctly, head {}{incomplete}: their last records were lost (a cut tail, a full disk, a crash), or a run was still going on",
+                self.records, self.head
+            ),
             Verdict::Torn { at, unterminated } => format!(
-                "torn: {at}: the last {} an incomplete record: a writer stopped mid-line (a crash or a full disk), not an edit; the {} records before it chain correctly, head {}",
+                "torn: {at}: the last {} an incomplete record: a writer stopped mid-line (a crash or a full disk), not an edit; the {} records before it chain correctly, head {}{incomplete}",
                 if *unterminated {
                     "line is"
                 } else {

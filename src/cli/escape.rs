@@ -1,21 +1,60 @@
-//! Escaping of guest-controlled text before it reaches a terminal.
+//! Escaping of guest-controlled text before it reaches a terminal or a JSON reader.
 //!
-//! A plugin controls its name, its messages and its output. Printed raw, a terminal
-//! escape sequence in any of them could rewrite what the operator sees (hide an error,
-//! fake a prompt). [`escape_text`] keeps printable text, newlines and tabs, and turns
-//! every other control character into a visible `\u{..}` escape.
+//! A plugin controls its name, version, about text, declared paths and env patterns,
+//! its messages and its output. Printed raw, a terminal escape sequence in any of them
+//! could rewrite what the operator sees (hide an error, fake a prompt, clear the
+//! screen), and a bidirectional override could reorder a line on screen ("Trojan
+//! Source"). Every such string goes through this module on its way out:
+//!
+//! - [`escape_text`] keeps printable text, newlines and tabs, and turns every other
+//!   control character (C0, DEL, C1) and every [`is_disguising`] character into a
+//!   visible `\u{..}` escape;
+//! - [`escape_line`] does the same for one-line fields, newlines and tabs included;
+//! - [`json_text`] prints JSON whose strings carry the [`is_disguising`] characters as
+//!   `\uXXXX` escapes (serde_json escapes only C0, `"` and `\`).
+//!
+//! [`is_disguising`] is the one list of characters JSON allows raw but a terminal or a
+//! reader may act on; the audit log's JSON (`src/audit/json.rs`) uses it too.
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 
-/// `text` with every control character except `\n` and `\t` made visible.
+/// Whether `c` is DEL, a C1 control (U+0080–U+009F: U+009B is a one-character CSI on
+/// many terminals), a bidirectional control (U+061C, U+200E, U+200F, U+202A–U+202E,
+/// U+2066–U+2069) or the Unicode line or paragraph separator (U+2028, U+2029).
+///
+/// JSON allows all of them raw inside strings; warden never prints them raw.
+pub fn is_disguising(c: char) -> bool {
+    matches!(
+        c,
+        '\u{7f}'..='\u{9f}'
+            | '\u{61c}'
+            | '\u{200e}'
+            | '\u{200f}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}'
+    )
+}
+
+/// Whether `c` is escaped before a terminal sees it (apart from `\n` and `\t`, which
+/// [`escape_text`] keeps).
+fn is_unsafe(c: char) -> bool {
+    c.is_control() || is_disguising(c)
+}
+
+/// `text` with every control character except `\n` and `\t`, and every
+/// [`is_disguising`] character, made visible as `\u{..}`.
 pub fn escape_text(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(needs_escape) {
+    let keep = |c: char| c == '\n' || c == '\t';
+    if !text.chars().any(|c| is_unsafe(c) && !keep(c)) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        if needs_escape(c) {
-            out.push_str(&c.escape_unicode().to_string());
+        if is_unsafe(c) && !keep(c) {
+            let _ = write!(out, "{}", c.escape_unicode());
         } else {
             out.push(c);
         }
@@ -23,21 +62,53 @@ pub fn escape_text(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// `text` on one line: newlines and tabs escaped too (for names and one-line fields).
+/// `text` on one line: as [`escape_text`], with newlines and tabs escaped too (`\n`,
+/// `\t`), for names and one-line fields.
 pub fn escape_line(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\t' | '\r' => {
+                let _ = write!(out, "{}", c.escape_default());
             }
-        })
-        .collect()
+            c if is_unsafe(c) => {
+                let _ = write!(out, "{}", c.escape_unicode());
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
-fn needs_escape(c: char) -> bool {
-    c.is_control() && c != '\n' && c != '\t'
+/// `value` as JSON text (indented when `pretty`), with every [`is_disguising`]
+/// character written as a `\uXXXX` escape. This is how every `--json` output is
+/// printed.
+///
+/// serde_json already escapes `"`, `\` and C0 controls. The characters escaped here
+/// are all above U+007E, so in serialized JSON they can only stand inside a string
+/// (never as structure or whitespace): replacing each with its `\u` escape keeps the
+/// text valid JSON with the same value.
+pub fn json_text(value: &serde_json::Value, pretty: bool) -> String {
+    let text = if pretty {
+        format!("{value:#}")
+    } else {
+        value.to_string()
+    };
+    if !text.chars().any(is_disguising) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if is_disguising(c) {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                let _ = write!(out, "\\u{unit:04x}");
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -50,5 +121,58 @@ mod tests {
         assert_eq!(escape_text("\u{1b}[2Jgone"), "\\u{1b}[2Jgone");
         assert_eq!(escape_text("a\rb\u{9b}c"), "a\\u{d}b\\u{9b}c");
         assert_eq!(escape_line("x\ny\"z"), "x\\ny\"z");
+        assert_eq!(escape_line("a\rb\u{7}c\u{1b}"), "a\\rb\\u{7}c\\u{1b}");
+    }
+
+    #[test]
+    fn c1_and_bidi_controls_and_separators_become_visible() {
+        for c in [
+            '\u{7f}', '\u{80}', '\u{85}', '\u{9b}', '\u{9f}', '\u{61c}', '\u{200e}', '\u{200f}',
+            '\u{202a}', '\u{202e}', '\u{2066}', '\u{2069}', '\u{2028}', '\u{2029}',
+        ] {
+            let text = format!("a{c}b");
+            let want = format!("a\\u{{{:x}}}b", u32::from(c));
+            assert_eq!(escape_text(&text), want, "{:x}", u32::from(c));
+            assert_eq!(escape_line(&text), want, "{:x}", u32::from(c));
+        }
+        // Ordinary non-ASCII text is kept, and so are the neighbours of the ranges.
+        for text in ["naïve ☃ 日本", "\u{a0}\u{200d}\u{2030}\u{2065}\u{206a}"] {
+            assert_eq!(escape_text(text), text);
+            assert_eq!(escape_line(text), text);
+        }
+    }
+
+    #[test]
+    fn escaping_twice_changes_nothing_more() {
+        let hostile = "\u{1b}]0;pwned\u{7}\r\u{202e}txt.exe\u{9b}2J\n";
+        let once = escape_text(hostile).into_owned();
+        assert_eq!(escape_text(&once), once);
+        let line = escape_line(hostile);
+        assert_eq!(escape_line(&line), line);
+        assert!(!line.chars().any(|c| c.is_control() || is_disguising(c)));
+    }
+
+    #[test]
+    fn json_text_escapes_c1_bidi_and_separators_and_keeps_the_value() {
+        let hostile = "a\u{9b}2J\u{202e}b\u{2028}c\u{61c}\u{2066}\u{1b}\"\\ é";
+        let value = serde_json::json!({ "output": hostile, "k\u{202e}": [hostile] });
+        for pretty in [false, true] {
+            let text = json_text(&value, pretty);
+            assert!(
+                !text
+                    .chars()
+                    .any(|c| c.is_control() && c != '\n' && c != ' '),
+                "{text:?}"
+            );
+            assert!(!text.chars().any(is_disguising), "{text:?}");
+            assert!(
+                text.contains("\\u009b") && text.contains("\\u202e"),
+                "{text}"
+            );
+            assert!(text.contains('é'));
+            let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, value);
+        }
+        assert_eq!(json_text(&serde_json::json!("plain"), false), "\"plain\"");
     }
 }

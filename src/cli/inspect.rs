@@ -1,6 +1,6 @@
 //! `warden inspect`: what a plugin declares, without running `plugin_execute`.
 
-use super::escape::{escape_line, escape_text};
+use super::escape::{escape_line, escape_text, json_text};
 use super::{CliError, read_plugin, runtime_failure};
 use crate::abi::{CommandSpec, PluginManifest};
 use crate::runtime::{Loader, LoaderConfig};
@@ -41,7 +41,7 @@ pub(super) fn inspect(args: InspectArgs) -> Result<u8, CliError> {
             "subcommands": m.command.subcommands,
             "capabilities": m.capabilities,
         });
-        println!("{value:#}");
+        println!("{}", json_text(&value, true));
     } else {
         print!("{}", render_text(&args.plugin, &sha256, &loaded.manifest));
     }

@@ -19,16 +19,23 @@ use std::path::PathBuf;
 pub struct CliError {
     /// Exit code per `CLI.md`.
     pub code: u8,
-    /// Message for stderr (already escaped).
+    /// Message for stderr, escaped by [`CliError::new`] (see [`escape::escape_text`]).
     pub message: String,
 }
 
 impl CliError {
-    /// An error with `code` and `message`.
+    /// An error with `code` and `message`. The message goes through
+    /// [`escape::escape_text`] here, the one boundary every error message crosses on
+    /// its way to stderr: parts that embed plugin text (declared paths, requests, a
+    /// refusal's reason) cannot reach the terminal raw even if a caller forgot to
+    /// escape them. Escaping is idempotent, so parts already escaped with
+    /// [`escape::escape_line`] print the same. Newlines are kept (a policy's errors are
+    /// one per line); one-line parts must be escaped with `escape_line` by the caller.
     pub fn new(code: u8, message: impl Into<String>) -> Self {
+        let message = message.into();
         CliError {
             code,
-            message: message.into(),
+            message: escape::escape_text(&message).into_owned(),
         }
     }
 }
@@ -81,7 +88,10 @@ pub(crate) fn read_plugin(path: &PathBuf) -> Result<Vec<u8>, CliError> {
     std::fs::read(path).map_err(|e| {
         CliError::new(
             EXIT_NO_INPUT,
-            format!("cannot read plugin `{}`: {e}", path.display()),
+            format!(
+                "cannot read plugin `{}`: {e}",
+                escape::escape_line(&path.display().to_string())
+            ),
         )
     })
 }

@@ -1,7 +1,7 @@
 //! `warden policy check` and `warden policy explain`, and the policy loading that
 //! `run` shares with them.
 
-use super::escape::escape_line;
+use super::escape::{escape_line, json_text};
 use super::{CliError, EXIT_NO_INPUT, read_plugin, runtime_failure};
 use crate::cache::ModuleCache;
 use crate::grant::{Decision, Decisions, Host, decide};
@@ -240,7 +240,10 @@ fn explain(args: &ExplainArgs) -> Result<u8, CliError> {
     } = load_and_decide(&args.plugin, &policy, &workdir, None, None)?;
     let version = loaded.manifest.command.version.as_deref();
     if args.json {
-        println!("{:#}", explain_json(&policy, version, &decisions));
+        println!(
+            "{}",
+            json_text(&explain_json(&policy, version, &decisions), true)
+        );
     } else {
         print!("{}", explain_table(&policy, version, &decisions));
     }

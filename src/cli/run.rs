@@ -1,6 +1,6 @@
 //! `warden run`: load, decide grants, run `plugin_execute`, report.
 
-use super::escape::{escape_line, escape_text};
+use super::escape::{escape_line, escape_text, json_text};
 use super::policy::{
     AUDIT_WARNING, EXIT_REFUSED, Prepared, load_and_decide, load_policy, policy_source, workdir,
 };
@@ -195,9 +195,11 @@ fn run_audited(args: &RunArgs, log: &AuditLog) -> Result<u8, CliError> {
         })?;
     }
     if let Some(refusal) = decisions.refusal() {
+        // The refusal's text embeds what the plugin declared (a path, a pattern).
         let message = format!(
-            "refused to run plugin `{}`: {refusal}",
-            escape_line(decisions.plugin())
+            "refused to run plugin `{}`: {}",
+            escape_line(decisions.plugin()),
+            escape_line(&refusal.to_string())
         );
         audit(rec.run_end(&RunEnd::refused(EXIT_REFUSED, message.clone())))?;
         if args.json {
@@ -299,7 +301,7 @@ fn print_refusal_json(message: &str, decisions: &Decisions) {
         "fuel_consumed": 0,
         "duration_ms": 0.0,
     });
-    println!("{value}");
+    println!("{}", json_text(&value, false));
 }
 
 fn print_json(report: &RunReport, code: u8, decisions: &Decisions) {
@@ -323,5 +325,5 @@ fn print_json(report: &RunReport, code: u8, decisions: &Decisions) {
         "fuel_consumed": report.fuel_consumed,
         "duration_ms": report.duration.as_secs_f64() * 1000.0,
     });
-    println!("{value}");
+    println!("{}", json_text(&value, false));
 }

@@ -10,14 +10,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
+use warden::Limits;
 use warden::abi::ExecuteResult;
 use warden::audit::{
-    AuditError, AuditLog, AuditRun, BreakKind, GENESIS, PluginInfo, PolicyInfo, Rotation, RunStart,
-    Verdict, VerifyReport, chain::line_hash, verify_files,
+    AuditError, AuditLog, AuditRun, BreakKind, GENESIS, PluginInfo, PolicyInfo, Rotation, RunEnd,
+    RunOutcome, RunStart, Verdict, VerifyReport, chain::line_hash, verify_files,
 };
 use warden::grant::{Host, Outcome, decide};
 use warden::runtime::RuntimeDeny;
-use warden::{LimitKind, Limits};
 
 fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
@@ -99,7 +99,8 @@ fn hello_run(log: &AuditLog, loaded: &warden::LoadedPlugin) {
     run.run_finished(&report, report.exit_code()).unwrap();
 }
 
-/// A log of `runs` synthetic runs (5 records each) at `path`.
+/// A log of `runs` synthetic runs (5 records each: policy_loaded, plugin_loaded, deny,
+/// run_start, run_end) at `path`.
 fn synthetic_log(path: &Path, runs: usize) {
     let log = AuditLog::open(path, Rotation::Never).unwrap();
     for _ in 0..runs {
@@ -124,7 +125,16 @@ fn synthetic_run(log: &AuditLog) {
         limits: &Limits::default(),
     })
     .unwrap();
-    run.limit_exceeded(LimitKind::Fuel, 10).unwrap();
+    run.run_end(&RunEnd {
+        outcome: RunOutcome::Limit,
+        exit_code: 125,
+        fuel_consumed: 10,
+        duration_ms: 1.0,
+        output_bytes: 0,
+        error: Some("fuel ran out".into()),
+        runtime_denials_dropped: None,
+    })
+    .unwrap();
 }
 
 fn verify(files: &[&Path]) -> VerifyReport {
@@ -567,7 +577,7 @@ fn eight_threads_append_to_one_log() {
             "plugin_loaded",
             "deny",
             "run_start",
-            "limit_exceeded",
+            "run_end",
         ],
     );
 }
@@ -634,6 +644,7 @@ fn eight_processes_append_to_one_log() {
 fn assert_complete_runs(path: &Path, runs: usize, events: &[&str]) {
     let report = verify(&[path]);
     assert_eq!(report.verdict, Verdict::Ok);
+    assert!(report.is_ok(), "{report:?}");
     assert_eq!(report.records as usize, runs * events.len());
     let mut by_run: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for r in records(path) {
@@ -1026,4 +1037,213 @@ fn audit_verify_reports_ok_break_torn_and_missing_files() {
 
     let out = warden(&["audit", "verify", "/nonexistent/audit.jsonl"]);
     assert_eq!(out.status.code(), Some(66));
+}
+
+/// `warden audit verify FILE`: (exit code, stdout, stderr).
+fn verify_cli(path: &Path) -> (Option<i32>, String, String) {
+    let out = warden(&["audit", "verify", path.to_str().unwrap()]);
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// A forged record for the tamper fixture: `fields` after the common ones.
+fn forged(seq: &str, event: &str, run_id: &Value, prev: &str, fields: &str) -> String {
+    format!(
+        r#"{{"v":1,"ts":"2024-01-01T00:00:00.000Z","seq":{seq},"event":"{event}","run_id":{run_id},"prev":{prev}{fields}}}"#
+    )
+}
+
+/// Inserts `line` before index `at` of the fixture's lines; verify must exit 1 and
+/// name the inserted line (1-based `at + 1`), and jq-like readers must read it as a
+/// record.
+fn assert_inserted_line_breaks_the_chain(at: usize, line: &str, what: &str) {
+    let (_d, path, mut lines) = tamper_fixture();
+    lines.insert(at, line.to_owned());
+    write_lines(&path, &lines);
+    let file = path.to_str().unwrap();
+    let (code, stdout, stderr) = verify_cli(&path);
+    assert_eq!(code, Some(1), "{what}: {stdout}{stderr}");
+    assert!(
+        stdout.starts_with(&format!("break: {file}:{}: ", at + 1)),
+        "{what}: {stdout}"
+    );
+    assert!(!stderr.contains("torn"), "{what}: {stderr}");
+    let report = verify(&[&path]);
+    assert_eq!(break_of(&report).at.line, at as u64 + 1, "{what}");
+    assert!(report.torn_skipped.is_empty(), "{what}");
+}
+
+#[test]
+fn a_json_line_with_a_repeated_key_is_a_break_not_a_torn_line() {
+    // Valid JSON that jq reads as a `grant` (the last `event` wins), with the right
+    // seq and prev: strict decoding refuses it, and it is complete JSON, so it is not
+    // torn either. Before, verify passed over it as torn and printed `ok`.
+    let (_d, path, lines) = tamper_fixture();
+    let first = records(&path);
+    let line = forged(
+        "3",
+        r#"deny","event":"grant"#,
+        &first[2]["run_id"],
+        &format!("\"{}\"", line_hash(lines[2].as_bytes())),
+        r#","capability":"fs_write","request":"/","host_path":"/","rule":"plugins.synthetic.fs.write[0]","reason":"allowed","outcome":"granted""#,
+    );
+    let read: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(read["event"], "grant");
+    assert_inserted_line_breaks_the_chain(3, &line, "repeated `event`");
+    // Repeated elsewhere, also nested or spelled with an escape.
+    for fields in [
+        r#","outcome":"denied","outcome":"granted""#,
+        r#","declared":{"fs_write":[{"pattern":"/"}],"fs_write":[]}"#,
+        r#","outcome":"denied","outc\u006fme":"granted""#,
+    ] {
+        let line = forged(
+            "3",
+            "grant",
+            &first[2]["run_id"],
+            &format!("\"{}\"", line_hash(lines[2].as_bytes())),
+            fields,
+        );
+        assert!(serde_json::from_str::<Value>(&line).is_ok());
+        assert_inserted_line_breaks_the_chain(3, &line, fields);
+    }
+}
+
+#[test]
+fn a_forged_grant_with_a_wrong_prev_is_a_break_where_it_is() {
+    let (_d, p, lines) = tamper_fixture();
+    let run_id = records(&p)[2]["run_id"].clone();
+    let grant = r#","capability":"fs_write","request":"/","host_path":"/","rule":"plugins.synthetic.fs.write[0]","reason":"allowed","outcome":"granted""#;
+    let right = format!("\"{}\"", line_hash(lines[2].as_bytes()));
+    for (seq, prev, what) in [
+        ("3", format!("\"{}\"", "0".repeat(64)), "a wrong hash"),
+        ("3", "null".to_owned(), "null"),
+        ("3", "7".to_owned(), "a number"),
+        ("3", format!("[{right}]"), "an array holding the right hash"),
+        ("\"3\"", right.clone(), "the right prev and a string seq"),
+        ("3.0", right.clone(), "the right prev and a float seq"),
+    ] {
+        let line = forged(seq, "grant", &run_id, &prev, grant);
+        assert!(serde_json::from_str::<Value>(&line).is_ok(), "{what}");
+        assert_inserted_line_breaks_the_chain(3, &line, what);
+    }
+    // No prev at all.
+    let line = format!(
+        r#"{{"v":1,"ts":"2024-01-01T00:00:00.000Z","seq":3,"event":"grant","run_id":{run_id}{grant}}}"#
+    );
+    assert_inserted_line_breaks_the_chain(3, &line, "no prev");
+}
+
+#[test]
+fn a_forged_run_end_in_the_middle_of_the_chain_is_a_break() {
+    // Between the second run's run_start (line 9) and its real run_end, a `run_end`
+    // claiming success, that a reader takes for the run's outcome.
+    let (_d, p, lines) = tamper_fixture();
+    let run_id = records(&p)[8]["run_id"].clone();
+    let end = r#","outcome":"success","exit_code":0,"fuel_consumed":1,"duration_ms":1.0,"output_bytes":2"#;
+    let right = format!("\"{}\"", line_hash(lines[8].as_bytes()));
+    for (line, what) in [
+        (
+            forged("9.0", "run_end", &run_id, &right, end),
+            "a float seq",
+        ),
+        (forged("9", "run_end", &run_id, "null", end), "a null prev"),
+        (
+            forged(
+                "9",
+                "run_end",
+                &run_id,
+                &right,
+                &format!(r#"{end},"seq":9"#),
+            ),
+            "a repeated seq",
+        ),
+        // Complete JSON and more after it: not a JSON value, but not cut short
+        // either (jq prints the record, then complains).
+        (
+            format!("{} }}", forged("9", "run_end", &run_id, "null", end)),
+            "trailing text",
+        ),
+    ] {
+        assert_inserted_line_breaks_the_chain(9, &line, what);
+    }
+}
+
+#[test]
+fn torn_lines_are_passed_over_only_when_cut_short_and_each_is_listed() {
+    // A record cut mid-way (a writer crashed), then the next writer's record, which
+    // chains to the last complete one: accepted, and the torn line is named.
+    let (_d, path, mut lines) = tamper_fixture();
+    let cut = lines[3][..lines[3].len() / 2].to_owned();
+    lines.insert(3, cut.clone());
+    let cut_early = lines[8][..30].to_owned();
+    lines.insert(8, cut_early);
+    write_lines(&path, &lines);
+    let file = path.to_str().unwrap();
+    let (code, stdout, stderr) = verify_cli(&path);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.starts_with("ok: 10 records, head "), "{stdout}");
+    for line in [4, 9] {
+        assert!(
+            stderr.contains(&format!("{file}:{line}: torn line skipped")),
+            "{stderr}"
+        );
+    }
+    let report = verify(&[&path]);
+    assert_eq!(
+        report
+            .torn_skipped
+            .iter()
+            .map(|l| l.line)
+            .collect::<Vec<_>>(),
+        [4, 9]
+    );
+
+    // Torn lines at the end are listed too, and the log is reported torn.
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&format!("{cut}\n{cut}"));
+    std::fs::write(&path, text).unwrap();
+    let (code, stdout, stderr) = verify_cli(&path);
+    assert_eq!(code, Some(1));
+    assert!(
+        stdout.starts_with(&format!("torn: {file}:13: ")),
+        "{stdout}"
+    );
+    for line in [13, 14] {
+        assert!(
+            stderr.contains(&format!("{file}:{line}: torn line at the end")),
+            "{stderr}"
+        );
+    }
+    let report = verify(&[&path]);
+    assert_eq!(
+        report.torn_tail.iter().map(|l| l.line).collect::<Vec<_>>(),
+        [13, 14]
+    );
+}
+
+#[test]
+fn a_run_without_run_end_is_incomplete() {
+    let (_d, path, mut lines) = tamper_fixture();
+    let run_id = records(&path)[8]["run_id"].as_str().unwrap().to_owned();
+    lines.pop();
+    write_lines(&path, &lines);
+    let report = verify(&[&path]);
+    assert_eq!((report.verdict.clone(), report.records), (Verdict::Ok, 9));
+    assert!(!report.is_ok());
+    assert_eq!(report.incomplete_runs.len(), 1);
+    let run = &report.incomplete_runs[0];
+    assert_eq!(
+        (run.run_id.as_str(), run.run_start.line, run.seq),
+        (run_id.as_str(), 9, 8)
+    );
+
+    // A break says nothing about runs: what follows it cannot be trusted.
+    lines.remove(6);
+    write_lines(&path, &lines);
+    let report = verify(&[&path]);
+    assert!(matches!(report.verdict, Verdict::Break(_)));
+    assert!(report.incomplete_runs.is_empty());
 }

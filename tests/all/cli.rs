@@ -273,3 +273,231 @@ fn run_with_a_symlinked_cache_directory_compiles_without_it() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------
+// Plugin-controlled text on the terminal and in `--json`.
+
+/// A manifest whose free-text fields are `text` and which declares `fs_read` of
+/// `path`.
+fn hostile_manifest(name: &str, text: &str, path: &str) -> Vec<u8> {
+    use warden::abi::{Capabilities, CommandSpec, PathPattern, PluginManifest};
+    rmp_serde::to_vec_named(&PluginManifest {
+        api_version: 2,
+        command: CommandSpec {
+            name: name.into(),
+            about: text.into(),
+            version: Some(text.into()),
+            author: Some(text.into()),
+            args: vec![],
+            subcommands: vec![],
+        },
+        capabilities: Capabilities {
+            fs_read: vec![PathPattern {
+                pattern: path.into(),
+                recursive: false,
+            }],
+            ..Capabilities::default()
+        },
+    })
+    .unwrap()
+}
+
+/// Writes `plugin` to `dir/NAME.wasm`.
+fn write_plugin(dir: &std::path::Path, name: &str, plugin: &WatPlugin) -> String {
+    let path = dir.join(format!("{name}.wasm"));
+    std::fs::write(&path, plugin.bytes()).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// No raw ESC, BEL, CR, C1 control or bidi override.
+fn assert_no_raw_controls(what: &str, bytes: &[u8]) {
+    for b in [0x1b, 0x07, b'\r'] {
+        assert!(
+            !bytes.contains(&b),
+            "{what}: raw {b:#x} in {:?}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+    let text = String::from_utf8_lossy(bytes);
+    for c in ['\u{9b}', '\u{202e}', '\u{2066}', '\u{2028}'] {
+        assert!(
+            !text.contains(c),
+            "{what}: raw U+{:04X} in {text:?}",
+            u32::from(c)
+        );
+    }
+}
+
+#[test]
+fn refusal_messages_escape_the_declared_path() {
+    // `on_denied = "refuse"` and a declared path that clears the screen, sets the
+    // window title, rings the bell and starts a fake line.
+    let dir = tempfile::tempdir().unwrap();
+    let path = "./x\u{1b}[2J\u{1b}]0;owned\u{7}\rwarden: all 3 grants ok\u{202e}txt";
+    let mut p = WatPlugin::new("refused");
+    p.manifest = hostile_manifest("refused", "about", path);
+    let plugin = write_plugin(dir.path(), "refused", &p);
+    let policy = crate::policy::policy_file(
+        dir.path(),
+        "refuse.toml",
+        "version = 1\n[defaults]\non_denied = \"refuse\"\n",
+    );
+    let policy = policy.to_str().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let workdir = dir.path().to_str().unwrap();
+    let run = |json: bool| {
+        let mut cmd = warden_command();
+        cmd.args([
+            "run",
+            "--policy",
+            policy,
+            "--workdir",
+            workdir,
+            "--audit-log",
+        ])
+        .arg(&log);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.arg(&plugin).output().unwrap()
+    };
+
+    let out = run(false);
+    assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
+    assert_no_raw_controls("run stderr", &out.stderr);
+    assert_no_raw_controls("run stdout", &out.stdout);
+    let err = stderr(&out);
+    assert!(err.contains("refused to run plugin `refused`"), "{err}");
+    assert!(
+        err.contains("\\u{1b}[2J\\u{1b}]0;owned\\u{7}\\rwarden: all 3 grants ok\\u{202e}txt"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    let out = run(true);
+    assert_eq!(out.status.code(), Some(77));
+    assert_no_raw_controls("run --json stdout", &out.stdout);
+    assert_no_raw_controls("run --json stderr", &out.stderr);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"], "refused");
+    assert_eq!(v["denials"][0]["request"], path);
+
+    let out = warden(&[
+        "policy",
+        "explain",
+        "--policy",
+        policy,
+        "--workdir",
+        workdir,
+        &plugin,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_no_raw_controls("policy explain", &out.stdout);
+    assert!(
+        stdout(&out).contains("refused (exit 77)"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = warden(&["audit", "verify", log.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert_no_raw_controls("audit log", &std::fs::read(&log).unwrap());
+}
+
+/// A C1 CSI (U+009B, "clear screen" on terminals that take 8-bit controls) and a
+/// right-to-left override (U+202E, which shows `exe.txt` as `txt.exe`).
+const SNEAKY: &str = "left\u{9b}2Jright\u{202e}exe.txt\u{2066}\u{2028}end";
+
+#[test]
+fn json_output_escapes_c1_and_bidi_controls_and_keeps_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let workdir = dir.path().to_str().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let path = format!("./data{SNEAKY}");
+    let mut p = WatPlugin::new("sneaky");
+    p.manifest = hostile_manifest("sneaky", SNEAKY, &path);
+    p.result = result_bytes(&warden::abi::ExecuteResult::Success(SNEAKY.into()));
+    let ok = write_plugin(dir.path(), "sneaky", &p);
+    p.result = result_bytes(&warden::abi::ExecuteResult::Error(
+        warden::abi::ExecuteError {
+            code: 1,
+            message: SNEAKY.into(),
+        },
+    ));
+    let failing = write_plugin(dir.path(), "failing", &p);
+    let run = |args: &[&str]| {
+        warden_command()
+            .args(["run", "--workdir", workdir, "--audit-log"])
+            .arg(&log)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+
+    // run --json: the plugin's output, its error message, the declared path.
+    for (plugin, code, outcome) in [(&ok, 0, "success"), (&failing, 1, "plugin_error")] {
+        let out = run(&["--json", plugin]);
+        assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
+        assert_no_raw_controls("run --json", &out.stdout);
+        let text = stdout(&out);
+        assert!(
+            text.contains("\\u009b") && text.contains("\\u202e"),
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["outcome"], outcome);
+        assert_eq!(v["output"], SNEAKY);
+        assert_eq!(v["denials"][0]["request"], path.as_str());
+    }
+
+    // inspect --json: about, version, author, the declared path.
+    let out = warden(&["inspect", "--json", &ok]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_no_raw_controls("inspect --json", &out.stdout);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for field in ["about", "version", "author"] {
+        assert_eq!(v[field], SNEAKY, "{field}");
+    }
+    assert_eq!(v["capabilities"]["fs_read"][0]["pattern"], path.as_str());
+
+    // policy explain --json: the version and the declared item.
+    let out = warden(&["policy", "explain", "--workdir", workdir, "--json", &ok]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_no_raw_controls("policy explain --json", &out.stdout);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["plugin"]["version"], SNEAKY);
+    assert_eq!(v["decisions"][0]["request"], path.as_str());
+
+    // Plain output: visible escapes on stdout and stderr.
+    let out = run(&[&ok]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_no_raw_controls("run stdout", &out.stdout);
+    assert_eq!(
+        stdout(&out),
+        "left\\u{9b}2Jright\\u{202e}exe.txt\\u{2066}\\u{2028}end\n"
+    );
+    let out = run(&[&failing]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_no_raw_controls("run stderr", &out.stderr);
+    assert!(
+        stderr(&out).contains("right\\u{202e}exe.txt"),
+        "{}",
+        stderr(&out)
+    );
+    for args in [
+        vec!["inspect", ok.as_str()],
+        vec!["policy", "explain", "--workdir", workdir, ok.as_str()],
+    ] {
+        let out = warden(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert_no_raw_controls(args[0], &out.stdout);
+        assert!(stdout(&out).contains("\\u{202e}"), "{}", stdout(&out));
+    }
+
+    // The audit log holds the declared path escaped the same way, and verifies.
+    let text = std::fs::read(&log).unwrap();
+    assert_no_raw_controls("audit log", &text);
+    assert!(String::from_utf8_lossy(&text).contains("./dataleft\\u009b2Jright\\u202eexe.txt"));
+    let out = warden(&["audit", "verify", log.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+}

@@ -501,4 +501,53 @@ fn a_symlink_at_the_audit_log_path_is_not_followed() {
     );
     assert!(out.stdout.is_empty(), "the plugin ran");
     assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "");
+
+fn a_run_whose_run_end_was_cut_off_fails_verify_and_is_named() {
+    // Two real runs; then the tail is cut right after the second run's run_start (the
+    // writer ran out of disk, or the end of the file was lost). The chain of what is
+    // left still holds, but the second run has no run_end.
+    let ws = Workspace::new();
+    let reader = example_plugin("file-reader");
+    let hello = example_plugin("hello");
+    for args in [
+        vec![reader.to_str().unwrap(), "read", "hello.txt"],
+        vec![hello.to_str().unwrap()],
+    ] {
+        let out = ws.run(&[], &args);
+        assert_eq!(out.status.code(), Some(0));
+    }
+    let records = ws.records();
+    assert_eq!(
+        events(&records[8..]),
+        ["policy_loaded", "plugin_loaded", "run_start", "run_end"]
+    );
+    let run_id = records[11]["run_id"].as_str().unwrap().to_owned();
+    let text = std::fs::read_to_string(ws.log()).unwrap();
+    let kept: Vec<&str> = text.lines().take(11).collect();
+    std::fs::write(ws.log(), format!("{}\n", kept.join("\n"))).unwrap();
+
+    let v = verify(&ws.log());
+    let stdout = String::from_utf8_lossy(&v.stdout);
+    assert_eq!(v.status.code(), Some(1), "{stdout}");
+    let log = ws.log();
+    let log = log.to_str().unwrap();
+    // The run is named with the place of its run_start (line 11, seq 10) ...
+    assert!(
+        stdout.contains(&format!(
+            "incomplete run: {log}:11: seq 10: run {run_id} has a run_start but no run_end"
+        )),
+        "{stdout}"
+    );
+    // ... the first run, which ended, is not ...
+    let first = records[0]["run_id"].as_str().unwrap();
+    assert!(!stdout.contains(first), "{stdout}");
+    // ... and the last line says what holds.
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("incomplete: the 11 records chain correctly, head "),
+        "{stdout}"
+    );
 }
