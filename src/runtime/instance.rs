@@ -4,7 +4,9 @@
 //! new WASI context built from the plugin's [`Sandbox`], so nothing (memory, globals,
 //! open files, environment) survives from one call to the next. Every call sets fuel,
 //! an epoch deadline and the resource limiter before any guest code runs, a start
-//! function and `_initialize` included.
+//! function and `_initialize` included. The store also knows the deadline as an
+//! [`Instant`], for the host calls that wait ([`super::deadline`]): the epoch
+//! interrupts wasm code only.
 //!
 //! # Security
 //!
@@ -12,6 +14,7 @@
 //! wasmtime error is classified into a typed [`RuntimeError`] naming the call and, for
 //! limits, which limit.
 
+use super::deadline::DeadlineReached;
 use super::error::{GuestCall, RuntimeError, RuntimeErrorKind};
 use super::limiter::GuestLimiter;
 use super::loader::{AbiExports, EPOCH_TICK};
@@ -39,10 +42,15 @@ pub struct StoreState {
     stdout: Option<CappedOutput>,
     stderr: Option<CappedOutput>,
     pub(crate) shadow: ShadowState,
+    /// When the wall-clock limit of this store's call runs out (`None`: a limit too
+    /// far away to name). Host calls that wait end by then
+    /// ([`super::deadline`]); wasm code is stopped by the epoch deadline.
+    pub(crate) deadline: Option<Instant>,
 }
 
 impl StoreState {
-    /// A state with no WASI grants at all.
+    /// A state with no WASI grants at all, whose deadline is `limits.timeout` from
+    /// now.
     pub(crate) fn bare(limits: &Limits) -> Self {
         StoreState {
             wasi: WasiCtxBuilder::new().build_p1(),
@@ -50,6 +58,7 @@ impl StoreState {
             stdout: None,
             stderr: None,
             shadow: ShadowState::new(0),
+            deadline: Instant::now().checked_add(limits.timeout),
         }
     }
 }
@@ -410,6 +419,9 @@ impl<'a> Session<'a> {
             stdout,
             stderr,
             shadow: ShadowState::new(sandbox.preopens().len()),
+            // The same limit as the epoch deadline set below, which ends it no sooner
+            // (whole ticks, plus one): a host call that waits ends by this instant.
+            deadline: Instant::now().checked_add(limits.timeout),
         };
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -596,13 +608,21 @@ fn classify(
             return limit(kind, out.capacity() as u64);
         }
     }
+    let timed_out = || {
+        limit(
+            LimitKind::Timeout,
+            u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        )
+    };
+    // A host call that was still waiting at the deadline: the same limit as the epoch
+    // interrupt that stops wasm code, reported the same way.
+    if error.downcast_ref::<DeadlineReached>().is_some() {
+        return timed_out();
+    }
     if let Some(trap) = error.downcast_ref::<Trap>() {
         return match trap {
             Trap::OutOfFuel => limit(LimitKind::Fuel, fuel),
-            Trap::Interrupt => limit(
-                LimitKind::Timeout,
-                u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-            ),
+            Trap::Interrupt => timed_out(),
             Trap::StackOverflow => limit(LimitKind::Stack, stack),
             other => RuntimeError::in_call(
                 call,

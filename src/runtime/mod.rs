@@ -6,14 +6,18 @@
 //! - [`limiter`], [`output`]: memory/table ceilings and capped stdout/stderr.
 //! - [`shadow`]: wrappers around the WASI path functions that record what a plugin
 //!   tried past its grants, and refuse symlinks that lead out.
+//! - [`deadline`]: wrappers around the WASI functions that wait (`poll_oneoff`,
+//!   `fd_read`) that end every wait by the call's deadline.
 //! - [`error`]: typed errors with the plugin, the call and the exit code.
 //!
 //! # Security
 //!
 //! The module, the manifest and every value a guest returns are untrusted. Every call,
 //! the manifest read and any start function included, runs with fuel, an epoch
-//! deadline, a memory ceiling, a stack ceiling and output caps in force.
+//! deadline, a memory ceiling, a stack ceiling and output caps in force; a host call
+//! that waits ends by the same deadline ([`deadline`]).
 
+pub mod deadline;
 pub mod error;
 pub mod instance;
 pub mod limiter;

@@ -32,6 +32,8 @@
 //!
 //! `fd_close` and `fd_renumber` are shadowed too, only to keep the map from
 //! descriptor to preopen right when a plugin closes or moves a preopened descriptor.
+//! `poll_oneoff` and `fd_read` are shadowed by [`super::deadline`], the same way, so
+//! that no wait outlasts the call's deadline.
 //!
 //! # Symlinks
 //!
@@ -74,8 +76,9 @@ pub const MAX_RUNTIME_DENIALS: usize = 1000;
 /// Longest path recorded, in bytes; longer ones are cut and marked.
 pub const MAX_DENIED_PATH: usize = 4096;
 
-/// The WASI functions warden wraps.
-pub const SHADOWED: [&str; 12] = [
+/// The WASI functions warden wraps: the path functions here, and the functions that
+/// wait ([`super::deadline::BOUNDED`]), bounded by the call's deadline.
+pub const SHADOWED: [&str; 14] = [
     "path_open",
     "path_create_directory",
     "path_remove_directory",
@@ -88,6 +91,8 @@ pub const SHADOWED: [&str; 12] = [
     "path_symlink",
     "fd_close",
     "fd_renumber",
+    super::deadline::BOUNDED[0],
+    super::deadline::BOUNDED[1],
 ];
 
 /// An errno that means "not allowed", as opposed to "not there" or "bad argument".
@@ -298,7 +303,7 @@ impl ShadowState {
 /// When the calling instance exports no memory named `memory` (the loader refuses
 /// such plugins before they run) or only a shared one (the loader refuses those too).
 #[inline]
-fn with_wasi<R>(
+pub(super) fn with_wasi<R>(
     caller: &mut Caller<'_, StoreState>,
     call: impl FnOnce(&mut WasiP1Ctx, &mut GuestMemory<'_>) -> R,
 ) -> wasmtime::Result<R> {
@@ -415,12 +420,13 @@ macro_rules! shadow {
     }};
 }
 
-/// Replaces the path functions of `linker` (which must already hold WASI preview 1)
-/// with recording wrappers that delegate to `wasi`, a copy made before.
+/// Replaces the functions in [`SHADOWED`] of `linker` (which must already hold WASI
+/// preview 1) with wrappers that delegate to wasmtime-wasi: recording ones for the
+/// path functions, bounded ones for the functions that wait.
 ///
 /// # Errors
 ///
-/// When the adapter does not compile or wasmtime rejects a definition.
+/// When wasmtime rejects a definition.
 pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     shadow!(linker, path_open(fd: i32, dirflags: i32, ptr: i32, len: i32, oflags: i32, base: i64, inheriting: i64, fdflags: i32, out: i32),
@@ -500,6 +506,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result
             Ok(errno)
         },
     )?;
+    super::deadline::add_to_linker(linker)?;
     linker.allow_shadowing(false);
     Ok(())
 }

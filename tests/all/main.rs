@@ -4,6 +4,8 @@
 //! wasmtime is linked once.
 //!
 //! - [`hostile`]: hand-written WAT plugins that attack the loader and the runtime;
+//! - [`blocking`]: WASI calls that wait (`poll_oneoff`, a silent stdin) end at the
+//!   wall-clock limit, in every guest call and through `warden run`/`inspect`;
 //! - [`plugins`]: the example plugins built with `sen-plugin-sdk` 0.8;
 //! - [`cli`]: the `warden` binary's commands and exit codes;
 //! - [`fuzz_inputs`]: committed fuzz seeds and crash regressions, replayed;
@@ -18,6 +20,7 @@
 //!   writers, limits and traps, hostile strings, secrets, failing closed, `audit verify`.
 
 mod audit;
+mod blocking;
 mod cli;
 mod common;
 mod escape;
