@@ -206,7 +206,10 @@ fn a_plugin_error_code_never_claims_one_of_wardens_own_exit_codes() {
         let out = warden(&["run", path.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(expected), "plugin code {code}");
         assert!(stderr(&out).contains(&format!("failed with {code}")));
+    }
+}
 
+#[test]
 fn run_never_runs_another_plugins_cache_entry() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("warden");

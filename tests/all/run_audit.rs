@@ -501,7 +501,9 @@ fn a_symlink_at_the_audit_log_path_is_not_followed() {
     );
     assert!(out.stdout.is_empty(), "the plugin ran");
     assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "");
+}
 
+#[test]
 fn a_run_whose_run_end_was_cut_off_fails_verify_and_is_named() {
     // Two real runs; then the tail is cut right after the second run's run_start (the
     // writer ran out of disk, or the end of the file was lost). The chain of what is
