@@ -504,7 +504,7 @@ pub fn default_audit_log() -> Result<PathBuf, HostError> {
                 .map(|p| p.join("warden/audit.jsonl"))
         })
         .or_else(|| from_env("HOME").map(|h| h.join(".local/state/warden/audit.jsonl")))
-        .ok_or_else(|| HostError::Audit(crate::audit::AuditError::NoPath))
+        .ok_or(HostError::Audit(crate::audit::AuditError::NoPath))
 }
 
 /// Opens (creating its folder, mode 0700, when missing) the audit log.

@@ -109,7 +109,7 @@ pub enum Loaded {
     Ready(Plugin),
     /// The policy refuses it (`on_denied = "refuse"` with a denial, a `sha256`
     /// mismatch, `require_digest` without a pin). It cannot run.
-    Refused(Refused),
+    Refused(Box<Refused>),
 }
 
 /// A plugin the policy refuses: its manifest and the decisions that refused it, and
@@ -379,11 +379,11 @@ impl Warden {
             if let Some(log) = &inner.audit {
                 log.sync()?;
             }
-            return Ok(Loaded::Refused(Refused {
+            return Ok(Loaded::Refused(Box::new(Refused {
                 manifest: loaded.manifest,
                 decisions,
                 reason,
-            }));
+            })));
         }
         let limits = decisions.limits().clone();
         if limits.stack != defaults.stack {
