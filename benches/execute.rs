@@ -5,28 +5,38 @@
 //! - `load`: compiling a plugin (and reading its manifest) vs `Module::new`, and a
 //!   cached load vs `Module::deserialize`;
 //! - `execute`: one `execute` of `hello`, and of `file-reader` reading a file through a
-//!   preopen with env and stdout granted (also with the audit log on: `run_start`,
-//!   `run_end`, synced), vs raw wasmtime with a pooling allocator doing the same work
+//!   preopen with env and stdout granted (also through the host with the audit log on:
+//!   `run_start`, `run_end`), vs raw wasmtime with a pooling allocator doing the same work
 //!   (fresh store and WASI context with the same preopen/env/stdout, instantiate,
 //!   alloc, write args, call, read and decode the result, dealloc) with no limits at all;
 //!   and the same raw wasmtime with warden's pool settings (`-raw-tuned`), so the
 //!   ratio to it is what warden's sandbox itself costs.
 //!
+//! - `host`: one call of hello and of file-reader through `warden::host::Warden`,
+//!   audited and unaudited, next to the tuned floor (`host/run`), and calls per second
+//!   of audited file-reader and of the tuned floor from 1 and 2 threads on one host
+//!   (`host/throughput`).
+//!
 //! After the groups, the ratios warden / floor are printed from criterion's estimates.
 //! Run with `cargo bench --bench execute`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, unsafe_code)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs,
+    unsafe_code
+)]
 
 use criterion::Criterion;
 use std::hint::black_box;
+use std::path::Path;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 use warden::abi::ExecuteResult;
-use warden::audit::{AuditLog, Rotation, RunStart};
 use warden::cache::ModuleCache;
-use warden::grant::{Host, decide};
-use warden::policy::Policy;
+use warden::host::{Loaded, Plugin, PluginSource, Warden};
 use warden::runtime::{KEEP_RESIDENT_MEMORY, KEEP_RESIDENT_TABLE};
-use warden::sandbox::Sandbox;
 use warden::{Loader, LoaderConfig};
 use wasmtime::{
     Config, Enabled, Engine, InstancePre, Linker, Module, PoolingAllocationConfig, Store,
@@ -59,11 +69,15 @@ struct Raw {
     engine: Engine,
     pre: InstancePre<WasiP1Ctx>,
     /// The WASI context each call gets (preopens, env, stdout), built per call.
-    wasi: Box<dyn Fn() -> WasiCtxBuilder>,
+    wasi: Box<dyn Fn() -> WasiCtxBuilder + Send + Sync>,
 }
 
 impl Raw {
-    fn new(wasm: &[u8], pool_kind: Pool, wasi: impl Fn() -> WasiCtxBuilder + 'static) -> Raw {
+    fn new(
+        wasm: &[u8],
+        pool_kind: Pool,
+        wasi: impl Fn() -> WasiCtxBuilder + Send + Sync + 'static,
+    ) -> Raw {
         let mut config = Config::new();
         let mut pool = PoolingAllocationConfig::new();
         pool.total_memories(16)
@@ -178,37 +192,65 @@ fn execute(c: &mut Criterion) {
     g.finish();
 }
 
-/// file-reader reading `data/hello.txt` and an env var's worth of grants, under
-/// `policies/examples.toml`, with and without the audit log, next to raw wasmtime
-/// with the same preopen, env and captured stdout.
-fn file_reader(c: &mut Criterion) {
+/// A host for `policies/examples.toml` in `work`, with or without its audit log.
+fn host(work: &Path, log: Option<&Path>) -> Warden {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let builder = Warden::builder()
+        .policy_file(root.join("policies/examples.toml"))
+        .workdir(work)
+        .env([("HOME".to_string(), "/home/bench".to_string())])
+        .without_cache();
+    match log {
+        Some(log) => builder.audit_log(log),
+        None => builder.without_audit(),
+    }
+    .build()
+    .unwrap()
+}
+
+fn ready(warden: &Warden, name: &str) -> Plugin {
+    match warden
+        .load(PluginSource::bytes(name, plugin(name)))
+        .unwrap()
+    {
+        Loaded::Ready(plugin) => plugin,
+        Loaded::Refused(r) => panic!("{}", r.reason()),
+    }
+}
+
+/// Runs `call` `iters` times spread over `threads` threads; the wall time.
+fn threaded(threads: u64, iters: u64, call: &(impl Fn() + Sync)) -> Duration {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let n = iters / threads + u64::from(t < iters % threads);
+            s.spawn(move || {
+                for _ in 0..n {
+                    call();
+                }
+            });
+        }
+    });
+    start.elapsed()
+}
+
+/// file-reader reading `data/hello.txt` with env and stdout granted, and hello, under
+/// `policies/examples.toml` through the host (`warden::host::Warden`), with and
+/// without the audit log, next to raw wasmtime with the same preopen, env and captured
+/// stdout; then calls per second on one host from 1 and 2 threads.
+fn file_reader_and_host(c: &mut Criterion) {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
     std::fs::create_dir(&data).unwrap();
     std::fs::write(data.join("hello.txt"), "greetings").unwrap();
-    let wasm = plugin("file-reader");
-
-    let text = std::fs::read_to_string(root.join("policies/examples.toml")).unwrap();
-    let policy = Policy::parse("examples.toml", &text).unwrap();
-    let loader = Loader::new(LoaderConfig::new(work.path())).unwrap();
-    let mut loaded = loader.load(&wasm).unwrap();
-    let mut host = Host::from_process(work.path());
-    host.env = vec![("HOME".into(), "/home/bench".into())];
-    let decisions = decide(
-        &loaded.manifest.capabilities,
-        &loaded.manifest.command.name,
-        loaded.instance.sha256(),
-        &policy,
-        &host,
+    let log_dir = tempfile::tempdir().unwrap();
+    let audited_host = host(work.path(), Some(&log_dir.path().join("audit.jsonl")));
+    let plain_host = host(work.path(), None);
+    let (audited, plain) = (
+        ready(&audited_host, "file-reader"),
+        ready(&plain_host, "file-reader"),
     );
-    assert!(decisions.refusal().is_none());
-    loaded.instance.set_limits(decisions.limits().clone());
-    loaded
-        .instance
-        .set_sandbox(Sandbox::from_decisions(&decisions));
-    let reader = loaded.instance;
-
+    let (hello_audited, hello_plain) = (ready(&audited_host, "hello"), ready(&plain_host, "hello"));
     let raw_wasi = |data: PathBuf| {
         move || {
             let mut wasi = WasiCtxBuilder::new();
@@ -221,34 +263,31 @@ fn file_reader(c: &mut Criterion) {
             wasi
         }
     };
+    let wasm = plugin("file-reader");
     let raw = Raw::new(&wasm, Pool::Default, raw_wasi(data.clone()));
     let tuned = Raw::new(&wasm, Pool::Tuned, raw_wasi(data.clone()));
+    let hello_tuned = Raw::new(&plugin("hello"), Pool::Tuned, || {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.allow_blocking_current_thread(true).arg("hello");
+        wasi
+    });
     let args = vec!["read".to_string(), "hello.txt".to_string()];
     let expected = ExecuteResult::Success("greetings".into());
-    assert_eq!(reader.execute(&args).unwrap(), expected);
+    let hello_args = vec!["bench".to_string()];
+    let hello_expected = ExecuteResult::Success("Hello, bench!".into());
+    for p in [&audited, &plain] {
+        assert_eq!(p.run(&args).unwrap().result.unwrap(), expected);
+    }
+    for p in [&hello_audited, &hello_plain] {
+        assert_eq!(p.run(&hello_args).unwrap().result.unwrap(), hello_expected);
+    }
     assert_eq!(raw.execute(&args), expected);
     assert_eq!(tuned.execute(&args), expected);
-
-    let log_dir = tempfile::tempdir().unwrap();
-    let log = AuditLog::open(log_dir.path().join("audit.jsonl"), Rotation::Never).unwrap();
-    let audited = || {
-        let rec = log.run().unwrap();
-        rec.run_start(RunStart {
-            args: &args,
-            load: None,
-            log_args: false,
-            limits: reader.limits(),
-        })
-        .unwrap();
-        let report = reader.run(&args);
-        rec.run_finished(&report, 0).unwrap();
-        report
-    };
-    assert_eq!(audited().result.unwrap(), expected);
+    assert_eq!(hello_tuned.execute(&hello_args), hello_expected);
 
     let mut g = c.benchmark_group("execute");
     g.bench_function("file-reader-warden", |b| {
-        b.iter(|| black_box(reader.execute(&args).unwrap()))
+        b.iter(|| black_box(plain.instance().execute(&args).unwrap()))
     });
     g.bench_function("file-reader-raw", |b| {
         b.iter(|| black_box(raw.execute(&args)))
@@ -257,7 +296,7 @@ fn file_reader(c: &mut Criterion) {
         b.iter(|| black_box(tuned.execute(&args)))
     });
     g.bench_function("file-reader+audit-warden", |b| {
-        b.iter(|| black_box(audited()))
+        b.iter(|| black_box(audited.run(&args).unwrap()))
     });
     g.bench_function("file-reader+audit-raw", |b| {
         b.iter(|| black_box(raw.execute(&args)))
@@ -266,7 +305,45 @@ fn file_reader(c: &mut Criterion) {
         b.iter(|| black_box(tuned.execute(&args)))
     });
     g.finish();
-    drop(log);
+
+    // host/run: one call through the host, audited and not, next to the tuned floor.
+    let mut g = c.benchmark_group("host");
+    g.bench_function("hello-audited", |b| {
+        b.iter(|| black_box(hello_audited.run(&hello_args).unwrap()))
+    });
+    g.bench_function("hello-unaudited", |b| {
+        b.iter(|| black_box(hello_plain.run(&hello_args).unwrap()))
+    });
+    g.bench_function("hello-raw-tuned", |b| {
+        b.iter(|| black_box(hello_tuned.execute(&hello_args)))
+    });
+    g.bench_function("file-reader-audited", |b| {
+        b.iter(|| black_box(audited.run(&args).unwrap()))
+    });
+    g.bench_function("file-reader-unaudited", |b| {
+        b.iter(|| black_box(plain.run(&args).unwrap()))
+    });
+    g.bench_function("file-reader-raw-tuned", |b| {
+        b.iter(|| black_box(tuned.execute(&args)))
+    });
+    // host/throughput: the same calls from 1 and 2 threads on one host (one loaded
+    // plugin), and raw wasmtime from 1 and 2 threads.
+    let audited_call = || {
+        black_box(audited.run(&args).unwrap());
+    };
+    let raw_call = || {
+        black_box(tuned.execute(&args));
+    };
+    for threads in [1, 2] {
+        g.bench_function(format!("throughput-audited-{threads}t"), |b| {
+            b.iter_custom(|iters| threaded(threads, iters, &audited_call))
+        });
+        g.bench_function(format!("throughput-raw-tuned-{threads}t"), |b| {
+            b.iter_custom(|iters| threaded(threads, iters, &raw_call))
+        });
+    }
+    g.finish();
+    audited_host.flush().unwrap();
 }
 
 /// Reads criterion's mean estimate (ns) for `group/function`.
@@ -310,13 +387,42 @@ fn print_ratios() {
             println!();
         }
     }
+    println!("\nhost/run (one call through warden::host::Warden):");
+    for what in ["hello", "file-reader"] {
+        let audited = mean_ns("host", &format!("{what}-audited"));
+        let plain = mean_ns("host", &format!("{what}-unaudited"));
+        let tuned = mean_ns("host", &format!("{what}-raw-tuned"));
+        if let (Some(a), Some(u), Some(t)) = (audited, plain, tuned) {
+            println!(
+                "  {what:<12} audited {:>7.1} µs   unaudited {:>7.1} µs   raw-tuned {:>7.1} µs   audited/unaudited {:.2}x (target <= 1.3)   unaudited/raw-tuned {:.2}x (target <= 1.10)",
+                a / 1000.0,
+                u / 1000.0,
+                t / 1000.0,
+                a / u,
+                u / t
+            );
+        }
+    }
+    println!("\nhost/throughput (calls per second on one host):");
+    for what in ["audited", "raw-tuned"] {
+        let one = mean_ns("host", &format!("throughput-{what}-1t"));
+        let two = mean_ns("host", &format!("throughput-{what}-2t"));
+        if let (Some(one), Some(two)) = (one, two) {
+            println!(
+                "  {what:<10} 1 thread {:>8.0}/s   2 threads {:>8.0}/s   2t/1t {:.2}x (target >= 1.8 for audited)",
+                1e9 / one,
+                1e9 / two,
+                one / two
+            );
+        }
+    }
 }
 
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     load(&mut c);
     execute(&mut c);
-    file_reader(&mut c);
+    file_reader_and_host(&mut c);
     c.final_summary();
     print_ratios();
 }

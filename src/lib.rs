@@ -15,6 +15,7 @@
 //! - [`runtime`]: engine, linker, loader and per-call execution;
 //! - [`cache`]: the compiled-module cache of the command line (the one `unsafe` block);
 //! - [`audit`]: the tamper-evident audit log (records, hash chain, writer, verify);
+//! - [`escape`]: the one way plugin-controlled text reaches a terminal or a JSON output;
 //! - [`host`]: the whole pipeline as one type an application embeds ([`Warden`]), and
 //!   a directory of plugins called by command name ([`host::Registry`]).
 
@@ -24,6 +25,7 @@ pub mod abi;
 pub mod audit;
 pub mod cache;
 pub mod cli;
+pub mod escape;
 pub mod grant;
 pub mod host;
 pub mod limits;
@@ -37,3 +39,8 @@ pub mod fuzzing;
 pub use host::{Loaded, Plugin, Warden};
 pub use limits::{LimitKind, Limits};
 pub use runtime::{LoadedPlugin, Loader, LoaderConfig, PluginInstance, RunReport, RuntimeError};
+
+/// The README's Rust examples, compiled as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -8,10 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use warden::abi::ExecuteResult;
-use warden::audit::{AuditLog, Rotation, RunStart};
-use warden::grant::{Host, decide};
-use warden::policy::Policy;
-use warden::sandbox::Sandbox;
+use warden::host::{Loaded, Warden};
 use warden::{Loader, LoaderConfig};
 
 fn resident_bytes() -> u64 {
@@ -66,43 +63,31 @@ fn resident_memory_is_flat_over_10_000_executes() {
     let work = tempfile::tempdir().unwrap();
     std::fs::create_dir(work.path().join("data")).unwrap();
     std::fs::write(work.path().join("data/hello.txt"), "greetings").unwrap();
-    let text = std::fs::read_to_string(root.join("policies/examples.toml")).unwrap();
-    let policy = Policy::parse("examples.toml", &text).unwrap();
-    let loader = Loader::new(LoaderConfig::new(work.path())).unwrap();
-    let mut reader = loader
-        .load(&std::fs::read(root.join("examples/plugins/file-reader.wasm")).unwrap())
+    let warden = Warden::builder()
+        .policy_file(root.join("policies/examples.toml"))
+        .audit_log(work.path().join("audit.jsonl"))
+        .workdir(work.path())
+        .env([("HOME".to_string(), "/home/soak".to_string())])
+        .without_cache()
+        .build()
         .unwrap();
-    let mut host = Host::from_process(work.path());
-    host.env = vec![("HOME".into(), "/home/soak".into())];
-    let decisions = decide(
-        &reader.manifest.capabilities,
-        &reader.manifest.command.name,
-        reader.instance.sha256(),
-        &policy,
-        &host,
-    );
-    reader.instance.set_limits(decisions.limits().clone());
-    reader
-        .instance
-        .set_sandbox(Sandbox::from_decisions(&decisions));
-    let log = AuditLog::open(work.path().join("audit.jsonl"), Rotation::Never).unwrap();
+    let Loaded::Ready(reader) = warden
+        .load(root.join("examples/plugins/file-reader.wasm"))
+        .unwrap()
+    else {
+        panic!("the example policy does not refuse file-reader");
+    };
     let args = vec!["read".to_string(), "hello.txt".to_string()];
     let expected = ExecuteResult::Success("greetings".into());
     report(
         "file-reader + audit log",
         resident_over(|| {
-            let run = log.run().unwrap();
-            run.run_start(RunStart {
-                args: &args,
-                load: None,
-                log_args: false,
-                limits: reader.instance.limits(),
-            })
-            .unwrap();
-            let result = reader.instance.run(&args);
-            run.run_finished(&result, 0).unwrap();
+            let result = reader.run(&args).unwrap();
             assert_eq!(result.result.unwrap(), expected);
         }),
     );
-    assert_eq!(log.finish().unwrap(), 20_000);
+    warden.flush().unwrap();
+    let text = std::fs::read_to_string(work.path().join("audit.jsonl")).unwrap();
+    let count = |event: &str| text.matches(&format!("\"event\":\"{event}\"")).count();
+    assert_eq!((count("run_start"), count("run_end")), (10_000, 10_000));
 }

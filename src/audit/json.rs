@@ -26,7 +26,7 @@ pub(crate) fn to_string<T: Serialize + ?Sized>(value: &T) -> Result<String, serd
 /// Whether `c` is written as a `\u` escape even though JSON allows it raw: the one
 /// list warden's terminal and `--json` output use too.
 fn must_escape(c: char) -> bool {
-    crate::cli::escape::is_disguising(c)
+    crate::escape::is_disguising(c)
 }
 
 struct SafeFormatter;

@@ -47,7 +47,7 @@ impl fmt::Display for Location {
         write!(
             f,
             "{}:{}",
-            crate::cli::escape::escape_line(&self.file.display().to_string()),
+            crate::escape::escape_line(&self.file.display().to_string()),
             self.line
         )
     }
@@ -171,7 +171,7 @@ impl fmt::Display for IncompleteRun {
             "{}: seq {}: run {} has a run_start but no run_end: its last records were lost (a cut tail, a full disk, a crash), or it was still running",
             self.run_start,
             self.seq,
-            crate::cli::escape::escape_line(&self.run_id)
+            crate::escape::escape_line(&self.run_id)
         )
     }
 }
@@ -207,7 +207,7 @@ impl VerifyReport {
 
 /// A file that cannot be read.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read `{}`: {source}", crate::cli::escape::escape_line(&.path.display().to_string()))]
+#[error("cannot read `{}`: {source}", crate::escape::escape_line(&.path.display().to_string()))]
 pub struct VerifyError {
     /// The file.
     pub path: PathBuf,

@@ -1,9 +1,10 @@
 //! `warden inspect`: what a plugin declares, without running `plugin_execute`.
 
+use super::CliError;
 use super::escape::{escape_line, escape_text, json_text};
-use super::{CliError, read_plugin, runtime_failure};
+use super::policy::host_failure;
 use crate::abi::{CommandSpec, PluginManifest};
-use crate::runtime::{Loader, LoaderConfig};
+use crate::host::{Inspection, Warden};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -19,16 +20,16 @@ pub struct InspectArgs {
 }
 
 pub(super) fn inspect(args: InspectArgs) -> Result<u8, CliError> {
-    let bytes = read_plugin(&args.plugin)?;
-    let workdir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-    let loader =
-        Loader::new(LoaderConfig::new(workdir)).map_err(|e| runtime_failure(&args.plugin, &e))?;
-    let loaded = loader
-        .load(&bytes)
-        .map_err(|e| runtime_failure(&args.plugin, &e))?;
-    let sha256 = hex::encode(loaded.instance.sha256());
+    // Read-only: no records, the default limits, the compiled-module cache.
+    let warden = Warden::builder()
+        .without_audit()
+        .build()
+        .map_err(|e| host_failure(&e))?;
+    let Inspection { manifest, sha256 } =
+        warden.inspect(&args.plugin).map_err(|e| host_failure(&e))?;
+    let sha256 = hex::encode(sha256);
     if args.json {
-        let m = &loaded.manifest;
+        let m = &manifest;
         let value = serde_json::json!({
             "file": args.plugin.display().to_string(),
             "sha256": sha256,
@@ -43,7 +44,7 @@ pub(super) fn inspect(args: InspectArgs) -> Result<u8, CliError> {
         });
         println!("{}", json_text(&value, true));
     } else {
-        print!("{}", render_text(&args.plugin, &sha256, &loaded.manifest));
+        print!("{}", render_text(&args.plugin, &sha256, &manifest));
     }
     Ok(0)
 }

@@ -1,17 +1,18 @@
 //! The `warden` command line (`CLI.md`): argument definitions and command dispatch.
 //!
 //! Like ripgrep's flags, the raw arguments are parsed by clap here and each command
-//! module turns them into library calls. Every command returns a [`CliError`] that
-//! carries its exit code, so `main.rs` stays a thin shell.
+//! module turns them into library calls: the pipeline itself is
+//! [`crate::host::Warden`]'s, and this module holds argument parsing, output and exit
+//! codes only. Every command returns a [`CliError`] that carries its exit code, so
+//! `main.rs` stays a thin shell.
 
 pub mod audit;
-pub mod escape;
+pub use crate::escape;
 mod inspect;
 pub mod policy;
 mod run;
 
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
 
 /// A command's failure: what to print and which exit code to use.
 #[derive(Debug, thiserror::Error)]
@@ -42,8 +43,7 @@ impl CliError {
 
 /// Exit code: invalid plugin.
 pub const EXIT_INVALID_PLUGIN: u8 = 65;
-/// Exit code: a named file does not exist or cannot be read.
-pub const EXIT_NO_INPUT: u8 = 66;
+pub use crate::host::EXIT_NO_INPUT;
 
 /// warden: run WebAssembly plugins with only what a policy allows.
 #[derive(Debug, Parser)]
@@ -81,29 +81,4 @@ pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
         Command::Policy(args) => policy::policy(args),
         Command::Audit(args) => audit::audit(args),
     }
-}
-
-/// Reads a plugin file, mapping failures to exit code 66.
-pub(crate) fn read_plugin(path: &PathBuf) -> Result<Vec<u8>, CliError> {
-    std::fs::read(path).map_err(|e| {
-        CliError::new(
-            EXIT_NO_INPUT,
-            format!(
-                "cannot read plugin `{}`: {e}",
-                escape::escape_line(&path.display().to_string())
-            ),
-        )
-    })
-}
-
-/// Formats a runtime error for the terminal, with the file it came from.
-pub(crate) fn runtime_failure(path: &std::path::Path, e: &crate::RuntimeError) -> CliError {
-    CliError::new(
-        e.exit_code(),
-        format!(
-            "{}: {}",
-            escape::escape_line(&path.display().to_string()),
-            escape::escape_line(&e.to_string())
-        ),
-    )
 }

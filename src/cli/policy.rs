@@ -2,19 +2,15 @@
 //! `run` shares with them.
 
 use super::escape::{escape_line, json_text};
-use super::{CliError, EXIT_NO_INPUT, read_plugin, runtime_failure};
-use crate::cache::ModuleCache;
-use crate::grant::{Decision, Decisions, Host, decide};
+use super::{CliError, EXIT_NO_INPUT};
+use crate::grant::{Decision, Decisions};
+use crate::host::{Explanation, HostError, Warden, WardenBuilder, default_audit_log};
 use crate::limits::Limits;
 use crate::policy::{LoadError, Mode, Policy};
-use crate::runtime::{LoadedPlugin, Loader, LoaderConfig};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-/// Exit code: refused by policy.
-pub const EXIT_REFUSED: u8 = 77;
-/// Exit code: the policy is invalid (nothing ran).
-pub const EXIT_POLICY_INVALID: u8 = 78;
+pub use crate::host::{EXIT_POLICY_INVALID, EXIT_REFUSED};
 /// Exit code of `policy check` when a file has errors.
 pub const EXIT_CHECK_FAILED: u8 = 1;
 
@@ -63,6 +59,10 @@ pub struct ExplainArgs {
     /// Directory that relative paths resolve against (default: the current directory).
     #[arg(long, value_name = "DIR")]
     pub workdir: Option<PathBuf>,
+    /// The audit log `run` would write (default: as for `run`): no plugin is granted
+    /// it (`builtin.protected`). Nothing is written to it.
+    #[arg(long, value_name = "PATH")]
+    pub audit_log: Option<PathBuf>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -99,146 +99,52 @@ fn check(args: &CheckArgs) -> u8 {
     code
 }
 
-/// Loads the policy named by `--policy`, else by `$WARDEN_POLICY` (an empty value
-/// counts as unset), else the built-in one.
-///
-/// # Errors
-///
-/// Exit 66 when the file cannot be read; exit 78 with every error, one
-/// `FILE:LINE:COLUMN: message` per line, when it is invalid.
-pub(super) fn load_policy(arg: Option<&Path>, allow_insecure: bool) -> Result<Policy, CliError> {
-    let Some(path) = policy_source(arg) else {
-        return Ok(Policy::builtin());
-    };
-    Policy::load(&path, allow_insecure).map_err(|e| match e {
-        LoadError::Read { .. } => CliError::new(EXIT_NO_INPUT, escape_line(&e.to_string())),
-        LoadError::Invalid(errors) => CliError::new(
-            EXIT_POLICY_INVALID,
-            errors
-                .errors()
-                .iter()
-                .map(|e| escape_line(&e.to_string()))
-                .collect::<Vec<_>>()
-                .join("\nwarden: "),
-        ),
-    })
-}
-
-/// The policy file a command uses: `--policy`, else `$WARDEN_POLICY` when set and not
-/// empty; `None` means the built-in policy.
-pub(super) fn policy_source(arg: Option<&Path>) -> Option<PathBuf> {
+/// A [`WardenBuilder`] with the policy named by `--policy`, else by `$WARDEN_POLICY`
+/// (an empty value counts as unset), else the built-in one.
+pub(super) fn warden_builder(arg: Option<&Path>, allow_insecure: bool) -> WardenBuilder {
     let from_env = std::env::var_os("WARDEN_POLICY")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from);
-    arg.map(Path::to_path_buf).or(from_env)
+    let builder = Warden::builder().allow_insecure_policy(allow_insecure);
+    match arg.map(Path::to_path_buf).or(from_env) {
+        Some(path) => builder.policy_file(path),
+        None => builder,
+    }
 }
 
-/// The run's working directory: `--workdir` or the current directory, made absolute.
-pub(super) fn workdir(arg: Option<&Path>) -> Result<PathBuf, CliError> {
-    let dir = match arg {
-        Some(dir) => dir.to_path_buf(),
-        None => std::env::current_dir().map_err(|e| {
-            CliError::new(
-                EXIT_NO_INPUT,
-                format!("cannot determine the current directory: {e}"),
-            )
-        })?,
+/// A host failure as the command line reports it: every policy error on a line of its
+/// own (`FILE:LINE:COLUMN: message`), everything escaped, with `CLI.md`'s exit code.
+pub(super) fn host_failure(e: &HostError) -> CliError {
+    let message = match e {
+        HostError::Policy(LoadError::Invalid(errors)) => errors
+            .errors()
+            .iter()
+            .map(|e| escape_line(&e.to_string()))
+            .collect::<Vec<_>>()
+            .join("\nwarden: "),
+        other => escape_line(&other.to_string()),
     };
-    std::path::absolute(&dir).map_err(|e| {
-        CliError::new(
-            EXIT_NO_INPUT,
-            format!(
-                "cannot resolve the working directory `{}`: {e}",
-                escape_line(&dir.display().to_string())
-            ),
-        )
-    })
-}
-
-/// A loader whose every call runs under `limits`.
-pub(super) fn loader(plugin: &Path, workdir: &Path, limits: Limits) -> Result<Loader, CliError> {
-    let mut config = LoaderConfig::new(workdir);
-    config.limits = limits;
-    Loader::new(config).map_err(|e| runtime_failure(plugin, &e))
-}
-
-/// Loads `bytes` with `loader`, through the compiled-module cache when there is one.
-pub(super) fn load_with(
-    loader: &Loader,
-    bytes: &[u8],
-    cache: Option<&ModuleCache>,
-) -> Result<LoadedPlugin, crate::RuntimeError> {
-    match cache {
-        Some(cache) => loader.load_cached(bytes, cache).map(|(loaded, _)| loaded),
-        None => loader.load(bytes),
-    }
-}
-
-/// The compiled-module cache in its default place, or `None` (with a warning on
-/// stderr) when it cannot be used: the cache is an optimization, never a reason to
-/// fail.
-pub(super) fn default_cache() -> Option<ModuleCache> {
-    let dir = ModuleCache::default_dir()?;
-    match ModuleCache::open(&dir) {
-        Ok(cache) => Some(cache),
-        Err(e) => {
-            eprintln!(
-                "warden: warning: {}; compiling without the cache",
-                escape_line(&e.to_string())
-            );
-            None
-        }
-    }
-}
-
-/// A plugin loaded under a policy, with its decisions.
-pub(super) struct Prepared {
-    /// The module's bytes, as read once (a reload must use these, not the file again).
-    pub bytes: Vec<u8>,
-    /// The loader the manifest was read with (the policy's default limits).
-    pub loader: Loader,
-    /// The loaded plugin.
-    pub loaded: LoadedPlugin,
-    /// What the policy grants it.
-    pub decisions: Decisions,
-}
-
-/// Loads the plugin under the policy's default limits and decides its grants.
-pub(super) fn load_and_decide(
-    plugin: &Path,
-    policy: &Policy,
-    workdir: &Path,
-    cache: Option<&ModuleCache>,
-    audit_log: Option<&Path>,
-) -> Result<Prepared, CliError> {
-    let bytes = read_plugin(&plugin.to_path_buf())?;
-    let loader = loader(plugin, workdir, policy.default_limits())?;
-    let loaded = load_with(&loader, &bytes, cache).map_err(|e| runtime_failure(plugin, &e))?;
-    let decisions = decide(
-        &loaded.manifest.capabilities,
-        &loaded.manifest.command.name,
-        loaded.instance.sha256(),
-        policy,
-        &match audit_log {
-            Some(log) => Host::from_process(workdir).with_audit_log(log),
-            None => Host::from_process(workdir),
-        },
-    );
-    Ok(Prepared {
-        bytes,
-        loader,
-        loaded,
-        decisions,
-    })
+    CliError::new(e.exit_code(), message)
 }
 
 fn explain(args: &ExplainArgs) -> Result<u8, CliError> {
-    let policy = load_policy(args.policy.as_deref(), args.allow_insecure_policy)?;
-    let workdir = workdir(args.workdir.as_deref())?;
-    let Prepared {
-        loaded, decisions, ..
-    } = load_and_decide(&args.plugin, &policy, &workdir, None, None)?;
-    let version = loaded.manifest.command.version.as_deref();
+    let mut builder = warden_builder(args.policy.as_deref(), args.allow_insecure_policy)
+        .without_audit()
+        // What `run` would decide: its own audit log is protected too.
+        .protect_audit_log(match &args.audit_log {
+            Some(log) => log.clone(),
+            None => default_audit_log().map_err(|e| host_failure(&e))?,
+        });
+    if let Some(dir) = &args.workdir {
+        builder = builder.workdir(dir);
+    }
+    let warden = builder.build().map_err(|e| host_failure(&e))?;
+    let Explanation {
+        manifest,
+        decisions,
+        policy,
+    } = warden.explain(&args.plugin).map_err(|e| host_failure(&e))?;
+    let version = manifest.command.version.as_deref();
     if args.json {
         println!(
             "{}",
@@ -247,7 +153,12 @@ fn explain(args: &ExplainArgs) -> Result<u8, CliError> {
     } else {
         print!("{}", explain_table(&policy, version, &decisions));
     }
-    Ok(0)
+    // A refusal is the verdict: the same exit code `run` would give.
+    Ok(if decisions.refusal().is_some() {
+        EXIT_REFUSED
+    } else {
+        0
+    })
 }
 
 /// The limits as a JSON object.

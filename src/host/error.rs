@@ -16,7 +16,10 @@ pub const EXIT_POLICY_INVALID: u8 = 78;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HostError {
-    /// The audit log cannot be opened or written: nothing runs (fail closed).
+    /// The audit log cannot be opened: nothing runs (fail closed).
+    #[error("{0}; nothing was run")]
+    AuditUnavailable(AuditError),
+    /// An audit record cannot be written: the pipeline stops there (fail closed).
     #[error(transparent)]
     Audit(#[from] AuditError),
     /// The policy cannot be read or is invalid: nothing runs under it.
@@ -64,7 +67,7 @@ impl HostError {
     /// The exit code `CLI.md` gives this failure.
     pub fn exit_code(&self) -> u8 {
         match self {
-            HostError::Audit(e) => e.exit_code(),
+            HostError::Audit(e) | HostError::AuditUnavailable(e) => e.exit_code(),
             HostError::Policy(LoadError::Read { .. }) => EXIT_NO_INPUT,
             HostError::Policy(LoadError::Invalid(_)) => EXIT_POLICY_INVALID,
             HostError::Read { .. } | HostError::Workdir { .. } => EXIT_NO_INPUT,

@@ -84,6 +84,8 @@ pub enum PolicySource {
         /// The TOML text.
         text: String,
     },
+    /// A policy already read and validated ([`Policy::load`], [`Policy::parse`]).
+    Policy(Box<Policy>),
     /// The built-in policy (`POLICY.md` rule 10): stdout and stderr only.
     Builtin,
 }
@@ -123,6 +125,8 @@ pub struct WardenBuilder {
     workdir: Option<PathBuf>,
     env: Option<Vec<(String, String)>>,
     cache: CacheChoice,
+    protected_log: Option<PathBuf>,
+    home: Option<PathBuf>,
 }
 
 impl Default for WardenBuilder {
@@ -135,6 +139,8 @@ impl Default for WardenBuilder {
             workdir: None,
             env: None,
             cache: CacheChoice::Default,
+            protected_log: None,
+            home: None,
         }
     }
 }
@@ -169,10 +175,19 @@ impl WardenBuilder {
         self
     }
 
-    /// Write no audit records at all. For measurements and tests: a host that runs
-    /// plugins for real keeps an audit log.
+    /// Write no audit records at all. For measurements, tests and read-only questions
+    /// ([`Warden::explain`], [`Warden::inspect`]): a host that runs plugins for real
+    /// keeps an audit log.
     pub fn without_audit(mut self) -> Self {
         self.audit = AuditTarget::Disabled;
+        self
+    }
+
+    /// Decide as a host writing its audit log at `path` would: no plugin is granted
+    /// it (`builtin.protected`), although nothing is written there (for
+    /// [`Warden::explain`] with [`WardenBuilder::without_audit`]).
+    pub fn protect_audit_log(mut self, path: impl Into<PathBuf>) -> Self {
+        self.protected_log = Some(path.into());
         self
     }
 
@@ -186,6 +201,13 @@ impl WardenBuilder {
     /// process's). `HOME` in it is what `~` means.
     pub fn env(mut self, vars: impl IntoIterator<Item = (String, String)>) -> Self {
         self.env = Some(vars.into_iter().collect());
+        self
+    }
+
+    /// What `~` means in the policy and the manifests (default: `HOME` of the
+    /// environment given to [`WardenBuilder::env`], else of this process).
+    pub fn home(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.home = Some(dir.into());
         self
     }
 
@@ -229,18 +251,24 @@ impl WardenBuilder {
             },
             CacheChoice::Dir(dir) => open_cache(dir.clone()),
         };
-        let mut env = self.env.clone();
         let host = {
             let mut host = Host::from_process(&workdir);
-            if let Some(vars) = env.take() {
+            if let Some(vars) = &self.env {
                 host.home = vars
                     .iter()
                     .find(|(k, v)| k == "HOME" && !v.is_empty())
                     .map(|(_, v)| PathBuf::from(v));
-                host.env = vars;
+                host.env = vars.clone();
             }
-            if let Some(log) = &audit {
-                host = host.with_audit_log(log.path());
+            if let Some(home) = &self.home {
+                host.home = Some(home.clone());
+            }
+            if let Some(log) = audit
+                .as_ref()
+                .map(AuditLog::path)
+                .or(self.protected_log.as_deref())
+            {
+                host = host.with_audit_log(log);
             }
             host
         };
@@ -329,6 +357,7 @@ impl Inner {
             PolicySource::Text { name, text } => {
                 Policy::parse(name, text).map_err(crate::policy::LoadError::Invalid)
             }
+            PolicySource::Policy(policy) => Ok((**policy).clone()),
             PolicySource::Builtin => Ok(Policy::builtin()),
         };
         match loaded {
@@ -344,6 +373,7 @@ impl Inner {
                                 .display()
                                 .to_string(),
                             PolicySource::Text { name, .. } => name.clone(),
+                            PolicySource::Policy(policy) => policy.path().to_owned(),
                             PolicySource::Builtin => crate::policy::BUILTIN_NAME.to_owned(),
                         },
                         sha256: None,
@@ -394,6 +424,22 @@ impl Inner {
 /// environment and a compiled-module cache, shared by every plugin it loads.
 ///
 /// See the [module documentation](self) for the pipeline it owns.
+///
+/// # Errors
+///
+/// Every operation returns a typed [`HostError`] that says what failed and carries the
+/// exit code a command line gives it ([`HostError::exit_code`]): the audit log
+/// (74: nothing ran), the policy (66 unreadable, 78 invalid), the plugin file (66), the
+/// plugin itself (65 invalid, 70 trap, 124/125 limits), a stale policy (77).
+///
+/// # Security
+///
+/// A plugin runs only through [`Plugin::run`], which exists only for a plugin whose
+/// load decided it may run ([`Loaded::Ready`]), with the sandbox built from those
+/// decisions, after its `run_start` is appended, and under the policy in force when it
+/// was loaded. Records are written in the pipeline's order; a record that cannot be
+/// written stops it. Without [`WardenBuilder::without_audit`], there is no way to run a
+/// plugin that leaves no records.
 #[derive(Clone)]
 pub struct Warden {
     inner: Arc<Inner>,
@@ -507,28 +553,15 @@ pub fn default_audit_log() -> Result<PathBuf, HostError> {
         .ok_or(HostError::Audit(crate::audit::AuditError::NoPath))
 }
 
-/// Opens (creating its folder, mode 0700, when missing) the audit log.
+/// Opens (creating it and its folder, mode 0700, when missing) the audit log.
 fn open_audit_log(path: &Path, rotation: Rotation) -> Result<AuditLog, HostError> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
-        && !parent.exists()
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(parent)
-            .map_err(|e| crate::audit::AuditError::open(parent, e))?;
-    }
-    Ok(AuditLog::open(path, rotation)?)
+    AuditLog::open(path, rotation).map_err(HostError::AuditUnavailable)
 }
 
 /// The cache in `dir`, or why it cannot be used (never a reason to fail).
 fn open_cache(dir: PathBuf) -> (Option<ModuleCache>, Option<String>) {
     match ModuleCache::open(&dir) {
         Ok(cache) => (Some(cache), None),
-        Err(e) => (
-            None,
-            Some(format!("{e}; compiling without the compiled-module cache")),
-        ),
+        Err(e) => (None, Some(format!("{e}; compiling without the cache"))),
     }
 }

@@ -373,7 +373,7 @@ impl Warden {
             rec.with(|r| {
                 r.run_end(&RunEnd::refused(
                     super::EXIT_REFUSED,
-                    crate::cli::escape::escape_line(&reason),
+                    crate::escape::escape_line(&reason),
                 ))
             })?;
             if let Some(log) = &inner.audit {

@@ -4,7 +4,7 @@
 
 use crate::cli::warden;
 use crate::common::*;
-use crate::runtime_deny::{examples_policy, host_tree, load_sandboxed, open_at, probe};
+use crate::runtime_deny::{examples_policy, host_tree, open_at, probe};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +17,8 @@ use warden::audit::{
     RunOutcome, RunStart, Verdict, VerifyReport, chain::line_hash, verify_files,
 };
 use warden::grant::{Host, Outcome, decide};
+use warden::host::{Loaded, PolicySource, Warden};
+use warden::policy::Policy;
 use warden::runtime::RuntimeDeny;
 
 fn lines(path: &Path) -> Vec<String> {
@@ -779,7 +781,7 @@ fn strings_a_plugin_controls_cannot_forge_or_break_records() {
 
     // A path the plugin passes to WASI.
     let (loaded, _) = probe(tree.path(), &open_at(3, HOSTILE.len()), HOSTILE.as_bytes());
-    let report = loaded.instance.run(&[]);
+    let report = loaded.instance().run(&[]);
     assert_eq!(report.runtime_denials.recorded.len(), 1);
     assert_eq!(report.runtime_denials.recorded[0].path, HOSTILE);
     run.run_finished(&report, report.exit_code()).unwrap();
@@ -866,58 +868,47 @@ fn env_values_and_args_stay_out_of_the_log_unless_log_args() {
     const DENIED: &str = "s3cr3t-denied-91bc";
     let tree = host_tree();
     let path = tree.path().join("audit.jsonl");
-    let log = AuditLog::open(&path, Rotation::Never).unwrap();
     let env = [("HOME", ALLOWED), ("APP_TOKEN", DENIED)];
-    let policy = examples_policy();
-    let mut outputs = Vec::new();
-    for (args, log_args) in [
-        (["env", "HOME"], false),
-        (["env", "APP_TOKEN"], false),
-        (["env", "HOME"], true),
-    ] {
-        let loaded = load_sandboxed(tree.path(), &example_bytes("file-reader"), &policy, &env);
-        let host = Host {
-            workdir: tree.path().into(),
-            home: Some(tree.path().join("home")),
-            env: env
-                .iter()
-                .map(|(k, v)| ((*k).into(), (*v).into()))
-                .collect(),
-            audit_log: None,
-        };
-        let decisions = decide(
-            &loaded.manifest.capabilities,
-            "file-reader",
-            loaded.instance.sha256(),
-            &policy,
-            &host,
-        );
-        let mut run = log.run().unwrap();
-        run.policy_loaded(&policy_info()).unwrap();
-        run.plugin_loaded(
-            &PluginInfo::new("file-reader", None, loaded.instance.sha256()),
-            &loaded.manifest.capabilities,
+    let policies = [
+        examples_policy(),
+        examples_policy(),
+        Policy::parse(
+            "log-args.toml",
+            &format!(
+                "{}\n[audit]\nlog_args = true\n",
+                std::fs::read_to_string(
+                    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/examples.toml")
+                )
+                .unwrap()
+            ),
         )
-        .unwrap();
-        for d in decisions.items() {
-            match d.outcome() {
-                Outcome::Granted => run.grant(d).unwrap(),
-                _ => run.deny(d).unwrap(),
-            }
-        }
+        .unwrap(),
+    ];
+    let mut outputs = Vec::new();
+    for (args, policy) in [["env", "HOME"], ["env", "APP_TOKEN"], ["env", "HOME"]]
+        .iter()
+        .zip(policies)
+    {
+        let warden = Warden::builder()
+            .policy(PolicySource::Policy(Box::new(policy)))
+            .audit_log(&path)
+            .without_cache()
+            .workdir(tree.path())
+            .home(tree.path().join("home"))
+            .env(
+                env.iter()
+                    .map(|(k, v)| ((*k).to_string(), (*v).to_string())),
+            )
+            .build()
+            .unwrap();
+        let Loaded::Ready(plugin) = warden.load(example_plugin("file-reader")).unwrap() else {
+            panic!("file-reader is not refused by the example policy");
+        };
         let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-        run.run_start(RunStart {
-            args: &args,
-            load: None,
-            log_args,
-            limits: loaded.instance.limits(),
-        })
-        .unwrap();
-        let report = loaded.instance.run(&args);
+        let report = plugin.run(&args).unwrap();
         outputs.push(report.result.as_ref().unwrap().clone());
-        run.run_finished(&report, report.exit_code()).unwrap();
+        warden.flush().unwrap();
     }
-    log.finish().unwrap();
     // The allowed value did reach the plugin (and its output), the denied one did not...
     assert_eq!(outputs[0], ExecuteResult::Success(ALLOWED.into()));
     assert_eq!(outputs[1], ExecuteResult::Success("<unset>".into()));

@@ -394,7 +394,7 @@ fn refusal_messages_escape_the_declared_path() {
         workdir,
         &plugin,
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
     assert_no_raw_controls("policy explain", &out.stdout);
     assert!(
         stdout(&out).contains("refused (exit 77)"),

@@ -165,3 +165,12 @@ impl WatPlugin {
         wat::parse_str(self.wat()).expect("test WAT parses")
     }
 }
+
+/// Every record of the audit log at `path`, parsed.
+pub fn log_records(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .expect("the audit log is readable")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each record is JSON"))
+        .collect()
+}

@@ -25,6 +25,7 @@ mod cli;
 mod common;
 mod escape;
 mod fuzz_inputs;
+mod host;
 mod hostile;
 mod plugins;
 mod policy;

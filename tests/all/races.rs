@@ -95,11 +95,7 @@ fn swapping_a_granted_directory_for_a_symlink_never_hands_out_the_denied_one() {
     // The race was real: some runs got the granted directory, and the log has the
     // whole story of every run, with no grant of anything in the vault.
     assert!(read_fine > 0, "no run read the granted directory");
-    let text = std::fs::read_to_string(&log).unwrap();
-    let records: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let records = log_records(&log);
     let count = |event: &str| records.iter().filter(|r| r["event"] == event).count();
     assert_eq!(count("run_end"), RUNS, "a run without its run_end");
     let vault = root.join("vault").display().to_string();

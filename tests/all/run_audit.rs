@@ -53,11 +53,7 @@ impl Workspace {
     }
 
     fn records(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.log())
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        log_records(&self.log())
     }
 }
 
@@ -345,10 +341,10 @@ fn a_plugin_cannot_copy_a_granted_secret_into_the_log() {
 }
 
 /// A tmpfs of `size` mounted at `dir` for one test; unmounted when dropped.
-struct Tmpfs(PathBuf);
+pub struct Tmpfs(PathBuf);
 
 impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
+    pub fn mount(dir: &Path, size: &str) -> Tmpfs {
         std::fs::create_dir_all(dir).unwrap();
         let status = std::process::Command::new("mount")
             .args([
@@ -464,11 +460,7 @@ fn a_plugin_that_fills_the_disk_cannot_erase_its_closing_records() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let records: Vec<serde_json::Value> = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let records = log_records(&log);
     let denies = records
         .iter()
         .filter(|r| r["event"] == "runtime_deny")

@@ -1,16 +1,14 @@
 //! Runtime denials: what a plugin tries past its grants through WASI is refused and
 //! shows up in `RunReport::runtime_denials`, and symlinks out of a grant are refused.
-//! Sandboxes come from the real pipeline: policy -> `decide` -> `Sandbox::from_decisions`.
+//! Sandboxes come from the real pipeline (`warden::host::Warden`), without a log.
 
 use crate::common::*;
 use std::path::{Path, PathBuf};
 use warden::abi::{Capabilities, ExecuteResult, PathPattern};
-use warden::grant::{Host, decide};
+use warden::host::{Loaded, Plugin, PluginSource, PolicySource, Warden};
 use warden::policy::Policy;
 use warden::runtime::shadow::{MAX_RUNTIME_DENIALS, SYMLINK_TARGET_REASON};
 use warden::runtime::{GuestCall, Refusal, RunReport, RuntimeDeny, RuntimeErrorKind};
-use warden::sandbox::Sandbox;
-use warden::{LoadedPlugin, Loader, LoaderConfig};
 
 /// A host tree: `data/ok.txt`, `data/sub/`, `out/a.txt`, `out/sub/`, `secret` next to
 /// them, and `home/` (the host user's home).
@@ -36,42 +34,32 @@ pub fn examples_policy() -> Policy {
     .unwrap()
 }
 
-/// Loads `wasm` in `root` with the sandbox `policy` grants on a host whose environment
-/// is `env`.
-pub fn load_sandboxed(
-    root: &Path,
-    wasm: &[u8],
-    policy: &Policy,
-    env: &[(&str, &str)],
-) -> LoadedPlugin {
-    let loader = Loader::new(LoaderConfig::new(root)).unwrap();
-    let mut loaded = loader.load(wasm).unwrap();
-    let host = Host {
-        workdir: root.to_path_buf(),
-        home: Some(root.join("home")),
-        env: env
-            .iter()
-            .map(|(k, v)| ((*k).into(), (*v).into()))
-            .collect(),
-        audit_log: None,
-    };
-    let decisions = decide(
-        &loaded.manifest.capabilities,
-        &loaded.manifest.command.name,
-        loaded.instance.sha256(),
-        policy,
-        &host,
-    );
-    loaded
-        .instance
-        .set_sandbox(Sandbox::from_decisions(&decisions));
-    loaded
+/// Loads `wasm` in `root` through the host pipeline, with the sandbox `policy` grants
+/// on a host whose environment is `env` (and `HOME` is `root/home`), without an audit
+/// log.
+pub fn load_sandboxed(root: &Path, wasm: &[u8], policy: &Policy, env: &[(&str, &str)]) -> Plugin {
+    let warden = Warden::builder()
+        .policy(PolicySource::Policy(Box::new(policy.clone())))
+        .without_audit()
+        .without_cache()
+        .workdir(root)
+        .home(root.join("home"))
+        .env(
+            env.iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string())),
+        )
+        .build()
+        .unwrap();
+    match warden.load(PluginSource::bytes("test.wasm", wasm)).unwrap() {
+        Loaded::Ready(plugin) => plugin,
+        Loaded::Refused(r) => panic!("refused: {}", r.reason()),
+    }
 }
 
 fn run(root: &Path, plugin: &str, args: &[&str]) -> RunReport {
     let loaded = load_sandboxed(root, &example_bytes(plugin), &examples_policy(), &[]);
     let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
-    loaded.instance.run(&args)
+    loaded.instance().run(&args)
 }
 
 fn user_error(report: &RunReport) -> String {
@@ -257,7 +245,7 @@ fn symlinks_that_only_descend_are_created() {
 
 /// The `probe` WAT plugin declaring `./data` (read) and `./out` (write), granted by its
 /// policy table; `path` is at address 512 and `execute` runs `body`.
-pub fn probe(root: &Path, body: &str, path: &[u8]) -> (LoadedPlugin, Vec<String>) {
+pub fn probe(root: &Path, body: &str, path: &[u8]) -> (Plugin, Vec<String>) {
     probe_with(root, path, |p| {
         p.execute_fn = Some(format!(
             "{body} {}",
@@ -271,7 +259,7 @@ pub fn probe_with(
     root: &Path,
     path: &[u8],
     shape: impl FnOnce(&mut WatPlugin),
-) -> (LoadedPlugin, Vec<String>) {
+) -> (Plugin, Vec<String>) {
     let caps = Capabilities {
         fs_read: vec![PathPattern {
             pattern: "./data".into(),
@@ -299,7 +287,7 @@ pub fn probe_with(
     .unwrap();
     let loaded = load_sandboxed(root, &p.bytes(), &policy, &[]);
     let guest: Vec<String> = loaded
-        .instance
+        .instance()
         .sandbox()
         .preopens()
         .iter()
@@ -324,7 +312,7 @@ fn runtime_denials_are_capped_and_the_rest_counted() {
         open_at(3, 2)
     );
     let (loaded, _) = probe(dir.path(), &body, b"..");
-    let report = loaded.instance.run(&[]);
+    let report = loaded.instance().run(&[]);
     assert!(report.result.is_ok(), "{:?}", report.result);
     assert_eq!(report.runtime_denials.recorded.len(), MAX_RUNTIME_DENIALS);
     assert_eq!(report.runtime_denials.dropped, 250);
@@ -341,7 +329,7 @@ fn the_preopen_is_named_after_renumbering_and_forgotten_after_closing() {
         open_at(4, 9),
     );
     let (loaded, guest) = probe(dir.path(), &body, b"../secret");
-    let report = loaded.instance.run(&[]);
+    let report = loaded.instance().run(&[]);
     assert!(report.result.is_ok(), "{:?}", report.result);
     // fd 3 and 4 no longer exist: those opens fail with BADF, which is no refusal.
     assert_eq!(
@@ -369,7 +357,7 @@ fn attempts_in_a_start_function_or_initialize_are_kept_when_it_traps() {
                 "\n  (export \"_initialize\" (func $early))"
             });
         });
-        let report = loaded.instance.run(&[]);
+        let report = loaded.instance().run(&[]);
         let err = report.result.expect_err(what);
         assert!(
             matches!(err.kind, RuntimeErrorKind::Trap { .. }) && err.call == Some(call),
