@@ -22,7 +22,7 @@
 //! preopened directory cannot hide part of its subtree. Each declared directory is
 //! opened once, without following any symlink, and every check runs on where that
 //! descriptor really is; a grant holds that descriptor, and the sandbox gets it, so no
-//! path is looked up again between the check and the plugin ([`open`]).
+//! path is looked up again between the check and the plugin (the `open` module).
 
 pub mod env;
 mod open;
