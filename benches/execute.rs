@@ -194,11 +194,18 @@ fn execute(c: &mut Criterion) {
 
 /// A host for `policies/examples.toml` in `work`, with or without its audit log.
 fn host(work: &Path, log: Option<&Path>) -> Warden {
+    host_with(work, log, false)
+}
+
+/// [`host`], `fsync`ing the log after every run's `run_start` and `run_end` when
+/// `synced` (group commit shares the `fsync`s of threads running at once).
+fn host_with(work: &Path, log: Option<&Path>, synced: bool) -> Warden {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let builder = Warden::builder()
         .policy_file(root.join("policies/examples.toml"))
         .workdir(work)
         .env([("HOME".to_string(), "/home/bench".to_string())])
+        .sync_each_run(synced)
         .without_cache();
     match log {
         Some(log) => builder.audit_log(log),
@@ -334,7 +341,19 @@ fn file_reader_and_host(c: &mut Criterion) {
     let raw_call = || {
         black_box(tuned.execute(&args));
     };
+    let synced_host = host_with(
+        work.path(),
+        Some(&log_dir.path().join("synced.jsonl")),
+        true,
+    );
+    let synced = ready(&synced_host, "file-reader");
+    let synced_call = || {
+        black_box(synced.run(&args).unwrap());
+    };
     for threads in [1, 2] {
+        g.bench_function(format!("throughput-synced-{threads}t"), |b| {
+            b.iter_custom(|iters| threaded(threads, iters, &synced_call))
+        });
         g.bench_function(format!("throughput-audited-{threads}t"), |b| {
             b.iter_custom(|iters| threaded(threads, iters, &audited_call))
         });
@@ -344,6 +363,10 @@ fn file_reader_and_host(c: &mut Criterion) {
     }
     g.finish();
     audited_host.flush().unwrap();
+    println!(
+        "synced host: {} fsyncs for its runs (group commit)",
+        synced_host.fsyncs()
+    );
 }
 
 /// Reads criterion's mean estimate (ns) for `group/function`.
@@ -404,7 +427,7 @@ fn print_ratios() {
         }
     }
     println!("\nhost/throughput (calls per second on one host):");
-    for what in ["audited", "raw-tuned"] {
+    for what in ["audited", "synced", "raw-tuned"] {
         let one = mean_ns("host", &format!("throughput-{what}-1t"));
         let two = mean_ns("host", &format!("throughput-{what}-2t"));
         if let (Some(one), Some(two)) = (one, two) {

@@ -16,8 +16,8 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 use tracing::Dispatch;
 use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
@@ -84,6 +84,24 @@ pub struct AuditLog {
     guard: Option<WorkerGuard>,
     barriers: AtomicU64,
     sync_timeout: Duration,
+    group_commit: GroupCommit,
+}
+
+/// The state of [`AuditLog::sync_data`]'s group commit.
+#[derive(Debug, Default)]
+struct GroupCommit {
+    state: Mutex<CommitState>,
+    done: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct CommitState {
+    /// Records appended (by this handle) that an `fsync` has covered.
+    synced: u64,
+    /// An `fsync` is under way.
+    running: bool,
+    /// `fsync`s issued.
+    fsyncs: u64,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -145,6 +163,7 @@ impl AuditLog {
             guard: Some(guard),
             barriers: AtomicU64::new(0),
             sync_timeout: SYNC_TIMEOUT,
+            group_commit: GroupCommit::default(),
         })
     }
 
@@ -192,11 +211,54 @@ impl AuditLog {
     /// Waits until every record emitted so far is appended to the file and on disk
     /// (`fsync`), without stopping the writer.
     ///
+    /// Group commit: when several threads sync at once, one `fsync` serves all of
+    /// them. A caller whose records an `fsync` already in progress does not cover
+    /// waits for it and then, if needed, leads the next one, which covers every record
+    /// appended by the time it starts.
+    ///
     /// # Errors
     ///
     /// The first failure of any record so far, or [`AuditError::Timeout`].
     pub fn sync_data(&self) -> Result<(), AuditError> {
-        self.barrier(true)
+        // This caller's records are appended first; `ticket` counts them in.
+        self.barrier(false)?;
+        let ticket = self.shared.appended();
+        let gate = &self.group_commit;
+        let mut state = gate.state.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if state.synced >= ticket {
+                drop(state);
+                return self.shared.check();
+            }
+            if !state.running {
+                state.running = true;
+                drop(state);
+                let covers = self.shared.appended();
+                let result = self.barrier(true);
+                let mut state = gate.state.lock().unwrap_or_else(PoisonError::into_inner);
+                state.running = false;
+                if result.is_ok() {
+                    state.synced = state.synced.max(covers);
+                    state.fsyncs += 1;
+                }
+                gate.done.notify_all();
+                return result;
+            }
+            state = gate
+                .done
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// How many `fsync`s [`AuditLog::sync_data`] has issued (group commit makes it
+    /// fewer than its callers).
+    pub fn fsyncs(&self) -> u64 {
+        self.group_commit
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .fsyncs
     }
 
     /// Waits until every record emitted so far is appended to the file.
@@ -560,6 +622,28 @@ impl AuditRun<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn threads_syncing_at_once_share_fsyncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path().join("audit.jsonl"), Rotation::Never).unwrap();
+        const THREADS: u64 = 8;
+        const ROUNDS: u64 = 25;
+        std::thread::scope(|s| {
+            for _ in 0..THREADS {
+                s.spawn(|| {
+                    for _ in 0..ROUNDS {
+                        let run = log.run().unwrap();
+                        run.run_end(&RunEnd::refused(77, "x")).unwrap();
+                        log.sync_data().unwrap();
+                    }
+                });
+            }
+        });
+        let fsyncs = log.fsyncs();
+        assert!((1..THREADS * ROUNDS).contains(&fsyncs), "{fsyncs} fsyncs");
+        assert_eq!(log.finish().unwrap(), THREADS * ROUNDS);
+    }
 
     #[test]
     fn handles_can_be_shared_across_threads() {

@@ -488,6 +488,10 @@ impl io::Write for ChainWriter {
     }
 }
 
+/// How long an emitter waits for the writer another thread of this process holds
+/// before it hands its record to the worker instead.
+const BRIEF_WAIT: std::time::Duration = std::time::Duration::from_micros(100);
+
 /// The log's one [`ChainWriter`], shared by the threads that emit records and
 /// `tracing-appender`'s non-blocking worker.
 ///
@@ -512,15 +516,35 @@ impl Appender {
         })
     }
 
-    /// Appends `message` (a record) now if that can be done without waiting and
+    /// Appends `message` (a record) now if that can be done without waiting long and
     /// without overtaking a queued message; `false` when it must be queued instead.
     pub fn try_append_now(&self, message: &[u8]) -> bool {
-        let mut chain = match self.chain.try_lock() {
-            Ok(chain) => chain,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return false,
+        let Some(mut chain) = self.take_briefly() else {
+            return false;
         };
         self.queued.load(Ordering::Acquire) == 0 && chain.append_now(message)
+    }
+
+    /// The writer, if it is free now or within [`BRIEF_WAIT`] while nothing is queued.
+    ///
+    /// Another thread of this process holds it only for one append (a few µs), so
+    /// waiting that long is cheaper than the hand-off to the worker and the wake-up
+    /// that confirms it; but the worker may hold it while it waits for a lock another
+    /// process holds, so the wait is bounded, never a blocking `lock`.
+    fn take_briefly(&self) -> Option<std::sync::MutexGuard<'_, ChainWriter>> {
+        let start = std::time::Instant::now();
+        loop {
+            match self.chain.try_lock() {
+                Ok(chain) => return Some(chain),
+                Err(std::sync::TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    if self.queued.load(Ordering::Acquire) != 0 || start.elapsed() > BRIEF_WAIT {
+                        return None;
+                    }
+                    std::thread::yield_now();
+                }
+            }
+        }
     }
 
     /// Counts a message about to be sent to the worker.
@@ -533,11 +557,7 @@ impl Appender {
     /// it waits for a lock another process holds, and only the queued barrier's wait
     /// is bounded.
     pub fn when_idle<R>(&self, f: impl FnOnce(&ChainWriter) -> R) -> Option<R> {
-        let chain = match self.chain.try_lock() {
-            Ok(chain) => chain,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return None,
-        };
+        let chain = self.take_briefly()?;
         (self.queued.load(Ordering::Acquire) == 0).then(|| f(&chain))
     }
 

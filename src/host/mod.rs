@@ -127,6 +127,7 @@ pub struct WardenBuilder {
     cache: CacheChoice,
     protected_log: Option<PathBuf>,
     home: Option<PathBuf>,
+    sync_each_run: bool,
 }
 
 impl Default for WardenBuilder {
@@ -141,6 +142,7 @@ impl Default for WardenBuilder {
             cache: CacheChoice::Default,
             protected_log: None,
             home: None,
+            sync_each_run: false,
         }
     }
 }
@@ -166,6 +168,17 @@ impl WardenBuilder {
     /// Write the audit records to `path` (created, with its folder, when missing).
     pub fn audit_log(mut self, path: impl Into<PathBuf>) -> Self {
         self.audit = AuditTarget::File(path.into());
+        self
+    }
+
+    /// `fsync` the log after each run's `run_start` and `run_end` (default: off). With
+    /// it, a run's records survive a power loss, not only a crash of the process: the
+    /// guest runs only once its `run_start` is on the disk, and [`Plugin::run`] returns
+    /// once its `run_end` is. Threads running at once share `fsync`s (group commit).
+    /// Without it, records are appended to the file (visible to every reader, kept if
+    /// the process dies) before the guest runs, and [`Warden::flush`] `fsync`s.
+    pub fn sync_each_run(mut self, sync: bool) -> Self {
+        self.sync_each_run = sync;
         self
     }
 
@@ -281,6 +294,7 @@ impl WardenBuilder {
             cache,
             cache_warning,
             loaders: Mutex::new(Vec::new()),
+            sync_each_run: self.sync_each_run,
         };
         let policy = inner.read_policy(&self.policy)?;
         inner.install(policy);
@@ -330,6 +344,8 @@ struct Inner {
     cache_warning: Option<String>,
     /// One loader (engine) per wasm stack ceiling in use.
     loaders: Mutex<Vec<Loader>>,
+    /// `fsync` after `run_start` and `run_end` ([`WardenBuilder::sync_each_run`]).
+    sync_each_run: bool,
 }
 
 impl Inner {
@@ -492,6 +508,11 @@ impl Warden {
             log.sync_data()?;
         }
         Ok(())
+    }
+
+    /// How many `fsync`s the audit log has issued ([`AuditLog::sync_data`]).
+    pub fn fsyncs(&self) -> u64 {
+        self.inner.audit.as_ref().map_or(0, AuditLog::fsyncs)
     }
 
     /// Reads the policy again from where it came from, and puts it in force.

@@ -241,8 +241,14 @@ impl Plugin {
             limits: inner.instance.limits(),
             load: (!first).then_some(inner.load_id.as_str()),
         })?;
+        if inner.host.sync_each_run {
+            log.sync_data()?;
+        }
         let report = inner.instance.run(args);
         rec.run_finished(&report, report.exit_code())?;
+        if inner.host.sync_each_run {
+            log.sync_data()?;
+        }
         Ok(report)
     }
 
