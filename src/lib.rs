@@ -12,6 +12,7 @@
 //! - [`policy`]: the operator's TOML policy, validated, with every error's line and column;
 //! - [`grant`]: declared capabilities ∩ policy -> one decision per item (pure);
 //! - [`sandbox`]: the opened directories, env allowlist and streams a plugin gets;
+//! - [`net`]: the network effects warden performs for a plugin, checked per request;
 //! - [`runtime`]: engine, linker, loader and per-call execution;
 //! - [`cache`]: the compiled-module cache of the command line (the one `unsafe` block);
 //! - [`audit`]: the tamper-evident audit log (records, hash chain, writer, verify);
@@ -29,6 +30,7 @@ pub mod escape;
 pub mod grant;
 pub mod host;
 pub mod limits;
+pub mod net;
 pub mod policy;
 pub mod runtime;
 pub mod sandbox;

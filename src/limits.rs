@@ -30,6 +30,12 @@ pub struct Limits {
     pub max_input: u64,
     /// Most elements in any table.
     pub table_elements: usize,
+    /// Network effects (`HttpGet`, `HttpPost`) per call.
+    pub max_requests: u32,
+    /// Largest response body of one network effect, in bytes.
+    pub max_response: u64,
+    /// Longest one network effect may take (and never past `timeout`).
+    pub request_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -43,6 +49,9 @@ impl Default for Limits {
             max_manifest: MIB,
             max_input: MIB,
             table_elements: 100_000,
+            max_requests: 16,
+            max_response: MIB,
+            request_timeout: Duration::from_secs(5),
         }
     }
 }

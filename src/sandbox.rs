@@ -1,5 +1,5 @@
-//! The sandbox one plugin runs in: opened directories, an environment allowlist and the
-//! standard streams.
+//! The sandbox one plugin runs in: opened directories, an environment allowlist, the
+//! standard streams, and the network declarations its effects may use.
 //!
 //! [`Sandbox::from_decisions`] is the only way to put a directory or a variable into a
 //! sandbox, and it reads only [`crate::grant::Grant`]s, which only the intersection
@@ -75,6 +75,7 @@ pub struct Sandbox {
     preopens: Vec<Preopen>,
     env: Vec<(String, String)>,
     stdio: StdioGrant,
+    net: crate::net::NetAccess,
 }
 
 impl Sandbox {
@@ -100,7 +101,13 @@ impl Sandbox {
     /// after it, cannot change what the plugin gets. One guest path granted read-only
     /// and read-write is read-write.
     pub fn from_decisions(decisions: &Decisions) -> Sandbox {
-        let mut sandbox = Sandbox::default();
+        let mut sandbox = Sandbox {
+            net: crate::net::NetAccess {
+                granted: Vec::new(),
+                ..decisions.net().clone()
+            },
+            ..Sandbox::default()
+        };
         for grant in decisions.grants() {
             match grant.kind() {
                 GrantKind::Dir(g) => {
@@ -131,6 +138,7 @@ impl Sandbox {
                     crate::policy::Stream::Stdout => sandbox.stdio.stdout = true,
                     crate::policy::Stream::Stderr => sandbox.stdio.stderr = true,
                 },
+                GrantKind::Net(endpoint) => sandbox.net.granted.push(endpoint.clone()),
             }
         }
         sandbox
@@ -149,6 +157,11 @@ impl Sandbox {
     /// The granted streams.
     pub fn stdio(&self) -> StdioGrant {
         self.stdio
+    }
+
+    /// The network access: granted declarations and the checks every request meets.
+    pub fn net(&self) -> &crate::net::NetAccess {
+        &self.net
     }
 
     /// `text` with the value of every granted variable replaced by `<redacted:NAME>`

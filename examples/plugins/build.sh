@@ -5,7 +5,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 target=wasm32-wasip1
-plugins=(hello file-reader file-writer)
+plugins=(hello file-reader file-writer fetcher)
 
 if command -v rustup >/dev/null 2>&1; then
     if ! rustup target list --installed | grep -qx "$target"; then

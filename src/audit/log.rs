@@ -35,6 +35,11 @@ pub const MAX_RECORD_BYTES: usize = 8 * 1024 * 1024;
 /// (`runtime_denials_dropped`).
 pub const MAX_LOGGED_DENIALS: usize = 32;
 
+/// `effect` records one run may write; the rest are counted in `run_end`
+/// (`effects_dropped`). Each is small (a URL of at most
+/// [`crate::net::effects::MAX_RECORDED_URL`] bytes, no bodies).
+pub const MAX_LOGGED_EFFECTS: usize = 64;
+
 /// Bytes reserved on the log's file system, beyond its end, when `run_start` is
 /// written: room for what the run writes after the plugin ran, so that a plugin that
 /// fills the disk cannot erase its own `runtime_deny` and `run_end` records. It holds
@@ -563,6 +568,15 @@ impl AuditRun<'_> {
         self.emit(Event::RuntimeDeny, deny)
     }
 
+    /// `effect`: a host effect the plugin asked for.
+    ///
+    /// # Errors
+    ///
+    /// Any failure of this or an earlier record.
+    pub fn effect(&self, effect: &crate::net::EffectRecord) -> Result<(), AuditError> {
+        self.emit(Event::Effect, effect)
+    }
+
     /// `limit_exceeded`.
     ///
     /// # Errors
@@ -594,6 +608,11 @@ impl AuditRun<'_> {
     ///
     /// Any failure of these or an earlier record.
     pub fn run_finished(&self, report: &RunReport, exit_code: u8) -> Result<(), AuditError> {
+        let effects = &report.effects[..report.effects.len().min(MAX_LOGGED_EFFECTS)];
+        for effect in effects {
+            self.effect(effect)?;
+        }
+        let effects_dropped = (report.effects.len() - effects.len()) as u64;
         let denials = &report.runtime_denials.recorded;
         let logged = denials.len().min(MAX_LOGGED_DENIALS);
         for deny in &denials[..logged] {
@@ -615,6 +634,7 @@ impl AuditRun<'_> {
             output_bytes: report.output_bytes,
             error: error.map(|e| bounded(&e.to_string()).into_owned()),
             runtime_denials_dropped: (dropped > 0).then_some(dropped),
+            effects_dropped: (effects_dropped > 0).then_some(effects_dropped),
         })
     }
 }

@@ -55,6 +55,8 @@ pub enum Event {
     RuntimeDeny,
     /// A limit ran out.
     LimitExceeded,
+    /// The plugin asked for a host effect (performed, denied or failed).
+    Effect,
     /// The run is over, whatever happened.
     RunEnd,
 }
@@ -72,6 +74,7 @@ impl Event {
             Event::RunStart => "run_start",
             Event::RuntimeDeny => "runtime_deny",
             Event::LimitExceeded => "limit_exceeded",
+            Event::Effect => "effect",
             Event::RunEnd => "run_end",
         }
     }
@@ -158,6 +161,12 @@ pub struct LimitsRecord {
     pub max_input: u64,
     /// Most table elements.
     pub table_elements: u64,
+    /// Network effects per call.
+    pub max_requests: u32,
+    /// Largest response body of a network effect, bytes.
+    pub max_response: u64,
+    /// Longest network effect, milliseconds.
+    pub request_timeout_ms: u64,
 }
 
 impl From<&Limits> for LimitsRecord {
@@ -171,6 +180,9 @@ impl From<&Limits> for LimitsRecord {
             max_manifest: l.max_manifest,
             max_input: l.max_input,
             table_elements: l.table_elements as u64,
+            max_requests: l.max_requests,
+            max_response: l.max_response,
+            request_timeout_ms: u64::try_from(l.request_timeout.as_millis()).unwrap_or(u64::MAX),
         }
     }
 }
@@ -263,6 +275,10 @@ pub struct RunEnd {
     /// [`crate::runtime::shadow::MAX_RUNTIME_DENIALS`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime_denials_dropped: Option<u64>,
+    /// Effects beyond those recorded one by one (see
+    /// [`crate::audit::log::MAX_LOGGED_EFFECTS`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effects_dropped: Option<u64>,
 }
 
 impl RunEnd {
@@ -286,6 +302,7 @@ impl RunEnd {
             output_bytes: 0,
             error: Some(error.into()),
             runtime_denials_dropped: None,
+            effects_dropped: None,
         }
     }
 }

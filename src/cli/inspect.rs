@@ -89,12 +89,10 @@ fn render_text(path: &std::path::Path, sha256: &str, m: &PluginManifest) -> Stri
         let _ = writeln!(out, "  env       {}", escape_line(e));
     }
     for n in &caps.net {
-        let port = n.port.map(|p| format!(":{p}")).unwrap_or_default();
         let _ = writeln!(
             out,
-            "  net       {:?} {}{port}",
-            n.protocol,
-            escape_line(&n.host)
+            "  net       {}",
+            escape_line(&crate::net::pattern::declared_url(n))
         );
     }
     let s = caps.stdio;

@@ -166,6 +166,8 @@ fn print_refusal_json(message: &str, decisions: &Decisions) {
         "exit_code": EXIT_REFUSED,
         "grants": grants,
         "denials": denials,
+        "runtime_denials": [],
+        "effects": [],
         "fuel_consumed": 0,
         "duration_ms": 0.0,
     });
@@ -192,6 +194,7 @@ fn print_json(report: &RunReport, code: u8, plugin: &Plugin) {
         "denials": denials,
         "runtime_denials": report.runtime_denials.recorded,
         "runtime_denials_dropped": report.runtime_denials.dropped,
+        "effects": report.effects,
         "fuel_consumed": report.fuel_consumed,
         "duration_ms": report.duration.as_secs_f64() * 1000.0,
         "run_id": plugin.load_id(),

@@ -104,6 +104,7 @@ pub(crate) enum GrantKind {
     Dir(DirGrant),
     Env(Vec<(String, String)>),
     Stream(Stream),
+    Net(crate::net::NetGrant),
 }
 
 /// A granted directory: the directory itself, held open since the decision was made
@@ -134,6 +135,10 @@ impl std::fmt::Debug for Grant {
                 .field(&vars.iter().map(|(k, _)| k).collect::<Vec<_>>())
                 .finish(),
             GrantKind::Stream(s) => f.debug_tuple("Grant").field(s).finish(),
+            GrantKind::Net(n) => f
+                .debug_tuple("Grant")
+                .field(&n.endpoint.to_string())
+                .finish(),
         }
     }
 }
@@ -323,6 +328,7 @@ pub struct Decisions {
     limits: Limits,
     items: Vec<Decision>,
     refusal: Option<Refusal>,
+    net: crate::net::NetAccess,
 }
 
 impl Decisions {
@@ -362,6 +368,11 @@ impl Decisions {
     /// Why the plugin must not run, if it must not.
     pub fn refusal(&self) -> Option<&Refusal> {
         self.refusal.as_ref()
+    }
+    /// What the per-request network checks need: the granted and denied
+    /// declarations, and the `net` entries that apply to the plugin.
+    pub fn net(&self) -> &crate::net::NetAccess {
+        &self.net
     }
 }
 
@@ -417,6 +428,12 @@ struct Effective<'p> {
     env_deny: Vec<(&'p Entry<String>, EnvPattern)>,
     /// The stdio list in force and the key that set it.
     stdio: Option<(&'p str, &'p [Entry<Stream>])>,
+    /// `net.allow` entries (own first, then `[defaults]`).
+    net_allow: Vec<&'p Entry<crate::net::Endpoint>>,
+    /// `net.deny` entries of both tables.
+    net_deny: Vec<&'p Entry<crate::net::HostPattern>>,
+    /// `net.tls_roots` of both tables, resolved.
+    tls_roots: Vec<PathBuf>,
     /// The plugin table, when one applies.
     own: Option<&'p Rules>,
 }
@@ -450,6 +467,15 @@ impl<'p> Effective<'p> {
                 .as_deref()
                 .map(|list| (defaults.table.as_str(), list)),
         };
+        let tables: Vec<&'p Rules> = own.into_iter().chain([defaults]).collect();
+        let net_allow = tables.iter().flat_map(|t| &t.net_allow).collect();
+        let net_deny = tables.iter().flat_map(|t| &t.net_deny).collect();
+        let tls_roots = tables
+            .iter()
+            .flat_map(|t| &t.net_tls_roots)
+            .filter_map(|e| path::expand(&e.value, &host.workdir, host.home.as_deref()).ok())
+            .map(|p| path::normalize(&p))
+            .collect();
         Effective {
             read,
             write,
@@ -457,6 +483,9 @@ impl<'p> Effective<'p> {
             env_allow,
             env_deny,
             stdio,
+            net_allow,
+            net_deny,
+            tls_roots,
             own,
         }
     }
@@ -543,8 +572,28 @@ pub fn decide(
             items.push(decide_stream(stream, &rules, mode));
         }
     }
+    let mut net = crate::net::NetAccess {
+        allow: rules.net_allow.iter().map(|e| (*e).clone()).collect(),
+        deny: rules.net_deny.iter().map(|e| (*e).clone()).collect(),
+        tls: crate::net::client::Tls::new(rules.tls_roots.clone()),
+        log_query: policy.log_args(),
+        max_requests_rule: if own.is_some_and(|o| o.limits.max_requests.is_some()) {
+            format!("{}.net.max_requests", own.map_or("", |o| o.table.as_str()))
+        } else if policy.defaults().limits.max_requests.is_some() {
+            "defaults.net.max_requests".into()
+        } else {
+            "builtin.max_requests".into()
+        },
+        ..Default::default()
+    };
     for n in &capabilities.net {
-        items.push(decide_net(n));
+        let (decision, endpoint) = decide_net(n, &rules, mode);
+        if let Some(endpoint) = endpoint
+            && decision.grant.is_none()
+        {
+            net.denied.push((endpoint, decision.rule.clone()));
+        }
+        items.push(decision);
     }
     if refusal.is_none() && mode == Mode::Enforce && policy.on_denied() == OnDenied::Refuse {
         let denied: Vec<&Decision> = items
@@ -569,6 +618,7 @@ pub fn decide(
         limits,
         items,
         refusal,
+        net,
     }
 }
 
@@ -1074,27 +1124,98 @@ fn decide_stream(stream: Stream, rules: &Effective<'_>, mode: Mode) -> Decision 
     d
 }
 
-fn decide_net(n: &NetPattern) -> Decision {
-    let protocol = match n.protocol {
-        crate::abi::NetProtocol::Https => "https",
-        crate::abi::NetProtocol::Http => "http",
-        crate::abi::NetProtocol::Tcp => "tcp",
+/// Decides one declared endpoint (rule 7): granted whole when an allow entry covers
+/// it and no deny entry overlaps it. Also returns the endpoint, when it parses, for
+/// the per-request checks.
+fn decide_net(
+    n: &NetPattern,
+    rules: &Effective<'_>,
+    mode: Mode,
+) -> (Decision, Option<crate::net::Endpoint>) {
+    use crate::net::{Endpoint, HostPattern, Ports, Scheme};
+    let scheme = match n.protocol {
+        crate::abi::NetProtocol::Https => Some(Scheme::Https),
+        crate::abi::NetProtocol::Http => Some(Scheme::Http),
+        crate::abi::NetProtocol::Tcp => None,
     };
-    let port = n.port.map(|p| format!(":{p}")).unwrap_or_default();
-    Decision {
+    let mut d = Decision {
         capability: Capability::Net,
-        request: format!("{protocol}://{}{port}", n.host),
+        request: crate::net::pattern::declared_url(n),
         host_path: None,
         guest_path: None,
         recursive: None,
         names: None,
         rule: NO_RULE.into(),
-        reason: "WASI preview 1 has no sockets, so warden grants no network access in any mode"
-            .into(),
-        // Not even audit mode can grant what does not exist.
+        reason: String::new(),
         outcome: Outcome::Denied,
         grant: None,
+    };
+    let Some(scheme) = scheme else {
+        d.reason = "warden offers no raw sockets (WASI preview 1 has none, and warden performs only http and https requests for a plugin); denied in every mode".into();
+        return (d, None);
+    };
+    let host = match HostPattern::parse(&n.host, false) {
+        Ok(h @ (HostPattern::Name(_) | HostPattern::Subdomains(_) | HostPattern::Ip(_))) => h,
+        Ok(_) => {
+            d.reason = "the declared host is a range; declare a host".into();
+            return (d, None);
+        }
+        Err(problem) => {
+            d.reason = format!("the declared host {problem}");
+            return (d, None);
+        }
+    };
+    let endpoint = Endpoint {
+        scheme,
+        host,
+        ports: Ports::one(n.port.unwrap_or(scheme.default_port())),
+        default_port: n.port.is_none(),
+    };
+    let port_note = if n.port.is_none() {
+        format!(" (port {}, the scheme's default)", scheme.default_port())
+    } else {
+        String::new()
+    };
+    if let Some(deny) = rules
+        .net_deny
+        .iter()
+        .find(|e| e.value.overlaps(&endpoint.host))
+    {
+        d.rule = deny.key.clone();
+        d.reason = format!(
+            "`{}` is never reached (`{}` is denied; deny beats allow, in every mode)",
+            endpoint.host, deny.value
+        );
+        return (d, Some(endpoint));
     }
+    match rules.net_allow.iter().find(|e| e.value.covers(&endpoint)) {
+        Some(allow) => {
+            d.rule = allow.key.clone();
+            d.reason = format!(
+                "covered by `{}`{port_note}; each request is still checked when it is made",
+                allow.value
+            );
+            d.outcome = Outcome::Granted;
+        }
+        None => {
+            let table = rules
+                .own
+                .map_or_else(|| "[plugins.NAME]".to_owned(), |o| format!("[{}]", o.table));
+            d.reason = format!(
+                "no `net.allow` entry covers it{port_note}; add `\"{endpoint}\"` to `net.allow` of `{table}`"
+            );
+            d.outcome = policy_denial(mode);
+        }
+    }
+    if d.outcome != Outcome::Denied {
+        d.grant = Some(Grant {
+            kind: GrantKind::Net(crate::net::NetGrant {
+                endpoint: endpoint.clone(),
+                rule: d.rule.clone(),
+            }),
+        });
+    }
+    (d, Some(endpoint))
 }
 
 #[cfg(test)]

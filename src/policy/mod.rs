@@ -131,6 +131,12 @@ pub struct LimitOverrides {
     pub timeout: Option<Duration>,
     /// `max_output`, in bytes.
     pub max_output: Option<u64>,
+    /// `net.max_requests`.
+    pub max_requests: Option<u32>,
+    /// `net.max_response`, in bytes.
+    pub max_response: Option<u64>,
+    /// `net.request_timeout`.
+    pub request_timeout: Option<Duration>,
 }
 
 impl LimitOverrides {
@@ -152,6 +158,15 @@ impl LimitOverrides {
         }
         if let Some(max_output) = self.max_output {
             limits.max_output = max_output;
+        }
+        if let Some(max_requests) = self.max_requests {
+            limits.max_requests = max_requests;
+        }
+        if let Some(max_response) = self.max_response {
+            limits.max_response = max_response;
+        }
+        if let Some(request_timeout) = self.request_timeout {
+            limits.request_timeout = request_timeout;
         }
         limits
     }
@@ -176,6 +191,12 @@ pub struct Rules {
     pub env_allow: Vec<Entry<String>>,
     /// `env.deny`: variable names or `*` globs never passed.
     pub env_deny: Vec<Entry<String>>,
+    /// `net.allow`: `scheme://host[:port]` destinations that may be reached.
+    pub net_allow: Vec<Entry<crate::net::Endpoint>>,
+    /// `net.deny`: hosts and address ranges never reached.
+    pub net_deny: Vec<Entry<crate::net::HostPattern>>,
+    /// `net.tls_roots`: PEM files of extra roots trusted for HTTPS (a private CA).
+    pub net_tls_roots: Vec<Entry<String>>,
 }
 
 /// One `[plugins.NAME]` table.

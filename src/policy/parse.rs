@@ -41,6 +41,7 @@ pub(crate) const DEFAULTS_KEYS: &[&str] = &[
     "stdio",
     "fs",
     "env",
+    "net",
 ];
 pub(crate) const PLUGIN_KEYS: &[&str] = &[
     "sha256",
@@ -52,9 +53,18 @@ pub(crate) const PLUGIN_KEYS: &[&str] = &[
     "stdio",
     "fs",
     "env",
+    "net",
 ];
 pub(crate) const FS_KEYS: &[&str] = &["read", "write", "deny"];
 pub(crate) const ENV_KEYS: &[&str] = &["allow", "deny"];
+pub(crate) const NET_KEYS: &[&str] = &[
+    "allow",
+    "deny",
+    "max_requests",
+    "max_response",
+    "request_timeout",
+    "tls_roots",
+];
 const AUDIT_KEYS: &[&str] = &["log_args"];
 const STREAMS: &[&str] = &["stdin", "stdout", "stderr"];
 
@@ -437,7 +447,7 @@ impl Parser<'_> {
             "memory" => rules.limits.memory = self.size(value, "memory", MAX_MEMORY),
             "stack" => rules.limits.stack = self.size(value, "stack", MAX_STACK),
             "max_output" => rules.limits.max_output = self.size(value, "max_output", MAX_MEMORY),
-            "timeout" => rules.limits.timeout = self.duration(value),
+            "timeout" => rules.limits.timeout = self.duration(value, "timeout"),
             "stdio" => rules.stdio = self.stdio(value, &table),
             "fs" => {
                 let Some(t) = self.table(value, "fs") else {
@@ -474,9 +484,85 @@ impl Parser<'_> {
                     *list = self.env_patterns(v, &format!("{table}.env.{name}"));
                 }
             }
+            "net" => {
+                let Some(t) = self.table(value, "net") else {
+                    return true;
+                };
+                for (k, v) in t.iter() {
+                    let name = k.get_ref().as_ref();
+                    let key = format!("{table}.net.{name}");
+                    match name {
+                        "allow" => {
+                            rules.net_allow = self
+                                .parsed_strings(v, &key, |s| crate::net::Endpoint::parse_allow(s));
+                        }
+                        "deny" => {
+                            rules.net_deny =
+                                self.parsed_strings(v, &key, crate::net::pattern::parse_deny);
+                        }
+                        "tls_roots" => rules.net_tls_roots = self.paths(v, &key),
+                        "max_requests" => rules.limits.max_requests = self.count(v, "max_requests"),
+                        "max_response" => {
+                            rules.limits.max_response = self.size(v, "max_response", MAX_MEMORY);
+                        }
+                        "request_timeout" => {
+                            rules.limits.request_timeout = self.duration(v, "request_timeout");
+                        }
+                        _ => self.unknown_key(k, &format!("`[{table}.net]`"), NET_KEYS),
+                    }
+                }
+            }
             _ => return false,
         }
         true
+    }
+
+    /// A list of strings, each parsed by `parse` (whose error says what is wrong).
+    fn parsed_strings<T>(
+        &mut self,
+        value: &Spanned<DeValue<'_>>,
+        key: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Vec<Entry<T>> {
+        let mut out = Vec::new();
+        for (s, span, entry_key) in self.strings(value, key) {
+            match parse(&s) {
+                Ok(value) => out.push(Entry {
+                    key: entry_key,
+                    value,
+                }),
+                Err(problem) => self.error(span, format!("`{entry_key}`: {problem}")),
+            }
+        }
+        out
+    }
+
+    /// A count of at least 1 that fits in 32 bits.
+    fn count(&mut self, value: &Spanned<DeValue<'_>>, key: &str) -> Option<u32> {
+        let DeValue::Integer(i) = value.get_ref() else {
+            self.wrong_type(value, key, "a positive integer");
+            return None;
+        };
+        match u32::from_str_radix(i.as_str(), i.radix()) {
+            Ok(0) => {
+                self.error(
+                    value.span(),
+                    format!("`{key}` must be at least 1; to give a plugin no network, leave its `net.allow` empty"),
+                );
+                None
+            }
+            Ok(n) => Some(n),
+            Err(_) => {
+                self.error(
+                    value.span(),
+                    format!(
+                        "`{key}` must be an integer from 1 to {}, found `{i}`",
+                        u32::MAX
+                    ),
+                );
+                None
+            }
+        }
     }
 
     fn fuel(&mut self, value: &Spanned<DeValue<'_>>) -> Option<u64> {
@@ -559,7 +645,7 @@ impl Parser<'_> {
     }
 
     /// A duration string like `5s` or `1m 30s` (parsed by `humantime`).
-    fn duration(&mut self, value: &Spanned<DeValue<'_>>) -> Option<Duration> {
+    fn duration(&mut self, value: &Spanned<DeValue<'_>>, key: &str) -> Option<Duration> {
         let DeValue::String(s) = value.get_ref() else {
             let hint = if matches!(value.get_ref(), DeValue::Integer(_)) {
                 ": write a unit, like `5s` or `500ms`"
@@ -569,7 +655,7 @@ impl Parser<'_> {
             let found = a_type(value.get_ref());
             self.error(
                 value.span(),
-                format!("`timeout` must be a duration like `5s`, found {found}{hint}"),
+                format!("`{key}` must be a duration like `5s`, found {found}{hint}"),
             );
             return None;
         };
@@ -577,7 +663,7 @@ impl Parser<'_> {
             Ok(d) if d.is_zero() => {
                 self.error(
                     value.span(),
-                    format!("`timeout` must be longer than 0, found `{s}`"),
+                    format!("`{key}` must be longer than 0, found `{s}`"),
                 );
                 None
             }
@@ -586,7 +672,7 @@ impl Parser<'_> {
                 self.error(
                     value.span(),
                     format!(
-                        "`timeout` is not a duration: `{s}` ({e}); write it like `5s`, `500ms` or `1m 30s`"
+                        "`{key}` is not a duration: `{s}` ({e}); write it like `5s`, `500ms` or `1m 30s`"
                     ),
                 );
                 None

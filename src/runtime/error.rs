@@ -128,13 +128,13 @@ pub enum RuntimeErrorKind {
         /// The limit.
         max: u64,
     },
-    /// The guest asked for a host effect warden does not provide.
-    #[error(
-        "asked for a `{effect}` effect; warden provides no effects (WASI preview 1 has no network), and the plugin did not finish after being told so"
-    )]
+    /// The guest asked for a host effect warden cannot resume it from.
+    #[error("asked for a `{effect}` effect, but {why}")]
     EffectRefused {
         /// The effect's kind.
         effect: &'static str,
+        /// Why the call cannot go on.
+        why: &'static str,
     },
     /// The sandbox could not be built for this call.
     #[error("cannot build the sandbox: {message}")]

@@ -20,7 +20,7 @@ use super::limiter::GuestLimiter;
 use super::loader::{AbiExports, EPOCH_TICK};
 use super::output::CappedOutput;
 use super::shadow::{RuntimeDenials, ShadowState};
-use crate::abi::{self, Capabilities, EffectResult, ExecuteResult, GuestRegion};
+use crate::abi::{self, Capabilities, ExecuteResult, GuestRegion};
 use crate::limits::{LimitKind, Limits};
 use crate::sandbox::Sandbox;
 use std::sync::Arc;
@@ -32,8 +32,10 @@ use wasmtime::{
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
-/// How many times a plugin may ask for an effect (each refused) before the call fails.
-pub const MAX_EFFECT_ROUNDS: usize = 8;
+/// How many effects one call may ask for, of every kind, before it fails. Requests
+/// past `max_requests` are refused one by one (and recorded); this bounds the rest
+/// (sleeps of no time, for one) and the records a call leaves.
+pub const MAX_EFFECT_ROUNDS: usize = 256;
 
 /// What a store carries for one call.
 pub struct StoreState {
@@ -80,12 +82,14 @@ pub struct RunReport {
     pub output_bytes: u64,
     /// What the plugin tried past its grants through WASI (refused).
     pub runtime_denials: RuntimeDenials,
+    /// Every host effect the plugin asked for, performed, denied or failed.
+    pub effects: Vec<crate::net::EffectRecord>,
 }
 
 impl RunReport {
     /// The exit code `CLI.md` gives this call: 0 for `Success`, the plugin's own code
     /// for `Error` ([`plugin_exit_code`]: never 0, never one of warden's own codes), 77
-    /// for an effect warden refused, and the error's code otherwise.
+    /// for a call that ended asking for an effect, and the error's code otherwise.
     pub fn exit_code(&self) -> u8 {
         match &self.result {
             Ok(ExecuteResult::Success(_)) => 0,
@@ -217,6 +221,7 @@ impl PluginInstance {
             duration: Duration::ZERO,
             output_bytes: 0,
             runtime_denials: RuntimeDenials::default(),
+            effects: Vec::new(),
         };
         let argv: Vec<&str> = std::iter::once(self.name.as_str())
             .chain(args.iter().map(String::as_str))
@@ -230,7 +235,12 @@ impl PluginInstance {
             &argv,
         ) {
             Ok(mut session) => {
-                report.result = self.execute_in(&mut session, args, &mut report.output_bytes);
+                report.result = self.execute_in(
+                    &mut session,
+                    args,
+                    &mut report.output_bytes,
+                    &mut report.effects,
+                );
                 report.fuel_consumed = session.fuel_consumed();
                 report.runtime_denials =
                     session.store.data_mut().shadow.take_denials(&self.sandbox);
@@ -262,6 +272,7 @@ impl PluginInstance {
         session: &mut Session,
         args: &[String],
         output_bytes: &mut u64,
+        effects: &mut Vec<crate::net::EffectRecord>,
     ) -> Result<ExecuteResult, RuntimeError> {
         let encoded = rmp_serde::to_vec(args).map_err(|e| {
             RuntimeError::new(RuntimeErrorKind::Sandbox {
@@ -282,23 +293,52 @@ impl PluginInstance {
         )?;
         session.dealloc(ptr, len);
         let mut result = self.read_result(session, GuestCall::Execute, packed, output_bytes)?;
+        let redact = |text: &str| self.sandbox.redact(text).into_owned();
+        let mut runner =
+            crate::net::effects::EffectRunner::new(self.sandbox.net(), &self.limits, &redact);
+        let outcome = self.effect_loop(session, &mut result, &mut runner, output_bytes);
+        *effects = runner.records;
+        outcome?;
+        Ok(result)
+    }
+
+    /// Performs the effects `result` asks for, resuming the plugin with each answer,
+    /// until it returns something else.
+    fn effect_loop(
+        &self,
+        session: &mut Session,
+        result: &mut ExecuteResult,
+        runner: &mut crate::net::effects::EffectRunner<'_>,
+        output_bytes: &mut u64,
+    ) -> Result<(), RuntimeError> {
+        let mut last_call = GuestCall::Execute;
         for _ in 0..MAX_EFFECT_ROUNDS {
-            let ExecuteResult::Effect(effect) = &result else {
-                return Ok(result);
+            let ExecuteResult::Effect(effect) = &*result else {
+                return Ok(());
             };
             let Some(resume) = &self.exports.resume else {
                 return Err(RuntimeError::in_call(
-                    GuestCall::Execute,
+                    last_call,
                     RuntimeErrorKind::EffectRefused {
                         effect: effect.kind(),
+                        why: "the plugin exports no `plugin_resume` to answer it through",
                     },
                 ));
             };
-            tracing::info!(plugin = %self.name, effect = effect.kind(), "refusing plugin effect");
-            let answer = EffectResult::Error(format!(
-                "warden does not perform `{}` effects: plugins get no network and no host effects",
-                effect.kind()
-            ));
+            let deadline = session.store.data().deadline;
+            let answer = match runner.perform(effect, deadline) {
+                crate::net::effects::Answer::Resume(answer) => answer,
+                crate::net::effects::Answer::DeadlinePassed => {
+                    return Err(RuntimeError::in_call(
+                        last_call,
+                        RuntimeErrorKind::Limit {
+                            limit: LimitKind::Timeout,
+                            value: u64::try_from(self.limits.timeout.as_millis())
+                                .unwrap_or(u64::MAX),
+                        },
+                    ));
+                }
+            };
             let encoded = rmp_serde::to_vec_named(&answer).map_err(|e| {
                 RuntimeError::new(RuntimeErrorKind::Sandbox {
                     message: format!("cannot encode effect result: {e}"),
@@ -311,16 +351,18 @@ impl PluginInstance {
                 (effect.id() as i32, ptr as i32, len as i32),
             )?;
             session.dealloc(ptr, len);
-            result = self.read_result(session, GuestCall::Resume, packed, output_bytes)?;
+            last_call = GuestCall::Resume;
+            *result = self.read_result(session, GuestCall::Resume, packed, output_bytes)?;
         }
-        match &result {
+        match &*result {
             ExecuteResult::Effect(effect) => Err(RuntimeError::in_call(
                 GuestCall::Resume,
                 RuntimeErrorKind::EffectRefused {
                     effect: effect.kind(),
+                    why: "the plugin already asked for 256 effects in this call (the most one call may)",
                 },
             )),
-            _ => Ok(result),
+            _ => Ok(()),
         }
     }
 

@@ -135,6 +135,7 @@ fn synthetic_run(log: &AuditLog) {
         output_bytes: 0,
         error: Some("fuel ran out".into()),
         runtime_denials_dropped: None,
+        effects_dropped: None,
     })
     .unwrap();
 }

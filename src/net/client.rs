@@ -1,0 +1,304 @@
+//! Performing one checked request: warden's own name lookup, then ureq connecting
+//! only to the address warden checked.
+//!
+//! Why ureq: a small, maintained, blocking HTTP/1.1 client (warden's effect loop is
+//! synchronous, between two guest calls), with rustls for TLS, no connection pool
+//! shared between requests, and a pluggable resolver. warden resolves the name
+//! itself ([`resolve`]), checks every address ([`super::gate`]), and builds for each
+//! request an agent whose resolver answers with the one checked address
+//! ([`PinnedResolver`]): ureq never looks the name up again.
+//!
+//! # Security
+//!
+//! The agent follows no redirect (the 3xx goes back to the plugin, whose next request
+//! is checked like any other), ignores the proxy variables of the environment (a
+//! proxy would be a second destination nobody checked), treats no status as an
+//! error, and has one global timeout that covers connecting, TLS, sending and
+//! reading the whole body. The headers that steer the connection are warden's
+//! ([`is_connection_header`]). The body is read up to `max_response` bytes and no
+//! further; nothing is decompressed.
+
+use std::io::Read as _;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use ureq::Agent;
+use ureq::config::Config;
+use ureq::http;
+use ureq::tls::{Certificate, RootCerts, TlsConfig};
+use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+
+/// What the `User-Agent` of warden's requests says, unless the plugin sets one.
+pub const USER_AGENT: &str = concat!("warden/", env!("CARGO_PKG_VERSION"));
+
+/// Whether a request header is one that steers the connection, which only warden
+/// sets (`POLICY.md` rule 7): `Host`, `Connection`, `Transfer-Encoding`,
+/// `Content-Length`, `Upgrade`, `Proxy-*`, and the other hop-by-hop headers (`TE`,
+/// `Trailer`, `Keep-Alive`, `Expect`).
+pub fn is_connection_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    matches!(
+        name.as_str(),
+        "host"
+            | "connection"
+            | "transfer-encoding"
+            | "content-length"
+            | "upgrade"
+            | "te"
+            | "trailer"
+            | "keep-alive"
+            | "expect"
+    ) || name.starts_with("proxy-")
+}
+
+/// Resolves `host` once, within `timeout`.
+///
+/// # Errors
+///
+/// A message when the name does not resolve, resolves to nothing, or the lookup takes
+/// longer than `timeout` (the lookup thread is left to finish on its own).
+pub fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let name = host.to_owned();
+    std::thread::Builder::new()
+        .name("warden-resolve".into())
+        .spawn(move || {
+            let answer = (name.as_str(), port)
+                .to_socket_addrs()
+                .map(|addrs| addrs.collect::<Vec<_>>());
+            let _ = tx.send(answer);
+        })
+        .map_err(|e| format!("cannot start the name lookup: {e}"))?;
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(addrs)) if !addrs.is_empty() => Ok(addrs),
+        Ok(Ok(_)) => Err(format!("`{host}` resolves to no address")),
+        Ok(Err(e)) => Err(format!("cannot resolve `{host}`: {e}")),
+        Err(_) => Err(format!(
+            "resolving `{host}` took longer than {}",
+            humantime::format_duration(timeout)
+        )),
+    }
+}
+
+/// A resolver that answers every lookup with the one address warden checked.
+#[derive(Debug)]
+struct PinnedResolver(SocketAddr);
+
+impl Resolver for PinnedResolver {
+    fn resolve(
+        &self,
+        _uri: &http::Uri,
+        _config: &Config,
+        _timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let mut addrs = self.empty();
+        addrs.push(self.0);
+        Ok(addrs)
+    }
+}
+
+/// The roots of the system's trust store, loaded once per process.
+fn system_roots() -> &'static [Certificate<'static>] {
+    static ROOTS: OnceLock<Vec<Certificate<'static>>> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        for e in &found.errors {
+            tracing::warn!(error = %e, "a certificate of the system's trust store could not be loaded");
+        }
+        found
+            .certs
+            .iter()
+            .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+            .collect()
+    })
+}
+
+/// The TLS settings of one sandbox: the system's roots plus the policy's extra ones.
+#[derive(Debug, Default)]
+pub struct Tls {
+    extra: Vec<PathBuf>,
+    config: OnceLock<Result<TlsConfig, String>>,
+}
+
+impl Clone for Tls {
+    fn clone(&self) -> Self {
+        Tls::new(self.extra.clone())
+    }
+}
+
+impl Tls {
+    /// Settings trusting the system's roots and the PEM certificates in `extra`.
+    pub fn new(extra: Vec<PathBuf>) -> Tls {
+        Tls {
+            extra,
+            config: OnceLock::new(),
+        }
+    }
+
+    /// The settings, made at first use.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the root file that cannot be read or holds no certificate.
+    pub fn config(&self) -> Result<&TlsConfig, String> {
+        self.config
+            .get_or_init(|| {
+                let mut roots: Vec<Certificate<'static>> = system_roots().to_vec();
+                for path in &self.extra {
+                    let pem = std::fs::read(path).map_err(|e| {
+                        format!(
+                            "cannot read the TLS root `{}` (net.tls_roots): {e}",
+                            path.display()
+                        )
+                    })?;
+                    let before = roots.len();
+                    for item in ureq::tls::parse_pem(&pem) {
+                        if let Ok(ureq::tls::PemItem::Certificate(c)) = item {
+                            roots.push(c);
+                        }
+                    }
+                    if roots.len() == before {
+                        return Err(format!(
+                            "the TLS root `{}` (net.tls_roots) holds no PEM certificate",
+                            path.display()
+                        ));
+                    }
+                }
+                Ok(TlsConfig::builder()
+                    .root_certs(RootCerts::Specific(Arc::new(roots)))
+                    .build())
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
+/// One request, as warden sends it.
+pub struct Outgoing<'a> {
+    /// `GET` or `POST`.
+    pub method: http::Method,
+    /// The checked, normalized URL.
+    pub url: &'a url::Url,
+    /// The plugin's headers, minus those that steer the connection.
+    pub headers: Vec<(&'a str, &'a str)>,
+    /// The body (POST).
+    pub body: Option<&'a [u8]>,
+}
+
+/// What came back.
+#[derive(Debug)]
+pub struct Incoming {
+    /// The status code.
+    pub status: u16,
+    /// The response headers (values decoded lossily).
+    pub headers: Vec<(String, String)>,
+    /// The body, at most `max_response` bytes.
+    pub body: Vec<u8>,
+}
+
+/// Why a request failed after it passed its checks.
+#[derive(Debug)]
+pub enum Failure {
+    /// The body was larger than `max_response`; reading stopped there.
+    TooLarge,
+    /// The global timeout ran out.
+    Timeout,
+    /// Anything else (connection refused, TLS, a malformed response), in words.
+    Other(String),
+}
+
+/// Sends `request` to `address` (and nowhere else), within `timeout`, reading at most
+/// `max_response` bytes of body.
+///
+/// # Errors
+///
+/// [`Failure`].
+pub fn send(
+    request: &Outgoing<'_>,
+    address: SocketAddr,
+    timeout: Duration,
+    max_response: u64,
+    tls: &Tls,
+) -> Result<Incoming, Failure> {
+    let mut config = Agent::config_builder()
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(timeout))
+        .user_agent(USER_AGENT);
+    if request.url.scheme() == "https" {
+        config = config.tls_config(tls.config().map_err(Failure::Other)?.clone());
+    }
+    let agent = Agent::with_parts(
+        config.build(),
+        DefaultConnector::new(),
+        PinnedResolver(address),
+    );
+    let mut builder = http::Request::builder()
+        .method(request.method.clone())
+        .uri(request.url.as_str());
+    for (name, value) in &request.headers {
+        builder = builder.header(*name, *value);
+    }
+    let outcome = match request.body {
+        Some(body) => builder.body(body).map(|r| agent.run(r)),
+        None => builder.body(&[][..]).map(|r| agent.run(r)),
+    };
+    let mut response = outcome
+        .map_err(|e| Failure::Other(format!("the request is not valid HTTP: {e}")))?
+        .map_err(classify)?;
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let mut body = Vec::new();
+    response
+        .body_mut()
+        .as_reader()
+        .take(max_response.saturating_add(1))
+        .read_to_end(&mut body)
+        .map_err(|e| classify_io(&e))?;
+    if body.len() as u64 > max_response {
+        return Err(Failure::TooLarge);
+    }
+    Ok(Incoming {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn classify(e: ureq::Error) -> Failure {
+    match e {
+        ureq::Error::Timeout(_) => Failure::Timeout,
+        ureq::Error::Io(io) => classify_io(&io),
+        other => Failure::Other(other.to_string()),
+    }
+}
+
+fn classify_io(e: &std::io::Error) -> Failure {
+    if matches!(
+        e.kind(),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+    ) || e.to_string().contains("timeout")
+    {
+        Failure::Timeout
+    } else {
+        Failure::Other(e.to_string())
+    }
+}
+
+/// Whether `ip` is an address of this machine's loopback (for messages only).
+pub fn is_loopback(ip: IpAddr) -> bool {
+    super::address::canonical(ip).is_loopback()
+}

@@ -1,0 +1,406 @@
+//! Performing a plugin's host effects (`HttpGet`, `HttpPost`, `Sleep`) in the
+//! runtime's effect loop, and the `effect` record of each (`AUDIT.md`).
+//!
+//! [`EffectRunner::perform`] takes one effect and returns the [`EffectResult`] the
+//! plugin is resumed with, or [`Answer::DeadlinePassed`] when the call's own
+//! wall-clock limit ran out meanwhile (the call then ends as a timeout, exit 124).
+//! Every effect, performed, denied or failed, leaves an [`EffectRecord`].
+//!
+//! # Security
+//!
+//! The order is the point: count the request against `max_requests`; check the URL
+//! ([`NetAccess::check_url`]); drop the headers that steer the connection; resolve
+//! the name once; check every address ([`NetAccess::check_addresses`]); connect
+//! only to a checked address, within `request_timeout` and never past the call's
+//! deadline; read at most `max_response` bytes. Records carry no query (unless
+//! `log_args`), no body and no header value, and every string the plugin chose has
+//! the values of its granted variables redacted.
+
+use super::client::{self, Failure, Outgoing};
+use super::gate::{NetAccess, RULE_URL, url_for_record};
+use crate::abi::{Effect, EffectResult, HttpResponse};
+use crate::limits::Limits;
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+/// Longest URL a record keeps, in bytes; longer ones are cut and marked.
+pub const MAX_RECORDED_URL: usize = 2048;
+
+/// `outcome` of an `effect` record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EffectOutcome {
+    /// warden performed it (whatever the status).
+    Performed,
+    /// A check refused it; nothing was sent.
+    Denied,
+    /// It passed the checks but did not complete (connection, TLS, a limit).
+    Failed,
+}
+
+impl EffectOutcome {
+    /// The name used in records and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EffectOutcome::Performed => "performed",
+            EffectOutcome::Denied => "denied",
+            EffectOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// One `effect` record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EffectRecord {
+    /// `http_get`, `http_post` or `sleep`.
+    pub kind: &'static str,
+    /// Scheme, host, port and path (query and fragment only with `log_args`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The address connected to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// The response status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Request body bytes sent.
+    pub bytes_out: u64,
+    /// Response body bytes received.
+    pub bytes_in: u64,
+    /// Wall time of the effect, milliseconds.
+    pub duration_ms: f64,
+    /// The rule that let it through or refused it.
+    pub rule: String,
+    /// What happened.
+    pub outcome: EffectOutcome,
+    /// Why (for denied and failed effects).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The limit that ended it, when one did (`max_requests`, `max_response`,
+    /// `request_timeout`, `timeout`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<&'static str>,
+    /// Names of the plugin's headers warden dropped (those that steer the connection).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dropped_headers: Vec<String>,
+    /// For `sleep`: how long the plugin asked for, milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sleep_ms: Option<u64>,
+}
+
+impl EffectRecord {
+    fn new(kind: &'static str) -> EffectRecord {
+        EffectRecord {
+            kind,
+            url: None,
+            address: None,
+            status: None,
+            bytes_out: 0,
+            bytes_in: 0,
+            duration_ms: 0.0,
+            rule: crate::grant::NO_RULE.into(),
+            outcome: EffectOutcome::Performed,
+            reason: None,
+            limit: None,
+            dropped_headers: Vec::new(),
+            sleep_ms: None,
+        }
+    }
+
+    /// The destination as tables show it (`https://host:443`), or the kind.
+    pub fn destination(&self) -> String {
+        match &self.url {
+            Some(url) => match url.find("://").map(|i| i + 3) {
+                Some(start) => {
+                    let end = url[start..].find('/').map_or(url.len(), |i| start + i);
+                    url[..end].to_owned()
+                }
+                None => url.clone(),
+            },
+            None => self.kind.to_owned(),
+        }
+    }
+}
+
+/// What to resume the plugin with.
+#[derive(Debug)]
+pub enum Answer {
+    /// Resume with this.
+    Resume(EffectResult),
+    /// The call's own wall-clock limit ran out: end the call as a timeout.
+    DeadlinePassed,
+}
+
+/// Performs the effects of one call, counting its requests.
+pub struct EffectRunner<'a> {
+    access: &'a NetAccess,
+    limits: &'a Limits,
+    redact: &'a dyn Fn(&str) -> String,
+    requests: u32,
+    /// Every effect of the call so far, in order.
+    pub records: Vec<EffectRecord>,
+}
+
+impl<'a> EffectRunner<'a> {
+    /// A runner for one call: `redact` replaces granted variables' values in the
+    /// strings the plugin chose.
+    pub fn new(
+        access: &'a NetAccess,
+        limits: &'a Limits,
+        redact: &'a dyn Fn(&str) -> String,
+    ) -> EffectRunner<'a> {
+        EffectRunner {
+            access,
+            limits,
+            redact,
+            requests: 0,
+            records: Vec::new(),
+        }
+    }
+
+    /// Performs `effect`; the call's wall-clock limit ends at `deadline`.
+    pub fn perform(&mut self, effect: &Effect, deadline: Option<Instant>) -> Answer {
+        let started = Instant::now();
+        let mut record = EffectRecord::new(effect.kind());
+        let answer = match effect {
+            Effect::Sleep { duration_ms, .. } => {
+                record.sleep_ms = Some(*duration_ms);
+                sleep(*duration_ms, deadline, &mut record)
+            }
+            Effect::HttpGet { url, headers, .. } => {
+                self.http(http_get(), url, headers, None, None, deadline, &mut record)
+            }
+            Effect::HttpPost {
+                url,
+                body,
+                content_type,
+                headers,
+                ..
+            } => self.http(
+                http_post(),
+                url,
+                headers,
+                Some(body.as_bytes()),
+                Some(content_type.as_deref().unwrap_or("application/json")),
+                deadline,
+                &mut record,
+            ),
+        };
+        record.duration_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+        if let Some(reason) = &record.reason {
+            record.reason = Some((self.redact)(reason));
+        }
+        tracing::info!(
+            kind = record.kind,
+            outcome = record.outcome.as_str(),
+            rule = %record.rule,
+            "plugin effect"
+        );
+        self.records.push(record);
+        answer
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "one effect's parts")]
+    fn http(
+        &mut self,
+        method: ureq::http::Method,
+        raw_url: &str,
+        headers: &[(String, String)],
+        body: Option<&[u8]>,
+        content_type: Option<&str>,
+        deadline: Option<Instant>,
+        record: &mut EffectRecord,
+    ) -> Answer {
+        let deny = |record: &mut EffectRecord, rule: &str, reason: String| {
+            record.outcome = EffectOutcome::Denied;
+            record.rule = rule.to_owned();
+            record.reason = Some(reason.clone());
+            Answer::Resume(EffectResult::Error(format!(
+                "warden refused the request: {reason}"
+            )))
+        };
+        let fail = |record: &mut EffectRecord, reason: String, limit: Option<&'static str>| {
+            record.outcome = EffectOutcome::Failed;
+            record.reason = Some(reason.clone());
+            record.limit = limit;
+            Answer::Resume(EffectResult::Error(format!("the request failed: {reason}")))
+        };
+        self.requests = self.requests.saturating_add(1);
+        let target = self.access.check_url(raw_url);
+        record.url = Some(match &target {
+            Ok(t) => (self.redact)(&url_for_record(&t.url, self.access.log_query)),
+            Err(_) => (self.redact)(&cut(raw_url, MAX_RECORDED_URL)),
+        });
+        if self.requests > self.limits.max_requests {
+            record.limit = Some("max_requests");
+            let max = self.limits.max_requests;
+            return deny(
+                record,
+                &self.access.max_requests_rule.clone(),
+                format!(
+                    "the plugin asked for more than {max} requests in one call (`max_requests`)"
+                ),
+            );
+        }
+        let target = match target {
+            Ok(t) => t,
+            Err(refused) => return deny(record, &refused.rule, refused.reason),
+        };
+        record.rule = target.rule.clone();
+        let mut outgoing_headers: Vec<(&str, &str)> = Vec::new();
+        if let Some(ct) = content_type
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            outgoing_headers.push(("content-type", ct));
+        }
+        for (name, value) in headers {
+            if client::is_connection_header(name) {
+                record.dropped_headers.push((self.redact)(&cut(name, 256)));
+                continue;
+            }
+            if ureq::http::HeaderName::from_bytes(name.as_bytes()).is_err()
+                || ureq::http::HeaderValue::from_str(value).is_err()
+            {
+                return deny(
+                    record,
+                    RULE_URL,
+                    format!(
+                        "the header `{}` is not a valid HTTP header (name or value)",
+                        cut(name, 256)
+                    ),
+                );
+            }
+            outgoing_headers.push((name, value));
+        }
+        let Some(budget) = self.budget(deadline) else {
+            return over_time(record);
+        };
+        let addrs = match target.literal() {
+            Some(ip) => vec![std::net::SocketAddr::new(ip, target.port)],
+            None => match client::resolve(&target.host_name(), target.port, budget) {
+                Ok(addrs) => addrs,
+                Err(e) => {
+                    if past(deadline) {
+                        return over_time(record);
+                    }
+                    return fail(record, e, None);
+                }
+            },
+        };
+        if let Err(refused) = self.access.check_addresses(&target, &addrs) {
+            record.address = addrs.first().map(ToString::to_string);
+            return deny(record, &refused.rule, refused.reason);
+        }
+        let address = addrs[0];
+        record.address = Some(address.to_string());
+        let Some(budget) = self.budget(deadline) else {
+            return over_time(record);
+        };
+        let outgoing = Outgoing {
+            method,
+            url: &target.url,
+            headers: outgoing_headers,
+            body,
+        };
+        record.bytes_out = body.map_or(0, |b| b.len() as u64);
+        match client::send(
+            &outgoing,
+            address,
+            budget,
+            self.limits.max_response,
+            &self.access.tls,
+        ) {
+            Ok(incoming) => {
+                record.status = Some(incoming.status);
+                record.bytes_in = incoming.body.len() as u64;
+                Answer::Resume(EffectResult::Http(HttpResponse {
+                    status: incoming.status,
+                    body: String::from_utf8_lossy(&incoming.body).into_owned(),
+                    headers: incoming.headers,
+                }))
+            }
+            Err(Failure::TooLarge) => {
+                record.bytes_in = self.limits.max_response;
+                fail(
+                    record,
+                    format!(
+                        "the response body is larger than {} (`max_response`); warden stopped reading there",
+                        crate::policy::format_size(self.limits.max_response)
+                    ),
+                    Some("max_response"),
+                )
+            }
+            Err(Failure::Timeout) if past(deadline) => over_time(record),
+            Err(Failure::Timeout) => fail(
+                record,
+                format!(
+                    "no complete answer within {} (`request_timeout`)",
+                    humantime::format_duration(budget)
+                ),
+                Some("request_timeout"),
+            ),
+            Err(Failure::Other(e)) => fail(record, e, None),
+        }
+    }
+
+    /// Time a request may take: `request_timeout`, cut to what is left of the call.
+    /// `None` when nothing is left.
+    fn budget(&self, deadline: Option<Instant>) -> Option<Duration> {
+        let left = match deadline {
+            Some(d) => d.checked_duration_since(Instant::now())?,
+            None => Duration::MAX,
+        };
+        let budget = self.limits.request_timeout.min(left);
+        (!budget.is_zero()).then_some(budget)
+    }
+}
+
+fn http_get() -> ureq::http::Method {
+    ureq::http::Method::GET
+}
+
+fn http_post() -> ureq::http::Method {
+    ureq::http::Method::POST
+}
+
+fn past(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|d| Instant::now() >= d)
+}
+
+fn over_time(record: &mut EffectRecord) -> Answer {
+    record.outcome = EffectOutcome::Failed;
+    record.limit = Some("timeout");
+    record.reason =
+        Some("the call's wall-clock limit (`timeout`) ran out during the effect".into());
+    Answer::DeadlinePassed
+}
+
+/// A `Sleep`: honoured within the call's remaining time, else slept to the deadline.
+fn sleep(ms: u64, deadline: Option<Instant>, record: &mut EffectRecord) -> Answer {
+    let wanted = Duration::from_millis(ms);
+    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+    match left {
+        Some(left) if wanted >= left => {
+            std::thread::sleep(left);
+            over_time(record)
+        }
+        _ => {
+            std::thread::sleep(wanted);
+            Answer::Resume(EffectResult::SleepComplete)
+        }
+    }
+}
+
+/// `text` cut to `max` bytes at a character boundary, marked when cut.
+fn cut(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...[cut]", &text[..end])
+}

@@ -1,0 +1,454 @@
+//! The network patterns of policies and manifests: `scheme://host[:port]` allow
+//! entries, deny entries, and declared endpoints (`POLICY.md` rule 7).
+//!
+//! Host names are normalized exactly as request URLs are (the WHATWG host parser of
+//! the `url` crate: lower case, IDNA to ASCII, numeric IPv4 spellings to dotted
+//! quads, a trailing dot dropped), so a pattern and a request are always compared in
+//! the same form. An IPv4 address carried in an IPv6 form is compared as that IPv4
+//! address ([`super::address::canonical`]).
+
+use super::address::canonical;
+use ipnet::IpNet;
+use std::fmt;
+use std::net::IpAddr;
+
+/// A URL scheme warden performs requests for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    /// Plain HTTP.
+    Http,
+    /// HTTP over TLS.
+    Https,
+}
+
+impl Scheme {
+    /// The scheme's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+
+    /// The port a URL of this scheme uses when it names none.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
+
+    /// `http` or `https` (case-insensitive), else `None`.
+    pub fn parse(text: &str) -> Option<Scheme> {
+        match text.to_ascii_lowercase().as_str() {
+            "http" => Some(Scheme::Http),
+            "https" => Some(Scheme::Https),
+            _ => None,
+        }
+    }
+}
+
+/// The host part of a pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// Exactly this DNS name (normalized, no trailing dot).
+    Name(String),
+    /// `*.name`: any name under `name` (not `name` itself).
+    Subdomains(String),
+    /// Exactly this address.
+    Ip(IpAddr),
+    /// Any address in this range.
+    Range(IpNet),
+}
+
+impl HostPattern {
+    /// Parses a host, `*.name`, an IP literal (IPv6 in brackets or not) or, when
+    /// `ranges` is true, a CIDR range.
+    ///
+    /// # Errors
+    ///
+    /// What is wrong with `text`, in words for a policy error or a denial.
+    pub fn parse(text: &str, ranges: bool) -> Result<HostPattern, String> {
+        if text.is_empty() {
+            return Err("has no host".into());
+        }
+        if text.contains('/') {
+            if !ranges {
+                return Err(format!(
+                    "`{text}` is a range, but only a host is allowed here"
+                ));
+            }
+            let bare = text.trim_start_matches('[').replacen(']', "", 1);
+            let net: IpNet = bare
+                .parse()
+                .map_err(|_| format!("`{text}` is not a CIDR range like `10.0.0.0/8`"))?;
+            if net.trunc() != net {
+                return Err(format!(
+                    "`{text}` has bits set past its prefix length; write `{}`",
+                    net.trunc()
+                ));
+            }
+            return Ok(HostPattern::Range(net));
+        }
+        if let Some(rest) = text.strip_prefix("*.") {
+            return match parse_host(rest)? {
+                HostPattern::Name(name) => Ok(HostPattern::Subdomains(name)),
+                _ => Err(format!(
+                    "`{text}`: `*.` goes before a DNS name, not an address"
+                )),
+            };
+        }
+        if text.contains('*') {
+            return Err(format!(
+                "`{text}` has a `*` that is not a leading `*.`; write `*.example.com` for every subdomain"
+            ));
+        }
+        parse_host(text)
+    }
+
+    /// Whether every host this pattern's `other` stands for is one this pattern
+    /// stands for.
+    pub fn covers(&self, other: &HostPattern) -> bool {
+        use HostPattern::*;
+        match (self, other) {
+            (Name(a), Name(b)) => a == b,
+            (Subdomains(a), Name(b)) => is_under(b, a),
+            (Subdomains(a), Subdomains(b)) => a == b || is_under(b, a),
+            (Ip(a), Ip(b)) => canonical(*a) == canonical(*b),
+            (Range(n), Ip(b)) => n.contains(b) || n.contains(&canonical(*b)),
+            (Range(n), Range(m)) => n.contains(m),
+            _ => false,
+        }
+    }
+
+    /// Whether some host stands for both patterns.
+    pub fn overlaps(&self, other: &HostPattern) -> bool {
+        self.covers(other) || other.covers(self)
+    }
+
+    /// Whether this pattern names `ip` or a range holding it literally.
+    pub fn names_address(&self, ip: IpAddr) -> bool {
+        self.covers(&HostPattern::Ip(ip))
+    }
+}
+
+/// Whether `name` is a subdomain of `parent`.
+fn is_under(name: &str, parent: &str) -> bool {
+    name.len() > parent.len() + 1
+        && name.ends_with(parent)
+        && name.as_bytes()[name.len() - parent.len() - 1] == b'.'
+}
+
+/// One host through the WHATWG host parser.
+fn parse_host(text: &str) -> Result<HostPattern, String> {
+    let bracketed;
+    let input = if text.contains(':') && !text.starts_with('[') {
+        bracketed = format!("[{text}]");
+        bracketed.as_str()
+    } else {
+        text
+    };
+    match url::Host::parse(input) {
+        Ok(url::Host::Domain(d)) => {
+            let name = d.strip_suffix('.').unwrap_or(&d);
+            if name.is_empty() || name.contains("..") {
+                Err(format!("`{text}` is not a host name"))
+            } else {
+                Ok(HostPattern::Name(name.to_owned()))
+            }
+        }
+        Ok(url::Host::Ipv4(ip)) => Ok(HostPattern::Ip(IpAddr::V4(ip))),
+        Ok(url::Host::Ipv6(ip)) => Ok(HostPattern::Ip(IpAddr::V6(ip))),
+        Err(e) => Err(format!("`{text}` is not a host name or address ({e})")),
+    }
+}
+
+impl fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostPattern::Name(n) => f.write_str(n),
+            HostPattern::Subdomains(n) => write!(f, "*.{n}"),
+            HostPattern::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
+            HostPattern::Ip(ip) => write!(f, "{ip}"),
+            HostPattern::Range(IpNet::V6(net)) => write!(f, "[{net}]"),
+            HostPattern::Range(net) => write!(f, "{net}"),
+        }
+    }
+}
+
+/// An inclusive range of ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    /// Lowest port.
+    pub low: u16,
+    /// Highest port.
+    pub high: u16,
+}
+
+impl Ports {
+    /// Exactly `port`.
+    pub fn one(port: u16) -> Ports {
+        Ports {
+            low: port,
+            high: port,
+        }
+    }
+
+    /// Whether `port` is in the range.
+    pub fn contains(self, port: u16) -> bool {
+        (self.low..=self.high).contains(&port)
+    }
+
+    /// Whether every port of `other` is in the range.
+    pub fn covers(self, other: Ports) -> bool {
+        self.low <= other.low && other.high <= self.high
+    }
+
+    fn parse(text: &str) -> Result<Ports, String> {
+        let number = |t: &str| {
+            t.parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("`{t}` is not a port (1 to 65535)"))
+        };
+        if text == "*" {
+            return Ok(Ports {
+                low: 1,
+                high: u16::MAX,
+            });
+        }
+        if let Some((a, b)) = text.split_once("..") {
+            let (low, high) = (number(a)?, number(b)?);
+            if low > high {
+                return Err(format!(
+                    "the port range `{text}` is upside down; write `{high}..{low}`"
+                ));
+            }
+            return Ok(Ports { low, high });
+        }
+        number(text).map(Ports::one)
+    }
+}
+
+impl fmt::Display for Ports {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.low == self.high {
+            write!(f, "{}", self.low)
+        } else if self.low == 1 && self.high == u16::MAX {
+            f.write_str("*")
+        } else {
+            write!(f, "{}..{}", self.low, self.high)
+        }
+    }
+}
+
+/// `scheme://host[:port]`: an allow entry, or a declared endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The scheme.
+    pub scheme: Scheme,
+    /// The host, `*.name`, address or (allow entries only) range.
+    pub host: HostPattern,
+    /// The ports.
+    pub ports: Ports,
+    /// Whether no port was written (the scheme's default port is meant).
+    pub default_port: bool,
+}
+
+impl Endpoint {
+    /// Parses an allow entry `scheme://host[:port]`: `port` is a number, `*` or
+    /// `a..b`; `host` is a name, `*.name`, an address or a CIDR range.
+    ///
+    /// # Errors
+    ///
+    /// What is wrong, for a policy error.
+    pub fn parse_allow(text: &str) -> Result<Endpoint, String> {
+        let (scheme, rest) = text.split_once("://").ok_or_else(|| {
+            format!("`{text}` has no scheme; write it as `https://{text}` or `http://{text}`")
+        })?;
+        let scheme = Scheme::parse(scheme).ok_or_else(|| {
+            format!(
+                "`{scheme}` is not a scheme warden performs requests for; use `http` or `https`"
+            )
+        })?;
+        if rest.contains('@') {
+            return Err(format!(
+                "`{text}` names a user; allow entries are `scheme://host[:port]`"
+            ));
+        }
+        let (host, port) = split_port(rest)?;
+        if host.contains('/') && (host.starts_with('[') || !host.contains(':')) {
+            // A range; anything after it that is not a prefix length is a path.
+            let (_, len) = host.rsplit_once('/').unwrap_or(("", ""));
+            let len = len.trim_end_matches(']');
+            if len.is_empty() || !len.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!(
+                    "`{text}` has a path; allow entries are `scheme://host[:port]`, nothing after"
+                ));
+            }
+        }
+        let host = HostPattern::parse(host, true)?;
+        let (ports, default_port) = match port {
+            None => (Ports::one(scheme.default_port()), true),
+            Some(p) => (Ports::parse(p)?, false),
+        };
+        Ok(Endpoint {
+            scheme,
+            host,
+            ports,
+            default_port,
+        })
+    }
+
+    /// Whether every request this endpoint's `other` stands for is one this one
+    /// stands for.
+    pub fn covers(&self, other: &Endpoint) -> bool {
+        self.scheme == other.scheme
+            && self.host.covers(&other.host)
+            && self.ports.covers(other.ports)
+    }
+}
+
+/// Splits `host[:port]` (with `[v6]` hosts); the host keeps its brackets.
+fn split_port(rest: &str) -> Result<(&str, Option<&str>), String> {
+    if rest.starts_with('[') {
+        let close = rest
+            .find(']')
+            .ok_or_else(|| format!("`{rest}` opens `[` but never closes it"))?;
+        let (host, after) = rest.split_at(close + 1);
+        return match after {
+            "" => Ok((host, None)),
+            _ => match after.strip_prefix(':') {
+                Some(port) => Ok((host, Some(port))),
+                None => Err(format!("`{after}` after `{host}` is not `:port`")),
+            },
+        };
+    }
+    match rest.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => Ok((host, Some(port))),
+        Some(_) => Err(format!(
+            "`{rest}`: write an IPv6 address in brackets, like `[2001:db8::1]:443`"
+        )),
+        None => Ok((rest, None)),
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}", self.scheme.as_str(), self.host)?;
+        if !self.default_port {
+            write!(f, ":{}", self.ports)?;
+        }
+        Ok(())
+    }
+}
+
+/// A declared endpoint as `inspect`, `explain` and the records show it:
+/// `https://api.example.com` (no port: the scheme's default), `http://host:8080`,
+/// `tcp://host:22`; a host that does not parse is shown as declared.
+pub fn declared_url(n: &crate::abi::NetPattern) -> String {
+    let scheme = match n.protocol {
+        crate::abi::NetProtocol::Https => Scheme::Https,
+        crate::abi::NetProtocol::Http => Scheme::Http,
+        crate::abi::NetProtocol::Tcp => {
+            let port = n.port.map(|p| format!(":{p}")).unwrap_or_default();
+            return format!("tcp://{}{port}", n.host);
+        }
+    };
+    match HostPattern::parse(&n.host, false) {
+        Ok(host) => Endpoint {
+            scheme,
+            host,
+            ports: Ports::one(n.port.unwrap_or(scheme.default_port())),
+            default_port: n.port.is_none(),
+        }
+        .to_string(),
+        Err(_) => {
+            let port = n.port.map(|p| format!(":{p}")).unwrap_or_default();
+            format!("{}://{}{port}", scheme.as_str(), n.host)
+        }
+    }
+}
+
+/// Parses a deny entry: a host, `*.name`, an address or a CIDR range (no scheme, no
+/// port: a denied destination is denied on every port).
+///
+/// # Errors
+///
+/// What is wrong, for a policy error.
+pub fn parse_deny(text: &str) -> Result<HostPattern, String> {
+    if let Some((_, rest)) = text.split_once("://") {
+        return Err(format!(
+            "`{text}` has a scheme; deny entries are hosts (`*.corp.example`) and ranges (`10.0.0.0/8`), denied on every scheme and port: write `{}`",
+            rest.trim_end_matches('/')
+        ));
+    }
+    HostPattern::parse(text, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allow(text: &str) -> Endpoint {
+        Endpoint::parse_allow(text).unwrap()
+    }
+
+    #[test]
+    fn allow_entries_parse_and_display_in_one_form() {
+        for (text, shown) in [
+            ("https://api.example.com", "https://api.example.com"),
+            ("HTTPS://API.Example.COM.", "https://api.example.com"),
+            (
+                "https://*.tiles.example:8443",
+                "https://*.tiles.example:8443",
+            ),
+            ("http://127.0.0.1:8000..8100", "http://127.0.0.1:8000..8100"),
+            ("http://10.0.0.0/8:*", "http://10.0.0.0/8:*"),
+            ("http://[::1]:80", "http://[::1]:80"),
+            ("http://[fd00::/8]", "http://[fd00::/8]"),
+            ("http://2130706433", "http://127.0.0.1"),
+        ] {
+            assert_eq!(allow(text).to_string(), shown, "{text}");
+        }
+    }
+
+    #[test]
+    fn bad_allow_entries_say_what_is_wrong() {
+        for (text, says) in [
+            ("api.example.com", "has no scheme"),
+            ("ftp://x.example", "not a scheme"),
+            ("https://x.example:9..1", "upside down"),
+            ("https://10.0.0.1/8", "bits set"),
+            ("https://10.0.0.0/33", "not a CIDR"),
+            ("https://x.example/path", "has a path"),
+            ("https://x.example:0", "not a port"),
+            ("https://a*.example", "leading `*.`"),
+            ("https://user@x.example", "names a user"),
+        ] {
+            let e = Endpoint::parse_allow(text).unwrap_err();
+            assert!(e.contains(says), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn coverage_follows_names_ranges_and_ports() {
+        let wild = allow("https://*.example.com:*");
+        assert!(wild.covers(&allow("https://api.example.com:8443")));
+        assert!(wild.covers(&allow("https://*.api.example.com")));
+        assert!(!wild.covers(&allow("https://example.com")));
+        assert!(!wild.covers(&allow("https://evilexample.com")));
+        assert!(!wild.covers(&allow("http://api.example.com")));
+        let range = allow("http://10.0.0.0/8:80");
+        assert!(range.covers(&allow("http://10.1.2.3")));
+        assert!(range.covers(&allow("http://[::ffff:10.1.2.3]")));
+        assert!(!range.covers(&allow("http://10.1.2.3:81")));
+        assert!(
+            parse_deny("*.corp.example")
+                .unwrap()
+                .overlaps(&HostPattern::Name("a.corp.example".into()))
+        );
+        assert!(parse_deny("https://x.example").is_err());
+    }
+}
