@@ -17,6 +17,13 @@
 //!   of audited file-reader and of the tuned floor from 1 and 2 threads on one host
 //!   (`host/throughput`).
 //!
+//! - `effect`: one call of the example `fetcher` that makes one GET through warden
+//!   (audited) against a loopback server on 127.0.0.1:8000 (`http_get-warden`), the
+//!   same call without the request (`no-effect-warden`: `fetcher echo URL`), and the
+//!   same client (ureq, configured as warden configures it) making the same request
+//!   directly (`http_get-direct`). The ratio (get - no effect) / direct is what
+//!   warden's checks (parse, resolve, address check, record) add to a request.
+//!
 //! After the groups, the ratios warden / floor are printed from criterion's estimates.
 //! Run with `cargo bench --bench execute`.
 
@@ -441,11 +448,92 @@ fn print_ratios() {
     }
 }
 
+/// A loopback HTTP server on 127.0.0.1:8000 (what `fetcher` declares) answering every
+/// request with `200 ok`, one connection at a time, each closed after its answer.
+fn loopback_server() {
+    use std::io::{BufRead as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:8000")
+        .expect("the effect bench needs 127.0.0.1:8000 free (fetcher declares it)");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(stream);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                if line == "\r\n" {
+                    break;
+                }
+                line.clear();
+            }
+            let mut stream = reader.into_inner();
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+}
+
+fn effect(c: &mut Criterion) {
+    loopback_server();
+    let work = tempfile::tempdir().unwrap();
+    let log = work.path().join("audit.jsonl");
+    let warden = host(work.path(), Some(&log));
+    let fetcher = ready(&warden, "fetcher");
+    let url = "http://127.0.0.1:8000/bench";
+    let get = vec!["get".to_string(), url.to_string()];
+    let echo = vec!["echo".to_string(), url.to_string()];
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .proxy(None)
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build(),
+    );
+    let mut g = c.benchmark_group("effect");
+    g.bench_function("http_get-warden", |b| {
+        b.iter(|| {
+            let report = fetcher.run(black_box(&get)).unwrap();
+            assert_eq!(report.exit_code(), 0);
+        })
+    });
+    g.bench_function("no-effect-warden", |b| {
+        b.iter(|| {
+            let report = fetcher.run(black_box(&echo)).unwrap();
+            assert_eq!(report.exit_code(), 0);
+        })
+    });
+    g.bench_function("http_get-direct", |b| {
+        b.iter(|| {
+            let mut response = agent.get(black_box(url)).call().unwrap();
+            let body = response.body_mut().read_to_vec().unwrap();
+            assert_eq!(body, b"ok");
+        })
+    });
+    g.finish();
+}
+
+fn print_effect_ratio() {
+    let get = mean_ns("effect", "http_get-warden");
+    let none = mean_ns("effect", "no-effect-warden");
+    let direct = mean_ns("effect", "http_get-direct");
+    if let (Some(get), Some(none), Some(direct)) = (get, none, direct) {
+        println!("\neffect/http_get (one GET to a loopback server):");
+        println!(
+            "  call with GET {:>7.1} µs   call without {:>7.1} µs   direct request {:>7.1} µs   (with - without) / direct {:.2}x (target <= 1.2)",
+            get / 1000.0,
+            none / 1000.0,
+            direct / 1000.0,
+            (get - none) / direct
+        );
+    }
+}
+
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     load(&mut c);
     execute(&mut c);
     file_reader_and_host(&mut c);
+    effect(&mut c);
     c.final_summary();
     print_ratios();
+    print_effect_ratio();
 }

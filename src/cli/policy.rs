@@ -163,13 +163,8 @@ fn explain(args: &ExplainArgs) -> Result<u8, CliError> {
 
 /// The limits as a JSON object.
 pub(super) fn limits_json(limits: &Limits) -> serde_json::Value {
-    serde_json::json!({
-        "fuel": limits.fuel,
-        "memory": limits.memory,
-        "stack": limits.stack,
-        "timeout_ms": u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX),
-        "max_output": limits.max_output,
-    })
+    // The same fields as `run_start`'s `limits`.
+    serde_json::to_value(crate::audit::LimitsRecord::from(limits)).unwrap_or_default()
 }
 
 fn explain_json(policy: &Policy, version: Option<&str>, d: &Decisions) -> serde_json::Value {
@@ -239,7 +234,7 @@ fn explain_table(policy: &Policy, version: Option<&str>, d: &Decisions) -> Strin
         (None, _) if policy.plugin(d.plugin()).is_some() => "none applies (see verdict)".to_owned(),
         (None, _) => "none: `[defaults]` only".to_owned(),
     };
-    let header = [
+    let mut header = vec![
         (
             "plugin",
             format!("{} {}", d.plugin(), version.unwrap_or("(no version)")),
@@ -252,8 +247,23 @@ fn explain_table(policy: &Policy, version: Option<&str>, d: &Decisions) -> Strin
         ("mode", policy.mode().as_str().to_owned()),
         ("table", table),
         ("limits", describe_limits(d.limits())),
-        ("verdict", verdict(d)),
     ];
+    if d.items()
+        .iter()
+        .any(|i| i.capability() == crate::grant::Capability::Net)
+    {
+        let l = d.limits();
+        header.push((
+            "network",
+            format!(
+                "max_requests {} per call, max_response {}, request_timeout {}",
+                l.max_requests,
+                crate::policy::format_size(l.max_response),
+                humantime::format_duration(l.request_timeout)
+            ),
+        ));
+    }
+    header.push(("verdict", verdict(d)));
     for (k, v) in header {
         let _ = writeln!(out, "{k:<8} {}", escape_line(&v));
     }

@@ -1437,7 +1437,7 @@ mod tests {
                 (Outcome::WouldDeny, NO_RULE, true),
                 (Outcome::WouldDeny, "defaults.env.deny[0]", true),
                 (Outcome::WouldDeny, NO_RULE, true),
-                (Outcome::Denied, NO_RULE, false),
+                (Outcome::WouldDeny, NO_RULE, true),
             ]
         );
         assert_eq!(d.items()[4].request(), "https://example.com:443");

@@ -19,7 +19,7 @@
 //! further; nothing is decompressed.
 
 use std::io::Read as _;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
+use std::net::{SocketAddr, ToSocketAddrs as _};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -296,9 +296,4 @@ fn classify_io(e: &std::io::Error) -> Failure {
     } else {
         Failure::Other(e.to_string())
     }
-}
-
-/// Whether `ip` is an address of this machine's loopback (for messages only).
-pub fn is_loopback(ip: IpAddr) -> bool {
-    super::address::canonical(ip).is_loopback()
 }

@@ -17,7 +17,7 @@
 //! the values of its granted variables redacted.
 
 use super::client::{self, Failure, Outgoing};
-use super::gate::{NetAccess, RULE_URL, url_for_record};
+use super::gate::{NetAccess, RULE_URL, record_url};
 use crate::abi::{Effect, EffectResult, HttpResponse};
 use crate::limits::Limits;
 use serde::Serialize;
@@ -227,10 +227,9 @@ impl<'a> EffectRunner<'a> {
         };
         self.requests = self.requests.saturating_add(1);
         let target = self.access.check_url(raw_url);
-        record.url = Some(match &target {
-            Ok(t) => (self.redact)(&url_for_record(&t.url, self.access.log_query)),
-            Err(_) => (self.redact)(&cut(raw_url, MAX_RECORDED_URL)),
-        });
+        let shown =
+            record_url(raw_url, self.access.log_query).unwrap_or_else(|| raw_url.to_owned());
+        record.url = Some((self.redact)(&cut(&shown, MAX_RECORDED_URL)));
         if self.requests > self.limits.max_requests {
             record.limit = Some("max_requests");
             let max = self.limits.max_requests;

@@ -121,17 +121,19 @@ impl Target {
     }
 }
 
-/// `url` as a record shows it: scheme, host, port and path; the query and fragment
-/// only when `with_query`.
-pub fn url_for_record(url: &url::Url, with_query: bool) -> String {
+/// A URL as a record shows it, normalized (WHATWG, trailing dot of the host dropped):
+/// scheme, host, port and path; the query and fragment only when `with_query`. `None`
+/// when `raw` is not a URL with a host.
+pub fn record_url(raw: &str, with_query: bool) -> Option<String> {
+    let url = url::Url::parse(raw).ok()?;
+    let host = match url.host()? {
+        url::Host::Domain(d) => d.strip_suffix('.').unwrap_or(d).to_owned(),
+        url::Host::Ipv4(ip) => ip.to_string(),
+        url::Host::Ipv6(ip) => format!("[{ip}]"),
+    };
     let mut shown = format!(
-        "{}://{}:{}{}",
+        "{}://{host}:{}{}",
         url.scheme(),
-        match url.host() {
-            Some(url::Host::Ipv6(ip)) => format!("[{ip}]"),
-            Some(h) => h.to_string(),
-            None => String::new(),
-        },
         url.port_or_known_default().unwrap_or(0),
         url.path()
     );
@@ -145,7 +147,7 @@ pub fn url_for_record(url: &url::Url, with_query: bool) -> String {
             shown.push_str(f);
         }
     }
-    shown
+    Some(shown)
 }
 
 impl NetAccess {
@@ -341,8 +343,14 @@ mod tests {
             let t = net.check_url(url).unwrap();
             assert_eq!(t.literal(), Some("127.0.0.1".parse().unwrap()), "{url}");
         }
+        // The IPv4-mapped spelling is the same address, allowed literally.
+        let t = net.check_url("http://[::ffff:127.0.0.1]:8000/").unwrap();
+        assert!(
+            net.check_addresses(&t, &[addr("[::ffff:127.0.0.1]:8000")])
+                .is_ok()
+        );
         let e = net
-            .check_url("http://[::ffff:127.0.0.1]:8000/")
+            .check_url("http://[::ffff:127.0.0.2]:8000/")
             .unwrap_err();
         assert_eq!(e.rule, RULE_UNDECLARED);
     }
@@ -419,12 +427,7 @@ mod tests {
         );
         assert_eq!(net.check_url("not a url").unwrap_err().rule, RULE_URL);
         assert_eq!(
-            url_for_record(
-                &net.check_url("https://api.example.com/a?token=x#f")
-                    .unwrap()
-                    .url,
-                false
-            ),
+            record_url("https://API.example.com./a?token=x#f", false).unwrap(),
             "https://api.example.com:443/a"
         );
     }

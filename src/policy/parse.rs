@@ -493,8 +493,8 @@ impl Parser<'_> {
                     let key = format!("{table}.net.{name}");
                     match name {
                         "allow" => {
-                            rules.net_allow = self
-                                .parsed_strings(v, &key, |s| crate::net::Endpoint::parse_allow(s));
+                            rules.net_allow =
+                                self.parsed_strings(v, &key, crate::net::Endpoint::parse_allow);
                         }
                         "deny" => {
                             rules.net_deny =
@@ -811,7 +811,7 @@ mod tests {
                 "p.toml:2:8: `mode` must be one of `enforce`, `audit`, found `audti`: did you mean `audit`?",
                 "p.toml:4:8: `fuel` must be at least 1: a limit of 0 would let no plugin run",
                 "p.toml:5:10: `memory` is not a size: `lots`; write a number and a unit, like `64 MiB` or `512 KiB`",
-                "p.toml:6:1: unknown key `colour` in `[defaults]`; expected one of `require_digest`, `on_denied`, `fuel`, `memory`, `stack`, `timeout`, `max_output`, `stdio`, `fs`, `env`",
+                "p.toml:6:1: unknown key `colour` in `[defaults]`; expected one of `require_digest`, `on_denied`, `fuel`, `memory`, `stack`, `timeout`, `max_output`, `stdio`, `fs`, `env`, `net`",
             ]
         );
     }

@@ -174,3 +174,18 @@ pub fn log_records(path: &std::path::Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).expect("each record is JSON"))
         .collect()
 }
+
+/// `warden audit verify LOG` says `ok`.
+pub fn assert_log_verifies(log: &std::path::Path) {
+    let out = crate::cli::warden_command()
+        .args(["audit", "verify"])
+        .arg(log)
+        .output()
+        .expect("warden runs");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

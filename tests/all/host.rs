@@ -49,17 +49,7 @@ impl Site {
     }
 
     fn verify(&self) {
-        let out = crate::cli::warden_command()
-            .args(["audit", "verify"])
-            .arg(self.log())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_log_verifies(&self.log());
     }
 }
 

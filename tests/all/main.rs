@@ -6,6 +6,8 @@
 //! - [`hostile`]: hand-written WAT plugins that attack the loader and the runtime;
 //! - [`blocking`]: WASI calls that wait (`poll_oneoff`, a silent stdin) end at the
 //!   wall-clock limit, in every guest call and through `warden run`/`inspect`;
+//! - [`network`]: network effects against loopback servers the tests start: allowed
+//!   requests, SSRF attempts, the bounds, HTTPS with a private CA;
 //! - [`plugins`]: the example plugins built with `sen-plugin-sdk` 0.8;
 //! - [`cli`]: the `warden` binary's commands and exit codes;
 //! - [`fuzz_inputs`]: committed fuzz seeds and crash regressions, replayed;
@@ -27,6 +29,7 @@ mod escape;
 mod fuzz_inputs;
 mod host;
 mod hostile;
+mod network;
 mod plugins;
 mod policy;
 mod properties;

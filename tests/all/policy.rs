@@ -668,7 +668,7 @@ fn the_readme_shows_what_policy_explain_really_prints() {
     let workdir = std::fs::canonicalize(dir.path()).unwrap();
     std::fs::create_dir(workdir.join("data")).unwrap();
     std::fs::create_dir(workdir.join("out")).unwrap();
-    for plugin in ["file-reader", "file-writer", "hello"] {
+    for plugin in ["file-reader", "file-writer", "hello", "fetcher"] {
         let command = format!(
             "$ warden policy explain --policy policies/examples.toml examples/plugins/{plugin}.wasm\n"
         );

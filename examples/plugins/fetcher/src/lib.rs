@@ -11,13 +11,14 @@
 //! - `post URL BODY [CONTENT-TYPE]`: one POST, likewise.
 //! - `sleep MS`: asks the host to sleep, then says so.
 //! - `repeat N URL`: N GETs one after the other; prints each status or error.
+//! - `echo ARGS...`: prints its arguments, asking for no effect (the same call as
+//!   `get` without the request: a baseline for benchmarks).
 
 use sen_plugin_sdk::prelude::*;
 use sen_plugin_sdk::{HttpResponse, NetPattern, NetProtocol};
 use std::sync::Mutex;
 
-const USAGE: &str =
-    "usage: fetcher get URL [NAME:VALUE...] | post URL BODY [CONTENT-TYPE] | sleep MS | repeat N URL";
+const USAGE: &str = "usage: fetcher get URL [NAME:VALUE...] | post URL BODY [CONTENT-TYPE] | sleep MS | repeat N URL | echo ARGS...";
 
 /// What a `repeat` still has to do (one call's state; every call gets a fresh instance).
 struct Repeat {
@@ -121,6 +122,7 @@ impl Plugin for Fetcher {
                 }
                 _ => ExecuteResult::user_error(format!("`{n}` is not a positive count")),
             },
+            ["echo", rest @ ..] => ExecuteResult::success(rest.join(" ")),
             _ => ExecuteResult::user_error(USAGE),
         }
     }
