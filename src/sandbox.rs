@@ -76,6 +76,7 @@ pub struct Sandbox {
     env: Vec<(String, String)>,
     stdio: StdioGrant,
     net: crate::net::NetAccess,
+    track_access: bool,
 }
 
 impl Sandbox {
@@ -106,6 +107,7 @@ impl Sandbox {
                 granted: Vec::new(),
                 ..decisions.net().clone()
             },
+            track_access: decisions.mode() == crate::policy::Mode::Audit,
             ..Sandbox::default()
         };
         for grant in decisions.grants() {
@@ -157,6 +159,11 @@ impl Sandbox {
     /// The granted streams.
     pub fn stdio(&self) -> StdioGrant {
         self.stdio
+    }
+
+    /// Whether calls record what the plugin uses (`access` records): in audit mode.
+    pub fn tracks_access(&self) -> bool {
+        self.track_access
     }
 
     /// The network access: granted declarations and the checks every request meets.

@@ -40,12 +40,20 @@ pub const MAX_LOGGED_DENIALS: usize = 32;
 /// [`crate::net::effects::MAX_RECORDED_URL`] bytes, no bodies).
 pub const MAX_LOGGED_EFFECTS: usize = 64;
 
+/// `access` records one run may write (audit mode); the rest are counted in `run_end`
+/// (`accesses_dropped`). Their paths are cut at [`MAX_ACCESS_PATH`] bytes.
+pub const MAX_LOGGED_ACCESSES: usize = 64;
+
+/// Longest path an `access` record keeps, in bytes.
+pub const MAX_ACCESS_PATH: usize = 1024;
+
 /// Bytes reserved on the log's file system, beyond its end, when `run_start` is
 /// written: room for what the run writes after the plugin ran, so that a plugin that
 /// fills the disk cannot erase its own `runtime_deny` and `run_end` records. It holds
-/// [`MAX_LOGGED_DENIALS`] records of the longest paths, each byte escaped, plus
-/// `limit_exceeded` and `run_end`, with room to spare.
-pub const CLOSING_RESERVE: u64 = 2 * 1024 * 1024;
+/// [`MAX_LOGGED_DENIALS`] records of the longest paths, [`MAX_LOGGED_ACCESSES`] and
+/// [`MAX_LOGGED_EFFECTS`] records, each byte escaped, plus `limit_exceeded` and
+/// `run_end`, with room to spare.
+pub const CLOSING_RESERVE: u64 = 4 * 1024 * 1024;
 
 /// Longest error text a record carries (wasmtime's messages include backtraces, whose
 /// function names the plugin chose); longer text is cut and marked.
@@ -53,14 +61,7 @@ pub const MAX_ERROR_TEXT: usize = 16 * 1024;
 
 /// `text` cut to [`MAX_ERROR_TEXT`] bytes at a character boundary, marked when cut.
 fn bounded(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.len() <= MAX_ERROR_TEXT {
-        return text.into();
-    }
-    let mut end = MAX_ERROR_TEXT;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...[cut]", &text[..end]).into()
+    crate::escape::cut(text, MAX_ERROR_TEXT)
 }
 
 /// An open audit log.
@@ -608,6 +609,20 @@ impl AuditRun<'_> {
     ///
     /// Any failure of these or an earlier record.
     pub fn run_finished(&self, report: &RunReport, exit_code: u8) -> Result<(), AuditError> {
+        let accesses = &report.accesses.recorded;
+        let logged_accesses = &accesses[..accesses.len().min(MAX_LOGGED_ACCESSES)];
+        for access in logged_accesses {
+            let mut access = access.clone();
+            access.path = crate::escape::cut(&access.path, MAX_ACCESS_PATH).into_owned();
+            access.host_path = access
+                .host_path
+                .map(|p| crate::escape::cut(&p, MAX_ACCESS_PATH).into_owned());
+            self.emit(Event::Access, &access)?;
+        }
+        let accesses_dropped = report
+            .accesses
+            .dropped
+            .saturating_add((accesses.len() - logged_accesses.len()) as u64);
         let effects = &report.effects[..report.effects.len().min(MAX_LOGGED_EFFECTS)];
         for effect in effects {
             self.effect(effect)?;
@@ -635,6 +650,7 @@ impl AuditRun<'_> {
             error: error.map(|e| bounded(&e.to_string()).into_owned()),
             runtime_denials_dropped: (dropped > 0).then_some(dropped),
             effects_dropped: (effects_dropped > 0).then_some(effects_dropped),
+            accesses_dropped: (accesses_dropped > 0).then_some(accesses_dropped),
         })
     }
 }

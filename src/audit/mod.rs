@@ -7,6 +7,8 @@
 //! - [`writer`]: lock, read head, append, unlock; rotation;
 //! - `layer`: the `tracing` layer between emitters and the writer;
 //! - `log`: the public handle, [`AuditLog`] and [`AuditRun`];
+//! - [`read`]: logs read back (rotated sets, records, times) for `audit show`,
+//!   `audit summary` and `policy suggest`;
 //! - [`verify`]: `warden audit verify`.
 //!
 //! ```no_run
@@ -35,6 +37,7 @@ mod error;
 pub(crate) mod json;
 pub(crate) mod layer;
 mod log;
+pub mod read;
 pub mod record;
 pub mod verify;
 pub mod writer;

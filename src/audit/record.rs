@@ -57,6 +57,8 @@ pub enum Event {
     LimitExceeded,
     /// The plugin asked for a host effect (performed, denied or failed).
     Effect,
+    /// Audit mode: the plugin used a path, a stream or an effect (first use in a run).
+    Access,
     /// The run is over, whatever happened.
     RunEnd,
 }
@@ -75,6 +77,7 @@ impl Event {
             Event::RuntimeDeny => "runtime_deny",
             Event::LimitExceeded => "limit_exceeded",
             Event::Effect => "effect",
+            Event::Access => "access",
             Event::RunEnd => "run_end",
         }
     }
@@ -279,6 +282,10 @@ pub struct RunEnd {
     /// [`crate::audit::log::MAX_LOGGED_EFFECTS`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub effects_dropped: Option<u64>,
+    /// Audit mode: uses beyond those recorded one by one (see
+    /// [`crate::audit::log::MAX_LOGGED_ACCESSES`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accesses_dropped: Option<u64>,
 }
 
 impl RunEnd {
@@ -303,6 +310,7 @@ impl RunEnd {
             error: Some(error.into()),
             runtime_denials_dropped: None,
             effects_dropped: None,
+            accesses_dropped: None,
         }
     }
 }

@@ -106,7 +106,7 @@ impl std::str::FromStr for Rotation {
 }
 
 /// Whether `suffix` is a stamp some rotation writes (`YYYY-MM-DD[-HH]`).
-fn is_stamp(suffix: &str) -> bool {
+pub(crate) fn is_stamp(suffix: &str) -> bool {
     let shape = |s: &str, pattern: &str| {
         s.len() == pattern.len()
             && s.bytes().zip(pattern.bytes()).all(|(c, p)| {

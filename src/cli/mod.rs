@@ -9,8 +9,10 @@
 pub mod audit;
 pub use crate::escape;
 mod inspect;
+mod pin;
 pub mod policy;
 mod run;
+mod suggest;
 
 use clap::{Parser, Subcommand};
 

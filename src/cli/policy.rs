@@ -15,7 +15,7 @@ pub use crate::host::{EXIT_POLICY_INVALID, EXIT_REFUSED};
 pub const EXIT_CHECK_FAILED: u8 = 1;
 
 /// The warning printed on every run under an audit-mode policy.
-pub const AUDIT_WARNING: &str = "warden: WARNING: the policy is in audit mode: the plugin gets everything it declares, and what the policy would deny is only recorded (`would_deny`); never use audit mode in production";
+pub const AUDIT_WARNING: &str = "warden: WARNING: the policy is in audit mode: the plugin gets everything it declares that no deny list or built-in protection denies, and what the policy would deny is only recorded (`would_deny`); never use audit mode in production";
 
 /// Arguments of `warden policy`.
 #[derive(Debug, clap::Args)]
@@ -33,6 +33,13 @@ pub enum PolicyCommand {
     /// Show what `run` would grant and deny for a plugin, item by item, with the deciding
     /// rule and reason (runs only `plugin_manifest`).
     Explain(ExplainArgs),
+    /// Print the narrowest `[plugins.NAME]` tables that would have let the audit-mode
+    /// runs in the logs do what they did (from `access` and `effect` records), as TOML
+    /// that `policy check` accepts, with the evidence in comments.
+    Suggest(super::suggest::SuggestArgs),
+    /// Add or update `sha256` pins of plugins in a policy file, in place, keeping
+    /// comments and layout.
+    Pin(super::pin::PinArgs),
 }
 
 /// Arguments of `warden policy check`.
@@ -41,6 +48,13 @@ pub struct CheckArgs {
     /// Accept policy files that group or others may write.
     #[arg(long)]
     pub allow_insecure_policy: bool,
+    /// Fail (exit 1) on warnings too, not only on errors.
+    #[arg(long)]
+    pub deny_warnings: bool,
+    /// Directory that relative paths resolve against when checking that allowed
+    /// directories exist (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<PathBuf>,
     /// The policy files.
     #[arg(value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,
@@ -75,15 +89,40 @@ pub(super) fn policy(args: PolicyArgs) -> Result<u8, CliError> {
     match args.command {
         PolicyCommand::Check(args) => Ok(check(&args)),
         PolicyCommand::Explain(args) => explain(&args),
+        PolicyCommand::Suggest(args) => super::suggest::suggest(&args),
+        PolicyCommand::Pin(args) => super::pin::pin_plugins(&args),
     }
 }
 
 fn check(args: &CheckArgs) -> u8 {
     let mut code = 0;
+    let workdir = args
+        .workdir
+        .clone()
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_default();
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from);
     for file in &args.files {
         let name = escape_line(&file.display().to_string());
         match Policy::load(file, args.allow_insecure_policy) {
-            Ok(_) => println!("{name}: ok"),
+            Ok(policy) => {
+                let warnings = policy.warnings(&workdir, home.as_deref());
+                for w in &warnings {
+                    let line =
+                        format!("{}:{}:{}: warning: {}", w.file, w.line, w.column, w.message);
+                    println!("{}", escape_line(&line));
+                }
+                match warnings.len() {
+                    0 => println!("{name}: ok"),
+                    n if args.deny_warnings => {
+                        println!("{name}: {n} warning(s), failing (--deny-warnings)");
+                        code = code.max(EXIT_CHECK_FAILED);
+                    }
+                    n => println!("{name}: ok, with {n} warning(s)"),
+                }
+            }
             Err(LoadError::Invalid(errors)) => {
                 for e in errors.errors() {
                     println!("{}", escape_line(&e.to_string()));

@@ -39,10 +39,14 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub workdir: Option<PathBuf>,
     /// Print one JSON object (outcome, output, exit_code, grants, denials,
-    /// runtime_denials, fuel_consumed, duration_ms, run_id) instead of the plugin's
-    /// output.
+    /// runtime_denials, effects, fuel_consumed, duration_ms, run_id) instead of the
+    /// plugin's output.
     #[arg(long)]
     pub json: bool,
+    /// After the run, list on stderr each denied item, refused call and refused
+    /// request with its rule (by default one line counts them).
+    #[arg(short, long)]
+    pub verbose: bool,
     /// The plugin module.
     #[arg(value_name = "PLUGIN.wasm")]
     pub plugin: PathBuf,
@@ -106,7 +110,7 @@ fn load_and_run(args: &RunArgs, warden: &Warden) -> Result<u8, CliError> {
         return Ok(code);
     }
     print_streams(&report);
-    match &report.result {
+    let outcome = match &report.result {
         Ok(ExecuteResult::Success(text)) => {
             let mut stdout = std::io::stdout().lock();
             let _ = stdout.write_all(escape_text(text).as_bytes());
@@ -133,7 +137,104 @@ fn load_and_run(args: &RunArgs, warden: &Warden) -> Result<u8, CliError> {
                 escape_line(&e.to_string())
             ),
         )),
+    };
+    // After the plugin's own words, which may be a confusing "No such file": what
+    // warden withheld, and where to look.
+    for line in denial_notice(&report, &plugin, args.verbose) {
+        eprintln!("{line}");
     }
+    outcome
+}
+
+/// The stderr lines after a run that was denied something: one line counting the
+/// denied declared items, the refused WASI calls and the refused requests, naming the
+/// run id; with `verbose`, one more line for each, with its rule.
+fn denial_notice(report: &RunReport, plugin: &Plugin, verbose: bool) -> Vec<String> {
+    let items = plugin.decisions().items();
+    let denied: Vec<&Decision> = items
+        .iter()
+        .filter(|d| d.outcome() != Outcome::Granted)
+        .collect();
+    let would = denied
+        .iter()
+        .filter(|d| d.outcome() == Outcome::WouldDeny)
+        .count();
+    let calls = report.runtime_denials.recorded.len() as u64 + report.runtime_denials.dropped;
+    let requests: Vec<&crate::net::EffectRecord> = report
+        .effects
+        .iter()
+        .filter(|e| e.outcome == crate::net::EffectOutcome::Denied)
+        .collect();
+    if denied.is_empty() && calls == 0 && requests.is_empty() {
+        return Vec::new();
+    }
+    let mut parts = Vec::new();
+    if denied.len() > would {
+        parts.push(format!(
+            "{} of {} declared items denied",
+            denied.len() - would,
+            items.len()
+        ));
+    }
+    if would > 0 {
+        parts.push(format!(
+            "{would} of {} declared items granted only by audit mode",
+            items.len()
+        ));
+    }
+    if calls > 0 {
+        parts.push(format!(
+            "{calls} call{} refused",
+            if calls == 1 { "" } else { "s" }
+        ));
+    }
+    if !requests.is_empty() {
+        let n = requests.len();
+        parts.push(format!(
+            "{n} request{} refused",
+            if n == 1 { "" } else { "s" }
+        ));
+    }
+    let mut lines = vec![format!(
+        "warden: {}; see run {}{}",
+        parts.join(", "),
+        plugin.load_id(),
+        if verbose { "" } else { " (-v lists them)" }
+    )];
+    if verbose {
+        for d in &denied {
+            lines.push(format!(
+                "warden:   {} {} {} by `{}`: {}",
+                d.outcome().as_str(),
+                d.capability().as_str(),
+                escape_line(d.request()),
+                escape_line(d.rule()),
+                escape_line(d.reason())
+            ));
+        }
+        for r in &report.runtime_denials.recorded {
+            lines.push(format!(
+                "warden:   refused {} `{}` ({:?}){}",
+                r.call,
+                escape_line(&r.path),
+                r.errno,
+                r.preopen
+                    .as_deref()
+                    .map(|p| format!(" under {}", escape_line(p)))
+                    .unwrap_or_default()
+            ));
+        }
+        for e in &requests {
+            lines.push(format!(
+                "warden:   refused {} {} by `{}`: {}",
+                e.kind,
+                escape_line(e.url.as_deref().unwrap_or("")),
+                escape_line(&e.rule),
+                escape_line(e.reason.as_deref().unwrap_or(""))
+            ));
+        }
+    }
+    lines
 }
 
 fn print_streams(report: &RunReport) {

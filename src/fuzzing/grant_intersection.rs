@@ -631,8 +631,19 @@ fn check(case: &Case, policy: &Policy, decisions: &Decisions, text: &str) {
                     .iter()
                     .map(|(k, _)| k.as_str())
                     .filter(|n| passable(n) && wildcard(d.request(), n))
+                    .filter(|n| !env_deny.iter().any(|x| wildcard(x, n)))
                     .collect();
-                // Whole: every host variable the declared pattern matches, no other.
+                // Rule 5: every host variable the declared pattern matches that no deny
+                // pattern matches, no other; each withheld one matches a deny pattern.
+                for w in d.withheld() {
+                    assert!(
+                        wildcard(d.request(), &w.name)
+                            && env_deny.iter().any(|x| wildcard(x, &w.name)),
+                        "`{}` withheld without a deny pattern\n{}",
+                        w.name,
+                        at()
+                    );
+                }
                 assert_eq!(
                     names.iter().map(String::as_str).collect::<Vec<_>>(),
                     expected.iter().copied().collect::<Vec<_>>(),

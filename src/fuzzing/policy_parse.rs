@@ -112,8 +112,8 @@ fn check_policy(text: &str, policy: &Policy) {
         );
         let header = format!("plugins.{}", toml_key(&table.name));
         check_rules(&table.rules, &header);
-        if let Some(pin) = &table.sha256 {
-            assert_eq!(pin.key, format!("{header}.sha256"));
+        for pin in &table.sha256 {
+            assert!(pin.key.starts_with(&format!("{header}.sha256")));
         }
         let limits = table.rules.limits.apply(&defaults);
         assert!(limits.fuel >= 1 && limits.memory >= 1 && limits.max_output >= 1);

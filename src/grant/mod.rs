@@ -30,6 +30,36 @@ mod path;
 
 pub(crate) use open::proc_fd_path;
 
+/// A policy path (`~`, relative to `workdir`) expanded and normalized, as decisions
+/// resolve it.
+///
+/// # Errors
+///
+/// What is wrong (`~` with no home known).
+pub fn expand_path(raw: &str, workdir: &Path, home: Option<&Path>) -> Result<PathBuf, String> {
+    path::expand(raw, workdir, home).map(|p| path::normalize(&p))
+}
+
+/// The name in `path`'s parent folder closest to `path`'s own (a misspelt `reprots`
+/// finds `reports`), when one is close.
+pub fn nearest_sibling(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    let parent = path.parent()?;
+    std::fs::read_dir(parent)
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .map(|candidate| (strsim::levenshtein(name, &candidate), candidate))
+        .filter(|(distance, _)| *distance <= 2)
+        .min()
+        .map(|(_, candidate)| candidate)
+}
+
+/// `rel` (a guest path relative to a preopen) joined onto the preopen's host
+/// directory `base`, `.` and `..` resolved lexically (for records; nothing is opened).
+pub(crate) fn lexical_join(base: &Path, rel: &str) -> PathBuf {
+    path::normalize(&base.join(rel.trim_start_matches('/')))
+}
+
 use crate::abi::{Capabilities, NetPattern, PathPattern};
 use crate::limits::Limits;
 use crate::policy::{Entry, Mode, OnDenied, Policy, Rules, Stream};
@@ -157,6 +187,8 @@ pub struct Decision {
     recursive: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     names: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    withheld: Vec<Withheld>,
     rule: String,
     reason: String,
     outcome: Outcome,
@@ -185,9 +217,14 @@ impl Decision {
     pub fn recursive(&self) -> Option<bool> {
         self.recursive
     }
-    /// Env: the host variable names the declared pattern matches (never values).
+    /// Env: the host variable names the declared pattern passes (never values).
     pub fn names(&self) -> Option<&[String]> {
         self.names.as_deref()
+    }
+    /// Env: the host variables the declared pattern matches that a deny pattern
+    /// withholds, each with that pattern's rule (rule 5).
+    pub fn withheld(&self) -> &[Withheld] {
+        &self.withheld
     }
     /// Key path of the deciding rule, or [`NO_RULE`].
     pub fn rule(&self) -> &str {
@@ -209,6 +246,15 @@ impl Decision {
     pub fn grant(&self) -> Option<&Grant> {
         self.grant.as_ref()
     }
+}
+
+/// A host variable a declared env pattern matches but a deny pattern withholds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Withheld {
+    /// The variable's name (never its value).
+    pub name: String,
+    /// The deny pattern's key path.
+    pub rule: String,
 }
 
 /// Why a plugin must not run at all under a policy.
@@ -245,7 +291,7 @@ pub enum Refusal {
         "`{rule}` is `refuse` and {count} declared item(s) were denied, the first `{first}` ({first_reason})"
     )]
     Denied {
-        /// `defaults.on_denied`.
+        /// `defaults.on_denied`, or the plugin table's.
         rule: String,
         /// How many items were denied.
         count: usize,
@@ -512,16 +558,20 @@ pub fn decide(
     let toml_name = crate::policy::toml_key(name);
     let mut refusal = None;
     let table = match policy.plugin(name) {
-        Some(t) => match &t.sha256 {
-            Some(pin) if pin.value != sha256 => {
+        Some(t) => match t.sha256.as_slice() {
+            pins if !pins.is_empty() && !pins.iter().any(|p| p.value == sha256) => {
+                let expected: Vec<String> = pins.iter().map(|p| hex::encode(p.value)).collect();
                 refusal = Some(Refusal::PinMismatch {
-                    rule: pin.key.clone(),
-                    expected: hex::encode(pin.value),
+                    rule: match pins {
+                        [one] => one.key.clone(),
+                        _ => format!("plugins.{toml_name}.sha256"),
+                    },
+                    expected: expected.join(" or "),
                     found: found.clone(),
                 });
                 None
             }
-            None if policy.require_digest() => {
+            [] if policy.require_digest() => {
                 refusal = Some(Refusal::DigestRequired {
                     rule: "defaults.require_digest".into(),
                     what: format!("`[plugins.{toml_name}]` has no `sha256`"),
@@ -595,14 +645,19 @@ pub fn decide(
         }
         items.push(decision);
     }
-    if refusal.is_none() && mode == Mode::Enforce && policy.on_denied() == OnDenied::Refuse {
+    // A plugin table's `on_denied` replaces the default (rule 2).
+    let (on_denied, on_denied_rule) = match table.and_then(|t| t.on_denied.as_ref()) {
+        Some(own) => (own.value, own.key.clone()),
+        None => (policy.on_denied(), "defaults.on_denied".to_owned()),
+    };
+    if refusal.is_none() && mode == Mode::Enforce && on_denied == OnDenied::Refuse {
         let denied: Vec<&Decision> = items
             .iter()
             .filter(|d| d.outcome == Outcome::Denied)
             .collect();
         if let Some(first) = denied.first() {
             refusal = Some(Refusal::Denied {
-                rule: "defaults.on_denied".into(),
+                rule: on_denied_rule,
                 count: denied.len(),
                 first: first.request.clone(),
                 first_reason: first.reason.clone(),
@@ -614,7 +669,7 @@ pub fn decide(
         sha256,
         table: table.map(|t| t.rules.table.clone()),
         mode,
-        on_denied: policy.on_denied(),
+        on_denied,
         limits,
         items,
         refusal,
@@ -741,6 +796,7 @@ fn decide_dir(
         guest_path: None,
         recursive: Some(declared.recursive),
         names: None,
+        withheld: Vec::new(),
         rule: NO_RULE.into(),
         reason: String::new(),
         outcome: Outcome::Denied,
@@ -777,9 +833,14 @@ fn decide_dir(
         (Err(problem), None) => d.reason = problem,
         (Ok(opened), denial) => {
             let real = &opened.real_path;
+            // A deny entry denies in every mode; only a missing allow is audit mode's
+            // to grant anyway.
+            let by_deny_list = denial.is_some();
             let verdict = denial.unwrap_or_else(|| allow_verdict(raw, real, write, rules));
             d.outcome = if verdict.allowed {
                 Outcome::Granted
+            } else if by_deny_list {
+                Outcome::Denied
             } else {
                 policy_denial(mode)
             };
@@ -987,6 +1048,7 @@ fn decide_env(raw: &str, rules: &Effective<'_>, host: &Host, mode: Mode) -> Deci
         guest_path: None,
         recursive: None,
         names: Some(Vec::new()),
+        withheld: Vec::new(),
         rule: NO_RULE.into(),
         reason: String::new(),
         outcome: Outcome::Denied,
@@ -1006,11 +1068,26 @@ fn decide_env(raw: &str, rules: &Effective<'_>, host: &Host, mode: Mode) -> Deci
         .collect();
     matched.sort();
     matched.dedup_by(|a, b| a.0 == b.0);
-    let names: Vec<String> = matched.iter().map(|(k, _)| k.clone()).collect();
+    // Rule 5: decided per variable. A name a deny pattern matches is withheld (and
+    // said so, with the rule); every other matched name is passed.
+    let (passed, withheld): (Vec<&(String, String)>, Vec<&(String, String)>) = matched
+        .into_iter()
+        .partition(|(k, _)| !rules.env_deny.iter().any(|(_, x)| x.matches(k)));
+    let names: Vec<String> = passed.iter().map(|(k, _)| k.clone()).collect();
     d.names = Some(names.clone());
-    let list = |names: &[String]| {
-        if names.is_empty() {
-            "no variable is set on the host".to_owned()
+    d.withheld = withheld
+        .iter()
+        .filter_map(|(k, _)| {
+            let (entry, _) = rules.env_deny.iter().find(|(_, x)| x.matches(k))?;
+            Some(Withheld {
+                name: k.clone(),
+                rule: entry.key.clone(),
+            })
+        })
+        .collect();
+    let summary = {
+        let mut text = if names.is_empty() {
+            "passes no variable (none it matches is set on the host)".to_owned()
         } else {
             format!(
                 "passes {}",
@@ -1020,29 +1097,33 @@ fn decide_env(raw: &str, rules: &Effective<'_>, host: &Host, mode: Mode) -> Deci
                     .collect::<Vec<_>>()
                     .join(", ")
             )
+        };
+        if !d.withheld.is_empty() {
+            if names.is_empty() {
+                text = "passes no variable".to_owned();
+            }
+            let list: Vec<String> = d
+                .withheld
+                .iter()
+                .map(|w| format!("`{}` (`{}`)", w.name, w.rule))
+                .collect();
+            text.push_str(&format!("; withholds {}", list.join(", ")));
         }
+        text
     };
 
-    let static_deny = rules.env_deny.iter().find(|(_, x)| x.covers(&declared));
-    let dynamic_deny = rules
-        .env_deny
-        .iter()
-        .find_map(|(e, x)| names.iter().find(|n| x.matches(n)).map(|n| (e, n)));
-    if let Some((entry, _)) = static_deny {
+    if let Some((entry, _)) = rules.env_deny.iter().find(|(_, x)| x.covers(&declared)) {
+        // Denied in every mode: deny lists stay in force in audit mode too.
         d.rule = entry.key.clone();
         d.reason = format!(
             "every name `{raw}` can match is denied by `{}` (`{}`)",
             entry.key, entry.value
         );
-        d.outcome = policy_denial(mode);
-    } else if let Some((entry, name)) = dynamic_deny {
-        d.rule = entry.key.clone();
-        d.reason = format!(
-            "`{raw}` would pass `{name}`, which `{}` (`{}`) denies; a declared pattern is granted whole or not at all",
-            entry.key, entry.value
-        );
-        d.outcome = policy_denial(mode);
-    } else if let Some((entry, _)) = rules.env_allow.iter().find(|(_, p)| p.covers(&declared)) {
+        d.names = Some(Vec::new());
+        d.withheld.clear();
+        return d;
+    }
+    if let Some((entry, _)) = rules.env_allow.iter().find(|(_, p)| p.covers(&declared)) {
         d.rule = entry.key.clone();
         let what = if raw.contains('*') {
             format!("every name `{raw}` can match")
@@ -1050,10 +1131,8 @@ fn decide_env(raw: &str, rules: &Effective<'_>, host: &Host, mode: Mode) -> Deci
             format!("`{raw}`")
         };
         d.reason = format!(
-            "`{}` (`{}`) allows {what}; {}",
-            entry.key,
-            entry.value,
-            list(&names)
+            "`{}` (`{}`) allows {what}; {summary}",
+            entry.key, entry.value
         );
         d.outcome = Outcome::Granted;
     } else {
@@ -1070,14 +1149,17 @@ fn decide_env(raw: &str, rules: &Effective<'_>, host: &Host, mode: Mode) -> Deci
             "no `env.allow` pattern covers every name `{raw}` can match{partly}; add `{raw}` to `{table}.env.allow` to grant it"
         );
         d.outcome = policy_denial(mode);
+        if d.outcome == Outcome::WouldDeny {
+            d.reason = format!("{}; audit mode {summary}", d.reason);
+        }
     }
     if d.outcome != Outcome::Denied {
-        if d.outcome == Outcome::WouldDeny {
-            d.reason = format!("{}; audit mode {}", d.reason, list(&names));
-        }
         d.grant = Some(Grant {
-            kind: GrantKind::Env(matched.into_iter().cloned().collect()),
+            kind: GrantKind::Env(passed.into_iter().cloned().collect()),
         });
+    } else {
+        d.names = Some(Vec::new());
+        d.withheld.clear();
     }
     d
 }
@@ -1090,6 +1172,7 @@ fn decide_stream(stream: Stream, rules: &Effective<'_>, mode: Mode) -> Decision 
         guest_path: None,
         recursive: None,
         names: None,
+        withheld: Vec::new(),
         rule: NO_RULE.into(),
         reason: String::new(),
         outcome: policy_denial(mode),
@@ -1145,6 +1228,7 @@ fn decide_net(
         guest_path: None,
         recursive: None,
         names: None,
+        withheld: Vec::new(),
         rule: NO_RULE.into(),
         reason: String::new(),
         outcome: Outcome::Denied,
@@ -1412,7 +1496,7 @@ mod tests {
     }
 
     #[test]
-    fn audit_mode_grants_what_it_would_deny() {
+    fn audit_mode_grants_what_it_would_deny_but_never_what_a_deny_list_denies() {
         let f = fixture();
         let host = f.host(&[("AWS_SECRET", "s")]);
         let text = "version = 1\nmode = \"audit\"\n[defaults]\nfs.deny = [\"./vault\"]\nenv.deny = [\"AWS_*\"]\n";
@@ -1433,9 +1517,9 @@ mod tests {
         assert_eq!(
             outcomes,
             [
-                (Outcome::WouldDeny, "defaults.fs.deny[0]", true),
+                (Outcome::Denied, "defaults.fs.deny[0]", false),
                 (Outcome::WouldDeny, NO_RULE, true),
-                (Outcome::WouldDeny, "defaults.env.deny[0]", true),
+                (Outcome::Denied, "defaults.env.deny[0]", false),
                 (Outcome::WouldDeny, NO_RULE, true),
                 (Outcome::WouldDeny, NO_RULE, true),
             ]
@@ -1530,7 +1614,7 @@ mod tests {
     }
 
     #[test]
-    fn env_items_are_granted_whole_or_denied() {
+    fn env_patterns_are_decided_per_variable() {
         let f = fixture();
         let host = f.host(&[("APP_A", "1"), ("APP_B", "2"), ("HOME", "/h")]);
         let text =
@@ -1552,13 +1636,30 @@ mod tests {
             (Outcome::Denied, "defaults.env.deny[0]")
         );
         assert!(d.reason().starts_with("every name"));
-        // `APP_*` would pass `APP_B`: denied whole, never narrowed.
+        // Rule 5: `APP_*` is granted, passes `APP_A` and withholds `APP_B`, naming
+        // the deny rule; whether a secret happens to be set changes nothing else.
         let d = one(&env(&["APP_*"]), text, &host);
         assert_eq!(
             (d.outcome(), d.rule()),
-            (Outcome::Denied, "defaults.env.deny[0]")
+            (Outcome::Granted, "defaults.env.allow[0]")
         );
-        assert_eq!(d.names().unwrap().len(), 2);
+        assert_eq!(d.names(), Some(&["APP_A".to_string()][..]));
+        assert_eq!(
+            d.withheld(),
+            [Withheld {
+                name: "APP_B".into(),
+                rule: "defaults.env.deny[0]".into()
+            }]
+        );
+        assert!(
+            d.reason().contains("withholds `APP_B` (`defaults.env.deny[0]`)"),
+            "{}",
+            d.reason()
+        );
+        let Some(GrantKind::Env(vars)) = d.grant().map(Grant::kind) else {
+            panic!("no env grant")
+        };
+        assert_eq!(vars, &[("APP_A".to_string(), "1".to_string())]);
         // `*` is wider than any allow pattern.
         let d = one(&env(&["*"]), text, &f.host(&[("HOME", "/h")]));
         assert_eq!((d.outcome(), d.rule()), (Outcome::Denied, NO_RULE));

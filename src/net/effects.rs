@@ -229,7 +229,7 @@ impl<'a> EffectRunner<'a> {
         let target = self.access.check_url(raw_url);
         let shown =
             record_url(raw_url, self.access.log_query).unwrap_or_else(|| raw_url.to_owned());
-        record.url = Some((self.redact)(&cut(&shown, MAX_RECORDED_URL)));
+        record.url = Some((self.redact)(&crate::escape::cut(&shown, MAX_RECORDED_URL)));
         if self.requests > self.limits.max_requests {
             record.limit = Some("max_requests");
             let max = self.limits.max_requests;
@@ -256,7 +256,9 @@ impl<'a> EffectRunner<'a> {
         }
         for (name, value) in headers {
             if client::is_connection_header(name) {
-                record.dropped_headers.push((self.redact)(&cut(name, 256)));
+                record
+                    .dropped_headers
+                    .push((self.redact)(&crate::escape::cut(name, 256)));
                 continue;
             }
             if ureq::http::HeaderName::from_bytes(name.as_bytes()).is_err()
@@ -267,7 +269,7 @@ impl<'a> EffectRunner<'a> {
                     RULE_URL,
                     format!(
                         "the header `{}` is not a valid HTTP header (name or value)",
-                        cut(name, 256)
+                        crate::escape::cut(name, 256)
                     ),
                 );
             }
@@ -390,16 +392,4 @@ fn sleep(ms: u64, deadline: Option<Instant>, record: &mut EffectRecord) -> Answe
             Answer::Resume(EffectResult::SleepComplete)
         }
     }
-}
-
-/// `text` cut to `max` bytes at a character boundary, marked when cut.
-fn cut(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...[cut]", &text[..end])
 }

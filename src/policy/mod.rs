@@ -18,6 +18,8 @@
 
 pub mod error;
 pub(crate) mod parse;
+pub mod pin;
+pub mod suggest;
 
 pub use error::{PolicyError, PolicyErrors};
 pub use parse::format_size;
@@ -204,8 +206,11 @@ pub struct Rules {
 pub struct PluginTable {
     /// The plugin name it matches (the manifest's command name).
     pub name: String,
-    /// `sha256`: the pinned digest of the `.wasm` file, if any.
-    pub sha256: Option<Entry<[u8; 32]>>,
+    /// `sha256`: the pinned digests of the `.wasm` file (one string, or a list during a
+    /// rolling update); empty when the table pins nothing.
+    pub sha256: Vec<Entry<[u8; 32]>>,
+    /// `on_denied`, when the table sets it (it replaces `[defaults]`'s).
+    pub on_denied: Option<Entry<OnDenied>>,
     /// The table's rules.
     pub rules: Rules,
 }
@@ -223,6 +228,8 @@ pub struct Policy {
     log_args: bool,
     defaults: Rules,
     plugins: BTreeMap<String, PluginTable>,
+    warnings: Vec<PolicyError>,
+    locations: BTreeMap<String, (usize, usize)>,
 }
 
 /// Why a policy file could not be used.
@@ -259,7 +266,58 @@ impl Policy {
             log_args: parsed.log_args,
             defaults: parsed.defaults,
             plugins: parsed.plugins,
+            warnings: parsed.warnings,
+            locations: parsed.locations,
         })
+    }
+
+    /// What `policy check` warns about (rule 9), legal but probably wrong: decimal
+    /// units, very broad grants, allow lists with no deny list, and `fs` allow entries
+    /// that do not exist on this host (relative to `workdir`, `~` as `home`). Each
+    /// names its line and column and says how to fix it.
+    pub fn warnings(&self, workdir: &Path, home: Option<&Path>) -> Vec<PolicyError> {
+        let mut out = self.warnings.clone();
+        let tables = std::iter::once(&self.defaults).chain(self.plugins.values().map(|t| &t.rules));
+        for rules in tables {
+            for entry in rules.fs_read.iter().chain(&rules.fs_write) {
+                let Ok(path) = crate::grant::expand_path(&entry.value, workdir, home) else {
+                    continue;
+                };
+                if path.is_dir() {
+                    continue;
+                }
+                let Some(&(line, column)) = self.locations.get(&entry.key) else {
+                    continue;
+                };
+                let what = if path.exists() {
+                    "is not a directory"
+                } else {
+                    "does not exist"
+                };
+                let near = crate::grant::nearest_sibling(&path)
+                    .map(|name| {
+                        let written = entry.value.trim_end_matches('/');
+                        match written.rsplit_once('/') {
+                            Some((parent, _)) => format!(" (did you mean `{parent}/{name}`?)"),
+                            None => format!(" (did you mean `{name}`?)"),
+                        }
+                    })
+                    .unwrap_or_default();
+                out.push(PolicyError {
+                    file: self.path.clone(),
+                    line,
+                    column,
+                    message: format!(
+                        "`{}` = `{}` {what} here (`{}`){near}: a plugin declaring it is denied; fix the path, or check with `--workdir` where the plugin will run",
+                        entry.key,
+                        entry.value,
+                        path.display()
+                    ),
+                });
+            }
+        }
+        out.sort_by_key(|w| (w.line, w.column));
+        out
     }
 
     /// Reads and validates the policy file at `path`.
@@ -329,6 +387,8 @@ impl Policy {
                 path: BUILTIN_NAME.to_owned(),
                 file: None,
                 sha256: Sha256::digest(BUILTIN_TEXT.as_bytes()).into(),
+                warnings: Vec::new(),
+                locations: BTreeMap::new(),
                 mode: Mode::Enforce,
                 require_digest: false,
                 on_denied: OnDenied::Run,

@@ -27,6 +27,10 @@ pub(super) struct Parsed {
     pub log_args: bool,
     pub defaults: Rules,
     pub plugins: BTreeMap<String, PluginTable>,
+    /// What is legal but probably wrong (rule 9), found while parsing.
+    pub warnings: Vec<PolicyError>,
+    /// Where each list entry and key stands: key path -> (line, column).
+    pub locations: BTreeMap<String, (usize, usize)>,
 }
 
 pub(crate) const ROOT_KEYS: &[&str] = &["version", "mode", "defaults", "audit", "plugins"];
@@ -45,6 +49,7 @@ pub(crate) const DEFAULTS_KEYS: &[&str] = &[
 ];
 pub(crate) const PLUGIN_KEYS: &[&str] = &[
     "sha256",
+    "on_denied",
     "fuel",
     "memory",
     "stack",
@@ -74,6 +79,8 @@ pub(super) fn parse(file: &str, text: &str) -> Result<Parsed, PolicyErrors> {
         file,
         index: LineIndex::new(text),
         errors: Vec::new(),
+        warnings: Vec::new(),
+        locations: BTreeMap::new(),
     };
     let (root, syntax) = DeTable::parse_recoverable(text);
     let syntax_ok = syntax.is_empty();
@@ -103,7 +110,10 @@ pub(super) fn parse(file: &str, text: &str) -> Result<Parsed, PolicyErrors> {
         }
         p.error(span, syntax_message(e.message()));
     }
-    let parsed = p.root(root.get_ref(), syntax_ok);
+    let mut parsed = p.root(root.get_ref(), syntax_ok);
+    p.allow_without_deny(&parsed);
+    parsed.warnings = std::mem::take(&mut p.warnings);
+    parsed.locations = std::mem::take(&mut p.locations);
     if p.errors.is_empty() {
         Ok(parsed)
     } else {
@@ -184,9 +194,26 @@ struct Parser<'a> {
     file: &'a str,
     index: LineIndex<'a>,
     errors: Vec<PolicyError>,
+    warnings: Vec<PolicyError>,
+    locations: BTreeMap<String, (usize, usize)>,
 }
 
 impl Parser<'_> {
+    fn warn(&mut self, span: Span, message: impl Into<String>) {
+        let (line, column) = self.index.position(span.start);
+        self.warnings.push(PolicyError {
+            file: self.file.to_owned(),
+            line,
+            column,
+            message: message.into(),
+        });
+    }
+
+    fn locate(&mut self, key: &str, span: &Span) {
+        let at = self.index.position(span.start);
+        self.locations.insert(key.to_owned(), at);
+    }
+
     fn error(&mut self, span: Span, message: impl Into<String>) {
         let (line, column) = self.index.position(span.start);
         self.errors.push(PolicyError {
@@ -287,6 +314,8 @@ impl Parser<'_> {
                 ..Rules::default()
             },
             plugins: BTreeMap::new(),
+            warnings: Vec::new(),
+            locations: BTreeMap::new(),
         };
         let mut version = false;
         for (key, value) in root.iter() {
@@ -364,12 +393,7 @@ impl Parser<'_> {
                 "require_digest" => {
                     parsed.require_digest = self.boolean(value, "require_digest").unwrap_or(false);
                 }
-                "on_denied" => {
-                    parsed.on_denied = match self.choice(value, "on_denied", &["run", "refuse"]) {
-                        Some("refuse") => OnDenied::Refuse,
-                        _ => OnDenied::Run,
-                    };
-                }
+                "on_denied" => parsed.on_denied = self.on_denied(value).unwrap_or_default(),
                 _ => {
                     if !self.rule_key(key, value, rules) {
                         self.unknown_key(key, "`[defaults]`", DEFAULTS_KEYS);
@@ -396,40 +420,77 @@ impl Parser<'_> {
             };
             let mut plugin = PluginTable {
                 name: name.to_owned(),
-                sha256: None,
+                sha256: Vec::new(),
+                on_denied: None,
                 rules: Rules {
                     table: header.clone(),
                     ..Rules::default()
                 },
             };
             for (k, v) in t.iter() {
-                if k.get_ref().as_ref() == "sha256" {
-                    plugin.sha256 = self.sha256(v).map(|value| Entry {
-                        key: format!("{header}.sha256"),
-                        value,
-                    });
-                } else if !self.rule_key(k, v, &mut plugin.rules) {
-                    self.unknown_key(k, &format!("`[{header}]`"), PLUGIN_KEYS);
+                match k.get_ref().as_ref() {
+                    "sha256" => plugin.sha256 = self.pins(v, &format!("{header}.sha256")),
+                    "on_denied" => {
+                        plugin.on_denied = self.on_denied(v).map(|value| Entry {
+                            key: format!("{header}.on_denied"),
+                            value,
+                        });
+                    }
+                    _ => {
+                        if !self.rule_key(k, v, &mut plugin.rules) {
+                            self.unknown_key(k, &format!("`[{header}]`"), PLUGIN_KEYS);
+                        }
+                    }
                 }
             }
             plugins.insert(name.to_owned(), plugin);
         }
     }
 
-    fn sha256(&mut self, value: &Spanned<DeValue<'_>>) -> Option<[u8; 32]> {
-        let s = self.string(value, "sha256")?;
-        let mut digest = [0u8; 32];
-        match hex::decode_to_slice(s, &mut digest) {
-            Ok(()) => Some(digest),
-            Err(_) => {
-                self.error(
-                    value.span(),
-                    format!(
-                        "`sha256` must be 64 hexadecimal digits, found `{s}`; `warden inspect PLUGIN.wasm` prints the digest of a plugin"
-                    ),
-                );
-                None
+    /// `sha256`: one digest, or a list of them (a rolling update pins the old and the
+    /// new build at once).
+    fn pins(&mut self, value: &Spanned<DeValue<'_>>, key: &str) -> Vec<Entry<[u8; 32]>> {
+        let one = |p: &mut Self, item: &Spanned<DeValue<'_>>, entry_key: String| {
+            let s = p.string(item, &entry_key)?;
+            let mut digest = [0u8; 32];
+            match hex::decode_to_slice(s, &mut digest) {
+                Ok(()) => Some(Entry {
+                    key: entry_key,
+                    value: digest,
+                }),
+                Err(_) => {
+                    p.error(
+                        item.span(),
+                        format!(
+                            "`{entry_key}` must be 64 hexadecimal digits, found `{s}`; `warden inspect PLUGIN.wasm` prints the digest of a plugin, `warden policy pin` writes it"
+                        ),
+                    );
+                    None
+                }
             }
+        };
+        match value.get_ref() {
+            DeValue::Array(items) => {
+                if items.is_empty() {
+                    self.error(
+                        value.span(),
+                        format!("`{key}` is an empty list, which would match no plugin; pin at least one digest or remove the key"),
+                    );
+                }
+                items
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, item)| one(self, item, format!("{key}[{i}]")))
+                    .collect()
+            }
+            _ => one(self, value, key.to_owned()).into_iter().collect(),
+        }
+    }
+
+    fn on_denied(&mut self, value: &Spanned<DeValue<'_>>) -> Option<OnDenied> {
+        match self.choice(value, "on_denied", &["run", "refuse"])? {
+            "refuse" => Some(OnDenied::Refuse),
+            _ => Some(OnDenied::Run),
         }
     }
 
@@ -565,6 +626,67 @@ impl Parser<'_> {
         }
     }
 
+    /// Rule 9: an allow list under which no deny list of its kind applies.
+    fn allow_without_deny(&mut self, parsed: &Parsed) {
+        let tables: Vec<&Rules> = std::iter::once(&parsed.defaults)
+            .chain(parsed.plugins.values().map(|t| &t.rules))
+            .collect();
+        for rules in tables {
+            let own_or_default = |own: bool, default: bool| own || default;
+            let kinds = [
+                (
+                    "fs",
+                    [&rules.fs_read, &rules.fs_write]
+                        .into_iter()
+                        .flatten()
+                        .next()
+                        .map(|e| e.key.clone()),
+                    own_or_default(
+                        !rules.fs_deny.is_empty(),
+                        !parsed.defaults.fs_deny.is_empty(),
+                    ),
+                    "[\"~/.ssh\", \"~/.aws\", \"/etc\"]",
+                ),
+                (
+                    "env",
+                    rules.env_allow.first().map(|e| e.key.clone()),
+                    own_or_default(
+                        !rules.env_deny.is_empty(),
+                        !parsed.defaults.env_deny.is_empty(),
+                    ),
+                    "[\"*_TOKEN\", \"*SECRET*\", \"*PASSWORD*\"]",
+                ),
+                (
+                    "net",
+                    rules.net_allow.first().map(|e| e.key.clone()),
+                    own_or_default(
+                        !rules.net_deny.is_empty(),
+                        !parsed.defaults.net_deny.is_empty(),
+                    ),
+                    "[\"169.254.0.0/16\", \"10.0.0.0/8\"]",
+                ),
+            ];
+            for (kind, first_allow, denied_somewhere, example) in kinds {
+                let Some(first) = first_allow else { continue };
+                if denied_somewhere {
+                    continue;
+                }
+                let Some(&(line, column)) = self.locations.get(&first) else {
+                    continue;
+                };
+                self.warnings.push(PolicyError {
+                    file: self.file.to_owned(),
+                    line,
+                    column,
+                    message: format!(
+                        "`{first}` allows, but no `{kind}.deny` list applies to `[{}]`; add `[defaults.{kind}] deny = {example}` so that a broad allow can never reach what must stay private",
+                        rules.table
+                    ),
+                });
+            }
+        }
+    }
+
     fn fuel(&mut self, value: &Spanned<DeValue<'_>>) -> Option<u64> {
         let DeValue::Integer(i) = value.get_ref() else {
             self.wrong_type(value, "fuel", "a positive integer");
@@ -593,7 +715,31 @@ impl Parser<'_> {
     fn size(&mut self, value: &Spanned<DeValue<'_>>, key: &str, max: u64) -> Option<u64> {
         let (bytes, shown) = match value.get_ref() {
             DeValue::String(s) => match s.trim().parse::<bytesize::ByteSize>() {
-                Ok(b) if !s.trim().is_empty() => (b.as_u64(), s.to_string()),
+                Ok(b) if !s.trim().is_empty() => {
+                    let unit: String = s
+                        .trim()
+                        .trim_start_matches(|c: char| c.is_ascii_digit() || c == '.' || c == '_')
+                        .trim()
+                        .to_ascii_lowercase();
+                    if !unit.is_empty() && unit != "b" && !unit.contains('i') {
+                        let binary = format!(
+                            "{} {}iB",
+                            s.trim()
+                                .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+                                .trim(),
+                            unit.chars().next().unwrap_or('m').to_ascii_uppercase()
+                        );
+                        self.warn(
+                            value.span(),
+                            format!(
+                                "`{key}` = `{s}` is {} bytes: `{unit}` is a decimal unit; write `{binary}` for {} bytes",
+                                b.as_u64(),
+                                binary.parse::<bytesize::ByteSize>().map_or(0, |b| b.as_u64())
+                            ),
+                        );
+                    }
+                    (b.as_u64(), s.to_string())
+                }
                 _ => {
                     self.error(
                         value.span(),
@@ -718,9 +864,11 @@ impl Parser<'_> {
             return Vec::new();
         };
         let mut out = Vec::new();
+        self.locate(key, &value.span());
         for (i, item) in items.iter().enumerate() {
             let entry_key = format!("{key}[{i}]");
             if let Some(s) = self.string(item, &entry_key) {
+                self.locate(&entry_key, &item.span());
                 out.push((s.to_owned(), item.span(), entry_key));
             }
         }
@@ -743,10 +891,26 @@ impl Parser<'_> {
             };
             match problem {
                 Some(p) => self.error(span, format!("`{entry_key}` {p}")),
-                None => out.push(Entry {
-                    key: entry_key,
-                    value: s,
-                }),
+                None => {
+                    let allows = key.ends_with(".fs.read") || key.ends_with(".fs.write");
+                    if allows && matches!(s.trim_end_matches('/'), "" | "~") {
+                        let what = if s.starts_with('~') {
+                            "the whole home directory (keys, shell history, every project)"
+                        } else {
+                            "the whole filesystem"
+                        };
+                        self.warn(
+                            span.clone(),
+                            format!(
+                                "`{entry_key}` = `{s}` grants {what}; name the directories the plugin needs, like `./data`"
+                            ),
+                        );
+                    }
+                    out.push(Entry {
+                        key: entry_key,
+                        value: s,
+                    });
+                }
             }
         }
         out
@@ -755,6 +919,14 @@ impl Parser<'_> {
     fn env_patterns(&mut self, value: &Spanned<DeValue<'_>>, key: &str) -> Vec<Entry<String>> {
         let mut out = Vec::new();
         for (s, span, entry_key) in self.strings(value, key) {
+            if key.ends_with(".env.allow") && s.chars().all(|c| c == '*') {
+                self.warn(
+                    span.clone(),
+                    format!(
+                        "`{entry_key}` = `{s}` allows every variable of the host; name the variables (or a prefix like `APP_*`) the plugin needs"
+                    ),
+                );
+            }
             match crate::grant::env::pattern_problem(&s) {
                 Some(problem) => self.error(span, format!("`{entry_key}` {problem}")),
                 None => out.push(Entry {

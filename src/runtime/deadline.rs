@@ -199,6 +199,13 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result
          nread: i32|
          -> wasmtime::Result<i32> {
             let deadline = caller.data().deadline;
+            if fd == 0 {
+                // Audit mode records that the plugin read its stdin (`policy suggest`).
+                caller
+                    .data_mut()
+                    .shadow
+                    .used("stdin", "stdin".to_owned(), false);
+            }
             with_wasi(&mut caller, |wasi, memory| {
                 until(
                     "fd_read",

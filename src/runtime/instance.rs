@@ -84,6 +84,8 @@ pub struct RunReport {
     pub runtime_denials: RuntimeDenials,
     /// Every host effect the plugin asked for, performed, denied or failed.
     pub effects: Vec<crate::net::EffectRecord>,
+    /// In audit mode: what the plugin really used (paths, streams, effects).
+    pub accesses: super::shadow::Accesses,
 }
 
 impl RunReport {
@@ -222,6 +224,7 @@ impl PluginInstance {
             output_bytes: 0,
             runtime_denials: RuntimeDenials::default(),
             effects: Vec::new(),
+            accesses: super::shadow::Accesses::default(),
         };
         let argv: Vec<&str> = std::iter::once(self.name.as_str())
             .chain(args.iter().map(String::as_str))
@@ -244,6 +247,20 @@ impl PluginInstance {
                 report.fuel_consumed = session.fuel_consumed();
                 report.runtime_denials =
                     session.store.data_mut().shadow.take_denials(&self.sandbox);
+                let state = session.store.data_mut();
+                for (stream, name) in [(&state.stdout, "stdout"), (&state.stderr, "stderr")] {
+                    if stream.as_ref().is_some_and(CappedOutput::was_written) {
+                        state.shadow.used(name, name.to_owned(), true);
+                    }
+                }
+                for effect in &report.effects {
+                    state.shadow.used(
+                        effect.kind,
+                        effect.destination(),
+                        effect.kind == "http_post",
+                    );
+                }
+                report.accesses = state.shadow.take_accesses(&self.sandbox);
                 let state = session.store.data();
                 report.stdout = state
                     .stdout
@@ -460,7 +477,7 @@ impl<'a> Session<'a> {
             limiter: GuestLimiter::new(limits.memory, limits.table_elements),
             stdout,
             stderr,
-            shadow: ShadowState::new(sandbox.preopens().len()),
+            shadow: ShadowState::tracking(sandbox.preopens().len(), sandbox.tracks_access()),
             // The same limit as the epoch deadline set below, which ends it no sooner
             // (whole ticks, plus one): a host call that waits ends by this instant.
             deadline: Instant::now().checked_add(limits.timeout),

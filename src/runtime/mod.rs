@@ -31,4 +31,4 @@ pub use loader::{
     KEEP_RESIDENT_MEMORY, KEEP_RESIDENT_TABLE, LoadedPlugin, Loader, LoaderConfig, POOL_SLOTS,
     engine_config,
 };
-pub use shadow::{Refusal, RuntimeDenials, RuntimeDeny};
+pub use shadow::{Access, Accesses, Refusal, RuntimeDenials, RuntimeDeny};

@@ -45,6 +45,16 @@ impl CappedOutput {
         self.capacity
     }
 
+    /// Whether anything was written (or tried past the cap).
+    pub fn was_written(&self) -> bool {
+        self.overflowed()
+            || !self
+                .buffer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_empty()
+    }
+
     /// Takes what was written so far.
     pub fn take(&self) -> Vec<u8> {
         std::mem::take(&mut *self.buffer.lock().unwrap_or_else(PoisonError::into_inner))

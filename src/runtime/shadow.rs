@@ -253,12 +253,59 @@ impl PreopenFds {
     }
 }
 
+/// Distinct paths [`Access`] records keep per call in audit mode; later ones are
+/// only counted.
+pub const MAX_ACCESSES: usize = 256;
+
+/// What a plugin really used, in audit mode (`access` records, for `policy suggest`):
+/// the first time in a call it opened a path (or used a stream, or asked for an
+/// effect).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Access {
+    /// The WASI function (`path_open`, `path_create_directory`, ...), the stream
+    /// (`stdin`, `stdout`, `stderr`), or the effect (`http_get`, ...).
+    pub call: &'static str,
+    /// The path as the guest gave it (relative to `preopen`), the stream, or the
+    /// destination (`http://host:port`).
+    pub path: String,
+    /// Where that is on the host (the preopen's directory joined with `path`,
+    /// lexically), for paths under a preopen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_path: Option<String>,
+    /// The guest path of the preopen the path was relative to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preopen: Option<String>,
+    /// Whether the use writes (a path opened for writing, created, removed, renamed).
+    pub write: bool,
+}
+
+/// Accesses of one call.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Accesses {
+    /// The first [`MAX_ACCESSES`] distinct uses, in order.
+    pub recorded: Vec<Access>,
+    /// How many more distinct uses there were.
+    pub dropped: u64,
+}
+
+/// A use recorded in the store (the preopen by index until the call ends).
+#[derive(Debug, PartialEq, Eq)]
+struct PendingAccess {
+    call: &'static str,
+    path: String,
+    preopen: Option<usize>,
+    write: bool,
+}
+
 /// What the wrappers keep in a store.
 #[derive(Debug, Default)]
 pub(crate) struct ShadowState {
     preopens: PreopenFds,
     denials: Vec<Pending>,
     dropped: u64,
+    /// `Some` in audit mode: what the plugin used.
+    accesses: Option<Vec<PendingAccess>>,
+    accesses_dropped: u64,
 }
 
 impl ShadowState {
@@ -267,6 +314,69 @@ impl ShadowState {
         ShadowState {
             preopens: PreopenFds::new(preopens),
             ..ShadowState::default()
+        }
+    }
+
+    /// The same, recording what the plugin uses when `track` (audit mode).
+    pub(crate) fn tracking(preopens: usize, track: bool) -> Self {
+        ShadowState {
+            accesses: track.then(Vec::new),
+            ..ShadowState::new(preopens)
+        }
+    }
+
+    /// Records a use of a stream or an effect (audit mode only; once per call).
+    pub(crate) fn used(&mut self, call: &'static str, what: String, write: bool) {
+        self.note(PendingAccess {
+            call,
+            path: what,
+            preopen: None,
+            write,
+        });
+    }
+
+    fn note(&mut self, access: PendingAccess) {
+        let Some(list) = &mut self.accesses else {
+            return;
+        };
+        if list.iter().any(|a| {
+            a.path == access.path && a.preopen == access.preopen && a.write == access.write
+        }) {
+            return;
+        }
+        if list.len() >= MAX_ACCESSES {
+            self.accesses_dropped = self.accesses_dropped.saturating_add(1);
+            return;
+        }
+        list.push(access);
+    }
+
+    /// Takes what the plugin used so far (empty unless tracking), naming preopens and
+    /// their host directories from `sandbox`, with variable values redacted.
+    pub(crate) fn take_accesses(&mut self, sandbox: &Sandbox) -> Accesses {
+        let preopens = sandbox.preopens();
+        Accesses {
+            recorded: self
+                .accesses
+                .as_mut()
+                .map(std::mem::take)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|a| {
+                    let preopen = a.preopen.and_then(|i| preopens.get(i));
+                    Access {
+                        call: a.call,
+                        host_path: preopen.map(|p| {
+                            let joined = crate::grant::lexical_join(p.host_path(), &a.path);
+                            sandbox.redact(&joined.display().to_string()).into_owned()
+                        }),
+                        preopen: preopen.map(|p| p.guest_path().to_owned()),
+                        path: sandbox.redact(&a.path).into_owned(),
+                        write: a.write,
+                    }
+                })
+                .collect(),
+            dropped: std::mem::take(&mut self.accesses_dropped),
         }
     }
 
@@ -369,6 +479,53 @@ fn check(caller: &mut Caller<'_, StoreState>, errno: i32, attempt: impl FnOnce()
     }
 }
 
+/// Like [`check`], and in audit mode also records a call that succeeded as a use
+/// (`write`: whether it writes).
+#[inline]
+fn check_use(
+    caller: &mut Caller<'_, StoreState>,
+    errno: i32,
+    write: bool,
+    attempt: impl FnOnce() -> Attempt,
+) {
+    if errno == 0 {
+        if caller.data().shadow.accesses.is_some() {
+            note_use(caller, attempt(), write);
+        }
+    } else {
+        check(caller, errno, attempt);
+    }
+}
+
+#[cold]
+fn note_use(caller: &mut Caller<'_, StoreState>, attempt: Attempt, write: bool) {
+    let memory = caller.get_export("memory").and_then(Extern::into_memory);
+    let path = match memory {
+        Some(memory) => path_text(guest_bytes(
+            memory.data(&*caller),
+            attempt.path.0,
+            attempt.path.1,
+        )),
+        None => path_text(None),
+    };
+    let shadow = &mut caller.data_mut().shadow;
+    let preopen = shadow.preopens.index_of(attempt.dirfd as u32);
+    shadow.note(PendingAccess {
+        call: attempt.call,
+        path,
+        preopen,
+        write,
+    });
+}
+
+/// `path_open` flags that write: `O_CREAT`, `O_TRUNC`, or the `fd_write` right.
+fn opens_for_writing(oflags: i32, rights_base: i64) -> bool {
+    const O_CREAT: i32 = 1;
+    const O_TRUNC: i32 = 8;
+    const RIGHT_FD_WRITE: i64 = 1 << 6;
+    oflags & (O_CREAT | O_TRUNC) != 0 || rights_base & RIGHT_FD_WRITE != 0
+}
+
 #[cold]
 fn record(
     caller: &mut Caller<'_, StoreState>,
@@ -430,13 +587,13 @@ macro_rules! shadow {
 pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     shadow!(linker, path_open(fd: i32, dirflags: i32, ptr: i32, len: i32, oflags: i32, base: i64, inheriting: i64, fdflags: i32, out: i32),
-        |caller, errno| check(&mut caller, errno, one("path_open", fd, ptr, len)));
+        |caller, errno| check_use(&mut caller, errno, opens_for_writing(oflags, base), one("path_open", fd, ptr, len)));
     shadow!(linker, path_create_directory(fd: i32, ptr: i32, len: i32),
-        |caller, errno| check(&mut caller, errno, one("path_create_directory", fd, ptr, len)));
+        |caller, errno| check_use(&mut caller, errno, true, one("path_create_directory", fd, ptr, len)));
     shadow!(linker, path_remove_directory(fd: i32, ptr: i32, len: i32),
-        |caller, errno| check(&mut caller, errno, one("path_remove_directory", fd, ptr, len)));
+        |caller, errno| check_use(&mut caller, errno, true, one("path_remove_directory", fd, ptr, len)));
     shadow!(linker, path_unlink_file(fd: i32, ptr: i32, len: i32),
-        |caller, errno| check(&mut caller, errno, one("path_unlink_file", fd, ptr, len)));
+        |caller, errno| check_use(&mut caller, errno, true, one("path_unlink_file", fd, ptr, len)));
     shadow!(linker, path_filestat_get(fd: i32, flags: i32, ptr: i32, len: i32, out: i32),
         |caller, errno| check(&mut caller, errno, one("path_filestat_get", fd, ptr, len)));
     shadow!(linker, path_filestat_set_times(fd: i32, flags: i32, ptr: i32, len: i32, atim: i64, mtim: i64, fst: i32),
@@ -451,7 +608,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result
         target: Some((new_ptr, new_len)),
     }));
     shadow!(linker, path_rename(old_fd: i32, old_ptr: i32, old_len: i32, new_fd: i32, new_ptr: i32, new_len: i32),
-    |caller, errno| check(&mut caller, errno, || Attempt {
+    |caller, errno| check_use(&mut caller, errno, true, || Attempt {
         call: "path_rename",
         dirfd: old_fd,
         path: (old_ptr, old_len),

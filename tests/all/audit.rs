@@ -136,6 +136,7 @@ fn synthetic_run(log: &AuditLog) {
         error: Some("fuel ran out".into()),
         runtime_denials_dropped: None,
         effects_dropped: None,
+        accesses_dropped: None,
     })
     .unwrap();
 }
@@ -279,10 +280,20 @@ fn the_policy_engines_decisions_become_grant_and_deny_records() {
         assert_eq!(r["rule"], d.rule());
         assert_eq!(r["outcome"], d.outcome().as_str());
     }
-    assert!(
-        recs.iter().any(|r| r["event"] == "deny"),
-        "APP_TOKEN denies APP_*"
+    // Rule 5: `APP_*` is granted, and its record names what it withholds and why
+    // (never a value).
+    let app = recs
+        .iter()
+        .find(|r| r["request"] == "APP_*")
+        .expect("a record for APP_*");
+    assert_eq!(app["event"], "grant");
+    assert_eq!(app["names"], serde_json::json!([]));
+    assert_eq!(
+        app["withheld"],
+        serde_json::json!([{"name": "APP_TOKEN", "rule": "defaults.env.deny[0]"}])
     );
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(!text.contains("\"t\""), "a value reached the log");
 }
 
 // ---------------------------------------------------------------------------------

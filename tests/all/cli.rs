@@ -49,7 +49,7 @@ fn run_plugin_error_exits_with_its_code() {
     let out = warden(&["run", reader.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).starts_with("file-reader: "),
+        stderr(&out).starts_with("file-reader: usage: "),
         "{}",
         stderr(&out)
     );

@@ -606,7 +606,7 @@ fs.read = ["./data"]
 }
 
 #[test]
-fn env_exfiltration_through_a_glob_is_stopped_by_a_deny_pattern() {
+fn env_exfiltration_through_a_glob_is_stopped_variable_by_variable() {
     let t = Tree::new();
     let policy = r#"
 version = 1
@@ -624,18 +624,26 @@ stdio = ["stdout"]
     ]);
     let tries: &[&[&str]] = &[&["env-all"], &["env", "APP_SECRET"], &["env", "APP_NAME"]];
     let (d, out) = attempts(&example_bytes("file-reader"), policy, &host, tries);
-    assert_decided(&d, "APP_*", Outcome::Denied, "defaults.env.deny[0]");
-    assert!(item(&d, "APP_*").reason().contains("`APP_SECRET`"));
+    // Rule 5: `APP_*` passes `APP_NAME` and withholds `APP_SECRET`, naming the rule.
+    assert_decided(&d, "APP_*", Outcome::Granted, "defaults.env.allow[0]");
+    let app = item(&d, "APP_*");
+    assert_eq!(app.names(), Some(&["APP_NAME".to_string()][..]));
+    assert_eq!(app.withheld().len(), 1);
+    assert_eq!(app.withheld()[0].name, "APP_SECRET");
+    assert_eq!(app.withheld()[0].rule, "defaults.env.deny[0]");
+    assert!(app.reason().contains("withholds `APP_SECRET`"), "{}", app.reason());
     assert_decided(&d, "HOME", Outcome::Granted, "defaults.env.allow[0]");
     for (_, text) in &out {
         assert!(!text.contains(SECRET), "{text}");
     }
     assert_eq!(success(&out[1]), "<unset>");
-    assert_eq!(success(&out[2]), "<unset>");
-    assert!(!success(&out[0]).contains("APP_"));
+    assert_eq!(success(&out[2]), "visible");
+    assert!(success(&out[0]).contains("APP_NAME=visible"));
+    assert!(!success(&out[0]).contains("APP_SECRET"));
+    assert!(!success(&out[0]).contains("GITHUB_TOKEN"));
     assert!(success(&out[0]).contains("HOME="));
 
-    // Positive control: with no denied variable set, `APP_*` is granted whole.
+    // Which secrets happen to be set changes nothing for the rest.
     host.env.retain(|(k, _)| k != "APP_SECRET");
     let (d, out) = attempts(&example_bytes("file-reader"), policy, &host, tries);
     assert_decided(&d, "APP_*", Outcome::Granted, "defaults.env.allow[0]");
@@ -643,6 +651,7 @@ stdio = ["stdout"]
         item(&d, "APP_*").names(),
         Some(&["APP_NAME".to_string()][..])
     );
+    assert!(item(&d, "APP_*").withheld().is_empty());
     assert_eq!(success(&out[2]), "visible");
     assert!(!out[0].1.contains(SECRET));
 }

@@ -237,7 +237,7 @@ fn bad_values_of_every_kind_are_rejected() {
         "version = 1\n[plugins.x]\nsha256 = \"abc\"\n",
         3,
         10,
-        "`sha256` must be 64 hexadecimal digits, found `abc`",
+        "sha256` must be 64 hexadecimal digits, found `abc`",
     );
     rejects(
         "version = 1\n[plugins.\"two words\"]\n",
@@ -318,8 +318,8 @@ stack = "2 MiB"
     assert_eq!(p.default_limits().fuel, 1000);
     assert_eq!(p.default_limits().timeout.as_secs(), 90);
     let t = p.plugin("file-reader").unwrap();
-    assert_eq!(t.sha256.as_ref().unwrap().value[31], 0xff);
-    assert_eq!(t.sha256.as_ref().unwrap().key, "plugins.file-reader.sha256");
+    assert_eq!(t.sha256[0].value[31], 0xff);
+    assert_eq!(t.sha256[0].key, "plugins.file-reader.sha256");
     assert_eq!(t.rules.fs_read[0].key, "plugins.file-reader.fs.read[0]");
     assert_eq!(t.rules.limits.stack, Some(2 << 20));
 }

@@ -267,12 +267,18 @@ fn check(case: &Case, host: &Host, policy: &Policy, decisions: &Decisions) {
                     .env
                     .iter()
                     .filter(|n| wildcard(d.request(), n))
+                    .filter(|n| !env_deny.iter().any(|x| wildcard(x, n)))
                     .map(|n| n.to_string())
                     .collect::<BTreeSet<_>>()
                     .into_iter()
                     .collect();
-                // Whole: every host variable the declared pattern matches, no fewer.
+                // Rule 5: every host variable the declared pattern matches that no
+                // deny pattern matches, no fewer; each one withheld names its rule.
                 assert_eq!(names, &expected[..], "{d:?}");
+                for w in d.withheld() {
+                    assert!(wildcard(d.request(), &w.name), "{d:?}");
+                    assert!(env_deny.iter().any(|x| wildcard(x, &w.name)), "{d:?}");
+                }
                 for n in names {
                     assert!(env_allow.iter().any(|a| wildcard(a, n)), "{d:?}");
                     assert!(!env_deny.iter().any(|x| wildcard(x, n)), "{d:?}");

@@ -14,7 +14,8 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 
 const USAGE: &str = "usage: file-writer write PATH CONTENT | truncate PATH | append PATH CONTENT \
-| mkdir PATH | remove PATH | rename FROM TO | hardlink FROM TO | symlink TARGET LINK | read PATH";
+| mkdir PATH | remove PATH | rename FROM TO | hardlink FROM TO | symlink TARGET LINK | read PATH \
+| print TEXT";
 
 /// Relative paths are joined onto `/out`; absolute paths are used verbatim.
 fn resolve(path: &str) -> String {
@@ -256,6 +257,11 @@ impl Plugin for FileWriter {
             ["hardlink", from, to] => hardlink(from, to),
             ["symlink", target, link] => symlink(target, link),
             ["read", path] => read(path),
+            ["print", text] => {
+                // To stdout, the stream it declares.
+                println!("{text}");
+                ExecuteResult::success("printed")
+            }
             _ => ExecuteResult::user_error(USAGE),
         }
     }

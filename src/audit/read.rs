@@ -1,0 +1,219 @@
+//! Reading audit logs back, for the commands that answer questions from them
+//! (`audit show`, `audit summary`, `policy suggest`).
+//!
+//! [`log_set`] finds a log's rotated files (`PATH.YYYY-MM-DD[-HH]`, oldest first) and
+//! the log itself; [`for_each_record`] hands each line that is a JSON object to a
+//! closure, with its file, line number and raw text (so `show --json` can emit it
+//! unchanged, and it still verifies); [`parse_time`] reads `--since`/`--until`.
+//!
+//! These readers trust nothing in the records: a field that is missing or of another
+//! type is treated as absent. Whether the chain is intact is `audit verify`'s
+//! question, not theirs.
+
+use std::io::BufRead as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// One record read back.
+#[derive(Debug, Clone)]
+pub struct ReadRecord {
+    /// The file it is in.
+    pub file: PathBuf,
+    /// Its 1-based line number.
+    pub line: usize,
+    /// The line as written (without its `\n`).
+    pub raw: String,
+    /// The line parsed.
+    pub value: serde_json::Value,
+}
+
+impl ReadRecord {
+    /// A string field.
+    pub fn str(&self, key: &str) -> Option<&str> {
+        self.value.get(key)?.as_str()
+    }
+
+    /// `plugin.name`.
+    pub fn plugin(&self) -> Option<&str> {
+        self.value.get("plugin")?.get("name")?.as_str()
+    }
+
+    /// `ts`, parsed.
+    pub fn time(&self) -> Option<SystemTime> {
+        humantime::parse_rfc3339_weak(self.str("ts")?.trim_end_matches('Z')).ok()
+    }
+}
+
+/// A log file could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read audit log `{path}`: {source}")]
+pub struct ReadError {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    pub source: std::io::Error,
+}
+
+/// The rotated files of the log at `base` (oldest first), then `base` itself, those
+/// that exist.
+///
+/// # Errors
+///
+/// [`ReadError`] when the folder cannot be listed.
+pub fn log_set(base: &Path) -> Result<Vec<PathBuf>, ReadError> {
+    let error = |source| ReadError {
+        path: base.to_path_buf(),
+        source,
+    };
+    let Some(name) = base.file_name().and_then(|n| n.to_str()) else {
+        return Ok(vec![base.to_path_buf()]);
+    };
+    let folder = match base.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut rotated: Vec<(String, PathBuf)> = match std::fs::read_dir(&folder) {
+        Ok(entries) => entries
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let file = e.file_name().into_string().ok()?;
+                let stamp = file.strip_prefix(name)?.strip_prefix('.')?;
+                super::writer::is_stamp(stamp).then(|| (stamp.to_owned(), e.path()))
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(error(e)),
+    };
+    // `2026-01-02` sorts before `2026-01-02-05`, its hourly files: oldest first.
+    rotated.sort();
+    let mut files: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
+    if base.exists() {
+        files.push(base.to_path_buf());
+    }
+    Ok(files)
+}
+
+/// Calls `each` with every record of `files`, in order. Lines that are not JSON
+/// objects (a torn last line) are passed over.
+///
+/// # Errors
+///
+/// [`ReadError`] when a file cannot be opened or read.
+pub fn for_each_record(
+    files: &[PathBuf],
+    mut each: impl FnMut(ReadRecord),
+) -> Result<(), ReadError> {
+    for path in files {
+        let error = |source| ReadError {
+            path: path.clone(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(error)?;
+        let reader = std::io::BufReader::new(file);
+        for (i, line) in reader.split(b'\n').enumerate() {
+            let bytes = line.map_err(error)?;
+            let Ok(raw) = String::from_utf8(bytes) else {
+                continue;
+            };
+            let Ok(value) = serde_json::from_str::<serde_json::Value>(&raw) else {
+                continue;
+            };
+            if value.is_object() {
+                each(ReadRecord {
+                    file: path.clone(),
+                    line: i + 1,
+                    raw,
+                    value,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads a time for `--since`/`--until`: RFC 3339 (`2026-12-01T08:00:00Z`, or a date
+/// `2026-12-01`), a duration ago (`1h`, `30m`, `2d`), `today` or `yesterday` (UTC
+/// midnight), relative to `now`.
+///
+/// # Errors
+///
+/// A message saying what forms are understood.
+pub fn parse_time(text: &str, now: SystemTime) -> Result<SystemTime, String> {
+    let t = text.trim();
+    let midnight = |days_back: u64| {
+        let secs = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let day = secs / 86_400 - days_back.min(secs / 86_400);
+        SystemTime::UNIX_EPOCH + Duration::from_secs(day * 86_400)
+    };
+    match t {
+        "today" => return Ok(midnight(0)),
+        "yesterday" => return Ok(midnight(1)),
+        "now" => return Ok(now),
+        _ => {}
+    }
+    if let Ok(ago) = humantime::parse_duration(t) {
+        return now
+            .checked_sub(ago)
+            .ok_or_else(|| format!("`{t}` ago is before the epoch"));
+    }
+    let date_only = t.len() == 10 && t.as_bytes().get(4) == Some(&b'-');
+    let stamp = if date_only {
+        format!("{t}T00:00:00")
+    } else {
+        t.trim_end_matches('Z').to_owned()
+    };
+    humantime::parse_rfc3339_weak(&stamp).map_err(|_| {
+        format!(
+            "`{t}` is not a time: write RFC 3339 (`2026-12-01T08:00:00Z`, `2026-12-01`), a duration ago (`1h`, `30m`, `7d`), `today` or `yesterday`"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_read_in_every_form() {
+        let now = humantime::parse_rfc3339("2026-12-02T10:30:00Z").unwrap();
+        let at =
+            |t: &str| humantime::format_rfc3339_seconds(parse_time(t, now).unwrap()).to_string();
+        assert_eq!(at("1h"), "2026-12-02T09:30:00Z");
+        assert_eq!(at("today"), "2026-12-02T00:00:00Z");
+        assert_eq!(at("yesterday"), "2026-12-01T00:00:00Z");
+        assert_eq!(at("2026-11-30"), "2026-11-30T00:00:00Z");
+        assert_eq!(at("2026-11-30T08:00:00Z"), "2026-11-30T08:00:00Z");
+        assert!(parse_time("last tuesday", now).is_err());
+    }
+
+    #[test]
+    fn a_log_set_is_its_rotated_files_oldest_first_then_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("audit.jsonl");
+        for name in [
+            "audit.jsonl.2026-12-02",
+            "audit.jsonl.2026-12-01",
+            "audit.jsonl.2026-12-01-05",
+            "audit.jsonl.bak",
+            "audit.jsonl",
+        ] {
+            std::fs::write(dir.path().join(name), "").unwrap();
+        }
+        let names: Vec<String> = log_set(&base)
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "audit.jsonl.2026-12-01",
+                "audit.jsonl.2026-12-01-05",
+                "audit.jsonl.2026-12-02",
+                "audit.jsonl"
+            ]
+        );
+    }
+}

@@ -1,0 +1,461 @@
+//! `warden policy suggest`: the narrowest `[plugins.NAME]` table that would have let
+//! every observed audit-mode run do what it did (like `audit2allow` or `aa-logprof`,
+//! but from a tamper-evident log).
+//!
+//! The evidence is what audit mode records ([`crate::runtime::Access`] records, one per
+//! path, stream or effect a run really used) next to the decisions of the same load
+//! (`grant`/`deny` with `would_deny`):
+//!
+//! - a directory goes in when a run opened something under it: the declared
+//!   directory that covered the use (its preopen, the most specific declared item
+//!   that holds it), in `fs.write` when a use wrote, else in `fs.read`; as the host
+//!   path it resolved to;
+//! - an env pattern goes in when it was declared and passed a variable (reads of the
+//!   environment cannot be observed; a pattern that passed nothing is left out);
+//! - a stream goes in when the plugin wrote it (or read stdin);
+//! - a network endpoint goes in when a request to it was performed: the declared
+//!   endpoint that covered it;
+//! - `sha256` pins every module digest the runs loaded (a list when several).
+//!
+//! What was declared but not used is listed in a comment, not granted: enforce mode
+//! will deny it, which the comment says. Only runs under `mode = "audit"` count;
+//! enforce-mode runs carry no evidence of use.
+
+use crate::audit::read::ReadRecord;
+use crate::escape::escape_line;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+
+/// Why one item is in the suggestion: the runs that used it and what they used.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Evidence {
+    /// The item as the plugin declared it.
+    pub declared: String,
+    /// Run ids that used it.
+    pub runs: BTreeSet<String>,
+    /// A few of the uses (paths under the directory, URLs), for the comment.
+    pub uses: BTreeSet<String>,
+}
+
+/// The suggestion for one plugin.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PluginSuggestion {
+    /// The plugin's declared name.
+    pub name: String,
+    /// The audit-mode runs the suggestion is made from: (run id, time of `run_start`).
+    pub runs: Vec<(String, String)>,
+    /// Module digests loaded by those runs.
+    pub sha256: BTreeSet<String>,
+    /// `fs.read`: host directory -> evidence.
+    pub fs_read: BTreeMap<String, Evidence>,
+    /// `fs.write`: host directory -> evidence.
+    pub fs_write: BTreeMap<String, Evidence>,
+    /// `env.allow`: declared pattern -> evidence (the names passed).
+    pub env_allow: BTreeMap<String, Evidence>,
+    /// `env.deny`: names a deny list withheld in the runs (evidence: the rule), kept
+    /// denied so the table alone passes no more than the runs got.
+    pub env_deny: BTreeMap<String, Evidence>,
+    /// `stdio`: stream -> evidence.
+    pub stdio: BTreeMap<String, Evidence>,
+    /// `net.allow`: declared endpoint -> evidence (the URLs requested).
+    pub net_allow: BTreeMap<String, Evidence>,
+    /// Declared items no run used (`capability request`).
+    pub unused: BTreeSet<String>,
+}
+
+/// What one load/run left in the log.
+#[derive(Debug, Default)]
+struct RunFacts {
+    plugin: Option<String>,
+    sha256: Option<String>,
+    mode: Option<String>,
+    load: Option<String>,
+    started: Option<String>,
+    decisions: Vec<serde_json::Value>,
+    accesses: Vec<serde_json::Value>,
+    effects: Vec<serde_json::Value>,
+}
+
+/// Collects the records of a log and makes the suggestions.
+#[derive(Debug, Default)]
+pub struct Suggester {
+    runs: HashMap<String, RunFacts>,
+    order: Vec<String>,
+}
+
+impl Suggester {
+    /// An empty collector.
+    pub fn new() -> Suggester {
+        Suggester::default()
+    }
+
+    /// Takes one record into account.
+    pub fn add(&mut self, record: &ReadRecord) {
+        let Some(run_id) = record.str("run_id") else {
+            return;
+        };
+        if !self.runs.contains_key(run_id) {
+            self.order.push(run_id.to_owned());
+        }
+        let facts = self.runs.entry(run_id.to_owned()).or_default();
+        let v = &record.value;
+        if let Some(name) = record.plugin() {
+            facts.plugin = Some(name.to_owned());
+        }
+        if let Some(sha) = v.pointer("/plugin/sha256").and_then(|s| s.as_str()) {
+            facts.sha256 = Some(sha.to_owned());
+        }
+        if let Some(mode) = v.pointer("/policy/mode").and_then(|s| s.as_str()) {
+            facts.mode = Some(mode.to_owned());
+        }
+        match record.str("event") {
+            Some("grant" | "deny") => facts.decisions.push(v.clone()),
+            Some("access") => facts.accesses.push(v.clone()),
+            Some("effect") => facts.effects.push(v.clone()),
+            Some("run_start") => {
+                facts.started = record.str("ts").map(str::to_owned);
+                facts.load = v.get("load").and_then(|l| l.as_str()).map(str::to_owned);
+            }
+            _ => {}
+        }
+    }
+
+    /// One suggestion per plugin that had an audit-mode run, by name; only `plugin`'s
+    /// when given.
+    pub fn suggestions(&self, plugin: Option<&str>) -> Vec<PluginSuggestion> {
+        let mut out: BTreeMap<String, PluginSuggestion> = BTreeMap::new();
+        for run_id in &self.order {
+            let Some(run) = self.runs.get(run_id) else {
+                continue;
+            };
+            let Some(started) = &run.started else {
+                continue;
+            };
+            // A later call of a loaded plugin: its decisions are the load's.
+            let load = run
+                .load
+                .as_ref()
+                .and_then(|l| self.runs.get(l))
+                .unwrap_or(run);
+            let name = run.plugin.as_ref().or(load.plugin.as_ref());
+            let mode = run.mode.as_ref().or(load.mode.as_ref());
+            let (Some(name), Some("audit")) = (name, mode.map(String::as_str)) else {
+                continue;
+            };
+            if plugin.is_some_and(|p| p != name) {
+                continue;
+            }
+            let s = out.entry(name.clone()).or_insert_with(|| PluginSuggestion {
+                name: name.clone(),
+                ..PluginSuggestion::default()
+            });
+            s.runs.push((run_id.clone(), started.clone()));
+            if let Some(sha) = run.sha256.as_ref().or(load.sha256.as_ref()) {
+                s.sha256.insert(sha.clone());
+            }
+            take_run(s, run_id, &load.decisions, &run.accesses, &run.effects);
+        }
+        for s in out.values_mut() {
+            let used: BTreeSet<String> = s
+                .fs_read
+                .values()
+                .chain(s.fs_write.values())
+                .chain(s.env_allow.values())
+                .chain(s.stdio.values())
+                .chain(s.net_allow.values())
+                .map(|e| e.declared.clone())
+                .collect();
+            s.unused.retain(|item| {
+                let request = item.split_once(' ').map_or(item.as_str(), |(_, r)| r);
+                !used.contains(request)
+            });
+        }
+        out.into_values().collect()
+    }
+}
+
+fn take_run(
+    s: &mut PluginSuggestion,
+    run_id: &str,
+    decisions: &[serde_json::Value],
+    accesses: &[serde_json::Value],
+    effects: &[serde_json::Value],
+) {
+    let text =
+        |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
+    let in_effect = |d: &&serde_json::Value| {
+        matches!(
+            d.get("outcome").and_then(|o| o.as_str()),
+            Some("granted" | "would_deny")
+        )
+    };
+    for d in decisions {
+        if let (Some(cap), Some(request)) = (text(d, "capability"), text(d, "request")) {
+            s.unused.insert(format!("{cap} {request}"));
+        }
+    }
+    let note = |map: &mut BTreeMap<String, Evidence>,
+                key: String,
+                declared: String,
+                used: Option<String>| {
+        let e = map.entry(key).or_default();
+        e.declared = declared;
+        e.runs.insert(run_id.to_owned());
+        if let Some(u) = used
+            && e.uses.len() < 3
+        {
+            e.uses.insert(u);
+        }
+    };
+    for a in accesses {
+        let call = text(a, "call").unwrap_or_default();
+        let path = text(a, "path").unwrap_or_default();
+        let write = a.get("write").and_then(|w| w.as_bool()).unwrap_or(false);
+        match call.as_str() {
+            "stdin" | "stdout" | "stderr" => {
+                note(&mut s.stdio, call.clone(), call.clone(), None);
+            }
+            "http_get" | "http_post" => {}
+            _ => {
+                let Some(preopen) = text(a, "preopen") else {
+                    continue;
+                };
+                // The declaration whose preopen the use was under; write when the
+                // use wrote and the declaration may write.
+                let covering: Vec<&serde_json::Value> = decisions
+                    .iter()
+                    .filter(in_effect)
+                    .filter(|d| text(d, "guest_path").as_deref() == Some(preopen.as_str()))
+                    .collect();
+                let writable = covering
+                    .iter()
+                    .find(|d| text(d, "capability").as_deref() == Some("fs_write"));
+                let chosen = if write {
+                    writable.or(covering.first())
+                } else {
+                    covering.first()
+                };
+                let Some(d) = chosen else { continue };
+                let host = text(d, "host_path").unwrap_or_default();
+                let declared = text(d, "request").unwrap_or_default();
+                let shown = text(a, "host_path").unwrap_or(path);
+                let cap = text(d, "capability").unwrap_or_default();
+                if write && cap == "fs_write" {
+                    note(&mut s.fs_write, host, declared, Some(shown));
+                } else {
+                    note(&mut s.fs_read, host, declared, Some(shown));
+                }
+            }
+        }
+    }
+    // A directory both read and written is in `fs.write` only (write covers read).
+    let written: Vec<String> = s.fs_write.keys().cloned().collect();
+    for w in written {
+        if let Some(read) = s.fs_read.remove(&w)
+            && let Some(e) = s.fs_write.get_mut(&w)
+        {
+            e.runs.extend(read.runs);
+            e.uses.extend(
+                read.uses
+                    .into_iter()
+                    .take(3usize.saturating_sub(e.uses.len())),
+            );
+        }
+    }
+    for d in decisions.iter().filter(in_effect) {
+        if text(d, "capability").as_deref() != Some("env") {
+            continue;
+        }
+        let names: Vec<String> = d
+            .get("names")
+            .and_then(|n| n.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let (false, Some(pattern)) = (names.is_empty(), text(d, "request")) {
+            for n in names {
+                note(&mut s.env_allow, pattern.clone(), pattern.clone(), Some(n));
+            }
+            let withheld = d.get("withheld").and_then(|w| w.as_array());
+            for w in withheld.into_iter().flatten() {
+                if let (Some(name), Some(rule)) = (text(w, "name"), text(w, "rule")) {
+                    note(
+                        &mut s.env_deny,
+                        name.clone(),
+                        format!("withheld by `{rule}`"),
+                        None,
+                    );
+                }
+            }
+        }
+    }
+    for e in effects {
+        if text(e, "outcome").as_deref() != Some("performed") {
+            continue;
+        }
+        let Some(url) = text(e, "url") else { continue };
+        let Some(destination) = destination_endpoint(&url) else {
+            continue;
+        };
+        let declared = decisions
+            .iter()
+            .filter(in_effect)
+            .filter(|d| text(d, "capability").as_deref() == Some("net"))
+            .filter_map(|d| text(d, "request"))
+            .find(|r| crate::net::Endpoint::parse_allow(r).is_ok_and(|ep| ep.covers(&destination)));
+        if let Some(declared) = declared {
+            note(&mut s.net_allow, declared.clone(), declared, Some(url));
+        }
+    }
+}
+
+/// The endpoint a recorded URL (`scheme://host:port/path`) went to.
+fn destination_endpoint(url: &str) -> Option<crate::net::Endpoint> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    crate::net::Endpoint::parse_allow(&format!("{scheme}://{authority}")).ok()
+}
+
+/// A TOML string (basic, escaped).
+fn toml_string(s: &str) -> String {
+    toml_edit::Value::from(s).to_string().trim().to_owned()
+}
+
+impl PluginSuggestion {
+    /// The table as TOML, with comments naming the evidence.
+    pub fn to_toml(&self) -> String {
+        let mut out = String::new();
+        let first = self
+            .runs
+            .iter()
+            .map(|(_, t)| t)
+            .min()
+            .cloned()
+            .unwrap_or_default();
+        let last = self
+            .runs
+            .iter()
+            .map(|(_, t)| t)
+            .max()
+            .cloned()
+            .unwrap_or_default();
+        let ids: Vec<&str> = self
+            .runs
+            .iter()
+            .take(4)
+            .map(|(id, _)| id.as_str())
+            .collect();
+        let more = self.runs.len().saturating_sub(ids.len());
+        let _ = writeln!(
+            out,
+            "# {}: from {} audit-mode run{} between {} and {}",
+            escape_line(&self.name),
+            self.runs.len(),
+            if self.runs.len() == 1 { "" } else { "s" },
+            escape_line(&first),
+            escape_line(&last)
+        );
+        let _ = writeln!(
+            out,
+            "# runs: {}{}",
+            escape_line(&ids.join(", ")),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        );
+        let _ = writeln!(out, "[plugins.{}]", super::toml_key(&self.name));
+        let digests: Vec<String> = self.sha256.iter().map(|d| toml_string(d)).collect();
+        match digests.as_slice() {
+            [] => {}
+            [one] => {
+                let _ = writeln!(out, "sha256 = {one}  # the module these runs loaded");
+            }
+            many => {
+                let _ = writeln!(
+                    out,
+                    "sha256 = [{}]  # every module these runs loaded",
+                    many.join(", ")
+                );
+            }
+        }
+        let total = self.runs.len();
+        let list = |out: &mut String, key: &str, items: &BTreeMap<String, Evidence>| {
+            if items.is_empty() {
+                return;
+            }
+            let _ = writeln!(out, "{key} = [");
+            for (value, e) in items {
+                let uses: Vec<&str> = e.uses.iter().map(String::as_str).collect();
+                let declared = if e.declared.starts_with("withheld") {
+                    format!("{} in ", e.declared)
+                } else if e.declared != *value {
+                    format!("declared `{}`; ", e.declared)
+                } else {
+                    String::new()
+                };
+                let comment = format!(
+                    "{declared}{}{} of {total} runs{}",
+                    if e.declared.starts_with("withheld") {
+                        ""
+                    } else {
+                        "used by "
+                    },
+                    e.runs.len(),
+                    if uses.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", uses.join(", "))
+                    }
+                );
+                // Log text (plugin-chosen paths and URLs) in a comment: escaped, so a
+                // newline can never end the comment and start a key.
+                let _ = writeln!(
+                    out,
+                    "    {},  # {}",
+                    toml_string(value),
+                    escape_line(&comment)
+                );
+            }
+            let _ = writeln!(out, "]");
+        };
+        list(&mut out, "fs.read", &self.fs_read);
+        list(&mut out, "fs.write", &self.fs_write);
+        list(&mut out, "env.allow", &self.env_allow);
+        list(&mut out, "env.deny", &self.env_deny);
+        if self.stdio.is_empty() {
+            let _ = writeln!(out, "stdio = []  # no run used a stream");
+        } else {
+            list(&mut out, "stdio", &self.stdio);
+        }
+        list(&mut out, "net.allow", &self.net_allow);
+        if !self.unused.is_empty() {
+            let _ = writeln!(
+                out,
+                "# declared but used by no run (not granted; enforce mode denies them):"
+            );
+            for item in &self.unused {
+                let _ = writeln!(out, "#   {}", escape_line(item));
+            }
+        }
+        out
+    }
+}
+
+/// The whole suggestion as a policy file `policy check` accepts.
+pub fn render_toml(source: &str, suggestions: &[PluginSuggestion]) -> String {
+    let mut out = format!(
+        "# warden policy suggest, from {}\n# Review each table, then merge it into your policy.\nversion = 1\n",
+        escape_line(source)
+    );
+    for s in suggestions {
+        out.push('\n');
+        out.push_str(&s.to_toml());
+    }
+    out
+}
