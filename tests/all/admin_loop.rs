@@ -1,0 +1,634 @@
+//! The administrator's loop: audit mode that is safe on an untrusted plugin and
+//! records what it used, `policy suggest` from those runs to a policy enforce mode
+//! accepts, `policy pin`, `policy check` warnings, per-variable env decisions, and
+//! denials people can see.
+
+use crate::common::*;
+use crate::network::{Server, hello};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use warden::abi::{Capabilities, StdioCapability};
+use warden::host::{Loaded, Warden};
+
+const SECRET: &str = "ghp_s3cret-value";
+
+/// A working directory with `data/notes.txt` and `out/`.
+struct Site {
+    dir: tempfile::TempDir,
+}
+
+impl Site {
+    fn new() -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        std::fs::create_dir(dir.path().join("out")).unwrap();
+        std::fs::write(dir.path().join("data/notes.txt"), "hello notes").unwrap();
+        Site { dir }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn policy(&self, name: &str, text: &str) -> PathBuf {
+        crate::policy::policy_file(self.dir.path(), name, text)
+    }
+
+    /// `warden run` of an example plugin here, with `APP_MODE` and `APP_TOKEN` set.
+    fn run(&self, policy: &Path, log: &Path, plugin: &str, args: &[&str]) -> Output {
+        self.run_with(&[], policy, log, plugin, args)
+    }
+
+    /// [`Site::run`] with more flags for `run`.
+    fn run_with(
+        &self,
+        flags: &[&str],
+        policy: &Path,
+        log: &Path,
+        plugin: &str,
+        args: &[&str],
+    ) -> Output {
+        crate::cli::warden_command()
+            .env("APP_MODE", "fast")
+            .env("APP_TOKEN", SECRET)
+            .arg("run")
+            .args(flags)
+            .arg("--policy")
+            .arg(policy)
+            .arg("--audit-log")
+            .arg(log)
+            .arg("--workdir")
+            .arg(self.dir.path())
+            .arg(example_plugin(plugin))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn events<'r>(records: &'r [serde_json::Value], event: &str) -> Vec<&'r serde_json::Value> {
+    records.iter().filter(|r| r["event"] == event).collect()
+}
+
+const AUDIT_POLICY: &str = r#"version = 1
+mode = "audit"
+
+[defaults.fs]
+deny = ["~/.ssh"]
+
+[defaults.env]
+deny = ["*_TOKEN", "AWS_*"]
+
+# Audit mode keeps the built-in protections: a loopback address is reached only
+# when named literally.
+[plugins.fetcher]
+net.allow = ["http://127.0.0.1:8000"]
+"#;
+
+// ---------------------------------------------------------------------------------
+// Audit mode.
+
+/// A plugin declaring `env *` whose call writes its whole environment to stdout.
+fn env_dumper() -> Vec<u8> {
+    let caps = Capabilities {
+        env_read: vec!["*".into()],
+        stdio: StdioCapability {
+            stdout: true,
+            ..StdioCapability::default()
+        },
+        ..Capabilities::default()
+    };
+    let mut plugin = WatPlugin::new("env-dumper");
+    plugin.manifest = manifest_bytes_with("env-dumper", 2, caps);
+    plugin.imports = r#"(import "wasi_snapshot_preview1" "environ_sizes_get" (func $sizes (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "environ_get" (func $get (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))"#
+        .into();
+    plugin.execute_fn = Some(format!(
+        "(drop (call $sizes (i32.const 600) (i32.const 604)))
+         (drop (call $get (i32.const 70000) (i32.const 80000)))
+         (i32.store (i32.const 620) (i32.const 80000))
+         (i32.store (i32.const 624) (i32.load (i32.const 604)))
+         (drop (call $fd_write (i32.const 1) (i32.const 620) (i32.const 1) (i32.const 640)))
+         {}",
+        WatPlugin::packed(RESULT_AT, plugin.result.len() as u32)
+    ));
+    plugin.bytes()
+}
+
+#[test]
+fn audit_mode_never_passes_a_variable_a_deny_list_names() {
+    let site = Site::new();
+    let policy = site.policy("audit.toml", AUDIT_POLICY);
+    std::fs::write(site.path("env-dumper.wasm"), env_dumper()).unwrap();
+    let log = site.path("audit.jsonl");
+    let warden = Warden::builder()
+        .policy_file(&policy)
+        .audit_log(&log)
+        .workdir(site.dir.path())
+        .env([
+            ("HOME".to_string(), "/home/op".to_string()),
+            ("APP_MODE".to_string(), "fast".to_string()),
+            ("GITHUB_TOKEN".to_string(), SECRET.to_string()),
+            ("AWS_SECRET_ACCESS_KEY".to_string(), SECRET.to_string()),
+        ])
+        .without_cache()
+        .build()
+        .unwrap();
+    let Loaded::Ready(plugin) = warden.load(site.path("env-dumper.wasm")).unwrap() else {
+        panic!("refused")
+    };
+    let report = plugin.run(&[]).unwrap();
+    warden.flush().unwrap();
+    let environ = text(&report.stdout);
+    assert!(environ.contains("APP_MODE=fast"), "{environ:?}");
+    assert!(environ.contains("HOME=/home/op"), "{environ:?}");
+    assert!(
+        !environ.contains(SECRET),
+        "audit mode passed a denied variable"
+    );
+    assert!(!environ.contains("GITHUB_TOKEN") && !environ.contains("AWS_"));
+
+    let records = log_records(&log);
+    let star = records
+        .iter()
+        .find(|r| r["request"] == "*")
+        .expect("a decision for `*`");
+    assert_eq!(star["outcome"], "would_deny");
+    assert_eq!(star["names"], serde_json::json!(["APP_MODE", "HOME"]));
+    assert_eq!(
+        star["withheld"],
+        serde_json::json!([
+            {"name": "AWS_SECRET_ACCESS_KEY", "rule": "defaults.env.deny[1]"},
+            {"name": "GITHUB_TOKEN", "rule": "defaults.env.deny[0]"},
+        ])
+    );
+    assert!(!std::fs::read_to_string(&log).unwrap().contains(SECRET));
+    assert_log_verifies(&log);
+}
+
+/// A directory a deny list names is denied in audit mode too, and the plugin cannot
+/// reach it; what enforce would deny for want of an allow entry is granted.
+#[test]
+fn audit_mode_keeps_fs_deny_lists() {
+    let site = Site::new();
+    let policy = site.policy("audit.toml", &AUDIT_POLICY.replace("~/.ssh", "./out"));
+    let log = site.path("audit.jsonl");
+    let out = site.run(&policy, &log, "file-writer", &["write", "x.txt", "data"]);
+    assert_ne!(out.status.code(), Some(0), "wrote into a denied directory");
+    assert!(!site.path("out/x.txt").exists());
+    let records = log_records(&log);
+    let out_decision = records
+        .iter()
+        .find(|r| r["request"] == "./out")
+        .expect("a decision for ./out");
+    assert_eq!(out_decision["event"], "deny");
+    assert_eq!(out_decision["outcome"], "denied");
+    assert_eq!(out_decision["rule"], "defaults.fs.deny[0]");
+    let data = records.iter().find(|r| r["request"] == "./data").unwrap();
+    assert_eq!(data["outcome"], "would_deny");
+}
+
+#[test]
+fn access_records_name_what_the_plugin_opened_once_per_path() {
+    let site = Site::new();
+    let policy = site.policy("audit.toml", AUDIT_POLICY);
+    let log = site.path("audit.jsonl");
+    let out = site.run(&policy, &log, "file-reader", &["read", "notes.txt"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = site.run(&policy, &log, "file-writer", &["write", "r.txt", "hi"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let records = log_records(&log);
+    let accesses = events(&records, "access");
+    let data = site.path("data").canonicalize().unwrap();
+    let outdir = site.path("out").canonicalize().unwrap();
+    let read = accesses
+        .iter()
+        .find(|a| a["path"] == "notes.txt")
+        .expect("an access for notes.txt");
+    assert_eq!(read["call"], "path_open");
+    assert_eq!(read["preopen"], "/data");
+    assert_eq!(
+        read["host_path"],
+        data.join("notes.txt").display().to_string()
+    );
+    assert_eq!(read["write"], false);
+    let wrote = accesses
+        .iter()
+        .find(|a| a["path"] == "r.txt")
+        .expect("an access for r.txt");
+    assert_eq!(wrote["preopen"], "/out");
+    assert_eq!(
+        wrote["host_path"],
+        outdir.join("r.txt").display().to_string()
+    );
+    assert_eq!(wrote["write"], true);
+    // Once per path per run.
+    let per_run: BTreeSet<(String, String)> = accesses
+        .iter()
+        .map(|a| (a["run_id"].to_string(), a["path"].to_string()))
+        .collect();
+    assert_eq!(per_run.len(), accesses.len());
+    assert_log_verifies(&log);
+
+    // Enforce mode records no use.
+    let enforce = site.policy(
+        "enforce.toml",
+        "version = 1\n[plugins.file-reader]\nfs.read = [\"./data\"]\n",
+    );
+    let log2 = site.path("enforce.jsonl");
+    site.run(&enforce, &log2, "file-reader", &["read", "notes.txt"]);
+    assert!(events(&log_records(&log2), "access").is_empty());
+}
+
+// ---------------------------------------------------------------------------------
+// policy suggest.
+
+/// What each example plugin's runs are: together they use everything it declares.
+const RUNS: &[(&str, &[&str])] = &[
+    ("file-reader", &["read", "notes.txt"]),
+    ("file-reader", &["env-all"]),
+    ("file-reader", &["print", "hi"]),
+    ("file-writer", &["write", "r.txt", "hi"]),
+    ("file-writer", &["read", "/data/notes.txt"]),
+    ("file-writer", &["print", "hi"]),
+    ("hello", &["Grace"]),
+    ("fetcher", &["get", "http://127.0.0.1:8000/x"]),
+];
+
+#[test]
+fn suggest_turns_audit_runs_into_the_narrowest_policy_enforce_accepts() {
+    let _port = port_8000();
+    let server = Server::start(8000, None, hello);
+    let site = Site::new();
+    let audit = site.policy("audit.toml", AUDIT_POLICY);
+    let log = site.path("audit.jsonl");
+    let mut audited = Vec::new();
+    for (plugin, args) in RUNS {
+        let out = site.run(&audit, &log, plugin, args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{plugin} {args:?}: {}",
+            text(&out.stderr)
+        );
+        audited.push(text(&out.stdout));
+    }
+
+    let out = crate::cli::warden(&["policy", "suggest", log.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let suggested = text(&out.stdout);
+    assert!(
+        !suggested.contains("declared but used by no run"),
+        "these runs use every declared item:\n{suggested}"
+    );
+    let suggested_path = site.policy("suggested.toml", &suggested);
+    let check = crate::cli::warden(&["policy", "check", suggested_path.to_str().unwrap()]);
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check.stdout));
+
+    // Enforce mode under the suggestion: the same runs, the same output, no denial.
+    let log2 = site.path("enforce.jsonl");
+    for ((plugin, args), before) in RUNS.iter().zip(&audited) {
+        let out = site.run(&suggested_path, &log2, plugin, args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{plugin} {args:?}: {}",
+            text(&out.stderr)
+        );
+        if *plugin != "fetcher" {
+            assert_eq!(&text(&out.stdout), before, "{plugin} {args:?}");
+        }
+        assert!(
+            text(&out.stderr).is_empty(),
+            "{plugin}: {}",
+            text(&out.stderr)
+        );
+    }
+    let records = log_records(&log2);
+    assert!(
+        events(&records, "deny").is_empty(),
+        "{:#?}",
+        events(&records, "deny")
+    );
+    assert!(events(&records, "runtime_deny").is_empty());
+    assert!(!std::fs::read_to_string(&log2).unwrap().contains(SECRET));
+    assert_eq!(server.seen().len(), 2);
+
+    // Nothing granted that no run used.
+    let table: toml::Table = suggested.parse().unwrap();
+    let audit_records = log_records(&log);
+    let used_paths: Vec<String> = events(&audit_records, "access")
+        .iter()
+        .filter_map(|a| a["host_path"].as_str().map(str::to_owned))
+        .collect();
+    let used_calls: BTreeSet<String> = events(&audit_records, "access")
+        .iter()
+        .filter_map(|a| a["call"].as_str().map(str::to_owned))
+        .collect();
+    let plugins = table["plugins"].as_table().unwrap();
+    assert_eq!(
+        plugins.keys().cloned().collect::<BTreeSet<_>>(),
+        ["fetcher", "file-reader", "file-writer", "hello"]
+            .map(String::from)
+            .into()
+    );
+    for (name, t) in plugins {
+        let t = t.as_table().unwrap();
+        assert!(t["sha256"].is_str(), "{name} is pinned");
+        let strings = |v: Option<&toml::Value>| -> Vec<String> {
+            v.and_then(|v| v.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let fs = t.get("fs").and_then(|f| f.as_table());
+        for dir in strings(fs.and_then(|f| f.get("read")))
+            .into_iter()
+            .chain(strings(fs.and_then(|f| f.get("write"))))
+        {
+            assert!(
+                used_paths.iter().any(|p| p.starts_with(&format!("{dir}/"))),
+                "{name}: `{dir}` granted but nothing under it was opened"
+            );
+        }
+        for stream in strings(t.get("stdio")) {
+            assert!(
+                used_calls.contains(&stream),
+                "{name}: `{stream}` granted, never used"
+            );
+        }
+    }
+    let reader = plugins["file-reader"].as_table().unwrap();
+    assert_eq!(
+        reader["env"]["deny"].as_array().unwrap()[0].as_str(),
+        Some("APP_TOKEN"),
+        "a variable withheld in the audit runs stays withheld"
+    );
+    assert_eq!(
+        plugins["fetcher"]["net"]["allow"].as_array().unwrap().len(),
+        1,
+        "only the endpoint that was used"
+    );
+
+    // `--plugin` and `--json` select and explain.
+    let out = crate::cli::warden(&[
+        "policy",
+        "suggest",
+        "--plugin",
+        "fetcher",
+        "--json",
+        log.to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["plugins"].as_array().unwrap().len(), 1);
+    let fetcher = &v["plugins"][0];
+    assert_eq!(fetcher["name"], "fetcher");
+    assert!(
+        fetcher["net_allow"]["http://127.0.0.1:8000"]["uses"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:8000/x")
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// policy pin.
+
+#[test]
+fn policy_pin_changes_one_line_and_keeps_every_comment() {
+    let site = Site::new();
+    let original = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/examples.toml"),
+    )
+    .unwrap();
+    let policy = site.policy("examples.toml", &original);
+    let reader = example_plugin("file-reader");
+    let out = crate::cli::warden(&[
+        "policy",
+        "pin",
+        "--policy",
+        policy.to_str().unwrap(),
+        reader.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let digest = hex::encode(sha256_of(&reader));
+    let pinned = std::fs::read_to_string(&policy).unwrap();
+    let added: Vec<&str> = pinned
+        .lines()
+        .filter(|l| !original.lines().any(|o| o == *l))
+        .collect();
+    assert_eq!(added, [format!("sha256 = \"{digest}\"")]);
+    let without: String = pinned
+        .lines()
+        .filter(|l| !l.starts_with("sha256 = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(without, original, "every other byte is kept");
+
+    // A rolling update: the old digest stays next to the new one.
+    let old = "1".repeat(64);
+    let stale = pinned.replace(&digest, &old);
+    std::fs::write(&policy, &stale).unwrap();
+    let out = crate::cli::warden(&[
+        "policy",
+        "pin",
+        "--rolling",
+        "--policy",
+        policy.to_str().unwrap(),
+        reader.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let rolled = std::fs::read_to_string(&policy).unwrap();
+    assert_eq!(
+        rolled,
+        stale.replace(
+            &format!("sha256 = \"{old}\""),
+            &format!("sha256 = [\"{old}\", \"{digest}\"]")
+        )
+    );
+    // The list pins both: the current module runs.
+    let out = site.run(
+        &policy,
+        &site.path("log.jsonl"),
+        "file-reader",
+        &["print", "x"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+fn sha256_of(path: &Path) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(std::fs::read(path).unwrap()).into()
+}
+
+#[test]
+fn a_list_of_pins_refuses_a_module_it_does_not_name_and_on_denied_is_per_plugin() {
+    let site = Site::new();
+    let log = site.path("log.jsonl");
+    let (a, b) = ("a".repeat(64), "b".repeat(64));
+    let policy = site.policy(
+        "p.toml",
+        &format!("version = 1\n[plugins.file-reader]\nsha256 = [\"{a}\", \"{b}\"]\n"),
+    );
+    let out = site.run(&policy, &log, "file-reader", &["print", "x"]);
+    assert_eq!(out.status.code(), Some(77));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(&format!("{a} or {b}")), "{stderr}");
+
+    let policy = site.policy(
+        "q.toml",
+        "version = 1\n[defaults]\non_denied = \"run\"\n[plugins.file-reader]\non_denied = \"refuse\"\n",
+    );
+    let out = site.run(&policy, &log, "file-reader", &["print", "x"]);
+    assert_eq!(out.status.code(), Some(77));
+    assert!(
+        text(&out.stderr).contains("`plugins.file-reader.on_denied` is `refuse`"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Another plugin keeps the default.
+    let out = site.run(&policy, &log, "hello", &[]);
+    assert_eq!(out.status.code(), Some(0));
+}
+
+// ---------------------------------------------------------------------------------
+// policy check warnings.
+
+#[test]
+fn each_warning_names_its_line_and_column_and_a_fix() {
+    let site = Site::new();
+    std::fs::create_dir(site.path("reports")).unwrap();
+    for (body, at, says) in [
+        ("[defaults]\nmemory = \"64 MB\"", "3:10", "write `64 MiB`"),
+        (
+            "[defaults.fs]\ndeny = [\"/etc\"]\n[plugins.x]\nfs.read = [\"./reprots\"]",
+            "5:12",
+            "did you mean `./reports`",
+        ),
+        (
+            "[defaults.fs]\ndeny = [\"/etc\"]\n[plugins.x]\nfs.write = [\"/\"]",
+            "5:13",
+            "grants the whole filesystem",
+        ),
+        (
+            "[defaults.fs]\ndeny = [\"/etc\"]\n[plugins.x]\nfs.read = [\"~\"]",
+            "5:12",
+            "the whole home directory",
+        ),
+        (
+            "[plugins.x]\nenv.allow = [\"HOME\"]",
+            "3:14",
+            "no `env.deny` list applies",
+        ),
+        (
+            "[defaults.env]\ndeny = [\"*_TOKEN\"]\n[plugins.x]\nenv.allow = [\"*\"]",
+            "5:14",
+            "allows every variable",
+        ),
+    ] {
+        let path = site.policy("w.toml", &format!("version = 1\n{body}\n"));
+        let out = crate::cli::warden_command()
+            .current_dir(site.dir.path())
+            .args(["policy", "check", "--workdir"])
+            .arg(site.dir.path())
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "warnings do not fail: {stdout}");
+        let line = stdout
+            .lines()
+            .find(|l| l.contains(says))
+            .unwrap_or_else(|| panic!("no warning saying {says}:\n{stdout}"));
+        assert!(line.contains(&format!("w.toml:{at}: warning: ")), "{line}");
+        assert!(stdout.contains("ok, with "), "{stdout}");
+        let strict = crate::cli::warden_command()
+            .args(["policy", "check", "--deny-warnings", "--workdir"])
+            .arg(site.dir.path())
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(
+            strict.status.code(),
+            Some(1),
+            "--deny-warnings fails: {body}"
+        );
+    }
+    // A clean policy has none.
+    let clean = site.policy(
+        "clean.toml",
+        "version = 1\n[defaults.fs]\ndeny = [\"/etc\"]\n[plugins.x]\nfs.read = [\"./reports\"]\n",
+    );
+    let out = crate::cli::warden_command()
+        .args(["policy", "check", "--deny-warnings", "--workdir"])
+        .arg(site.dir.path())
+        .arg(&clean)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+}
+
+// ---------------------------------------------------------------------------------
+// Denials people can see.
+
+#[test]
+fn a_run_that_was_denied_something_says_so_and_names_the_run() {
+    let site = Site::new();
+    let log = site.path("log.jsonl");
+    // APP_* and stdout are not allowed; fs.read is.
+    let policy = site.policy(
+        "p.toml",
+        "version = 1\n[plugins.file-reader]\nfs.read = [\"./data\"]\nenv.allow = [\"HOME\"]\n",
+    );
+    let out = site.run(&policy, &log, "file-reader", &["read", "../out/x"]);
+    let stderr = text(&out.stderr);
+    let records = log_records(&log);
+    let run_id = records[0]["run_id"].as_str().unwrap();
+    let last = stderr.lines().last().unwrap();
+    assert_eq!(
+        last,
+        format!(
+            "warden: 2 of 4 declared items denied, 1 call refused; see run {run_id} (-v lists them)"
+        )
+    );
+    let out = site.run_with(&["-v"], &policy, &log, "file-reader", &["read", "../out/x"]);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("warden:   denied env APP_* by `none`: "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("warden:   denied stdio stdout by `none`: "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("warden:   refused path_open `../out/x`"),
+        "{stderr}"
+    );
+
+    let out = site.run_with(
+        &["--json"],
+        &policy,
+        &log,
+        "file-reader",
+        &["read", "../out/x"],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["runtime_denials"][0]["path"], "../out/x");
+    assert_eq!(v["effects"], serde_json::json!([]));
+    assert!(v["run_id"].as_str().is_some_and(|id| id.len() == 32));
+
+    // A run with nothing denied prints nothing of the kind.
+    let all = site.policy("all.toml", "version = 1\n[plugins.hello]\n");
+    let out = site.run(&all, &log, "hello", &[]);
+    assert!(text(&out.stderr).is_empty(), "{}", text(&out.stderr));
+}
