@@ -200,6 +200,7 @@ impl AuditLog {
             run_id: hex::encode(id),
             plugin: None,
             policy: None,
+            first: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
@@ -211,6 +212,8 @@ impl AuditLog {
             run_id,
             plugin: None,
             policy: None,
+            // The load's records came first, with `who`.
+            first: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -384,6 +387,8 @@ pub struct AuditRun<'log> {
     run_id: String,
     plugin: Option<String>,
     policy: Option<String>,
+    /// Whether the run's first record (which carries `who`) is still to come.
+    first: std::sync::atomic::AtomicBool,
 }
 
 fn record_error(event: Event, e: serde_json::Error) -> AuditError {
@@ -413,6 +418,12 @@ impl AuditRun<'_> {
 
     fn emit_json(&self, event: Event, fields: Option<&str>) -> Result<(), AuditError> {
         let mut body = String::new();
+        if self.first.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            let who = json::to_string(&crate::audit::record::Who::current())
+                .map_err(|e| record_error(event, e))?;
+            body.push_str(",\"who\":");
+            body.push_str(&who);
+        }
         for (key, value) in [("plugin", &self.plugin), ("policy", &self.policy)] {
             if let Some(value) = value {
                 body.push_str(",\"");

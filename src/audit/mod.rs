@@ -9,6 +9,8 @@
 //! - `log`: the public handle, [`AuditLog`] and [`AuditRun`];
 //! - [`read`]: logs read back (rotated sets, records, times) for `audit show`,
 //!   `audit summary` and `policy suggest`;
+//! - [`query`]: `warden audit show` and `warden audit summary`;
+//! - [`checkpoint`]: keys and signed checkpoints (`audit keygen`, `audit checkpoint`);
 //! - [`verify`]: `warden audit verify`.
 //!
 //! ```no_run
@@ -33,10 +35,12 @@
 //! log; strings are written by `json`.
 
 pub mod chain;
+pub mod checkpoint;
 mod error;
 pub(crate) mod json;
 pub(crate) mod layer;
 mod log;
+pub mod query;
 pub mod read;
 pub mod record;
 pub mod verify;
@@ -52,7 +56,8 @@ pub use record::{
     Event, GENESIS, LimitsRecord, PluginInfo, PolicyInfo, RunEnd, RunOutcome, SCHEMA_VERSION,
 };
 pub use verify::{
-    Break, BreakKind, IncompleteRun, Location, Verdict, VerifyError, VerifyReport, verify_files,
+    Break, BreakKind, IncompleteRun, Location, Verdict, VerifyError, VerifyOptions, VerifyReport,
+    verify_files, verify_files_with,
 };
 pub use writer::{Rotation, UnknownRotation};
 

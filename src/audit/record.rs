@@ -59,6 +59,8 @@ pub enum Event {
     Effect,
     /// Audit mode: the plugin used a path, a stream or an effect (first use in a run).
     Access,
+    /// A signed checkpoint of the chain head (`warden audit checkpoint`).
+    Checkpoint,
     /// The run is over, whatever happened.
     RunEnd,
 }
@@ -78,6 +80,7 @@ impl Event {
             Event::LimitExceeded => "limit_exceeded",
             Event::Effect => "effect",
             Event::Access => "access",
+            Event::Checkpoint => "checkpoint",
             Event::RunEnd => "run_end",
         }
     }
@@ -255,6 +258,57 @@ pub(crate) struct ErrorFields<'a> {
 #[derive(Debug, Serialize)]
 pub(crate) struct DeclaredFields<'a, T: Serialize + ?Sized> {
     pub declared: &'a T,
+}
+
+/// `who`: on the first record of every run, who ran warden, where and from where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Who {
+    /// The real user id of the process.
+    pub uid: u32,
+    /// That user's name (from the password database), when it has one.
+    pub user: Option<String>,
+    /// The host name (`uname`).
+    pub host: String,
+    /// The process id.
+    pub pid: u32,
+    /// The working directory, when it can be read.
+    pub cwd: Option<String>,
+}
+
+impl Who {
+    /// This process, now.
+    pub fn current() -> Who {
+        let uid = rustix::process::getuid().as_raw();
+        Who {
+            uid,
+            user: user_name(uid),
+            host: rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned(),
+            pid: std::process::id(),
+            cwd: std::env::current_dir()
+                .ok()
+                .map(|d| d.display().to_string()),
+        }
+    }
+}
+
+/// The name of user `uid` in `/etc/passwd` (the environment's `USER` is not trusted:
+/// anyone can set it).
+fn user_name(uid: u32) -> Option<String> {
+    static CACHE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    CACHE
+        .get_or_init(|| {
+            let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+            passwd.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                let id: u32 = fields.nth(1)?.parse().ok()?;
+                (id == uid).then(|| name.to_owned())
+            })
+        })
+        .clone()
 }
 
 /// Fields of `run_end`.

@@ -21,10 +21,21 @@
 //! lists every such run with the place of its `run_start` and fails.
 //!
 //! Each file is read under a shared `flock`, so a writer is never caught mid-line.
+//!
+//! # Checkpoints and the tail
+//!
+//! A `checkpoint` record ([`super::checkpoint`]) must match the chain it sits in: its
+//! `head` is its own `prev` and its `records` its own `seq`, else the records before
+//! it were rebuilt. With [`VerifyOptions::key`], each checkpoint's signature must hold
+//! for that key, and a set whose oldest files were deleted (its first record is not
+//! seq 0) verifies from where it starts when a signed checkpoint later in it anchors
+//! those records. [`VerifyOptions::expect_heads`] (a head printed by an earlier
+//! verify, or a checkpoint file's line) must each be the hash of a record in the
+//! chain: a log cut before one of them fails.
 
 use super::chain::line_hash;
 use super::record::{GENESIS, Line, classify};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -86,6 +97,21 @@ pub enum BreakKind {
         /// Its seq.
         previous_seq: u64,
     },
+    /// A `checkpoint` record does not match the chain or its signature does not hold.
+    Checkpoint {
+        /// What is wrong.
+        problem: String,
+    },
+    /// A head that must be in the chain (`--expect-head`, a checkpoint file) is not.
+    MissingHead {
+        /// The head.
+        head: String,
+    },
+    /// The set starts after seq 0 and no checkpoint signed by the key anchors it.
+    Unanchored {
+        /// Its first seq.
+        seq: u64,
+    },
 }
 
 /// Where and why the chain breaks.
@@ -124,6 +150,15 @@ impl fmt::Display for Break {
             BreakKind::Seq { expected, .. } => write!(
                 f,
                 "seq {expected} was expected: this record was inserted, repeated or moved"
+            ),
+            BreakKind::Checkpoint { problem } => write!(f, "checkpoint: {problem}"),
+            BreakKind::MissingHead { head } => write!(
+                f,
+                "the head {head} that was expected is not in the chain: the log was cut before it, or rebuilt"
+            ),
+            BreakKind::Unanchored { seq } => write!(
+                f,
+                "the set starts at seq {seq} (older files deleted?) and no checkpoint signed by the given key anchors it; give the older files, or verify with `--key` a set holding a checkpoint"
             ),
             BreakKind::Prev {
                 previous,
@@ -195,6 +230,12 @@ pub struct VerifyReport {
     pub incomplete_runs: Vec<IncompleteRun>,
     /// Ok, torn, or where it breaks.
     pub verdict: Verdict,
+    /// The seq the files start at: 0, or later when older files were deleted and a
+    /// signed checkpoint anchors what is left.
+    pub started_at: u64,
+    /// `checkpoint` records that match the chain (signature checked when a key was
+    /// given).
+    pub checkpoints: u64,
 }
 
 impl VerifyReport {
@@ -216,7 +257,23 @@ pub struct VerifyError {
     pub source: std::io::Error,
 }
 
+/// What `verify` checks beyond the chain itself.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// The checkpoint key: every checkpoint's signature must hold for it, and a set
+    /// whose oldest files were deleted verifies from a checkpoint it signed.
+    pub key: Option<ed25519_dalek::VerifyingKey>,
+    /// Heads (SHA-256 of record lines) that must be in the chain.
+    pub expect_heads: Vec<String>,
+}
+
 struct Chain {
+    options: VerifyOptions,
+    found_heads: HashSet<String>,
+    /// The seq the set starts at (0 unless older files were deleted).
+    started_at: u64,
+    /// Checkpoints that match the chain (and whose signature holds, with a key).
+    checkpoints: u64,
     expected: u64,
     prev: String,
     last: Option<(Location, u64)>,
@@ -244,6 +301,8 @@ impl Chain {
         incomplete_runs.sort_by_key(|r| r.seq);
         VerifyReport {
             records: self.records,
+            started_at: self.started_at,
+            checkpoints: self.checkpoints,
             head: self.prev,
             torn_skipped: self.torn_skipped,
             torn_tail: self.fragments.into_iter().map(|(at, _)| at).collect(),
@@ -256,10 +315,33 @@ impl Chain {
     fn line(&mut self, at: Location, content: &[u8], terminated: bool) -> Option<Break> {
         match classify(content) {
             Line::Record(fields) => {
+                // A set whose oldest files were deleted starts where it starts; a
+                // signed checkpoint must anchor it (checked at the end).
+                if self.last.is_none()
+                    && self.records == 0
+                    && fields.seq != 0
+                    && self.options.key.is_some()
+                {
+                    self.expected = fields.seq;
+                    self.prev = fields.prev.clone();
+                    self.started_at = fields.seq;
+                }
                 if fields.seq == self.expected && fields.prev == self.prev {
+                    if fields.event == "checkpoint"
+                        && let Some(problem) = self.checkpoint_problem(content, fields.seq)
+                    {
+                        return Some(Break {
+                            at,
+                            seq: Some(fields.seq),
+                            kind: BreakKind::Checkpoint { problem },
+                        });
+                    }
                     self.torn_skipped
                         .extend(self.fragments.drain(..).map(|(at, _)| at));
                     self.prev = line_hash(content);
+                    if self.options.expect_heads.contains(&self.prev) {
+                        self.found_heads.insert(self.prev.clone());
+                    }
                     self.expected += 1;
                     self.records += 1;
                     match fields.event.as_str() {
@@ -314,13 +396,67 @@ impl Chain {
     }
 }
 
+impl Chain {
+    /// What is wrong with the checkpoint record `content` at `seq`, if anything: its
+    /// `head` must be its own `prev`, its `records` its own `seq`, and with a key its
+    /// signature must hold.
+    fn checkpoint_problem(&mut self, content: &[u8], seq: u64) -> Option<String> {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(content) else {
+            return Some("not JSON".into());
+        };
+        let text = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default();
+        let (head, ts, key_id, signature) =
+            (text("head"), text("ts"), text("key_id"), text("signature"));
+        let records = v.get("records").and_then(serde_json::Value::as_u64);
+        if head != self.prev || records != Some(seq) {
+            return Some(format!(
+                "it signed head {head} after {} records, but the chain before it has head {} after {seq}: the records before it were rebuilt",
+                records.map_or("?".to_owned(), |r| r.to_string()),
+                self.prev
+            ));
+        }
+        if let Some(key) = &self.options.key {
+            let expected_id = super::checkpoint::key_id(key);
+            if key_id != expected_id {
+                return Some(format!(
+                    "signed by key {key_id}, not by the given key {expected_id}"
+                ));
+            }
+            if !super::checkpoint::signature_holds(key, head, seq, ts, signature) {
+                return Some(format!(
+                    "its signature does not hold for key {expected_id}: it was forged or edited"
+                ));
+            }
+        }
+        self.checkpoints += 1;
+        None
+    }
+}
+
 /// Verifies `files` as one chain, oldest first.
 ///
 /// # Errors
 ///
 /// [`VerifyError`] when a file cannot be opened, locked or read.
 pub fn verify_files<P: AsRef<Path>>(files: &[P]) -> Result<VerifyReport, VerifyError> {
+    verify_files_with(files, &VerifyOptions::default())
+}
+
+/// Verifies `files` as one chain, oldest first, with `options` (a checkpoint key,
+/// heads that must be in the chain).
+///
+/// # Errors
+///
+/// [`VerifyError`] when a file cannot be opened, locked or read.
+pub fn verify_files_with<P: AsRef<Path>>(
+    files: &[P],
+    options: &VerifyOptions,
+) -> Result<VerifyReport, VerifyError> {
     let mut chain = Chain {
+        options: options.clone(),
+        found_heads: HashSet::new(),
+        started_at: 0,
+        checkpoints: 0,
         expected: 0,
         prev: GENESIS.to_owned(),
         last: None,
@@ -373,6 +509,33 @@ pub fn verify_files<P: AsRef<Path>>(files: &[P]) -> Result<VerifyReport, VerifyE
         }
         let _ = file.unlock();
     }
+    let end = chain.last.as_ref().map(|(at, _)| at.clone()).unwrap_or(Location {
+        file: files
+            .last()
+            .map(|p| p.as_ref().to_path_buf())
+            .unwrap_or_default(),
+        line: 0,
+    });
+    if chain.started_at > 0 && chain.checkpoints == 0 {
+        let seq = chain.started_at;
+        return Ok(chain.report(Verdict::Break(Break {
+            at: end,
+            seq: None,
+            kind: BreakKind::Unanchored { seq },
+        })));
+    }
+    if let Some(missing) = options
+        .expect_heads
+        .iter()
+        .find(|h| !chain.found_heads.contains(*h))
+    {
+        let head = missing.clone();
+        return Ok(chain.report(Verdict::Break(Break {
+            at: end,
+            seq: None,
+            kind: BreakKind::MissingHead { head },
+        })));
+    }
     let verdict = match chain.fragments.first() {
         Some((at, unterminated)) => Verdict::Torn {
             at: at.clone(),
@@ -393,7 +556,17 @@ impl VerifyReport {
         };
         match &self.verdict {
             Verdict::Ok if incomplete.is_empty() => {
-                format!("ok: {} records, head {}", self.records, self.head)
+                let mut text = format!("ok: {} records, head {}", self.records, self.head);
+                if self.started_at > 0 {
+                    text.push_str(&format!(
+                        " (from seq {}: older records deleted, anchored by a signed checkpoint)",
+                        self.started_at
+                    ));
+                }
+                if self.checkpoints > 0 {
+                    text.push_str(&format!(", {} checkpoint(s)", self.checkpoints));
+                }
+                text
             }
             Verdict::Ok => format!(
                 "incomplete: the {} records chain correctly, head {}{incomplete}: their last records were lost (a cut tail, a full disk, a crash), or a run was still going on",

@@ -665,6 +665,67 @@ fn reserve_closing_space(file: &File, path: &Path, end: u64, len: u64) -> Result
     }
 }
 
+/// Appends one record to the log at `base` (its newest file, for a rotated set) under
+/// the locks every writer takes, its tail built by `make_tail` from the chain head it
+/// will follow: for `audit checkpoint`, whose signature covers that very head.
+/// Returns the line written (without `\n`) and the head it followed.
+///
+/// # Errors
+///
+/// [`AuditError`] when the log cannot be locked, read or written, or does not end with
+/// a record.
+pub(crate) fn append_at_head(
+    base: &Path,
+    ts: &str,
+    event_head: &str,
+    make_tail: impl FnOnce(&Head) -> String,
+) -> Result<(String, Head), AuditError> {
+    let lock_path = lock_path_for(base)?;
+    let rotation_lock = if lock_path.exists() {
+        Some(open_append(&lock_path)?)
+    } else {
+        None
+    };
+    let _rotation = match &rotation_lock {
+        Some(lock) => Some(Locked::exclusive(lock, &lock_path)?),
+        None => None,
+    };
+    let newest = super::read::log_set(base)
+        .ok()
+        .and_then(|set| set.last().cloned())
+        .unwrap_or_else(|| base.to_path_buf());
+    let file = open_append(&newest)?;
+    let _lock = Locked::exclusive(&file, &newest)?;
+    let tail = tail_of(&file, &newest)?;
+    let head = match tail.head {
+        Some(head) => head,
+        None => Head::genesis(),
+    };
+    let tail_text = make_tail(&head);
+    let pending = Pending {
+        ts: ts.as_bytes(),
+        head: event_head.as_bytes(),
+        tail: tail_text.as_bytes(),
+    };
+    let mut line = Vec::new();
+    if tail.unterminated {
+        line.push(b'\n');
+    }
+    let start = line.len();
+    chain::compose(&pending, &head, &mut line);
+    let record = String::from_utf8_lossy(&line[start..]).into_owned();
+    line.push(b'\n');
+    let before = file
+        .metadata()
+        .map_err(|e| AuditError::write(&newest, e))?
+        .len();
+    if let Err(e) = (&file).write_all(&line).and_then(|()| file.sync_data()) {
+        let _ = file.set_len(before);
+        return Err(AuditError::write(&newest, e));
+    }
+    Ok((record, head))
+}
+
 /// `.NAME.lock` next to `path`.
 fn lock_path_for(path: &Path) -> Result<PathBuf, AuditError> {
     let name = path

@@ -1,8 +1,15 @@
-//! `warden audit verify`: check the hash chain of audit log files.
+//! `warden audit`: verify the chain (with keys, heads and checkpoint files, one host
+//! or a fleet), show and summarize records, make keys and signed checkpoints.
 
+use super::escape::{escape_line, json_text};
+use super::suggest::{logs_or_default, time_arg};
 use super::{CliError, EXIT_NO_INPUT};
-use crate::audit::verify_files;
-use std::path::PathBuf;
+use crate::audit::checkpoint::{self, CheckpointError};
+use crate::audit::query::{Filter, SHOW_HEADER, Summary, show_row};
+use crate::audit::read::{for_each_record, log_set};
+use crate::audit::{VerifyOptions, VerifyReport, verify_files_with};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 
 /// Exit code of `audit verify` when the chain breaks, the log ends torn, or a run has
 /// no `run_end`.
@@ -19,48 +26,389 @@ pub struct AuditArgs {
 /// The `audit` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditCommand {
-    /// Check the hash chain of audit log files, given oldest first (rotated files in
-    /// order): print `ok: N records, head SHA256`, or the file, line and seq where it
-    /// breaks (exit 1). A line that is complete JSON but not a strict record breaks the
-    /// chain wherever it is. A torn line (a writer stopped mid-record: not complete
-    /// JSON) is passed over when the next record chains past it and listed on stderr
-    /// with its place; a torn last line is reported as torn (exit 1), not as tampering.
-    /// Every run whose `run_start` has no `run_end` is listed with the place of its
-    /// `run_start` and fails verification (exit 1): its tail was lost, or it is still
-    /// running (verify cannot tell, so verify a log that nobody is writing).
+    /// Check the hash chain of audit log files, given oldest first (default: the
+    /// default log and its rotated files): print `ok: N records, head SHA256`, or the
+    /// file, line and seq where it breaks (exit 1). A line that is complete JSON but
+    /// not a strict record breaks the chain wherever it is. A torn line (a writer
+    /// stopped mid-record) is passed over when the next record chains past it and
+    /// listed on stderr; a torn last line is reported as torn (exit 1). Every run whose
+    /// `run_start` has no `run_end` is listed and fails verification (exit 1). Every
+    /// `checkpoint` record must match the chain before it; with `--key`, its
+    /// signature must hold, and a set whose oldest files were deleted verifies from a
+    /// signed checkpoint. `--expect-head` and `--checkpoint` detect a cut tail.
     Verify(VerifyArgs),
+    /// Print the records that match every filter: a table (time, run, plugin, event,
+    /// what matters), or with `--json` the records unchanged, byte for byte.
+    Show(ShowArgs),
+    /// Per plugin: runs by outcome, grants, denials by rule, runtime denials by call,
+    /// limits hit, effects by destination and outcome.
+    Summary(SummaryArgs),
+    /// Sign the chain head with an ed25519 key: append a `checkpoint` record and write
+    /// the checkpoint to a file to keep elsewhere.
+    Checkpoint(CheckpointArgs),
+    /// Make an ed25519 key pair for checkpoints: PREFIX.key (mode 0600) and PREFIX.pub.
+    Keygen(KeygenArgs),
 }
 
 /// Arguments of `warden audit verify`.
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
+    /// The public key (PREFIX.pub): every checkpoint's signature must hold for it.
+    #[arg(long, value_name = "PUB")]
+    pub key: Option<PathBuf>,
+    /// A head printed by an earlier verify (or kept from a checkpoint): it must still
+    /// be in the chain. Repeatable.
+    #[arg(long, value_name = "SHA256")]
+    pub expect_head: Vec<String>,
+    /// A checkpoint file (`audit checkpoint --out`): its record must still be in the
+    /// chain, and with `--key` its signature must hold. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Vec<PathBuf>,
+    /// A fleet: DIR holds one folder per host, each with that host's log set
+    /// (`audit.jsonl` and its rotated files, or any `*.jsonl`); each host's chain is
+    /// verified on its own and reported on one line.
+    #[arg(long, value_name = "DIR", conflicts_with = "files")]
+    pub hosts: Option<PathBuf>,
     /// The log files, oldest first.
-    #[arg(value_name = "FILE", required = true)]
+    #[arg(value_name = "FILE")]
     pub files: Vec<PathBuf>,
+}
+
+/// The filters of `show` and `summary`.
+#[derive(Debug, clap::Args)]
+pub struct FilterArgs {
+    /// Records at or after TIME: RFC 3339 (`2026-12-01T08:00:00Z`, `2026-12-01`), a
+    /// duration ago (`1h`, `7d`), `today` or `yesterday`.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Records before TIME (same forms).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Records of this plugin (its declared name).
+    #[arg(long, value_name = "NAME")]
+    pub plugin: Option<String>,
+    /// Audit log files, oldest first (default: the default log and its rotated files).
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+/// Arguments of `warden audit show`.
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    /// The common filters.
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Records of this event (`run_end`, `deny`, `effect`, ...). Repeatable.
+    #[arg(long, value_name = "EVENT")]
+    pub event: Vec<String>,
+    /// Records whose `outcome` is this (`success`, `limit`, `denied`, `performed`...).
+    #[arg(long, value_name = "OUTCOME")]
+    pub outcome: Option<String>,
+    /// Records of this run (its id, or its first 8 or more digits).
+    #[arg(long, value_name = "ID")]
+    pub run: Option<String>,
+    /// The matching records as written (JSON Lines, byte for byte).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `warden audit summary`.
+#[derive(Debug, clap::Args)]
+pub struct SummaryArgs {
+    /// The common filters.
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `warden audit checkpoint`.
+#[derive(Debug, clap::Args)]
+pub struct CheckpointArgs {
+    /// The secret key (PREFIX.key, mode 0600).
+    #[arg(long, value_name = "SECRET")]
+    pub key: PathBuf,
+    /// Where to write the checkpoint (default: `LOG.checkpoint`); keep it elsewhere.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// The log (default: the default log).
+    #[arg(value_name = "LOG")]
+    pub log: Option<PathBuf>,
+}
+
+/// Arguments of `warden audit keygen`.
+#[derive(Debug, clap::Args)]
+pub struct KeygenArgs {
+    /// Writes PREFIX.key and PREFIX.pub (never overwriting).
+    #[arg(long, value_name = "PREFIX")]
+    pub out: PathBuf,
 }
 
 pub(super) fn audit(args: AuditArgs) -> Result<u8, CliError> {
     match args.command {
         AuditCommand::Verify(args) => verify(&args),
+        AuditCommand::Show(args) => show(&args),
+        AuditCommand::Summary(args) => summary(&args),
+        AuditCommand::Checkpoint(args) => make_checkpoint(&args),
+        AuditCommand::Keygen(args) => keygen(&args),
     }
 }
 
+fn key_error(e: &CheckpointError) -> CliError {
+    CliError::new(EXIT_NO_INPUT, escape_line(&e.to_string()))
+}
+
 fn verify(args: &VerifyArgs) -> Result<u8, CliError> {
-    let report =
-        verify_files(&args.files).map_err(|e| CliError::new(EXIT_NO_INPUT, e.to_string()))?;
+    let mut options = VerifyOptions {
+        key: args
+            .key
+            .as_deref()
+            .map(checkpoint::read_verifying_key)
+            .transpose()
+            .map_err(|e| key_error(&e))?,
+        expect_heads: args.expect_head.iter().map(|h| h.to_ascii_lowercase()).collect(),
+    };
+    for file in &args.checkpoint {
+        let c = checkpoint::read_checkpoint(file).map_err(|e| key_error(&e))?;
+        if let Some(key) = &options.key
+            && !checkpoint::signature_holds(key, &c.head, c.records, &c.ts, &c.signature)
+        {
+            println!(
+                "break: {}: the checkpoint file's signature does not hold for the given key",
+                escape_line(&file.display().to_string())
+            );
+            return Ok(EXIT_BROKEN);
+        }
+        options.expect_heads.push(c.line_sha256);
+    }
+    if let Some(dir) = &args.hosts {
+        return verify_fleet(dir, &options);
+    }
+    let files = logs_or_default(&args.files)?;
+    let report = verify_files_with(&files, &options)
+        .map_err(|e| CliError::new(EXIT_NO_INPUT, e.to_string()))?;
+    print_report(&report, "");
+    Ok(if report.is_ok() { 0 } else { EXIT_BROKEN })
+}
+
+fn print_report(report: &VerifyReport, prefix: &str) {
     for at in &report.torn_skipped {
         eprintln!(
-            "warden: note: {at}: torn line skipped: a writer stopped mid-record there and the next record follows the one before it"
+            "warden: note: {prefix}{at}: torn line skipped: a writer stopped mid-record there and the next record follows the one before it"
         );
     }
     for at in &report.torn_tail {
         eprintln!(
-            "warden: note: {at}: torn line at the end of the log: a writer stopped mid-record there"
+            "warden: note: {prefix}{at}: torn line at the end of the log: a writer stopped mid-record there"
         );
     }
     for run in &report.incomplete_runs {
-        println!("incomplete run: {run}");
+        println!("{prefix}incomplete run: {run}");
     }
-    println!("{}", report.summary());
-    Ok(if report.is_ok() { 0 } else { EXIT_BROKEN })
+    println!("{prefix}{}", report.summary());
+}
+
+/// One line per host folder of `dir`; fails when any host's chain fails.
+fn verify_fleet(dir: &Path, options: &VerifyOptions) -> Result<u8, CliError> {
+    let read_error = |e: std::io::Error| {
+        CliError::new(
+            EXIT_NO_INPUT,
+            format!("cannot read `{}`: {e}", escape_line(&dir.display().to_string())),
+        )
+    };
+    let mut hosts: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(read_error)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    hosts.sort();
+    if hosts.is_empty() {
+        return Err(CliError::new(
+            EXIT_NO_INPUT,
+            format!(
+                "`{}` holds no host folders (one folder per host, each with its log files)",
+                escape_line(&dir.display().to_string())
+            ),
+        ));
+    }
+    let mut code = 0;
+    for host in hosts {
+        let name = escape_line(&host.file_name().unwrap_or_default().to_string_lossy());
+        let files = host_logs(&host);
+        if files.is_empty() {
+            println!("{name}: no log files");
+            code = EXIT_BROKEN;
+            continue;
+        }
+        match verify_files_with(&files, options) {
+            Ok(report) => {
+                print_report(&report, &format!("{name}: "));
+                if !report.is_ok() {
+                    code = EXIT_BROKEN;
+                }
+            }
+            Err(e) => {
+                println!("{name}: {e}");
+                code = EXIT_BROKEN;
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// A host folder's log set: `audit.jsonl` and its rotated files when there, else
+/// every `*.jsonl` file with its rotated files, by name.
+fn host_logs(host: &Path) -> Vec<PathBuf> {
+    let base = host.join("audit.jsonl");
+    let set = log_set(&base).unwrap_or_default();
+    if !set.is_empty() {
+        return set;
+    }
+    let mut bases: Vec<PathBuf> = std::fs::read_dir(host)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+                .collect()
+        })
+        .unwrap_or_default();
+    bases.sort();
+    bases
+        .iter()
+        .flat_map(|b| log_set(b).unwrap_or_default())
+        .collect()
+}
+
+fn filter_of(args: &FilterArgs) -> Result<(Filter, Vec<PathBuf>), CliError> {
+    let filter = Filter {
+        since: time_arg("--since", args.since.as_deref())?,
+        until: time_arg("--until", args.until.as_deref())?,
+        plugin: args.plugin.clone(),
+        ..Filter::default()
+    };
+    Ok((filter, logs_or_default(&args.files)?))
+}
+
+fn show(args: &ShowArgs) -> Result<u8, CliError> {
+    let (mut filter, files) = filter_of(&args.filter)?;
+    filter.events = args.event.clone();
+    filter.outcome = args.outcome.clone();
+    filter.run = args.run.clone();
+    let mut out = std::io::stdout().lock();
+    let mut rows = Vec::new();
+    let mut matched = 0u64;
+    for_each_record(&files, |record| {
+        if !filter.matches(&record) {
+            return;
+        }
+        matched += 1;
+        if args.json {
+            // Unchanged: the line as written, so it still hashes to the next `prev`.
+            let _ = writeln!(out, "{}", record.raw);
+        } else {
+            rows.push(show_row(&record));
+        }
+    })
+    .map_err(|e| CliError::new(EXIT_NO_INPUT, escape_line(&e.to_string())))?;
+    if !args.json {
+        let header = SHOW_HEADER.map(str::to_owned);
+        let widths: Vec<usize> = (0..4)
+            .map(|i| {
+                rows.iter()
+                    .map(|r| r[i].chars().count())
+                    .chain([header[i].len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        for row in std::iter::once(&header).chain(&rows) {
+            let _ = writeln!(
+                out,
+                "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}",
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                row[4],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2],
+                w3 = widths[3]
+            );
+        }
+        if matched == 0 {
+            eprintln!("warden: no record matches");
+        }
+    }
+    let _ = out.flush();
+    Ok(0)
+}
+
+fn summary(args: &SummaryArgs) -> Result<u8, CliError> {
+    let (filter, files) = filter_of(&args.filter)?;
+    let mut summary = Summary::default();
+    for_each_record(&files, |record| {
+        if filter.matches(&record) {
+            summary.add(&record);
+        }
+    })
+    .map_err(|e| CliError::new(EXIT_NO_INPUT, escape_line(&e.to_string())))?;
+    if args.json {
+        let value = serde_json::to_value(&summary).unwrap_or_default();
+        println!("{}", json_text(&value, true));
+    } else {
+        print!("{}", summary.to_text());
+    }
+    Ok(0)
+}
+
+fn make_checkpoint(args: &CheckpointArgs) -> Result<u8, CliError> {
+    let key = checkpoint::read_signing_key(&args.key).map_err(|e| key_error(&e))?;
+    let log = match &args.log {
+        Some(log) => log.clone(),
+        None => crate::host::default_audit_log()
+            .map_err(|e| CliError::new(EXIT_NO_INPUT, escape_line(&e.to_string())))?,
+    };
+    if log_set(&log).map_or(true, |set| set.is_empty()) {
+        return Err(CliError::new(
+            EXIT_NO_INPUT,
+            format!("no audit log at `{}`", escape_line(&log.display().to_string())),
+        ));
+    }
+    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    let c = checkpoint::checkpoint(&log, &key, &now).map_err(|e| match e {
+        CheckpointError::Audit(a) => CliError::new(crate::audit::EXIT_AUDIT, escape_line(&a.to_string())),
+        other => key_error(&other),
+    })?;
+    let out = args.out.clone().unwrap_or_else(|| {
+        let mut name = log.as_os_str().to_owned();
+        name.push(".checkpoint");
+        PathBuf::from(name)
+    });
+    let text = serde_json::to_string_pretty(&c).unwrap_or_default();
+    std::fs::write(&out, format!("{text}\n")).map_err(|e| {
+        CliError::new(
+            EXIT_NO_INPUT,
+            format!("cannot write `{}`: {e}", escape_line(&out.display().to_string())),
+        )
+    })?;
+    println!(
+        "checkpoint: {} records, head {}, key {}; written to {} (keep a copy elsewhere)",
+        c.records,
+        c.head,
+        c.key_id,
+        escape_line(&out.display().to_string())
+    );
+    Ok(0)
+}
+
+fn keygen(args: &KeygenArgs) -> Result<u8, CliError> {
+    let (secret, public, id) = checkpoint::keygen(&args.out).map_err(|e| key_error(&e))?;
+    println!(
+        "key {id}: secret {} (mode 0600: keep it off the plugin hosts), public {}",
+        escape_line(&secret.display().to_string()),
+        escape_line(&public.display().to_string())
+    );
+    Ok(0)
 }

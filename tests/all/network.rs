@@ -205,11 +205,11 @@ fn pattern(protocol: NetProtocol, host: &str, port: Option<u16>) -> NetPattern {
     }
 }
 
-fn http(host: &str, port: u16) -> NetPattern {
+pub fn http(host: &str, port: u16) -> NetPattern {
     pattern(NetProtocol::Http, host, Some(port))
 }
 
-fn get(url: &str) -> ExecuteResult {
+pub fn get(url: &str) -> ExecuteResult {
     ExecuteResult::Effect(Effect::HttpGet {
         id: 7,
         url: url.into(),
@@ -220,7 +220,7 @@ fn get(url: &str) -> ExecuteResult {
 /// A plugin declaring `net` (and stdout) whose `plugin_execute` returns `script[0]`
 /// and whose n-th `plugin_resume` writes its input to stdout (a 4-byte little-endian
 /// length, then the bytes) and returns `script[n]`.
-fn scripted(net: Vec<NetPattern>, script: &[ExecuteResult]) -> Vec<u8> {
+pub fn scripted(net: Vec<NetPattern>, script: &[ExecuteResult]) -> Vec<u8> {
     let caps = Capabilities {
         net,
         stdio: StdioCapability {

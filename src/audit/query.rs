@@ -1,0 +1,311 @@
+//! Answers to a reviewer's questions from the log: `warden audit show` (the records
+//! that match a [`Filter`], as a table or unchanged) and `warden audit summary` (per
+//! plugin: runs by outcome, grants, denials by rule, runtime denials by call, limits
+//! hit, effects by destination and outcome).
+//!
+//! Everything here reads records as untrusted JSON (a field missing or of another type
+//! is absent) and every string it shows goes through [`crate::escape::escape_line`].
+
+use super::read::ReadRecord;
+use crate::escape::escape_line;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+/// Which records `audit show` and `audit summary` take.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Records at or after this time.
+    pub since: Option<SystemTime>,
+    /// Records before this time.
+    pub until: Option<SystemTime>,
+    /// Records of this plugin (its declared name).
+    pub plugin: Option<String>,
+    /// Records of these events.
+    pub events: Vec<String>,
+    /// Records whose `outcome` is this (a `run_end`'s `success`, a decision's
+    /// `denied`, an effect's `performed`, ...).
+    pub outcome: Option<String>,
+    /// Records of this run (its id, or a prefix of it of at least 8 digits).
+    pub run: Option<String>,
+}
+
+impl Filter {
+    /// Whether `record` is one the filter takes.
+    pub fn matches(&self, record: &ReadRecord) -> bool {
+        if self.since.is_some() || self.until.is_some() {
+            let Some(t) = record.time() else {
+                return false;
+            };
+            if self.since.is_some_and(|s| t < s) || self.until.is_some_and(|u| t >= u) {
+                return false;
+            }
+        }
+        if let Some(p) = &self.plugin
+            && record.plugin() != Some(p.as_str())
+        {
+            return false;
+        }
+        if !self.events.is_empty()
+            && !record
+                .str("event")
+                .is_some_and(|e| self.events.iter().any(|w| w == e))
+        {
+            return false;
+        }
+        if let Some(o) = &self.outcome
+            && record.str("outcome") != Some(o.as_str())
+        {
+            return false;
+        }
+        if let Some(run) = &self.run
+            && !record.str("run_id").is_some_and(|id| id.starts_with(run.as_str()))
+        {
+            return false;
+        }
+        true
+    }
+}
+
+fn get<'v>(v: &'v serde_json::Value, path: &str) -> Option<&'v serde_json::Value> {
+    v.pointer(path)
+}
+
+fn s(v: &serde_json::Value, path: &str) -> String {
+    match get(v, path) {
+        Some(serde_json::Value::String(t)) => t.clone(),
+        Some(serde_json::Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// The table header of `audit show`.
+pub const SHOW_HEADER: [&str; 5] = ["TIME", "RUN", "PLUGIN", "EVENT", "DETAIL"];
+
+/// One line of `audit show`: time, run (first 8 digits), plugin, event, and the
+/// fields that matter for that event. Every part escaped.
+pub fn show_row(record: &ReadRecord) -> [String; 5] {
+    let v = &record.value;
+    let event = s(v, "/event");
+    let detail = match event.as_str() {
+        "policy_loaded" => format!("{} ({})", s(v, "/policy/path"), s(v, "/policy/mode")),
+        "policy_rejected" | "plugin_rejected" => s(v, "/error"),
+        "plugin_loaded" => {
+            let sha = s(v, "/plugin/sha256");
+            format!(
+                "{} {} sha256 {}",
+                s(v, "/plugin/version"),
+                s(v, "/plugin/path"),
+                &sha[..sha.len().min(12)]
+            )
+        }
+        "grant" | "deny" => {
+            let mut d = format!(
+                "{} {} {} by {}",
+                s(v, "/outcome"),
+                s(v, "/capability"),
+                s(v, "/request"),
+                s(v, "/rule")
+            );
+            if let Some(w) = get(v, "/withheld").and_then(|w| w.as_array())
+                && !w.is_empty()
+            {
+                let names: Vec<String> = w.iter().map(|x| s(x, "/name")).collect();
+                d.push_str(&format!("; withholds {}", names.join(", ")));
+            }
+            d
+        }
+        "run_start" => format!("{} args", s(v, "/args_count")),
+        "runtime_deny" => format!(
+            "{} {} under {} ({})",
+            s(v, "/call"),
+            s(v, "/path"),
+            s(v, "/preopen"),
+            s(v, "/errno")
+        ),
+        "limit_exceeded" => format!("{} {}", s(v, "/limit"), s(v, "/value")),
+        "effect" => {
+            let mut d = format!("{} {} {}", s(v, "/kind"), s(v, "/url"), s(v, "/outcome"));
+            match s(v, "/status").as_str() {
+                "" => d.push_str(&format!(" by {}", s(v, "/rule"))),
+                status => d.push_str(&format!(" {status}")),
+            }
+            d
+        }
+        "access" => format!(
+            "{} {}{}",
+            s(v, "/call"),
+            match s(v, "/host_path").as_str() {
+                "" => s(v, "/path"),
+                host => host.to_owned(),
+            },
+            if get(v, "/write").and_then(|w| w.as_bool()) == Some(true) {
+                " (write)"
+            } else {
+                ""
+            }
+        ),
+        "run_end" => format!(
+            "{} exit {} in {} ms",
+            s(v, "/outcome"),
+            s(v, "/exit_code"),
+            s(v, "/duration_ms")
+        ),
+        "checkpoint" => {
+            let head = s(v, "/head");
+            format!(
+                "{} records, head {}, key {}",
+                s(v, "/records"),
+                &head[..head.len().min(12)],
+                s(v, "/key_id")
+            )
+        }
+        _ => String::new(),
+    };
+    let detail = if get(v, "/who").is_some() {
+        format!(
+            "{detail}; by {} (uid {}) on {} in {}",
+            s(v, "/who/user"),
+            s(v, "/who/uid"),
+            s(v, "/who/host"),
+            s(v, "/who/cwd")
+        )
+    } else {
+        detail
+    };
+    let run = s(v, "/run_id");
+    [
+        s(v, "/ts"),
+        run[..run.len().min(8)].to_owned(),
+        s(v, "/plugin/name"),
+        event,
+        detail,
+    ]
+    .map(|part| escape_line(&part))
+}
+
+/// What `audit summary` says about one plugin.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PluginSummary {
+    /// Runs by `run_end` outcome.
+    pub runs: BTreeMap<String, u64>,
+    /// Granted items (and audit mode's `would_deny`).
+    pub grants: u64,
+    /// Denied items by rule.
+    pub denials: BTreeMap<String, u64>,
+    /// Runtime denials by WASI call.
+    pub runtime_denials: BTreeMap<String, u64>,
+    /// Limits hit, by limit.
+    pub limits: BTreeMap<String, u64>,
+    /// Effects by destination, then outcome.
+    pub effects: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Distinct module digests seen.
+    pub sha256: std::collections::BTreeSet<String>,
+    /// Distinct users (`who.user`, else `uid N`) who ran it.
+    pub users: std::collections::BTreeSet<String>,
+}
+
+/// `audit summary`: per plugin name (records with no plugin go under `-`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    /// By plugin name.
+    pub plugins: BTreeMap<String, PluginSummary>,
+    /// Records read (after the filter).
+    pub records: u64,
+    /// Users per run id: `who` is on a run's first record, which names no plugin.
+    #[serde(skip)]
+    who: BTreeMap<String, String>,
+}
+
+impl Summary {
+    /// Counts `record` in.
+    pub fn add(&mut self, record: &ReadRecord) {
+        self.records += 1;
+        let v = &record.value;
+        let run = s(v, "/run_id");
+        if get(v, "/who").is_some() {
+            let user = match s(v, "/who/user").as_str() {
+                "" => format!("uid {}", s(v, "/who/uid")),
+                u => u.to_owned(),
+            };
+            self.who.insert(run.clone(), user);
+        }
+        let Some(name) = record.plugin() else {
+            return;
+        };
+        let p = self.plugins.entry(name.to_owned()).or_default();
+        if let Some(user) = self.who.get(&run) {
+            p.users.insert(user.clone());
+        }
+        let sha = s(v, "/plugin/sha256");
+        if !sha.is_empty() {
+            p.sha256.insert(sha);
+        }
+        let bump = |m: &mut BTreeMap<String, u64>, k: String| *m.entry(k).or_default() += 1;
+        match s(v, "/event").as_str() {
+            "run_end" => bump(&mut p.runs, s(v, "/outcome")),
+            "grant" => p.grants += 1,
+            "deny" => bump(&mut p.denials, s(v, "/rule")),
+            "runtime_deny" => bump(&mut p.runtime_denials, s(v, "/call")),
+            "limit_exceeded" => bump(&mut p.limits, s(v, "/limit")),
+            "effect" => {
+                let url = s(v, "/url");
+                let destination = match url.find("://").map(|i| i + 3) {
+                    Some(start) => {
+                        let end = url[start..].find('/').map_or(url.len(), |i| start + i);
+                        url[..end].to_owned()
+                    }
+                    None => s(v, "/kind"),
+                };
+                bump(p.effects.entry(destination).or_default(), s(v, "/outcome"));
+            }
+            _ => {}
+        }
+    }
+
+    /// The summary as text, one block per plugin, every string escaped.
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let list = |m: &BTreeMap<String, u64>| -> String {
+            if m.is_empty() {
+                return "none".into();
+            }
+            m.iter()
+                .map(|(k, n)| format!("{} {n}", escape_line(k)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for (name, p) in &self.plugins {
+            let total: u64 = p.runs.values().sum();
+            let _ = writeln!(out, "{}", escape_line(name));
+            let _ = writeln!(out, "  runs              {total} ({})", list(&p.runs));
+            let users: Vec<String> = p.users.iter().map(|u| escape_line(u)).collect();
+            if !users.is_empty() {
+                let _ = writeln!(out, "  run by            {}", users.join(", "));
+            }
+            let _ = writeln!(out, "  modules           {}", p.sha256.len());
+            let _ = writeln!(out, "  grants            {}", p.grants);
+            let _ = writeln!(out, "  denials by rule   {}", list(&p.denials));
+            let _ = writeln!(out, "  runtime denials   {}", list(&p.runtime_denials));
+            let _ = writeln!(out, "  limits hit        {}", list(&p.limits));
+            if p.effects.is_empty() {
+                let _ = writeln!(out, "  effects           none");
+            } else {
+                for (i, (destination, outcomes)) in p.effects.iter().enumerate() {
+                    let _ = writeln!(
+                        out,
+                        "  {:<17} {}: {}",
+                        if i == 0 { "effects" } else { "" },
+                        escape_line(destination),
+                        list(outcomes)
+                    );
+                }
+            }
+        }
+        if self.plugins.is_empty() {
+            out.push_str("no plugin records match\n");
+        }
+        out
+    }
+}
