@@ -50,7 +50,9 @@ pub enum CheckpointError {
         message: String,
     },
     /// A secret key file others may read.
-    #[error("`{path}` may be read by group or others (mode {mode:o}); a signing key must be private: `chmod 600` it")]
+    #[error(
+        "`{path}` may be read by group or others (mode {mode:o}); a signing key must be private: `chmod 600` it"
+    )]
     Exposed {
         /// The file.
         path: PathBuf,

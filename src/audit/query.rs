@@ -59,7 +59,9 @@ impl Filter {
             return false;
         }
         if let Some(run) = &self.run
-            && !record.str("run_id").is_some_and(|id| id.starts_with(run.as_str()))
+            && !record
+                .str("run_id")
+                .is_some_and(|id| id.starts_with(run.as_str()))
         {
             return false;
         }
@@ -208,7 +210,7 @@ pub struct PluginSummary {
 /// `audit summary`: per plugin name (records with no plugin go under `-`).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Summary {
-    /// By plugin name.
+    /// By plugin name; `-` for loads that ended before a plugin was read.
     pub plugins: BTreeMap<String, PluginSummary>,
     /// Records read (after the filter).
     pub records: u64,
@@ -230,8 +232,12 @@ impl Summary {
             };
             self.who.insert(run.clone(), user);
         }
-        let Some(name) = record.plugin() else {
-            return;
+        // A load that ended before its plugin was read (a rejected policy, a file that
+        // is not a plugin) is counted under `-`.
+        let name = match record.plugin() {
+            Some(name) => name,
+            None if record.str("event") == Some("run_end") => "-",
+            None => return,
         };
         let p = self.plugins.entry(name.to_owned()).or_default();
         if let Some(user) = self.who.get(&run) {

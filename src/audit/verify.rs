@@ -509,13 +509,17 @@ pub fn verify_files_with<P: AsRef<Path>>(
         }
         let _ = file.unlock();
     }
-    let end = chain.last.as_ref().map(|(at, _)| at.clone()).unwrap_or(Location {
-        file: files
-            .last()
-            .map(|p| p.as_ref().to_path_buf())
-            .unwrap_or_default(),
-        line: 0,
-    });
+    let end = chain
+        .last
+        .as_ref()
+        .map(|(at, _)| at.clone())
+        .unwrap_or(Location {
+            file: files
+                .last()
+                .map(|p| p.as_ref().to_path_buf())
+                .unwrap_or_default(),
+            line: 0,
+        });
     if chain.started_at > 0 && chain.checkpoints == 0 {
         let seq = chain.started_at;
         return Ok(chain.report(Verdict::Break(Break {

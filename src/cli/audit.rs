@@ -167,7 +167,11 @@ fn verify(args: &VerifyArgs) -> Result<u8, CliError> {
             .map(checkpoint::read_verifying_key)
             .transpose()
             .map_err(|e| key_error(&e))?,
-        expect_heads: args.expect_head.iter().map(|h| h.to_ascii_lowercase()).collect(),
+        expect_heads: args
+            .expect_head
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect(),
     };
     for file in &args.checkpoint {
         let c = checkpoint::read_checkpoint(file).map_err(|e| key_error(&e))?;
@@ -214,7 +218,10 @@ fn verify_fleet(dir: &Path, options: &VerifyOptions) -> Result<u8, CliError> {
     let read_error = |e: std::io::Error| {
         CliError::new(
             EXIT_NO_INPUT,
-            format!("cannot read `{}`: {e}", escape_line(&dir.display().to_string())),
+            format!(
+                "cannot read `{}`: {e}",
+                escape_line(&dir.display().to_string())
+            ),
         )
     };
     let mut hosts: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -373,12 +380,17 @@ fn make_checkpoint(args: &CheckpointArgs) -> Result<u8, CliError> {
     if log_set(&log).map_or(true, |set| set.is_empty()) {
         return Err(CliError::new(
             EXIT_NO_INPUT,
-            format!("no audit log at `{}`", escape_line(&log.display().to_string())),
+            format!(
+                "no audit log at `{}`",
+                escape_line(&log.display().to_string())
+            ),
         ));
     }
     let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
     let c = checkpoint::checkpoint(&log, &key, &now).map_err(|e| match e {
-        CheckpointError::Audit(a) => CliError::new(crate::audit::EXIT_AUDIT, escape_line(&a.to_string())),
+        CheckpointError::Audit(a) => {
+            CliError::new(crate::audit::EXIT_AUDIT, escape_line(&a.to_string()))
+        }
         other => key_error(&other),
     })?;
     let out = args.out.clone().unwrap_or_else(|| {
@@ -390,7 +402,10 @@ fn make_checkpoint(args: &CheckpointArgs) -> Result<u8, CliError> {
     std::fs::write(&out, format!("{text}\n")).map_err(|e| {
         CliError::new(
             EXIT_NO_INPUT,
-            format!("cannot write `{}`: {e}", escape_line(&out.display().to_string())),
+            format!(
+                "cannot write `{}`: {e}",
+                escape_line(&out.display().to_string())
+            ),
         )
     })?;
     println!(

@@ -18,6 +18,9 @@
 //! - [`escape`]: escape attempts with real plugins against the policy engine's grants;
 //! - [`properties`]: proptest invariants of the intersection over generated policies,
 //!   declarations and directory trees;
+//! - [`reviewer_loop`]: `who`, one `run_end` per run id, `audit show` filters,
+//!   `audit summary` against a hand count, checkpoints against a cut tail and a
+//!   rebuilt chain, a rotated set missing its oldest file, a fleet;
 //! - [`run_audit`]: `warden run` and its audit log end to end (8 processes, fail closed);
 //! - [`runtime_deny`]: what plugins try past their grants at run time is recorded, and
 //!   symlinks out of a grant are refused;
@@ -38,5 +41,6 @@ mod plugins;
 mod policy;
 mod properties;
 mod races;
+mod reviewer_loop;
 mod run_audit;
 mod runtime_deny;
