@@ -144,10 +144,38 @@ impl AuditLog {
         rotation: Rotation,
         clock: Clock,
     ) -> Result<Self, AuditError> {
+        Self::open_full(path, rotation, None, clock)
+    }
+
+    /// Like [`AuditLog::open`], deleting the oldest rotated files beyond `keep` (besides
+    /// the one being written) each time a new file starts.
+    ///
+    /// # Errors
+    ///
+    /// As [`AuditLog::open`].
+    pub fn open_keeping(
+        path: impl AsRef<Path>,
+        rotation: Rotation,
+        keep: Option<usize>,
+    ) -> Result<Self, AuditError> {
+        Self::open_full(path, rotation, keep, Arc::new(SystemTime::now))
+    }
+
+    /// [`AuditLog::open_keeping`] with the clock given.
+    ///
+    /// # Errors
+    ///
+    /// As [`AuditLog::open`].
+    pub fn open_full(
+        path: impl AsRef<Path>,
+        rotation: Rotation,
+        keep: Option<usize>,
+        clock: Clock,
+    ) -> Result<Self, AuditError> {
         let path = path.as_ref().to_path_buf();
         let shared = Shared::new(path.clone());
         let now = layer::timestamp(clock());
-        let chain = ChainWriter::open(&path, rotation, &now, Arc::clone(&shared))?;
+        let chain = ChainWriter::open_keeping(&path, rotation, keep, &now, Arc::clone(&shared))?;
         let appender = Appender::new(chain);
         let (writer, guard) = NonBlockingBuilder::default()
             .lossy(false)

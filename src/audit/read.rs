@@ -84,8 +84,12 @@ pub fn log_set(base: &Path) -> Result<Vec<PathBuf>, ReadError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(error(e)),
     };
-    // `2026-01-02` sorts before `2026-01-02-05`, its hourly files: oldest first.
-    rotated.sort();
+    // By the numbers in the stamp: `2026-01-02` before `2026-01-02-05` (its hourly
+    // files), `...-13` before `...-13-2` before `...-13-10` (size rotation): oldest
+    // first.
+    let numbers =
+        |stamp: &str| -> Vec<u64> { stamp.split('-').map(|n| n.parse().unwrap_or(0)).collect() };
+    rotated.sort_by_cached_key(|(stamp, _)| numbers(stamp));
     let mut files: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
     if base.exists() {
         files.push(base.to_path_buf());
@@ -197,6 +201,9 @@ mod tests {
             "audit.jsonl.2026-12-01",
             "audit.jsonl.2026-12-01-05",
             "audit.jsonl.bak",
+            "audit.jsonl.2026-12-01-05-10-11-10",
+            "audit.jsonl.2026-12-01-05-10-11-2",
+            "audit.jsonl.2026-12-01-05-10-11",
             "audit.jsonl",
         ] {
             std::fs::write(dir.path().join(name), "").unwrap();
@@ -211,6 +218,9 @@ mod tests {
             [
                 "audit.jsonl.2026-12-01",
                 "audit.jsonl.2026-12-01-05",
+                "audit.jsonl.2026-12-01-05-10-11",
+                "audit.jsonl.2026-12-01-05-10-11-2",
+                "audit.jsonl.2026-12-01-05-10-11-10",
                 "audit.jsonl.2026-12-02",
                 "audit.jsonl"
             ]

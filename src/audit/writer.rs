@@ -27,7 +27,12 @@
 //! choosing the file from the record's `ts` under the lock of `.NAME.lock` next to
 //! `PATH`. The lock file also remembers the newest file written, so a clock that goes
 //! back never sends a record to an older file. A new file continues the chain of the
-//! newest older one. `tracing-appender`'s own `RollingFileAppender` is not used: it
+//! newest older one. `size:N` appends to `PATH` and, under its lock, moves it to
+//! `PATH.YYYY-MM-DD-HH-MM-SS[-N]` (a name that sorts after every earlier one) when
+//! the next record would take it past N bytes; a writer whose open file was moved
+//! aside by another process notices (the inode at `PATH` changed) and reopens `PATH`.
+//! With a retention count, the oldest files beyond it are deleted when a new one
+//! starts. `tracing-appender`'s own `RollingFileAppender` is not used: it
 //! reports failures on stderr and carries on (warden must fail closed), and each
 //! process would pick its file outside any lock.
 
@@ -51,18 +56,22 @@ pub enum Rotation {
     Hourly,
     /// `PATH.YYYY-MM-DD`, UTC.
     Daily,
+    /// `PATH`, moved to `PATH.YYYY-MM-DD-HH-MM-SS[-N]` (UTC) when the next record
+    /// would take it past this many bytes.
+    Size(u64),
 }
 
 impl Rotation {
     /// The accepted values, for messages.
-    pub const VALUES: &'static str = "never, hourly, daily";
+    pub const VALUES: &'static str = "never, hourly, daily, size:SIZE (like size:64MiB)";
 
     /// The value as written on the command line.
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> String {
         match self {
-            Rotation::Never => "never",
-            Rotation::Hourly => "hourly",
-            Rotation::Daily => "daily",
+            Rotation::Never => "never".into(),
+            Rotation::Hourly => "hourly".into(),
+            Rotation::Daily => "daily".into(),
+            Rotation::Size(bytes) => format!("size:{bytes}"),
         }
     }
 
@@ -71,7 +80,7 @@ impl Rotation {
     fn stamp(self, ts: &[u8]) -> Option<String> {
         let date = ts.get(..10).and_then(|d| std::str::from_utf8(d).ok())?;
         match self {
-            Rotation::Never => None,
+            Rotation::Never | Rotation::Size(_) => None,
             Rotation::Daily => Some(date.to_owned()),
             Rotation::Hourly => {
                 let hour = ts.get(11..13).and_then(|h| std::str::from_utf8(h).ok())?;
@@ -83,13 +92,13 @@ impl Rotation {
 
 impl std::fmt::Display for Rotation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(&self.as_str())
     }
 }
 
 /// A rotation name that is not one of [`Rotation::VALUES`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown rotation `{0}`, only never, hourly, daily accepted")]
+#[error("unknown rotation `{0}`: write never, hourly, daily, or size:SIZE (like size:64MiB)")]
 pub struct UnknownRotation(pub String);
 
 impl std::str::FromStr for Rotation {
@@ -100,24 +109,51 @@ impl std::str::FromStr for Rotation {
             "never" => Ok(Rotation::Never),
             "hourly" => Ok(Rotation::Hourly),
             "daily" => Ok(Rotation::Daily),
-            other => Err(UnknownRotation(other.to_owned())),
+            other => match other
+                .strip_prefix("size:")
+                .map(str::parse::<bytesize::ByteSize>)
+            {
+                Some(Ok(size)) if size.as_u64() >= 4096 => Ok(Rotation::Size(size.as_u64())),
+                _ => Err(UnknownRotation(other.to_owned())),
+            },
         }
     }
 }
 
-/// Whether `suffix` is a stamp some rotation writes (`YYYY-MM-DD[-HH]`).
+/// Whether `suffix` is a stamp some rotation writes: `YYYY-MM-DD[-HH]`, or, for a
+/// size bound, `YYYY-MM-DD-HH-MM-SS` with an optional `-N`.
 pub(crate) fn is_stamp(suffix: &str) -> bool {
-    let shape = |s: &str, pattern: &str| {
-        s.len() == pattern.len()
-            && s.bytes().zip(pattern.bytes()).all(|(c, p)| {
-                if p == b'9' {
-                    c.is_ascii_digit()
-                } else {
-                    c == p
-                }
-            })
-    };
-    shape(suffix, "9999-99-99") || shape(suffix, "9999-99-99-99")
+    if suffix.len() > 19
+        && suffix.is_char_boundary(19)
+        && is_time_stamp(&suffix[..19])
+        && (suffix.len() == 19
+            || suffix[19..].strip_prefix('-').is_some_and(|n| {
+                !n.is_empty() && n.len() <= 6 && n.bytes().all(|b| b.is_ascii_digit())
+            }))
+    {
+        return true;
+    }
+    is_time_stamp(suffix) || is_hour_stamp(suffix)
+}
+
+fn stamp_shape(s: &str, pattern: &str) -> bool {
+    s.len() == pattern.len()
+        && s.bytes().zip(pattern.bytes()).all(|(c, p)| {
+            if p == b'9' {
+                c.is_ascii_digit()
+            } else {
+                c == p
+            }
+        })
+}
+
+fn is_time_stamp(s: &str) -> bool {
+    stamp_shape(s, "9999-99-99-99-99-99")
+}
+
+/// `YYYY-MM-DD[-HH]`.
+fn is_hour_stamp(suffix: &str) -> bool {
+    stamp_shape(suffix, "9999-99-99") || stamp_shape(suffix, "9999-99-99-99")
 }
 
 /// State shared by the writer thread and the `super::AuditLog` handle.
@@ -305,6 +341,8 @@ enum Target {
         path: PathBuf,
         file: File,
         known: Option<Known>,
+        /// With `Rotation::Size`: the most `path` may hold before it is moved aside.
+        max_size: Option<u64>,
     },
     Rotating {
         base: PathBuf,
@@ -320,19 +358,33 @@ pub(crate) struct ChainWriter {
     target: Target,
     shared: Arc<Shared>,
     line: Vec<u8>,
+    /// How many rotated files to keep (the oldest beyond are deleted); `None`: all.
+    keep: Option<usize>,
 }
 
 impl ChainWriter {
     /// Opens the log for `rotation` and checks, under its lock, that it can continue
     /// the chain: fail closed before anything runs.
+    #[cfg(test)]
     pub fn open(
         path: &Path,
         rotation: Rotation,
         now_ts: &str,
         shared: Arc<Shared>,
     ) -> Result<Self, AuditError> {
+        Self::open_keeping(path, rotation, None, now_ts, shared)
+    }
+
+    /// [`ChainWriter::open`], deleting the oldest rotated files beyond `keep`.
+    pub fn open_keeping(
+        path: &Path,
+        rotation: Rotation,
+        keep: Option<usize>,
+        now_ts: &str,
+        shared: Arc<Shared>,
+    ) -> Result<Self, AuditError> {
         let target = match rotation {
-            Rotation::Never => {
+            Rotation::Never | Rotation::Size(_) => {
                 let file = open_append(path)?;
                 {
                     let _lock = Locked::exclusive(&file, path)?;
@@ -342,6 +394,10 @@ impl ChainWriter {
                     path: path.into(),
                     file,
                     known: None,
+                    max_size: match rotation {
+                        Rotation::Size(bytes) => Some(bytes),
+                        _ => None,
+                    },
                 }
             }
             Rotation::Hourly | Rotation::Daily => {
@@ -368,6 +424,7 @@ impl ChainWriter {
             target,
             shared,
             line: Vec::with_capacity(512),
+            keep,
         })
     }
 
@@ -379,12 +436,30 @@ impl ChainWriter {
             message: "malformed message to the audit writer".into(),
         })?;
         let line = &mut self.line;
+        let keep = self.keep;
         match &mut self.target {
-            Target::Single { path, file, known } => {
+            Target::Single {
+                path,
+                file,
+                known,
+                max_size: None,
+            } => {
                 let Some(_lock) = Locked::take(file, path, wait)? else {
                     return Ok(false);
                 };
                 append_locked(file, path, known, &pending, line, || Ok(None))
+            }
+            Target::Single {
+                path,
+                file,
+                known,
+                max_size: Some(max),
+            } => {
+                let Some(done) = append_sized(path, file, known, *max, keep, &pending, line, wait)?
+                else {
+                    return Ok(false);
+                };
+                Ok(done)
             }
             Target::Rotating {
                 base,
@@ -397,10 +472,14 @@ impl ChainWriter {
                     return Ok(false);
                 };
                 let (stamp, newest) = choose_stamp(*rotation, pending.ts, lock, lock_path)?;
+                let new_period = current.as_ref().map(|p| &p.stamp) != Some(&stamp);
                 let period = period(base, stamp, current)?;
                 let Some(_file_lock) = Locked::take(&period.file, &period.path, wait)? else {
                     return Ok(false);
                 };
+                if new_period {
+                    apply_retention(base, keep, Some(&period.path));
+                }
                 let stamp = &period.stamp;
                 append_locked(
                     &period.file,
@@ -583,6 +662,132 @@ impl io::Write for QueuedWriter {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// Appends to `PATH` under a size bound: takes the file's lock (reopening `PATH` when
+/// another process moved the file aside meanwhile), moves `PATH` to
+/// `PATH.YYYY-MM-DD-HH-MM-SS[-N]` when the record would take it past `max` bytes,
+/// and continues the chain in a new `PATH`. `None` when the lock is busy and not
+/// `wait`.
+#[expect(clippy::too_many_arguments, reason = "the parts of one append")]
+fn append_sized(
+    path: &Path,
+    file: &mut File,
+    known: &mut Option<Known>,
+    max: u64,
+    keep: Option<usize>,
+    pending: &Pending<'_>,
+    line: &mut Vec<u8>,
+    wait: bool,
+) -> Result<Option<()>, AuditError> {
+    use std::os::unix::fs::MetadataExt as _;
+    loop {
+        let Some(lock) = Locked::take(file, path, wait)? else {
+            return Ok(None);
+        };
+        let ours = file.metadata().map_err(|e| AuditError::write(path, e))?;
+        let current = std::fs::symlink_metadata(path).ok();
+        if current.is_some_and(|c| c.ino() == ours.ino() && c.dev() == ours.dev()) {
+            let estimate =
+                (pending.ts.len() + pending.head.len() + pending.tail.len() + 256) as u64;
+            if ours.len() == 0 || ours.len().saturating_add(estimate) <= max {
+                append_locked(file, path, known, pending, line, || {
+                    Ok(newest_rotated_head(path))
+                })?;
+                return Ok(Some(()));
+            }
+            // Move the full file aside, still under its lock, and go on in a new one.
+            let head = tail_of(file, path)?.head;
+            let aside = unused_rotated_path(path, pending.ts);
+            std::fs::rename(path, &aside).map_err(|e| AuditError::write(path, e))?;
+            let fresh = open_append(path)?;
+            drop(lock);
+            *file = fresh;
+            *known = None;
+            let Some(_new_lock) = Locked::take(file, path, true)? else {
+                return Ok(None);
+            };
+            append_locked(file, path, known, pending, line, || Ok(head))?;
+            apply_retention(path, keep, None);
+            return Ok(Some(()));
+        }
+        // Another process moved `PATH` aside: continue in the file now at `PATH`.
+        drop(lock);
+        *file = open_append(path)?;
+        *known = None;
+    }
+}
+
+/// `PATH.YYYY-MM-DD-HH-MM-SS` for the record stamped `ts`, or, when a file moved
+/// aside earlier sorts at or after that (the same second, or a clock that went back),
+/// that file's stamp with the next `-N`: a new file always sorts last, so retention
+/// never takes it for an old one.
+fn unused_rotated_path(base: &Path, ts: &[u8]) -> PathBuf {
+    let ts = String::from_utf8_lossy(ts);
+    let ours: String = ts
+        .chars()
+        .take(19)
+        .map(|c| if c.is_ascii_digit() { c } else { '-' })
+        .collect();
+    let ours = if is_time_stamp(&ours) {
+        ours
+    } else {
+        "0000-00-00-00-00-00".to_owned()
+    };
+    let key =
+        |stamp: &str| -> Vec<u64> { stamp.split('-').map(|n| n.parse().unwrap_or(0)).collect() };
+    let newest = super::read::log_set(base)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?;
+            let stamp = name
+                .strip_prefix(base.file_name()?.to_str()?)?
+                .strip_prefix('.')?;
+            (stamp.len() >= 19 && is_time_stamp(&stamp[..19])).then(|| stamp.to_owned())
+        })
+        .max_by_key(|stamp| key(stamp));
+    let stamp = match newest {
+        Some(newest) if key(&newest) >= key(&ours) => {
+            let n = newest
+                .get(20..)
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+            format!("{}-{}", &newest[..19], n + 1)
+        }
+        _ => ours,
+    };
+    rotated_path(base, &stamp)
+}
+
+/// The chain head at the end of the newest file moved aside from `base` (a new `PATH`
+/// continues from it).
+fn newest_rotated_head(base: &Path) -> Option<Head> {
+    let set = super::read::log_set(base).ok()?;
+    let newest = set.iter().rev().find(|p| p.as_path() != base)?;
+    let file = File::open(newest).ok()?;
+    chain::scan_tail(&file).ok()?.head
+}
+
+/// Deletes the oldest rotated files of `base` beyond `keep` (never `current`).
+/// Deletion is best effort: a file that cannot be removed stays, and is tried again
+/// at the next rotation.
+fn apply_retention(base: &Path, keep: Option<usize>, current: Option<&Path>) {
+    let Some(keep) = keep else { return };
+    let Ok(set) = super::read::log_set(base) else {
+        return;
+    };
+    let rotated: Vec<&PathBuf> = set
+        .iter()
+        .filter(|p| p.as_path() != base && Some(p.as_path()) != current)
+        .collect();
+    // With a size bound, `PATH` is the current file; with a period, `current` is.
+    let excess = rotated.len().saturating_sub(keep);
+    for old in rotated.into_iter().take(excess) {
+        if let Err(e) = std::fs::remove_file(old) {
+            tracing::warn!(file = %old.display(), error = %e, "cannot delete an old audit log file");
+        }
     }
 }
 
@@ -857,10 +1062,17 @@ mod tests {
         assert_eq!("hourly".parse::<Rotation>(), Ok(Rotation::Hourly));
         assert_eq!(
             "weekly".parse::<Rotation>().unwrap_err().to_string(),
-            "unknown rotation `weekly`, only never, hourly, daily accepted"
+            "unknown rotation `weekly`: write never, hourly, daily, or size:SIZE (like size:64MiB)"
         );
+        assert_eq!(
+            "size:64MiB".parse::<Rotation>(),
+            Ok(Rotation::Size(64 * 1024 * 1024))
+        );
+        assert!("size:12".parse::<Rotation>().is_err(), "too small to hold a record");
         assert!(is_stamp("2024-03-05") && is_stamp("2024-03-05-07"));
+        assert!(is_stamp("2024-03-05-07-08-09") && is_stamp("2024-03-05-07-08-09-12"));
         assert!(!is_stamp("2024-03-05.gz") && !is_stamp("lock"));
+        assert!(!is_stamp("2024-03-05-07-08-09-x") && !is_stamp("2024-03-05-07-08"));
     }
 
     #[test]

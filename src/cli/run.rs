@@ -31,9 +31,15 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub audit_log: Option<PathBuf>,
     /// When to start a new audit log file: never, hourly or daily (files are named
-    /// `PATH.YYYY-MM-DD[-HH]`).
+    /// `PATH.YYYY-MM-DD[-HH]`), or `size:SIZE` (like `size:64MiB`: `PATH` is moved to
+    /// `PATH.YYYY-MM-DD-HH-MM-SS` before it would grow past SIZE).
     #[arg(long, value_name = "WHEN", default_value = "never")]
     pub audit_rotate: Rotation,
+    /// Keep at most N rotated audit log files besides the current one (the oldest are
+    /// deleted when a new file starts). Sign checkpoints (`warden audit checkpoint`)
+    /// more often than files are deleted, so the set left verifies with `--key`.
+    #[arg(long, value_name = "N")]
+    pub audit_keep: Option<usize>,
     /// Directory that relative paths in the policy and the manifest resolve against
     /// (default: the current directory).
     #[arg(long, value_name = "DIR")]
@@ -64,6 +70,9 @@ pub(super) fn run(args: RunArgs) -> Result<u8, CliError> {
     // written, nothing else happens (fail closed).
     let mut builder = warden_builder(args.policy.as_deref(), args.allow_insecure_policy)
         .audit_rotation(args.audit_rotate);
+    if let Some(keep) = args.audit_keep {
+        builder = builder.audit_keep(keep);
+    }
     if let Some(log) = &args.audit_log {
         builder = builder.audit_log(log);
     }

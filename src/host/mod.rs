@@ -122,6 +122,7 @@ pub struct WardenBuilder {
     allow_insecure_policy: bool,
     audit: AuditTarget,
     rotation: Rotation,
+    keep: Option<usize>,
     workdir: Option<PathBuf>,
     env: Option<Vec<(String, String)>>,
     cache: CacheChoice,
@@ -137,6 +138,7 @@ impl Default for WardenBuilder {
             allow_insecure_policy: false,
             audit: AuditTarget::Default,
             rotation: Rotation::Never,
+            keep: None,
             workdir: None,
             env: None,
             cache: CacheChoice::Default,
@@ -185,6 +187,15 @@ impl WardenBuilder {
     /// When to start a new audit log file (default: never).
     pub fn audit_rotation(mut self, rotation: Rotation) -> Self {
         self.rotation = rotation;
+        self
+    }
+
+    /// Keep at most `count` rotated audit log files besides the one being written,
+    /// deleting the oldest when a new one starts (default: keep all). Deleting them
+    /// leaves a set that `audit verify --key` verifies from its first signed
+    /// checkpoint: run `warden audit checkpoint` more often than files are deleted.
+    pub fn audit_keep(mut self, count: usize) -> Self {
+        self.keep = Some(count);
         self
     }
 
@@ -252,8 +263,12 @@ impl WardenBuilder {
         .map_err(|source| HostError::Workdir { source })?;
         // The log first: if it cannot be written, nothing else happens.
         let audit = match &self.audit {
-            AuditTarget::Default => Some(open_audit_log(&default_audit_log()?, self.rotation)?),
-            AuditTarget::File(path) => Some(open_audit_log(path, self.rotation)?),
+            AuditTarget::Default => Some(open_audit_log(
+                &default_audit_log()?,
+                self.rotation,
+                self.keep,
+            )?),
+            AuditTarget::File(path) => Some(open_audit_log(path, self.rotation, self.keep)?),
             AuditTarget::Disabled => None,
         };
         let (cache, cache_warning) = match &self.cache {
@@ -575,8 +590,12 @@ pub fn default_audit_log() -> Result<PathBuf, HostError> {
 }
 
 /// Opens (creating it and its folder, mode 0700, when missing) the audit log.
-fn open_audit_log(path: &Path, rotation: Rotation) -> Result<AuditLog, HostError> {
-    AuditLog::open(path, rotation).map_err(HostError::AuditUnavailable)
+fn open_audit_log(
+    path: &Path,
+    rotation: Rotation,
+    keep: Option<usize>,
+) -> Result<AuditLog, HostError> {
+    AuditLog::open_keeping(path, rotation, keep).map_err(HostError::AuditUnavailable)
 }
 
 /// The cache in `dir`, or why it cannot be used (never a reason to fail).

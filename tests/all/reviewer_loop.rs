@@ -648,3 +648,74 @@ fn audit_commands_read_the_default_log_when_no_file_is_named() {
         );
     }
 }
+
+/// `--audit-rotate size:…` with `--audit-keep`: files stay near the bound, at most
+/// `keep` old ones remain, and with a checkpoint each round what is left verifies
+/// with the key, from its first checkpoint, though four writers ran at once.
+#[test]
+fn size_rotation_keeps_its_bound_and_the_kept_set_verifies_from_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let log = d.join("audit.jsonl");
+    let (secret, public) = keygen(d);
+    for _round in 0..4 {
+        let writers: Vec<_> = (0..4)
+            .map(|_| {
+                crate::cli::warden_command()
+                    .env("WARDEN_AUDIT_LOG", &log)
+                    .args(["run", "--audit-rotate", "size:8KiB", "--audit-keep", "2"])
+                    .arg(example_plugin("hello"))
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut w in writers {
+            assert!(w.wait().unwrap().success());
+        }
+        let out = crate::cli::warden_command()
+            .env("WARDEN_AUDIT_LOG", &log)
+            .args(["audit", "checkpoint", "--key", &secret])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+    let set = warden::audit::read::log_set(&log).unwrap();
+    assert!(set.len() <= 3 && set.len() >= 2, "{set:?}");
+    for f in &set {
+        let len = std::fs::metadata(f).unwrap().len();
+        assert!(len <= 8 * 1024 + 2048, "{f:?} is {len} bytes");
+    }
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&set[0])
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        first["seq"].as_u64().unwrap() > 0,
+        "the oldest files were deleted"
+    );
+    let out = crate::cli::warden_command()
+        .env("WARDEN_AUDIT_LOG", &log)
+        .args(["audit", "verify", "--key", &public])
+        .output()
+        .unwrap();
+    let said = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("older records deleted, anchored by a signed checkpoint"),
+        "{said}"
+    );
+    let out = crate::cli::warden_command()
+        .env("WARDEN_AUDIT_LOG", &log)
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "without the key the start is a break"
+    );
+}
