@@ -220,18 +220,26 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Counts `record` in.
-    pub fn add(&mut self, record: &ReadRecord) {
-        self.records += 1;
+    /// Notes who ran `record`'s run, when it says (its first record does). Call it
+    /// for every record, also those the filter leaves out, so that a plugin's runs
+    /// name their users.
+    pub fn note_who(&mut self, record: &ReadRecord) {
         let v = &record.value;
-        let run = s(v, "/run_id");
         if get(v, "/who").is_some() {
             let user = match s(v, "/who/user").as_str() {
                 "" => format!("uid {}", s(v, "/who/uid")),
                 u => u.to_owned(),
             };
-            self.who.insert(run.clone(), user);
+            self.who.insert(s(v, "/run_id"), user);
         }
+    }
+
+    /// Counts `record` in.
+    pub fn add(&mut self, record: &ReadRecord) {
+        self.records += 1;
+        self.note_who(record);
+        let v = &record.value;
+        let run = s(v, "/run_id");
         // A load that ended before its plugin was read (a rejected policy, a file that
         // is not a plugin) is counted under `-`.
         let name = match record.plugin() {

@@ -1068,7 +1068,10 @@ mod tests {
             "size:64MiB".parse::<Rotation>(),
             Ok(Rotation::Size(64 * 1024 * 1024))
         );
-        assert!("size:12".parse::<Rotation>().is_err(), "too small to hold a record");
+        assert!(
+            "size:12".parse::<Rotation>().is_err(),
+            "too small to hold a record"
+        );
         assert!(is_stamp("2024-03-05") && is_stamp("2024-03-05-07"));
         assert!(is_stamp("2024-03-05-07-08-09") && is_stamp("2024-03-05-07-08-09-12"));
         assert!(!is_stamp("2024-03-05.gz") && !is_stamp("lock"));

@@ -358,6 +358,8 @@ fn summary(args: &SummaryArgs) -> Result<u8, CliError> {
     for_each_record(&files, |record| {
         if filter.matches(&record) {
             summary.add(&record);
+        } else {
+            summary.note_who(&record);
         }
     })
     .map_err(|e| CliError::new(EXIT_NO_INPUT, escape_line(&e.to_string())))?;

@@ -677,7 +677,11 @@ fn the_readme_shows_what_policy_explain_really_prints() {
             .unwrap_or_else(|| panic!("README lacks `{command}`"))
             + command.len();
         let rest = &readme[start..];
-        let end = rest.find("\n$ ").or_else(|| rest.find("\n```")).unwrap();
+        let end = [rest.find("\n$ "), rest.find("\n```")]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap();
         let shown = &rest[..end];
         // As in the README: from the repository root, HOME set, no APP_* variable.
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
