@@ -104,10 +104,14 @@ fn load_and_run(args: &RunArgs, warden: &Warden) -> Result<u8, CliError> {
         Loaded::Refused(refused) => {
             let message = escape_line(refused.reason());
             if args.json {
-                print_refusal_json(&message, refused.decisions());
+                print_refusal_json(&message, refused.decisions(), refused.run_id());
                 return Ok(EXIT_REFUSED);
             }
-            return Err(CliError::new(EXIT_REFUSED, message));
+            let see = refused
+                .run_id()
+                .map(|id| format!("; see run {id}"))
+                .unwrap_or_default();
+            return Err(CliError::new(EXIT_REFUSED, format!("{message}{see}")));
         }
     };
     let report = plugin.run(&args.args).map_err(|e| host_failure(&e))?;
@@ -268,7 +272,7 @@ fn grants_and_denials(decisions: &Decisions) -> (Vec<&Decision>, Vec<&Decision>)
         .partition(|d| d.outcome() == Outcome::Granted)
 }
 
-fn print_refusal_json(message: &str, decisions: &Decisions) {
+fn print_refusal_json(message: &str, decisions: &Decisions, run_id: Option<&str>) {
     let (grants, denials) = grants_and_denials(decisions);
     let value = serde_json::json!({
         "outcome": "refused",
@@ -280,6 +284,7 @@ fn print_refusal_json(message: &str, decisions: &Decisions) {
         "effects": [],
         "fuel_consumed": 0,
         "duration_ms": 0.0,
+        "run_id": run_id,
     });
     println!("{}", json_text(&value, false));
 }

@@ -119,6 +119,7 @@ pub struct Refused {
     manifest: PluginManifest,
     decisions: Decisions,
     reason: String,
+    run_id: Option<String>,
 }
 
 impl Refused {
@@ -135,6 +136,11 @@ impl Refused {
     /// Why it may not run (plugin text in it is not escaped: escape it for a terminal).
     pub fn reason(&self) -> &str {
         &self.reason
+    }
+
+    /// The `run_id` of the load's records (with its `run_end`), when the host audits.
+    pub fn run_id(&self) -> Option<&str> {
+        self.run_id.as_deref()
     }
 }
 
@@ -389,6 +395,7 @@ impl Warden {
                 manifest: loaded.manifest,
                 decisions,
                 reason,
+                run_id: rec.id(),
             })));
         }
         let limits = decisions.limits().clone();

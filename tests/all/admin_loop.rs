@@ -483,6 +483,31 @@ fn a_list_of_pins_refuses_a_module_it_does_not_name_and_on_denied_is_per_plugin(
     assert_eq!(out.status.code(), Some(77));
     let stderr = text(&out.stderr);
     assert!(stderr.contains(&format!("{a} or {b}")), "{stderr}");
+    let refused_run = log_records(&log)
+        .into_iter()
+        .rev()
+        .find(|r| r["event"] == "run_end")
+        .unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "; see run {}",
+            refused_run["run_id"].as_str().unwrap()
+        )),
+        "{stderr}"
+    );
+    // `policy explain` gives the verdict `run` would: exit 77.
+    let explain = crate::cli::warden_command()
+        .args(["policy", "explain", "--policy"])
+        .arg(&policy)
+        .arg(example_plugin("file-reader"))
+        .output()
+        .unwrap();
+    assert_eq!(explain.status.code(), Some(77));
+    assert!(
+        text(&explain.stdout).contains("verdict  refused (exit 77): "),
+        "{}",
+        text(&explain.stdout)
+    );
 
     let policy = site.policy(
         "q.toml",
