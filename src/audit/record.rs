@@ -211,6 +211,9 @@ pub enum RunOutcome {
     AbiViolation,
     /// The load ended before a run: the policy or the plugin was rejected.
     Rejected,
+    /// The host dropped a loaded plugin without ever running it (an embedding
+    /// application's registry that never called it): the load's story ends here.
+    Unloaded,
 }
 
 impl RunOutcome {
@@ -349,6 +352,15 @@ impl RunEnd {
         RunEnd {
             outcome: RunOutcome::Rejected,
             ..RunEnd::refused(exit_code, error)
+        }
+    }
+
+    /// The `run_end` of a load the host dropped without running it.
+    pub fn unloaded() -> Self {
+        RunEnd {
+            outcome: RunOutcome::Unloaded,
+            error: None,
+            ..RunEnd::refused(0, "")
         }
     }
 

@@ -165,6 +165,27 @@ struct PluginInner {
     load_id_taken: AtomicBool,
 }
 
+impl Drop for PluginInner {
+    /// A plugin loaded and never run still ends its load's story: `run_end` with
+    /// outcome `unloaded`, so every `run_id` has exactly one `run_end`. Best effort (a
+    /// drop cannot report a failure); the host's next flush reports a log that failed.
+    fn drop(&mut self) {
+        if self.load_id_taken.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(log) = &self.host.audit {
+            let mut rec = log.run_with_id(self.load_id.clone());
+            let ended = rec
+                .set_policy(&self.policy.info)
+                .and_then(|()| rec.set_plugin(&self.info))
+                .and_then(|()| rec.run_end(&RunEnd::unloaded()));
+            if let Err(e) = ended {
+                tracing::warn!(error = %e, load = %self.load_id, "cannot record the end of an unused load");
+            }
+        }
+    }
+}
+
 impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Plugin")

@@ -390,3 +390,35 @@ fn a_policy_given_as_text_and_an_environment_are_used_as_given() {
     );
     assert!(!Path::new(&site.path("log")).exists(), "no log was written");
 }
+
+/// A registry loads every plugin of its folder; one it never calls still ends its
+/// load's story when it is dropped (`run_end`, outcome `unloaded`), so every run id of
+/// the log has exactly one `run_end`.
+#[test]
+fn a_plugin_loaded_and_never_run_ends_its_load_when_dropped() {
+    let site = Site::new(READER_POLICY);
+    let dir = plugin_dir(&site);
+    {
+        let registry = Registry::open(site.warden(), &dir).unwrap();
+        let report = registry.call("hello", &args(&["Ada"])).unwrap();
+        assert_eq!(report.exit_code(), 0);
+    }
+    let records = site.records();
+    let mut ends: HashMap<String, Vec<String>> = HashMap::new();
+    let mut ids = std::collections::BTreeSet::new();
+    for r in &records {
+        let id = r["run_id"].as_str().unwrap().to_owned();
+        ids.insert(id.clone());
+        if r["event"] == "run_end" {
+            ends.entry(id).or_default().push(r["outcome"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(ids.len(), 3, "one load per plugin of the folder");
+    for id in &ids {
+        assert_eq!(ends.get(id).map(Vec::len), Some(1), "run {id}: {ends:?}");
+    }
+    let mut outcomes: Vec<&str> = ends.values().map(|v| v[0].as_str()).collect();
+    outcomes.sort();
+    assert_eq!(outcomes, ["success", "unloaded", "unloaded"]);
+    site.verify();
+}
