@@ -279,6 +279,27 @@ impl Policy {
         let mut out = self.warnings.clone();
         let tables = std::iter::once(&self.defaults).chain(self.plugins.values().map(|t| &t.rules));
         for rules in tables {
+            for entry in &rules.net_tls_roots {
+                let Ok(path) = crate::grant::expand_path(&entry.value, workdir, home) else {
+                    continue;
+                };
+                if path.is_file() {
+                    continue;
+                }
+                if let Some(&(line, column)) = self.locations.get(&entry.key) {
+                    out.push(PolicyError {
+                        file: self.path.clone(),
+                        line,
+                        column,
+                        message: format!(
+                            "`{}` = `{}` is not a file here (`{}`): every HTTPS request of a plugin under it will fail until it is; fix the path, or check with `--workdir`",
+                            entry.key,
+                            entry.value,
+                            path.display()
+                        ),
+                    });
+                }
+            }
             for entry in rules.fs_read.iter().chain(&rules.fs_write) {
                 let Ok(path) = crate::grant::expand_path(&entry.value, workdir, home) else {
                     continue;

@@ -556,6 +556,22 @@ impl Parser<'_> {
                         "allow" => {
                             rules.net_allow =
                                 self.parsed_strings(v, &key, crate::net::Endpoint::parse_allow);
+                            for entry in &rules.net_allow {
+                                if let crate::net::HostPattern::Range(net) = &entry.value.host
+                                    && net.prefix_len() == 0
+                                    && let Some(&(line, column)) = self.locations.get(&entry.key)
+                                {
+                                    self.warnings.push(PolicyError {
+                                        file: self.file.to_owned(),
+                                        line,
+                                        column,
+                                        message: format!(
+                                            "`{}` = `{}` reaches every address, private ones included (it names them literally); allow the hosts or ranges the plugin needs",
+                                            entry.key, entry.value
+                                        ),
+                                    });
+                                }
+                            }
                         }
                         "deny" => {
                             rules.net_deny =

@@ -559,6 +559,16 @@ fn each_warning_names_its_line_and_column_and_a_fix() {
             "5:14",
             "allows every variable",
         ),
+        (
+            "[defaults.net]\ndeny = [\"10.0.0.0/8\"]\n[plugins.x]\nnet.allow = [\"http://0.0.0.0/0:*\"]",
+            "5:14",
+            "reaches every address",
+        ),
+        (
+            "[plugins.x]\nnet.tls_roots = [\"./ca.pem\"]",
+            "3:18",
+            "is not a file here",
+        ),
     ] {
         let path = site.policy("w.toml", &format!("version = 1\n{body}\n"));
         let out = crate::cli::warden_command()

@@ -410,7 +410,9 @@ fn a_plugin_loaded_and_never_run_ends_its_load_when_dropped() {
         let id = r["run_id"].as_str().unwrap().to_owned();
         ids.insert(id.clone());
         if r["event"] == "run_end" {
-            ends.entry(id).or_default().push(r["outcome"].as_str().unwrap().to_owned());
+            ends.entry(id)
+                .or_default()
+                .push(r["outcome"].as_str().unwrap().to_owned());
         }
     }
     assert_eq!(ids.len(), 3, "one load per plugin of the folder");
