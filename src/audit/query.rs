@@ -69,6 +69,12 @@ impl Filter {
     }
 }
 
+/// The first `n` characters of `text` (a record's text may be anything: never cut
+/// inside a character).
+fn prefix(text: &str, n: usize) -> &str {
+    text.char_indices().nth(n).map_or(text, |(i, _)| &text[..i])
+}
+
 fn get<'v>(v: &'v serde_json::Value, path: &str) -> Option<&'v serde_json::Value> {
     v.pointer(path)
 }
@@ -98,7 +104,7 @@ pub fn show_row(record: &ReadRecord) -> [String; 5] {
                 "{} {} sha256 {}",
                 s(v, "/plugin/version"),
                 s(v, "/plugin/path"),
-                &sha[..sha.len().min(12)]
+                prefix(&sha, 12)
             )
         }
         "grant" | "deny" => {
@@ -158,7 +164,7 @@ pub fn show_row(record: &ReadRecord) -> [String; 5] {
             format!(
                 "{} records, head {}, key {}",
                 s(v, "/records"),
-                &head[..head.len().min(12)],
+                prefix(&head, 12),
                 s(v, "/key_id")
             )
         }
@@ -178,7 +184,7 @@ pub fn show_row(record: &ReadRecord) -> [String; 5] {
     let run = s(v, "/run_id");
     [
         s(v, "/ts"),
-        run[..run.len().min(8)].to_owned(),
+        prefix(&run, 8).to_owned(),
         s(v, "/plugin/name"),
         event,
         detail,
@@ -321,5 +327,115 @@ impl Summary {
             out.push_str("no plugin records match\n");
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(value: serde_json::Value) -> ReadRecord {
+        ReadRecord {
+            file: "log".into(),
+            line: 1,
+            raw: value.to_string(),
+            value,
+        }
+    }
+
+    /// A log anyone could have written to: multi-byte text where hex is expected and
+    /// terminal controls in names are shown escaped, never cut inside a character.
+    #[test]
+    fn hostile_records_are_shown_escaped_and_never_panic() {
+        let hostile = "é\u{1b}[2J\u{202e}".repeat(5);
+        for event in [
+            "plugin_loaded",
+            "checkpoint",
+            "effect",
+            "deny",
+            "run_end",
+            "x",
+        ] {
+            let r = record(serde_json::json!({
+                "ts": hostile, "run_id": hostile, "event": event,
+                "plugin": {"name": hostile, "sha256": hostile, "path": hostile},
+                "head": hostile, "url": hostile, "withheld": [{"name": hostile}],
+            }));
+            let row = show_row(&r);
+            for part in &row {
+                assert!(
+                    !part.contains('\u{1b}') && !part.contains('\u{202e}'),
+                    "{part}"
+                );
+            }
+            let mut summary = Summary::default();
+            summary.add(&r);
+            assert!(!summary.to_text().contains('\u{1b}'));
+        }
+    }
+
+    #[test]
+    fn filters_take_exactly_what_they_name() {
+        let r = record(serde_json::json!({
+            "ts": "2026-12-02T10:00:00.000Z", "run_id": "abcdef0123456789",
+            "event": "run_end", "outcome": "limit", "plugin": {"name": "p"},
+        }));
+        let at = |t: &str| humantime::parse_rfc3339(t).ok();
+        let yes = [
+            Filter::default(),
+            Filter {
+                plugin: Some("p".into()),
+                ..Filter::default()
+            },
+            Filter {
+                events: vec!["deny".into(), "run_end".into()],
+                ..Filter::default()
+            },
+            Filter {
+                outcome: Some("limit".into()),
+                ..Filter::default()
+            },
+            Filter {
+                run: Some("abcdef01".into()),
+                ..Filter::default()
+            },
+            Filter {
+                since: at("2026-12-02T10:00:00Z"),
+                until: at("2026-12-02T10:00:01Z"),
+                ..Filter::default()
+            },
+        ];
+        for f in &yes {
+            assert!(f.matches(&r), "{f:?}");
+        }
+        let no = [
+            Filter {
+                plugin: Some("q".into()),
+                ..Filter::default()
+            },
+            Filter {
+                events: vec!["deny".into()],
+                ..Filter::default()
+            },
+            Filter {
+                outcome: Some("success".into()),
+                ..Filter::default()
+            },
+            Filter {
+                run: Some("abcdef1".into()),
+                ..Filter::default()
+            },
+            Filter {
+                since: at("2026-12-02T10:00:01Z"),
+                ..Filter::default()
+            },
+            Filter {
+                until: at("2026-12-02T10:00:00Z"),
+                ..Filter::default()
+            },
+        ];
+        for f in &no {
+            assert!(!f.matches(&r), "{f:?}");
+        }
     }
 }

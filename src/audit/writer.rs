@@ -745,7 +745,10 @@ fn unused_rotated_path(base: &Path, ts: &[u8]) -> PathBuf {
             let stamp = name
                 .strip_prefix(base.file_name()?.to_str()?)?
                 .strip_prefix('.')?;
-            (stamp.len() >= 19 && is_time_stamp(&stamp[..19])).then(|| stamp.to_owned())
+            stamp
+                .get(..19)
+                .is_some_and(is_time_stamp)
+                .then(|| stamp.to_owned())
         })
         .max_by_key(|stamp| key(stamp));
     let stamp = match newest {
@@ -754,7 +757,7 @@ fn unused_rotated_path(base: &Path, ts: &[u8]) -> PathBuf {
                 .get(20..)
                 .and_then(|n| n.parse::<u64>().ok())
                 .unwrap_or(0);
-            format!("{}-{}", &newest[..19], n + 1)
+            format!("{}-{}", newest.get(..19).unwrap_or(&ours), n + 1)
         }
         _ => ours,
     };
