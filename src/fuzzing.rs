@@ -14,10 +14,12 @@
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 mod grant_intersection;
+mod net_request;
 pub mod oracle;
 mod policy_parse;
 
 pub use grant_intersection::grant_intersection;
+pub use net_request::net_request;
 pub use policy_parse::policy_parse;
 
 use crate::abi::{self, AbiViolation, GuestRegion};

@@ -152,8 +152,14 @@ fn parse_host(text: &str) -> Result<HostPattern, String> {
     match url::Host::parse(input) {
         Ok(url::Host::Domain(d)) => {
             let name = d.strip_suffix('.').unwrap_or(&d);
-            if name.is_empty() || name.contains("..") {
-                Err(format!("`{text}` is not a host name"))
+            if name.is_empty()
+                || name.contains("..")
+                || name.starts_with('.')
+                || name.ends_with('.')
+            {
+                Err(format!(
+                    "`{text}` is not a host name (it has an empty label)"
+                ))
             } else {
                 Ok(HostPattern::Name(name.to_owned()))
             }

@@ -80,6 +80,15 @@ fn grant_intersection_inputs() {
 }
 
 #[test]
+fn net_request_inputs() {
+    let all = inputs("net_request");
+    assert!(all.len() >= 8, "seeds are missing");
+    for (_, bytes) in all {
+        warden::fuzzing::net_request(&bytes);
+    }
+}
+
+#[test]
 fn plugin_module_regressions() {
     // Only regressions here: seeds are raw bytes for wasm-smith, not modules.
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-regressions/plugin_module");
