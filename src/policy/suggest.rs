@@ -461,3 +461,50 @@ pub fn render_toml(source: &str, suggestions: &[PluginSuggestion]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(v: serde_json::Value) -> ReadRecord {
+        ReadRecord {
+            file: "log".into(),
+            line: 1,
+            raw: v.to_string(),
+            value: v,
+        }
+    }
+
+    /// Strings from a log anyone could have edited cannot add keys or tables to the
+    /// suggestion: values are TOML strings, comments are escaped to one line.
+    #[test]
+    fn hostile_log_text_cannot_inject_toml() {
+        let evil = "x\"]\n[plugins.evil]\nfs.write = [\"/\"]\n#\u{7f}\u{1b}";
+        let policy = serde_json::json!({"path": "p", "mode": "audit"});
+        let plugin = serde_json::json!({"name": "good", "sha256": evil});
+        let mut s = Suggester::new();
+        for v in [
+            serde_json::json!({"run_id": "r1", "ts": evil, "event": "policy_loaded", "policy": policy}),
+            serde_json::json!({"run_id": "r1", "ts": evil, "event": "grant", "plugin": plugin, "policy": policy,
+                "capability": "fs_read", "request": evil, "host_path": evil, "guest_path": "/data", "outcome": "would_deny"}),
+            serde_json::json!({"run_id": "r1", "ts": evil, "event": "grant", "plugin": plugin, "policy": policy,
+                "capability": "env", "request": evil, "names": [evil], "withheld": [{"name": evil, "rule": evil}], "outcome": "granted"}),
+            serde_json::json!({"run_id": "r1", "ts": evil, "event": "run_start", "plugin": plugin, "policy": policy}),
+            serde_json::json!({"run_id": "r1", "ts": evil, "event": "access", "plugin": plugin, "policy": policy,
+                "call": "path_open", "path": evil, "host_path": evil, "preopen": "/data", "write": false}),
+            serde_json::json!({"run_id": "r1", "ts": evil, "event": "access", "plugin": plugin, "policy": policy,
+                "call": "stdout", "path": "stdout", "write": true}),
+        ] {
+            s.add(&rec(v));
+        }
+        let suggestions = s.suggestions(None);
+        assert_eq!(suggestions.len(), 1);
+        let text = render_toml(evil, &suggestions);
+        let table: toml::Table = text.parse().unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let plugins = table["plugins"].as_table().unwrap();
+        assert_eq!(plugins.keys().collect::<Vec<_>>(), ["good"], "{text}");
+        let good = plugins["good"].as_table().unwrap();
+        assert_eq!(good["fs"]["read"][0].as_str(), Some(evil));
+        assert!(!text.contains('\u{7f}') && !text.contains('\u{1b}'));
+    }
+}
