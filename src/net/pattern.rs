@@ -160,6 +160,16 @@ fn parse_host(text: &str) -> Result<HostPattern, String> {
                 Err(format!(
                     "`{text}` is not a host name (it has an empty label)"
                 ))
+            } else if let Some(c) = name
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+            {
+                // What the WHATWG parser lets through but no DNS name holds (`*` from
+                // `%2a`, `%` from `%25`): refused, so an entry means what it shows.
+                Err(format!(
+                    "`{text}` is not a host name: `{}` is not a letter, digit, `-`, `_` or `.`",
+                    c.escape_default()
+                ))
             } else {
                 Ok(HostPattern::Name(name.to_owned()))
             }
