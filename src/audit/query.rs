@@ -270,13 +270,8 @@ impl Summary {
             "limit_exceeded" => bump(&mut p.limits, s(v, "/limit")),
             "effect" => {
                 let url = s(v, "/url");
-                let destination = match url.find("://").map(|i| i + 3) {
-                    Some(start) => {
-                        let end = url[start..].find('/').map_or(url.len(), |i| start + i);
-                        url[..end].to_owned()
-                    }
-                    None => s(v, "/kind"),
-                };
+                let destination = crate::net::effects::destination_of(&url)
+                    .map_or_else(|| s(v, "/kind"), str::to_owned);
                 bump(p.effects.entry(destination).or_default(), s(v, "/outcome"));
             }
             _ => {}

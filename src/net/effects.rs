@@ -110,16 +110,18 @@ impl EffectRecord {
     /// The destination as tables show it (`https://host:443`), or the kind.
     pub fn destination(&self) -> String {
         match &self.url {
-            Some(url) => match url.find("://").map(|i| i + 3) {
-                Some(start) => {
-                    let end = url[start..].find('/').map_or(url.len(), |i| start + i);
-                    url[..end].to_owned()
-                }
-                None => url.clone(),
-            },
+            Some(url) => destination_of(url).unwrap_or(url).to_owned(),
             None => self.kind.to_owned(),
         }
     }
+}
+
+/// `scheme://host:port` of a URL as records show it (everything before the path), or
+/// `None` when it has no `://`. One reading for records, summaries and suggestions.
+pub fn destination_of(url: &str) -> Option<&str> {
+    let start = url.find("://")? + 3;
+    let end = url[start..].find('/').map_or(url.len(), |i| start + i);
+    Some(&url[..end])
 }
 
 /// What to resume the plugin with.

@@ -317,9 +317,7 @@ fn take_run(
 
 /// The endpoint a recorded URL (`scheme://host:port/path`) went to.
 fn destination_endpoint(url: &str) -> Option<crate::net::Endpoint> {
-    let (scheme, rest) = url.split_once("://")?;
-    let authority = rest.split('/').next()?;
-    crate::net::Endpoint::parse_allow(&format!("{scheme}://{authority}")).ok()
+    crate::net::Endpoint::parse_allow(crate::net::effects::destination_of(url)?).ok()
 }
 
 /// A TOML string (basic, escaped).
