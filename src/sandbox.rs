@@ -140,7 +140,7 @@ impl Sandbox {
                     crate::policy::Stream::Stdout => sandbox.stdio.stdout = true,
                     crate::policy::Stream::Stderr => sandbox.stdio.stderr = true,
                 },
-                GrantKind::Net(endpoint) => sandbox.net.granted.push(endpoint.clone()),
+                GrantKind::Net(parts) => sandbox.net.granted.extend(parts.iter().cloned()),
             }
         }
         sandbox

@@ -693,9 +693,11 @@ fn check(case: &Case, policy: &Policy, decisions: &Decisions, text: &str) {
             }
             // The generated policies allow no destination, so an endpoint is only ever
             // in effect as audit mode's would_deny, exactly as declared.
-            (Capability::Net, GrantKind::Net(n)) => {
+            (Capability::Net, GrantKind::Net(parts)) => {
                 assert!(!granted, "network granted with no allow entry\n{}", at());
-                assert_eq!(n.endpoint.to_string(), d.request(), "{}", at());
+                let shown: Vec<String> = parts.iter().map(|n| n.endpoint.to_string()).collect();
+                assert_eq!(shown, [d.request()], "{}", at());
+                assert_eq!(d.reach(), shown.as_slice(), "{}", at());
             }
             _ => panic!("a grant of another kind than its decision\n{}", at()),
         }

@@ -16,7 +16,9 @@
 //! # Security
 //!
 //! This is where a plugin's declarations (hostile input) meet the operator's policy.
-//! Every declared item is granted whole or denied: never widened, never narrowed. Deny
+//! Every declared item is granted whole or denied: never widened, never silently
+//! narrowed (a network declaration is granted as its intersection with the allow
+//! entries, which its decision shows as `reach`: the `net` module). Deny
 //! entries beat allow entries; paths are canonicalized on both sides before they are
 //! compared; a declared directory that contains a denied one is denied, since a
 //! preopened directory cannot hide part of its subtree. Each declared directory is
@@ -25,6 +27,7 @@
 //! path is looked up again between the check and the plugin (the `open` module).
 
 pub mod env;
+mod net;
 mod open;
 mod path;
 
@@ -60,7 +63,7 @@ pub(crate) fn lexical_join(base: &Path, rel: &str) -> PathBuf {
     path::normalize(&base.join(rel.trim_start_matches('/')))
 }
 
-use crate::abi::{Capabilities, NetPattern, PathPattern};
+use crate::abi::{Capabilities, PathPattern};
 use crate::limits::Limits;
 use crate::policy::{Entry, Mode, OnDenied, Policy, Rules, Stream};
 use env::EnvPattern;
@@ -134,7 +137,9 @@ pub(crate) enum GrantKind {
     Dir(DirGrant),
     Env(Vec<(String, String)>),
     Stream(Stream),
-    Net(crate::net::NetGrant),
+    /// A declared endpoint: the parts of it the plugin may reach (rule 7's
+    /// intersection), each with the rule that lets it through.
+    Net(Vec<crate::net::NetGrant>),
 }
 
 /// A granted directory: the directory itself, held open since the decision was made
@@ -165,9 +170,14 @@ impl std::fmt::Debug for Grant {
                 .field(&vars.iter().map(|(k, _)| k).collect::<Vec<_>>())
                 .finish(),
             GrantKind::Stream(s) => f.debug_tuple("Grant").field(s).finish(),
-            GrantKind::Net(n) => f
+            GrantKind::Net(parts) => f
                 .debug_tuple("Grant")
-                .field(&n.endpoint.to_string())
+                .field(
+                    &parts
+                        .iter()
+                        .map(|n| n.endpoint.to_string())
+                        .collect::<Vec<_>>(),
+                )
                 .finish(),
         }
     }
@@ -189,6 +199,8 @@ pub struct Decision {
     names: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     withheld: Vec<Withheld>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    reach: Vec<String>,
     rule: String,
     reason: String,
     outcome: Outcome,
@@ -225,6 +237,11 @@ impl Decision {
     /// withholds, each with that pattern's rule (rule 5).
     pub fn withheld(&self) -> &[Withheld] {
         &self.withheld
+    }
+    /// Net: what the plugin may reach (`scheme://host:port`), the intersection of the
+    /// declaration with the allow entries (rule 7); empty when it gets nothing.
+    pub fn reach(&self) -> &[String] {
+        &self.reach
     }
     /// Key path of the deciding rule, or [`NO_RULE`].
     pub fn rule(&self) -> &str {
@@ -637,7 +654,7 @@ pub fn decide(
         ..Default::default()
     };
     for n in &capabilities.net {
-        let (decision, endpoint) = decide_net(n, &rules, mode);
+        let (decision, endpoint) = net::decide_net(n, &rules, mode);
         if let Some(endpoint) = endpoint
             && decision.grant.is_none()
         {
@@ -797,6 +814,7 @@ fn decide_dir(
         recursive: Some(declared.recursive),
         names: None,
         withheld: Vec::new(),
+        reach: Vec::new(),
         rule: NO_RULE.into(),
         reason: String::new(),
         outcome: Outcome::Denied,
@@ -1049,6 +1067,7 @@ fn decide_env(raw: &str, rules: &Effective<'_>, host: &Host, mode: Mode) -> Deci
         recursive: None,
         names: Some(Vec::new()),
         withheld: Vec::new(),
+        reach: Vec::new(),
         rule: NO_RULE.into(),
         reason: String::new(),
         outcome: Outcome::Denied,
@@ -1174,6 +1193,7 @@ fn decide_stream(stream: Stream, rules: &Effective<'_>, mode: Mode) -> Decision 
         recursive: None,
         names: None,
         withheld: Vec::new(),
+        reach: Vec::new(),
         rule: NO_RULE.into(),
         reason: String::new(),
         outcome: policy_denial(mode),
@@ -1208,105 +1228,10 @@ fn decide_stream(stream: Stream, rules: &Effective<'_>, mode: Mode) -> Decision 
     d
 }
 
-/// Decides one declared endpoint (rule 7): granted whole when an allow entry covers
-/// it and no deny entry overlaps it. Also returns the endpoint, when it parses, for
-/// the per-request checks.
-fn decide_net(
-    n: &NetPattern,
-    rules: &Effective<'_>,
-    mode: Mode,
-) -> (Decision, Option<crate::net::Endpoint>) {
-    use crate::net::{Endpoint, HostPattern, Ports, Scheme};
-    let scheme = match n.protocol {
-        crate::abi::NetProtocol::Https => Some(Scheme::Https),
-        crate::abi::NetProtocol::Http => Some(Scheme::Http),
-        crate::abi::NetProtocol::Tcp => None,
-    };
-    let mut d = Decision {
-        capability: Capability::Net,
-        request: crate::net::pattern::declared_url(n),
-        host_path: None,
-        guest_path: None,
-        recursive: None,
-        names: None,
-        withheld: Vec::new(),
-        rule: NO_RULE.into(),
-        reason: String::new(),
-        outcome: Outcome::Denied,
-        grant: None,
-    };
-    let Some(scheme) = scheme else {
-        d.reason = "warden offers no raw sockets (WASI preview 1 has none, and warden performs only http and https requests for a plugin); denied in every mode".into();
-        return (d, None);
-    };
-    let host = match HostPattern::parse(&n.host, false) {
-        Ok(h @ (HostPattern::Name(_) | HostPattern::Subdomains(_) | HostPattern::Ip(_))) => h,
-        Ok(_) => {
-            d.reason = "the declared host is a range; declare a host".into();
-            return (d, None);
-        }
-        Err(problem) => {
-            d.reason = format!("the declared host {problem}");
-            return (d, None);
-        }
-    };
-    let endpoint = Endpoint {
-        scheme,
-        host,
-        ports: Ports::one(n.port.unwrap_or(scheme.default_port())),
-        default_port: n.port.is_none(),
-    };
-    let port_note = if n.port.is_none() {
-        format!(" (port {}, the scheme's default)", scheme.default_port())
-    } else {
-        String::new()
-    };
-    if let Some(deny) = rules
-        .net_deny
-        .iter()
-        .find(|e| e.value.overlaps(&endpoint.host))
-    {
-        d.rule = deny.key.clone();
-        d.reason = format!(
-            "`{}` is never reached (`{}` is denied; deny beats allow, in every mode)",
-            endpoint.host, deny.value
-        );
-        return (d, Some(endpoint));
-    }
-    match rules.net_allow.iter().find(|e| e.value.covers(&endpoint)) {
-        Some(allow) => {
-            d.rule = allow.key.clone();
-            d.reason = format!(
-                "covered by `{}`{port_note}; each request is still checked when it is made",
-                allow.value
-            );
-            d.outcome = Outcome::Granted;
-        }
-        None => {
-            let table = rules
-                .own
-                .map_or_else(|| "[plugins.NAME]".to_owned(), |o| format!("[{}]", o.table));
-            d.reason = format!(
-                "no `net.allow` entry covers it{port_note}; add `\"{endpoint}\"` to `net.allow` of `{table}`"
-            );
-            d.outcome = policy_denial(mode);
-        }
-    }
-    if d.outcome != Outcome::Denied {
-        d.grant = Some(Grant {
-            kind: GrantKind::Net(crate::net::NetGrant {
-                endpoint: endpoint.clone(),
-                rule: d.rule.clone(),
-            }),
-        });
-    }
-    (d, Some(endpoint))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::abi::{NetProtocol, StdioCapability};
+    use crate::abi::{NetPattern, NetProtocol, StdioCapability};
 
     struct Fixture {
         _dir: tempfile::TempDir,

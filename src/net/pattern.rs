@@ -131,6 +131,19 @@ impl HostPattern {
     pub fn names_address(&self, ip: IpAddr) -> bool {
         self.covers(&HostPattern::Ip(ip))
     }
+
+    /// The hosts both patterns stand for, or `None` when they share none. Host
+    /// patterns nest (a name, the subdomains of a name, an address, a CIDR range):
+    /// two that overlap have the narrower one as their intersection.
+    pub fn intersect(&self, other: &HostPattern) -> Option<HostPattern> {
+        if self.covers(other) {
+            Some(other.clone())
+        } else if other.covers(self) {
+            Some(self.clone())
+        } else {
+            None
+        }
+    }
 }
 
 /// Whether `name` is a subdomain of `parent`.
@@ -203,6 +216,12 @@ pub struct Ports {
 }
 
 impl Ports {
+    /// Every port, 1 to 65535 (`*`).
+    pub const ALL: Ports = Ports {
+        low: 1,
+        high: u16::MAX,
+    };
+
     /// Exactly `port`.
     pub fn one(port: u16) -> Ports {
         Ports {
@@ -221,6 +240,13 @@ impl Ports {
         self.low <= other.low && other.high <= self.high
     }
 
+    /// The ports in both ranges, or `None` when they share none.
+    pub fn intersect(self, other: Ports) -> Option<Ports> {
+        let low = self.low.max(other.low);
+        let high = self.high.min(other.high);
+        (low <= high).then_some(Ports { low, high })
+    }
+
     fn parse(text: &str) -> Result<Ports, String> {
         let number = |t: &str| {
             t.parse::<u16>()
@@ -229,10 +255,7 @@ impl Ports {
                 .ok_or_else(|| format!("`{t}` is not a port (1 to 65535)"))
         };
         if text == "*" {
-            return Ok(Ports {
-                low: 1,
-                high: u16::MAX,
-            });
+            return Ok(Ports::ALL);
         }
         if let Some((a, b)) = text.split_once("..") {
             let (low, high) = (number(a)?, number(b)?);
@@ -324,6 +347,64 @@ impl Endpoint {
             && self.host.covers(&other.host)
             && self.ports.covers(other.ports)
     }
+
+    /// The requests both endpoints stand for (same scheme, the narrower host, the
+    /// common ports), or `None` when they share none. Always shown with its port.
+    pub fn intersect(&self, other: &Endpoint) -> Option<Endpoint> {
+        if self.scheme != other.scheme {
+            return None;
+        }
+        Some(Endpoint {
+            scheme: self.scheme,
+            host: self.host.intersect(&other.host)?,
+            ports: self.ports.intersect(other.ports)?,
+            default_port: false,
+        })
+    }
+
+    /// A declared `NetPattern` read as `POLICY.md` rule 7 reads it, with the SDK's
+    /// meaning: no port is **any** port (sen-plugin-api: "None = any port").
+    ///
+    /// # Errors
+    ///
+    /// Why it is no endpoint warden performs requests for: `tcp` (no raw sockets), a
+    /// host that does not parse, or a range where a host belongs.
+    pub fn declared(n: &crate::abi::NetPattern) -> Result<Endpoint, DeclaredError> {
+        let scheme = match n.protocol {
+            crate::abi::NetProtocol::Https => Scheme::Https,
+            crate::abi::NetProtocol::Http => Scheme::Http,
+            crate::abi::NetProtocol::Tcp => return Err(DeclaredError::Tcp),
+        };
+        let host = match HostPattern::parse(&n.host, false) {
+            Ok(HostPattern::Range(_)) => return Err(DeclaredError::Range),
+            Ok(host) => host,
+            Err(problem) => return Err(DeclaredError::Host(problem)),
+        };
+        let ports = match n.port {
+            Some(0) => return Err(DeclaredError::PortZero),
+            Some(port) => Ports::one(port),
+            None => Ports::ALL,
+        };
+        Ok(Endpoint {
+            scheme,
+            host,
+            ports,
+            default_port: false,
+        })
+    }
+}
+
+/// Why a declared `NetPattern` is no endpoint warden performs requests for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeclaredError {
+    /// `tcp`: warden offers no raw sockets.
+    Tcp,
+    /// The host is a CIDR range.
+    Range,
+    /// Port 0, which no request can use.
+    PortZero,
+    /// The host does not parse (in words).
+    Host(String),
 }
 
 /// Splits `host[:port]` (with `[v6]` hosts); the host keeps its brackets.
@@ -360,31 +441,21 @@ impl fmt::Display for Endpoint {
     }
 }
 
-/// A declared endpoint as `inspect`, `explain` and the records show it:
-/// `https://api.example.com` (no port: the scheme's default), `http://host:8080`,
-/// `tcp://host:22`; a host that does not parse is shown as declared.
+/// A declared endpoint as `inspect`, `explain` and the records show it, in the form
+/// an allow entry would take: `http://host:8080`, `https://api.example.com:*` (no
+/// port declared: any port), `tcp://host:22`; a host that does not parse is shown as
+/// declared.
 pub fn declared_url(n: &crate::abi::NetPattern) -> String {
-    let scheme = match n.protocol {
-        crate::abi::NetProtocol::Https => Scheme::Https,
-        crate::abi::NetProtocol::Http => Scheme::Http,
-        crate::abi::NetProtocol::Tcp => {
-            let port = n.port.map(|p| format!(":{p}")).unwrap_or_default();
-            return format!("tcp://{}{port}", n.host);
-        }
-    };
-    match HostPattern::parse(&n.host, false) {
-        Ok(host) => Endpoint {
-            scheme,
-            host,
-            ports: Ports::one(n.port.unwrap_or(scheme.default_port())),
-            default_port: n.port.is_none(),
-        }
-        .to_string(),
-        Err(_) => {
-            let port = n.port.map(|p| format!(":{p}")).unwrap_or_default();
-            format!("{}://{}{port}", scheme.as_str(), n.host)
-        }
+    if let Ok(endpoint) = Endpoint::declared(n) {
+        return endpoint.to_string();
     }
+    let scheme = match n.protocol {
+        crate::abi::NetProtocol::Https => "https",
+        crate::abi::NetProtocol::Http => "http",
+        crate::abi::NetProtocol::Tcp => "tcp",
+    };
+    let port = n.port.map(|p| format!(":{p}")).unwrap_or_default();
+    format!("{scheme}://{}{port}", n.host)
 }
 
 /// Parses a deny entry: a host, `*.name`, an address or a CIDR range (no scheme, no
