@@ -16,6 +16,7 @@
 //! write could grant that user's plugins anything, so it is refused like sshd's
 //! `StrictModes` refuses a writable `authorized_keys`, unless the run opts out.
 
+mod coverage;
 pub mod error;
 pub(crate) mod parse;
 pub mod pin;

@@ -112,6 +112,7 @@ pub(super) fn parse(file: &str, text: &str) -> Result<Parsed, PolicyErrors> {
     }
     let mut parsed = p.root(root.get_ref(), syntax_ok);
     p.allow_without_deny(&parsed);
+    p.every_address(&parsed);
     parsed.warnings = std::mem::take(&mut p.warnings);
     parsed.locations = std::mem::take(&mut p.locations);
     if p.errors.is_empty() {
@@ -556,22 +557,6 @@ impl Parser<'_> {
                         "allow" => {
                             rules.net_allow =
                                 self.parsed_strings(v, &key, crate::net::Endpoint::parse_allow);
-                            for entry in &rules.net_allow {
-                                if let crate::net::HostPattern::Range(net) = &entry.value.host
-                                    && net.prefix_len() == 0
-                                    && let Some(&(line, column)) = self.locations.get(&entry.key)
-                                {
-                                    self.warnings.push(PolicyError {
-                                        file: self.file.to_owned(),
-                                        line,
-                                        column,
-                                        message: format!(
-                                            "`{}` = `{}` reaches every address, private ones included (it names them literally); allow the hosts or ranges the plugin needs",
-                                            entry.key, entry.value
-                                        ),
-                                    });
-                                }
-                            }
                         }
                         "deny" => {
                             rules.net_deny =
@@ -638,6 +623,28 @@ impl Parser<'_> {
                     ),
                 );
                 None
+            }
+        }
+    }
+
+    /// Rule 9: `net.allow` lists whose literals and ranges add up to every address
+    /// ([`super::coverage`]).
+    fn every_address(&mut self, parsed: &Parsed) {
+        let mut found = super::coverage::every_address(&parsed.defaults, None);
+        for table in parsed.plugins.values() {
+            found.extend(super::coverage::every_address(
+                &parsed.defaults,
+                Some(&table.rules),
+            ));
+        }
+        for warning in found {
+            if let Some(&(line, column)) = self.locations.get(&warning.at) {
+                self.warnings.push(PolicyError {
+                    file: self.file.to_owned(),
+                    line,
+                    column,
+                    message: warning.message,
+                });
             }
         }
     }

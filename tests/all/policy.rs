@@ -827,3 +827,52 @@ fn no_plugin_is_granted_the_policy_file_or_a_folder_that_holds_it() {
     let data = items.iter().find(|i| i["request"] == "./data").unwrap();
     assert_eq!(data["outcome"], "granted", "{data}");
 }
+
+/// `net.allow` entries that add up to every address are as broad as one entry of
+/// every address: `policy check` warns on the union (per scheme and port), at the
+/// table's first entry that takes part, naming each; with `--deny-warnings` it fails.
+#[test]
+fn allow_entries_that_together_reach_every_address_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let halves = policy_file(
+        dir.path(),
+        "halves.toml",
+        "version = 1\n[defaults.net]\ndeny = [\"10.0.0.0/8\"]\n[plugins.x]\nnet.allow = [\"http://0.0.0.0/1:*\", \"http://128.0.0.0/1:*\"]\n",
+    );
+    let out = warden(&["policy", "check", halves.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert_eq!(
+        stdout,
+        format!(
+            "{h}:5:14: warning: `plugins.x.net.allow[0]` = `http://0.0.0.0/1:*`, `plugins.x.net.allow[1]` = `http://128.0.0.0/1:*` together reach every IPv4 address over http (port *), private ones included (they name them literally); allow the hosts or ranges the plugin needs\n{h}: ok, with 1 warning(s)\n",
+            h = halves.display()
+        )
+    );
+    let strict = warden(&[
+        "policy",
+        "check",
+        "--deny-warnings",
+        halves.to_str().unwrap(),
+    ]);
+    assert_eq!(strict.status.code(), Some(1));
+
+    // Across `[defaults]` and a table, and in IPv6; not when no port is common.
+    let split = policy_file(
+        dir.path(),
+        "split.toml",
+        "version = 1\n[defaults.net]\ndeny = [\"10.0.0.0/8\"]\nallow = [\"https://[::/1]:443\"]\n[plugins.x]\nnet.allow = [\"https://[8000::/1]:443\"]\n[plugins.y]\nnet.allow = [\"https://[8000::/1]:444\"]\n",
+    );
+    let out = warden(&["policy", "check", split.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let warnings: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains(": warning: "))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stdout}");
+    assert!(warnings[0].contains(":6:14: warning: "), "{stdout}");
+    assert!(
+        warnings[0].contains("together reach every IPv6 address over https (port 443)"),
+        "{stdout}"
+    );
+}
