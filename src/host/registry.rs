@@ -16,9 +16,11 @@
 //! # Security
 //!
 //! A plugin declares its own command name, so a hostile plugin can claim another's.
-//! Files are loaded in name order and the first to claim a name keeps it; a later
-//! claimant is listed as failed, naming both files. Pin plugins with `sha256` in the
-//! policy to be sure which bytes answer to a name.
+//! Only a plugin that is ready claims a name: a file the policy refuses (a pin that
+//! does not match) or that fails to load never takes a name from a ready one,
+//! whatever the order of the files. Two ready plugins declaring one name are a clash:
+//! neither runs, and both are listed as failed, naming both files. Pin plugins with
+//! `sha256` in the policy to be sure which bytes answer to a name.
 
 use super::{HostError, Loaded, Plugin, Warden};
 use crate::runtime::RunReport;
@@ -154,7 +156,15 @@ impl Registry {
     pub fn call(&self, command: &str, args: &[String]) -> Result<RunReport, RegistryError> {
         let plugin = {
             let entries = self.read();
-            let Some(entry) = entries.values().find(|e| e.info.name == command) else {
+            // The plugin that can run answers to its name; those that cannot only
+            // explain why nothing does.
+            let named: Vec<&Entry> = entries
+                .values()
+                .filter(|e| e.info.name == command)
+                .collect();
+            if let Some(plugin) = named.iter().find_map(|e| e.plugin.as_ref()) {
+                plugin.clone()
+            } else if named.is_empty() {
                 return Err(RegistryError::Unknown {
                     command: command.to_owned(),
                     known: entries
@@ -163,21 +173,25 @@ impl Registry {
                         .map(|e| e.info.name.clone())
                         .collect(),
                 });
-            };
-            match (&entry.plugin, &entry.info.status) {
-                (Some(plugin), _) => plugin.clone(),
-                (None, CommandStatus::Refused(reason) | CommandStatus::Failed(reason)) => {
-                    return Err(RegistryError::Unavailable {
-                        command: command.to_owned(),
-                        reason: reason.clone(),
-                    });
-                }
-                (None, CommandStatus::Ready) => {
-                    return Err(RegistryError::Unavailable {
-                        command: command.to_owned(),
-                        reason: "not loaded".into(),
-                    });
-                }
+            } else {
+                let why = |e: &Entry| match &e.info.status {
+                    CommandStatus::Refused(reason) | CommandStatus::Failed(reason) => {
+                        reason.clone()
+                    }
+                    CommandStatus::Ready => "not loaded".to_owned(),
+                };
+                let reason = match named.as_slice() {
+                    [one] => why(one),
+                    many => many
+                        .iter()
+                        .map(|e| format!("`{}`: {}", e.info.path.display(), why(e)))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                };
+                return Err(RegistryError::Unavailable {
+                    command: command.to_owned(),
+                    reason,
+                });
             }
         };
         Ok(plugin.run(args)?)
@@ -300,22 +314,35 @@ fn failed(path: &Path, name: String, sha256: [u8; 32], reason: String) -> Entry 
     }
 }
 
-/// The first file (in name order) to declare a command keeps it; later ones fail.
+/// Who answers to each command name. Only a plugin that can run claims a name: one
+/// the policy refused, or that failed to load, never takes a name from one that is
+/// ready, whatever the order of their files. Two ready plugins that declare the same
+/// name are a clash: neither runs, and each is listed as failed, naming both files.
 fn claim_names(entries: &mut BTreeMap<PathBuf, Entry>) {
-    let mut owners: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for (path, entry) in entries.iter_mut() {
-        if matches!(entry.info.status, CommandStatus::Failed(_)) {
+    let mut claims: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+    for (path, entry) in entries.iter() {
+        if entry.plugin.is_some() && entry.info.status == CommandStatus::Ready {
+            claims
+                .entry(entry.info.name.clone())
+                .or_default()
+                .push(path.clone());
+        }
+    }
+    for (name, paths) in claims {
+        if paths.len() < 2 {
             continue;
         }
-        if let Some(owner) = owners.get(&entry.info.name) {
-            entry.info.status = CommandStatus::Failed(format!(
-                "command `{}` is already provided by `{}`",
-                entry.info.name,
-                owner.display()
-            ));
-            entry.plugin = None;
-        } else {
-            owners.insert(entry.info.name.clone(), path.clone());
+        let files: Vec<String> = paths.iter().map(|p| format!("`{}`", p.display())).collect();
+        let reason = format!(
+            "command `{name}` is declared by {} ready plugins: {}; neither runs until only one declares it (remove the others, and pin the one you mean with `sha256`)",
+            paths.len(),
+            files.join(" and ")
+        );
+        for path in &paths {
+            if let Some(entry) = entries.get_mut(path) {
+                entry.info.status = CommandStatus::Failed(reason.clone());
+                entry.plugin = None;
+            }
         }
     }
 }

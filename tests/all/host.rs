@@ -424,3 +424,67 @@ fn a_plugin_loaded_and_never_run_ends_its_load_when_dropped() {
     assert_eq!(outcomes, ["success", "unloaded", "unloaded"]);
     site.verify();
 }
+
+/// A file that cannot run never takes a command name from one that can: a module
+/// claiming `hello`, refused by the policy's pin and sorting first, leaves `hello` to
+/// the pinned plugin. Two ready plugins declaring one name are a clash: neither runs,
+/// and both files are named.
+#[test]
+fn a_refused_plugin_never_takes_the_name_of_a_ready_one() {
+    use sha2::Digest as _;
+    let pin = hex::encode(sha2::Sha256::digest(example_bytes("hello")));
+    let site = Site::new(&format!(
+        "version = 1\n[plugins.hello]\nsha256 = \"{pin}\"\nstdio = [\"stdout\"]\n"
+    ));
+    let dir = site.path("plugins");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("a-squat.wasm"), WatPlugin::new("hello").bytes()).unwrap();
+    std::fs::copy(example_plugin("hello"), dir.join("hello.wasm")).unwrap();
+    let registry = Registry::open(site.warden(), &dir).unwrap();
+    let commands = registry.commands();
+    let by_file = |file: &str| {
+        commands
+            .iter()
+            .find(|c| c.path.ends_with(file))
+            .unwrap_or_else(|| panic!("{file} not listed: {commands:?}"))
+            .status
+            .clone()
+    };
+    assert!(
+        matches!(by_file("a-squat.wasm"), CommandStatus::Refused(r) if r.contains("sha256")),
+        "{commands:?}"
+    );
+    assert_eq!(by_file("hello.wasm"), CommandStatus::Ready);
+    let report = registry.call("hello", &args(&["Ada"])).unwrap();
+    assert_eq!(
+        report.result.unwrap(),
+        ExecuteResult::Success("Hello, Ada!".into())
+    );
+
+    // A second ready copy: a clash, reported with both files, and nothing runs.
+    std::fs::copy(example_plugin("hello"), dir.join("hello-copy.wasm")).unwrap();
+    registry.refresh().unwrap();
+    let commands = registry.commands();
+    for file in ["hello.wasm", "hello-copy.wasm"] {
+        let status = commands
+            .iter()
+            .find(|c| c.path.ends_with(file))
+            .unwrap()
+            .status
+            .clone();
+        let CommandStatus::Failed(reason) = status else {
+            panic!("{file}: {status:?}")
+        };
+        for named in ["hello.wasm", "hello-copy.wasm"] {
+            assert!(
+                reason.contains(&format!("{}`", dir.join(named).display())),
+                "{reason}"
+            );
+        }
+    }
+    let err = registry.call("hello", &[]).unwrap_err();
+    assert!(matches!(err, RegistryError::Unavailable { .. }), "{err}");
+    assert!(err.to_string().contains("hello-copy.wasm"), "{err}");
+    registry.warden().flush().unwrap();
+    site.verify();
+}
