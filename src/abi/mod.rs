@@ -12,6 +12,7 @@
 //! according to a guest-supplied length.
 
 pub mod decode;
+pub mod encode;
 pub mod memory;
 pub mod validate;
 pub mod wire;

@@ -15,10 +15,12 @@
 //! proxy would be a second destination nobody checked), treats no status as an
 //! error, and has one global timeout that covers connecting, TLS, sending and
 //! reading the whole body. The headers that steer the connection are warden's
-//! ([`is_connection_header`]). The body is read up to `max_response` bytes and no
-//! further; nothing is decompressed.
+//! ([`is_connection_header`]). The body is read up to a bound the caller gives
+//! (`max_response`, or less when the plugin's memory could not hold more) and no
+//! further, into a buffer never larger than that bound; a `Content-Length` past it
+//! is refused before the body is read. Nothing is decompressed.
 
-use std::io::Read as _;
+use std::io::Read;
 use std::net::{SocketAddr, ToSocketAddrs as _};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -201,16 +203,26 @@ pub struct Incoming {
 /// Why a request failed after it passed its checks.
 #[derive(Debug)]
 pub enum Failure {
-    /// The body was larger than `max_response`; reading stopped there.
-    TooLarge,
+    /// The body is larger than the most [`send`] was told to take: by its
+    /// `Content-Length` (`Some`, nothing of the body was read), or by what came
+    /// (`None`, reading stopped at the bound).
+    TooLarge {
+        /// The `Content-Length` the server announced, when that was the tell.
+        announced: Option<u64>,
+    },
     /// The global timeout ran out.
     Timeout,
     /// Anything else (connection refused, TLS, a malformed response), in words.
     Other(String),
 }
 
-/// Sends `request` to `address` (and nowhere else), within `timeout`, reading at most
-/// `max_response` bytes of body.
+/// Sends `request` to `address` (and nowhere else), within `timeout`, taking at most
+/// `max_body` bytes of body.
+///
+/// A `Content-Length` over `max_body` is refused before a byte of the body is read
+/// (the connection is dropped); otherwise the body is read into one buffer that never
+/// holds more than `max_body` bytes, so a response costs the host about `max_body`,
+/// whatever the server sends.
 ///
 /// # Errors
 ///
@@ -219,7 +231,7 @@ pub fn send(
     request: &Outgoing<'_>,
     address: SocketAddr,
     timeout: Duration,
-    max_response: u64,
+    max_body: u64,
     tls: &Tls,
 ) -> Result<Incoming, Failure> {
     let mut config = Agent::config_builder()
@@ -261,21 +273,66 @@ pub fn send(
             )
         })
         .collect();
-    let mut body = Vec::new();
-    response
-        .body_mut()
-        .as_reader()
-        .take(max_response.saturating_add(1))
-        .read_to_end(&mut body)
-        .map_err(|e| classify_io(&e))?;
-    if body.len() as u64 > max_response {
-        return Err(Failure::TooLarge);
+    let announced = response.body().content_length();
+    if let Some(length) = announced
+        && length > max_body
+    {
+        return Err(Failure::TooLarge {
+            announced: Some(length),
+        });
     }
+    let body = read_body(
+        &mut response.body_mut().as_reader(),
+        max_body,
+        announced.unwrap_or(0),
+    )?;
     Ok(Incoming {
         status,
         headers,
         body,
     })
+}
+
+/// First capacity of a body buffer of unknown length, and the size of each read.
+const CHUNK: usize = 64 * 1024;
+
+/// Reads `reader` to its end into a buffer whose capacity never passes `max` bytes:
+/// `hint` (a `Content-Length` already checked against `max`) sizes it up front, and it
+/// otherwise doubles up to `max`, never past it.
+///
+/// # Errors
+///
+/// [`Failure::TooLarge`] at the first byte past `max`; the reader's error, classified.
+pub fn read_body(reader: &mut dyn Read, max: u64, hint: u64) -> Result<Vec<u8>, Failure> {
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    let too_large = || Failure::TooLarge { announced: None };
+    let mut body: Vec<u8> = Vec::new();
+    body.try_reserve_exact(usize::try_from(hint).unwrap_or(max).min(max))
+        .map_err(|e| Failure::Other(format!("cannot hold the response body: {e}")))?;
+    let mut chunk = vec![0u8; CHUNK.min(max.saturating_add(1)).max(1)];
+    loop {
+        let n = match reader.read(&mut chunk) {
+            Ok(0) => return Ok(body),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(classify_io(&e)),
+        };
+        let len = body.len().checked_add(n).ok_or_else(too_large)?;
+        if len > max {
+            return Err(too_large());
+        }
+        if len > body.capacity() {
+            let grown = body
+                .capacity()
+                .saturating_mul(2)
+                .max(CHUNK)
+                .max(len)
+                .min(max);
+            body.try_reserve_exact(grown - body.len())
+                .map_err(|e| Failure::Other(format!("cannot hold the response body: {e}")))?;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
 }
 
 fn classify(e: ureq::Error) -> Failure {

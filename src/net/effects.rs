@@ -12,13 +12,15 @@
 //! ([`NetAccess::check_url`]); drop the headers that steer the connection; resolve
 //! the name once; check every address ([`NetAccess::check_addresses`]); connect
 //! only to a checked address, within `request_timeout` and never past the call's
-//! deadline; read at most `max_response` bytes. Records carry no query (unless
+//! deadline; read at most `max_response` bytes, and never more than the plugin's
+//! memory ceiling could take (a `Content-Length` past it is refused unread); hand
+//! the answer over encoded straight from those bytes. Records carry no query (unless
 //! `log_args`), no body and no header value, and every string the plugin chose has
 //! the values of its granted variables redacted.
 
 use super::client::{self, Failure, Outgoing};
 use super::gate::{NetAccess, RULE_URL, record_url};
-use crate::abi::{Effect, EffectResult, HttpResponse};
+use crate::abi::{Effect, EffectResult};
 use crate::limits::Limits;
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -77,7 +79,8 @@ pub struct EffectRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The limit that ended it, when one did (`max_requests`, `max_response`,
-    /// `request_timeout`, `timeout`).
+    /// `memory` (an answer the plugin's memory could not hold), `request_timeout`,
+    /// `timeout`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<&'static str>,
     /// Names of the plugin's headers warden dropped (those that steer the connection).
@@ -129,6 +132,9 @@ pub fn destination_of(url: &str) -> Option<&str> {
 pub enum Answer {
     /// Resume with this.
     Resume(EffectResult),
+    /// Resume with this message, already encoded (an HTTP answer, written straight
+    /// from the response's bytes: [`crate::abi::encode`]).
+    Message(Vec<u8>),
     /// The call's own wall-clock limit ran out: end the call as a timeout.
     DeadlinePassed,
 }
@@ -308,31 +314,69 @@ impl<'a> EffectRunner<'a> {
             body,
         };
         record.bytes_out = body.map_or(0, |b| b.len() as u64);
-        match client::send(
-            &outgoing,
-            address,
-            budget,
-            self.limits.max_response,
-            &self.access.tls,
-        ) {
+        // The most of a body worth holding: `max_response`, or the plugin's whole
+        // memory ceiling when that is less (the answer could never fit it).
+        let memory = self.limits.memory;
+        let (max_body, bound_limit, bound) = if memory < self.limits.max_response {
+            let shown = crate::policy::format_size(memory);
+            (
+                memory,
+                "memory",
+                format!("{shown}, the plugin's memory ceiling (`memory`)"),
+            )
+        } else {
+            let shown = crate::policy::format_size(self.limits.max_response);
+            (
+                self.limits.max_response,
+                "max_response",
+                format!("{shown} (`max_response`)"),
+            )
+        };
+        match client::send(&outgoing, address, budget, max_body, &self.access.tls) {
             Ok(incoming) => {
                 record.status = Some(incoming.status);
                 record.bytes_in = incoming.body.len() as u64;
-                Answer::Resume(EffectResult::Http(HttpResponse {
-                    status: incoming.status,
-                    body: String::from_utf8_lossy(&incoming.body).into_owned(),
-                    headers: incoming.headers,
-                }))
+                let text = crate::abi::encode::lossy_len(&incoming.body);
+                let len =
+                    crate::abi::encode::http_response_len(incoming.status, text, &incoming.headers);
+                if len > memory {
+                    return fail(
+                        record,
+                        format!(
+                            "the response body is {} as the UTF-8 text the plugin receives (each invalid byte sequence becomes 3 bytes); the whole answer, {len} bytes, is larger than {}, the plugin's memory ceiling (`memory`)",
+                            crate::policy::format_size(text),
+                            crate::policy::format_size(memory)
+                        ),
+                        Some("memory"),
+                    );
+                }
+                match crate::abi::encode::http_response(
+                    incoming.status,
+                    &incoming.body,
+                    text,
+                    &incoming.headers,
+                ) {
+                    Ok(message) => Answer::Message(message),
+                    Err(e) => fail(record, e.to_string(), Some("memory")),
+                }
             }
-            Err(Failure::TooLarge) => {
-                record.bytes_in = self.limits.max_response;
+            Err(Failure::TooLarge {
+                announced: Some(length),
+            }) => fail(
+                record,
+                format!(
+                    "the response body is larger than {bound}: its `Content-Length` is {length} bytes; warden read none of it"
+                ),
+                Some(bound_limit),
+            ),
+            Err(Failure::TooLarge { announced: None }) => {
+                record.bytes_in = max_body;
                 fail(
                     record,
                     format!(
-                        "the response body is larger than {} (`max_response`); warden stopped reading there",
-                        crate::policy::format_size(self.limits.max_response)
+                        "the response body is larger than {bound}; warden stopped reading there"
                     ),
-                    Some("max_response"),
+                    Some(bound_limit),
                 )
             }
             Err(Failure::Timeout) if past(deadline) => over_time(record),

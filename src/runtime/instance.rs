@@ -343,8 +343,14 @@ impl PluginInstance {
                 ));
             };
             let deadline = session.store.data().deadline;
-            let answer = match runner.perform(effect, deadline) {
-                crate::net::effects::Answer::Resume(answer) => answer,
+            let encoded = match runner.perform(effect, deadline) {
+                crate::net::effects::Answer::Resume(answer) => rmp_serde::to_vec_named(&answer)
+                    .map_err(|e| {
+                        RuntimeError::new(RuntimeErrorKind::Sandbox {
+                            message: format!("cannot encode effect result: {e}"),
+                        })
+                    })?,
+                crate::net::effects::Answer::Message(encoded) => encoded,
                 crate::net::effects::Answer::DeadlinePassed => {
                     return Err(RuntimeError::in_call(
                         last_call,
@@ -356,12 +362,8 @@ impl PluginInstance {
                     ));
                 }
             };
-            let encoded = rmp_serde::to_vec_named(&answer).map_err(|e| {
-                RuntimeError::new(RuntimeErrorKind::Sandbox {
-                    message: format!("cannot encode effect result: {e}"),
-                })
-            })?;
             let (ptr, len) = session.write_message(&encoded)?;
+            drop(encoded);
             let packed: i64 = session.call(
                 GuestCall::Resume,
                 resume,
