@@ -4,8 +4,10 @@
 use super::escape::{escape_line, json_text};
 use super::{CliError, EXIT_NO_INPUT};
 use crate::audit::read::{for_each_record, log_set, parse_time};
-use crate::policy::suggest::{Suggester, render_toml};
-use std::path::PathBuf;
+use crate::policy::Policy;
+use crate::policy::suggest::{AuditPolicy, PluginSuggestion, Suggester, render_toml};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 /// Arguments of `warden policy suggest`.
@@ -21,6 +23,10 @@ pub struct SuggestArgs {
     /// Print JSON (the evidence for every item) instead of TOML.
     #[arg(long)]
     pub json: bool,
+    /// The audit policy whose deny lists the suggestion keeps (default: the policy
+    /// file each run's records name, when it is still there unchanged). May repeat.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Vec<PathBuf>,
     /// Audit logs, oldest first (default: the default log and its rotated files).
     #[arg(value_name = "LOG")]
     pub logs: Vec<PathBuf>,
@@ -56,6 +62,74 @@ pub(super) fn time_arg(flag: &str, value: Option<&str>) -> Result<Option<SystemT
         .map_err(|e| CliError::new(2, format!("{flag}: {}", escape_line(&e))))
 }
 
+/// Keeps the deny lists of the audit policies in every suggestion: those named with
+/// `--policy`, else the file each suggestion's runs name in their records, when its
+/// SHA-256 is still the one they recorded. A suggestion whose audit policy cannot be
+/// read is an error, never a table that withholds less than the runs were denied.
+fn keep_denials(suggestions: &mut [PluginSuggestion], named: &[PathBuf]) -> Result<(), CliError> {
+    // Only deny entries are taken from these files, and a deny entry can only narrow
+    // the suggestion, so the ownership checks of `run` are not needed to read them.
+    let load = |path: &Path| Policy::load(path, true);
+    if !named.is_empty() {
+        let mut policies = Vec::new();
+        for path in named {
+            let policy = load(path).map_err(|e| {
+                CliError::new(
+                    EXIT_NO_INPUT,
+                    format!("--policy: {}", escape_line(&e.to_string())),
+                )
+            })?;
+            policies.push(policy);
+        }
+        for s in suggestions.iter_mut() {
+            for policy in &policies {
+                s.keep_denials(policy);
+            }
+        }
+        return Ok(());
+    }
+    let mut loaded: HashMap<AuditPolicy, Policy> = HashMap::new();
+    for s in suggestions.iter_mut() {
+        for wanted in s.audit_policies.clone() {
+            if wanted.path == crate::policy::BUILTIN_NAME {
+                continue;
+            }
+            if !loaded.contains_key(&wanted) {
+                let policy = load(Path::new(&wanted.path)).map_err(|e| {
+                    CliError::new(
+                        EXIT_NO_INPUT,
+                        format!(
+                            "the runs of `{}` were decided under `{}`, which cannot be read now ({}); name that audit policy with `--policy FILE` so that the suggestion keeps its deny lists",
+                            escape_line(&s.name),
+                            escape_line(&wanted.path),
+                            escape_line(&e.to_string())
+                        ),
+                    )
+                })?;
+                if let Some(sha) = &wanted.sha256
+                    && *sha != policy.sha256_hex()
+                {
+                    return Err(CliError::new(
+                        EXIT_NO_INPUT,
+                        format!(
+                            "the runs of `{}` were decided under `{}` with SHA-256 {}, but the file has changed since (now {}); name the policy they ran under with `--policy FILE` so that the suggestion keeps its deny lists",
+                            escape_line(&s.name),
+                            escape_line(&wanted.path),
+                            escape_line(sha),
+                            policy.sha256_hex()
+                        ),
+                    ));
+                }
+                loaded.insert(wanted.clone(), policy);
+            }
+            if let Some(policy) = loaded.get(&wanted) {
+                s.keep_denials(policy);
+            }
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn suggest(args: &SuggestArgs) -> Result<u8, CliError> {
     let files = logs_or_default(&args.logs)?;
     let since = time_arg("--since", args.since.as_deref())?;
@@ -71,7 +145,8 @@ pub(super) fn suggest(args: &SuggestArgs) -> Result<u8, CliError> {
         }
     })
     .map_err(|e| CliError::new(EXIT_NO_INPUT, escape_line(&e.to_string())))?;
-    let suggestions = suggester.suggestions(args.plugin.as_deref());
+    let mut suggestions = suggester.suggestions(args.plugin.as_deref());
+    keep_denials(&mut suggestions, &args.policy)?;
     if args.json {
         let value = serde_json::json!({ "plugins": suggestions });
         println!("{}", json_text(&value, true));

@@ -13,9 +13,15 @@
 //! - an env pattern goes in when it was declared and passed a variable (reads of the
 //!   environment cannot be observed; a pattern that passed nothing is left out);
 //! - a stream goes in when the plugin wrote it (or read stdin);
-//! - a network endpoint goes in when a request to it passed its checks (performed,
-//!   or failed afterwards): the declared endpoint that covered it;
-//! - `sha256` pins every module digest the runs loaded (a list when several).
+//! - a network endpoint goes in when a request to it passed its address check (its
+//!   `effect` record lists `address` in `checked`; in a log from before `checked`
+//!   existed, when it was performed): the declared endpoint that covered it, with
+//!   the port used when the declaration named none (any port);
+//! - `sha256` pins every module digest the runs loaded (a list when several);
+//! - the deny lists of the audit policy (`fs.deny`, `env.deny`, `net.deny` of its
+//!   `[defaults]` and of the plugin's table) are kept ([`PluginSuggestion::keep_denials`]),
+//!   so the table alone withholds at least what the audit runs were denied; a
+//!   variable a deny pattern withheld in the runs is listed under that pattern.
 //!
 //! What was declared but not used is listed in a comment, not granted: enforce mode
 //! will deny it, which the comment says. Only runs under `mode = "audit"` count;
@@ -32,6 +38,9 @@ use std::fmt::Write as _;
 pub struct Evidence {
     /// The item as the plugin declared it.
     pub declared: String,
+    /// A deny entry kept from the audit policy: its key and the policy file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept_from: Option<String>,
     /// Run ids that used it.
     pub runs: BTreeSet<String>,
     /// A few of the uses (paths under the directory, URLs), for the comment.
@@ -53,9 +62,16 @@ pub struct PluginSuggestion {
     pub fs_write: BTreeMap<String, Evidence>,
     /// `env.allow`: declared pattern -> evidence (the names passed).
     pub env_allow: BTreeMap<String, Evidence>,
-    /// `env.deny`: names a deny list withheld in the runs (evidence: the rule), kept
-    /// denied so the table alone passes no more than the runs got.
+    /// `fs.deny`: the audit policy's entries, kept.
+    pub fs_deny: BTreeMap<String, Evidence>,
+    /// `env.deny`: the audit policy's patterns, kept (evidence: the names each
+    /// withheld in the runs), and any name a deny list withheld in the runs that no
+    /// kept pattern matches, so the table alone passes no more than the runs got.
     pub env_deny: BTreeMap<String, Evidence>,
+    /// `net.deny`: the audit policy's entries, kept.
+    pub net_deny: BTreeMap<String, Evidence>,
+    /// The policy files the runs were decided under, as their records name them.
+    pub audit_policies: BTreeSet<AuditPolicy>,
     /// `stdio`: stream -> evidence.
     pub stdio: BTreeMap<String, Evidence>,
     /// `net.allow`: declared endpoint -> evidence (the URLs requested).
@@ -64,12 +80,22 @@ pub struct PluginSuggestion {
     pub unused: BTreeSet<String>,
 }
 
+/// A policy file as a run's records name it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct AuditPolicy {
+    /// Where it was (absolute), or `<built-in>`.
+    pub path: String,
+    /// Hex SHA-256 of its text, when recorded.
+    pub sha256: Option<String>,
+}
+
 /// What one load/run left in the log.
 #[derive(Debug, Default)]
 struct RunFacts {
     plugin: Option<String>,
     sha256: Option<String>,
     mode: Option<String>,
+    policy: Option<AuditPolicy>,
     load: Option<String>,
     started: Option<String>,
     decisions: Vec<serde_json::Value>,
@@ -108,6 +134,15 @@ impl Suggester {
         }
         if let Some(mode) = v.pointer("/policy/mode").and_then(|s| s.as_str()) {
             facts.mode = Some(mode.to_owned());
+        }
+        if let Some(path) = v.pointer("/policy/path").and_then(|s| s.as_str()) {
+            facts.policy = Some(AuditPolicy {
+                path: path.to_owned(),
+                sha256: v
+                    .pointer("/policy/sha256")
+                    .and_then(|s| s.as_str())
+                    .map(str::to_owned),
+            });
         }
         match record.str("event") {
             Some("grant" | "deny") => facts.decisions.push(v.clone()),
@@ -153,6 +188,9 @@ impl Suggester {
             s.runs.push((run_id.clone(), started.clone()));
             if let Some(sha) = run.sha256.as_ref().or(load.sha256.as_ref()) {
                 s.sha256.insert(sha.clone());
+            }
+            if let Some(policy) = run.policy.as_ref().or(load.policy.as_ref()) {
+                s.audit_policies.insert(policy.clone());
             }
             take_run(s, run_id, &load.decisions, &run.accesses, &run.effects);
         }
@@ -294,9 +332,10 @@ fn take_run(
         }
     }
     for e in effects {
-        // Performed, or failed after passing every check (a server that did not
-        // answer): either way the run needed the destination allowed.
-        if !matches!(text(e, "outcome").as_deref(), Some("performed" | "failed")) {
+        // Only a destination whose address check passed: a request that failed
+        // before it (a deadline, a name that did not resolve) proves nothing about
+        // the address, which enforce mode might refuse (loopback, metadata).
+        if !passed_address_check(e) {
             continue;
         }
         let Some(url) = text(e, "url") else { continue };
@@ -308,10 +347,96 @@ fn take_run(
             .filter(in_effect)
             .filter(|d| text(d, "capability").as_deref() == Some("net"))
             .filter_map(|d| text(d, "request"))
-            .find(|r| crate::net::Endpoint::parse_allow(r).is_ok_and(|ep| ep.covers(&destination)));
-        if let Some(declared) = declared {
-            note(&mut s.net_allow, declared.clone(), declared, Some(url));
+            .find_map(|r| {
+                let ep = crate::net::Endpoint::parse_allow(&r).ok()?;
+                ep.covers(&destination).then_some((r, ep))
+            });
+        if let Some((declared, endpoint)) = declared {
+            // A declaration of several ports (none declared: any port) goes in with
+            // the port the run used.
+            let allow = if endpoint.ports.low == endpoint.ports.high {
+                declared.clone()
+            } else {
+                crate::net::Endpoint {
+                    ports: destination.ports,
+                    default_port: false,
+                    ..endpoint
+                }
+                .to_string()
+            };
+            note(&mut s.net_allow, allow, declared, Some(url));
         }
+    }
+}
+
+/// Whether an `effect` record shows its request passed the address check: `address`
+/// in `checked`; in a record without `checked` (a log from before it existed), an
+/// outcome of `performed`.
+fn passed_address_check(e: &serde_json::Value) -> bool {
+    match e.get("checked") {
+        Some(checked) => checked
+            .as_array()
+            .is_some_and(|c| c.iter().any(|x| x.as_str() == Some("address"))),
+        None => e.get("outcome").and_then(|o| o.as_str()) == Some("performed"),
+    }
+}
+
+impl PluginSuggestion {
+    /// Keeps the deny lists of `policy`, an audit policy these runs were decided
+    /// under: `fs.deny`, `env.deny` and `net.deny` of its `[defaults]` and of the
+    /// plugin's own table. A variable a deny list withheld in the runs becomes
+    /// evidence of the kept pattern that matches it (a name no kept pattern matches
+    /// stays denied by name).
+    pub fn keep_denials(&mut self, policy: &super::Policy) {
+        let source = policy
+            .file()
+            .map_or_else(|| policy.path().to_owned(), |f| f.display().to_string());
+        let tables =
+            std::iter::once(policy.defaults()).chain(policy.plugin(&self.name).map(|t| &t.rules));
+        for rules in tables {
+            for e in &rules.fs_deny {
+                keep(&mut self.fs_deny, e.value.clone(), &e.key, &source);
+            }
+            for e in &rules.env_deny {
+                keep(&mut self.env_deny, e.value.clone(), &e.key, &source);
+            }
+            for e in &rules.net_deny {
+                keep(&mut self.net_deny, e.value.to_string(), &e.key, &source);
+            }
+        }
+        let names: Vec<String> = self
+            .env_deny
+            .iter()
+            .filter(|(_, e)| e.kept_from.is_none())
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in names {
+            let pattern = self
+                .env_deny
+                .iter()
+                .filter(|(_, e)| e.kept_from.is_some())
+                .map(|(p, _)| p)
+                .find(|p| crate::grant::env::EnvPattern::new(p).is_ok_and(|pat| pat.matches(&name)))
+                .cloned();
+            let Some(pattern) = pattern else { continue };
+            if let Some(withheld) = self.env_deny.remove(&name)
+                && let Some(kept) = self.env_deny.get_mut(&pattern)
+            {
+                kept.runs.extend(withheld.runs);
+                if kept.uses.len() < 3 {
+                    kept.uses.insert(name);
+                }
+            }
+        }
+    }
+}
+
+/// A deny entry of the audit policy into `map`, once (the first key that has it).
+fn keep(map: &mut BTreeMap<String, Evidence>, value: String, key: &str, source: &str) {
+    let e = map.entry(value.clone()).or_default();
+    if e.kept_from.is_none() {
+        e.kept_from = Some(format!("`{key}` of `{source}`"));
+        e.declared = value;
     }
 }
 
@@ -392,6 +517,24 @@ impl PluginSuggestion {
             let _ = writeln!(out, "{key} = [");
             for (value, e) in items {
                 let uses: Vec<&str> = e.uses.iter().map(String::as_str).collect();
+                if let Some(from) = &e.kept_from {
+                    let mut comment = format!("kept from the audit policy: {from}");
+                    if !e.runs.is_empty() {
+                        let _ = write!(
+                            comment,
+                            "; withheld {} in {} of {total} runs",
+                            uses.join(", "),
+                            e.runs.len()
+                        );
+                    }
+                    let _ = writeln!(
+                        out,
+                        "    {},  # {}",
+                        toml_string(value),
+                        escape_line(&comment)
+                    );
+                    continue;
+                }
                 let declared = if e.declared.starts_with("withheld") {
                     format!("{} in ", e.declared)
                 } else if e.declared != *value {
@@ -426,6 +569,7 @@ impl PluginSuggestion {
         };
         list(&mut out, "fs.read", &self.fs_read);
         list(&mut out, "fs.write", &self.fs_write);
+        list(&mut out, "fs.deny", &self.fs_deny);
         list(&mut out, "env.allow", &self.env_allow);
         list(&mut out, "env.deny", &self.env_deny);
         if self.stdio.is_empty() {
@@ -434,6 +578,7 @@ impl PluginSuggestion {
             list(&mut out, "stdio", &self.stdio);
         }
         list(&mut out, "net.allow", &self.net_allow);
+        list(&mut out, "net.deny", &self.net_deny);
         if !self.unused.is_empty() {
             let _ = writeln!(
                 out,

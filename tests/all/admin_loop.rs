@@ -369,9 +369,9 @@ fn suggest_turns_audit_runs_into_the_narrowest_policy_enforce_accepts() {
     }
     let reader = plugins["file-reader"].as_table().unwrap();
     assert_eq!(
-        reader["env"]["deny"].as_array().unwrap()[0].as_str(),
-        Some("APP_TOKEN"),
-        "a variable withheld in the audit runs stays withheld"
+        reader["env"]["deny"].as_array().unwrap(),
+        &[toml::Value::from("*_TOKEN"), toml::Value::from("AWS_*")],
+        "the audit policy's deny patterns are kept (they withheld APP_TOKEN)"
     );
     assert_eq!(
         plugins["fetcher"]["net"]["allow"].as_array().unwrap().len(),
@@ -397,6 +397,215 @@ fn suggest_turns_audit_runs_into_the_narrowest_policy_enforce_accepts() {
             .as_str()
             .unwrap()
             .starts_with("http://127.0.0.1:8000/x")
+    );
+}
+
+/// Defect 1: `suggest` allows a destination only when a request to it passed its
+/// address check. A hand-built audit log holds a request to the metadata address
+/// that failed at the call's deadline before its address check (`checked` lacks
+/// `address`), one to loopback that failed in a log from before `checked` existed,
+/// one that failed after its address check (the server refused the connection) and
+/// one performed in an old log: only the last two are allowed, with the port used
+/// where the declaration named none.
+#[test]
+fn suggest_allows_only_destinations_whose_address_check_passed() {
+    use sha2::Digest as _;
+    let site = Site::new();
+    let audit = site.policy("audit.toml", AUDIT_POLICY);
+    let sha = hex::encode(sha2::Sha256::digest(std::fs::read(&audit).unwrap()));
+    let policy = serde_json::json!({
+        "path": std::fs::canonicalize(&audit).unwrap(),
+        "sha256": sha,
+        "mode": "audit",
+    });
+    let plugin = serde_json::json!({"name": "prober", "sha256": "ab".repeat(32)});
+    let common = |event: &str, ts: &str| {
+        serde_json::json!({
+            "run_id": "r1", "ts": ts, "event": event, "plugin": plugin, "policy": policy,
+        })
+    };
+    let with = |mut base: serde_json::Value, fields: serde_json::Value| {
+        for (k, v) in fields.as_object().unwrap() {
+            base[k] = v.clone();
+        }
+        base
+    };
+    let ts = "2026-12-01T08:00:00.000Z";
+    let grant = |request: &str| {
+        with(
+            common("grant", ts),
+            serde_json::json!({"capability": "net", "request": request, "rule": "none",
+                "reason": "r", "outcome": "would_deny"}),
+        )
+    };
+    let effect = |fields: serde_json::Value| {
+        with(
+            common("effect", ts),
+            with(
+                serde_json::json!({"kind": "http_get", "bytes_out": 0, "bytes_in": 0,
+                    "duration_ms": 1.0, "rule": "none"}),
+                fields,
+            ),
+        )
+    };
+    let records = [
+        common("policy_loaded", ts),
+        grant("http://169.254.169.254:*"),
+        grant("http://127.0.0.1:*"),
+        grant("https://api.example.com:443"),
+        common("run_start", ts),
+        effect(
+            serde_json::json!({"url": "http://169.254.169.254:80/latest/meta-data/",
+            "outcome": "failed", "limit": "timeout", "checked": ["url"],
+            "reason": "the call's wall-clock limit (`timeout`) ran out during the effect"}),
+        ),
+        effect(serde_json::json!({"url": "http://127.0.0.1:9000/admin",
+            "outcome": "failed", "reason": "cannot resolve"})),
+        effect(serde_json::json!({"url": "https://api.example.com:443/v1",
+            "outcome": "failed", "checked": ["url", "address"],
+            "address": "93.184.216.34:443", "reason": "connection refused"})),
+        effect(
+            serde_json::json!({"url": "http://127.0.0.1:8080/ok", "outcome": "performed",
+            "address": "127.0.0.1:8080", "status": 200}),
+        ),
+        with(
+            common("run_end", ts),
+            serde_json::json!({"outcome": "success", "exit_code": 0}),
+        ),
+    ];
+    let log = site.path("hand-built.jsonl");
+    let lines: String = records.iter().map(|r| format!("{r}\n")).collect();
+    std::fs::write(&log, lines).unwrap();
+
+    let out = crate::cli::warden(&["policy", "suggest", log.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let suggested = text(&out.stdout);
+    let table: toml::Table = suggested.parse().unwrap();
+    let allowed: Vec<&str> = table["plugins"]["prober"]["net"]["allow"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(
+        allowed,
+        ["http://127.0.0.1:8080", "https://api.example.com:443"],
+        "{suggested}"
+    );
+    // The declarations no checked request used are left out, named in a comment.
+    assert!(
+        suggested.contains("#   net http://169.254.169.254:*"),
+        "{suggested}"
+    );
+}
+
+/// Defect 9, in the README's administrator loop: audit runs under a policy whose
+/// deny patterns are `*_TOKEN` and `*SECRET*`, `suggest`, adopt the suggestion as
+/// the enforce policy, and later a new `APP_SECRET_KEY` appears: the suggested table
+/// keeps the audit policy's deny lists, so it is withheld, as the audit runs would
+/// have withheld it. `suggest` refuses to drop them when the audit policy changed
+/// since the runs (and `--policy` names the one to keep).
+#[test]
+fn a_suggested_table_keeps_the_deny_patterns_of_the_audit_policy() {
+    const README_AUDIT: &str = "version = 1\nmode = \"audit\"\n\n[defaults.fs]\ndeny = [\"~/.ssh\", \"~/.aws\", \"/etc\"]\n\n[defaults.env]\ndeny = [\"*_TOKEN\", \"*SECRET*\"]\n";
+    const LATER: &str = "k3y-appeared-later";
+    let site = Site::new();
+    let audit = site.policy("audit.toml", README_AUDIT);
+    let log = site.path("audit.jsonl");
+    for args in [&["read", "notes.txt"][..], &["env-all"], &["print", "hi"]] {
+        let out = site.run(&audit, &log, "file-reader", args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let out = crate::cli::warden(&["policy", "suggest", log.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let suggested = text(&out.stdout);
+    let adopted = site.policy("file-reader.toml", &suggested);
+    let check = crate::cli::warden(&["policy", "check", adopted.to_str().unwrap()]);
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check.stdout));
+    let table: toml::Table = suggested.parse().unwrap();
+    let reader = &table["plugins"]["file-reader"];
+    let list = |kind: &str| -> Vec<String> {
+        reader[kind]["deny"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(list("env"), ["*SECRET*", "*_TOKEN"], "{suggested}");
+    assert_eq!(list("fs"), ["/etc", "~/.aws", "~/.ssh"], "{suggested}");
+
+    // Enforce mode under the adopted table, with a secret that appeared later.
+    let enforce_log = site.path("enforce.jsonl");
+    let out = crate::cli::warden_command()
+        .env("APP_MODE", "fast")
+        .env("APP_TOKEN", SECRET)
+        .env("APP_SECRET_KEY", LATER)
+        .arg("run")
+        .arg("--policy")
+        .arg(&adopted)
+        .arg("--audit-log")
+        .arg(&enforce_log)
+        .arg("--workdir")
+        .arg(site.dir.path())
+        .arg(example_plugin("file-reader"))
+        .arg("env-all")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let environ = text(&out.stdout);
+    assert!(environ.contains("APP_MODE=fast"), "{environ}");
+    assert!(!environ.contains("APP_SECRET_KEY"), "{environ}");
+    assert!(
+        !environ.contains(LATER) && !environ.contains(SECRET),
+        "{environ}"
+    );
+    let records = log_records(&enforce_log);
+    let app = events(&records, "grant")
+        .into_iter()
+        .find(|g| g["request"] == "APP_*")
+        .expect("APP_* is granted");
+    let withheld: Vec<&str> = app["withheld"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    assert!(withheld.contains(&"APP_SECRET_KEY"), "{app}");
+    assert!(
+        !std::fs::read_to_string(&enforce_log)
+            .unwrap()
+            .contains(LATER)
+    );
+
+    // The audit policy changed since the runs: no table that forgets its deny lists.
+    std::fs::write(&audit, README_AUDIT.replace("\"*SECRET*\"", "\"*KEY*\"")).unwrap();
+    let out = crate::cli::warden(&["policy", "suggest", log.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(66), "{}", text(&out.stdout));
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("has changed since") && said.contains("--policy FILE"),
+        "{said}"
+    );
+    assert!(out.stdout.is_empty());
+    let original = site.policy("original.toml", README_AUDIT);
+    let out = crate::cli::warden(&[
+        "policy",
+        "suggest",
+        "--policy",
+        original.to_str().unwrap(),
+        log.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let real = |p: &Path| std::fs::canonicalize(p).unwrap().display().to_string();
+    assert_eq!(
+        text(&out.stdout),
+        suggested.replace(&real(&audit), &real(&original))
     );
 }
 
