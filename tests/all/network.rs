@@ -49,11 +49,16 @@ pub enum Reply {
     Redirect(String),
     /// Accept, read the request, never answer.
     Hang,
+    /// 200 with `len` bytes of 0xFF (not UTF-8), announced by `Content-Length` or
+    /// sent chunked; the server records how much of it it could write.
+    Flood { len: usize, announced: bool },
 }
 
 pub struct Server {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// Body bytes each `Flood` reply managed to write before the client hung up.
+    sent: Arc<Mutex<Vec<usize>>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     accepting: Option<std::thread::JoinHandle<()>>,
 }
@@ -81,6 +86,8 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&seen);
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let sent_log = Arc::clone(&sent);
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
         let accepting = std::thread::spawn(move || {
@@ -89,6 +96,7 @@ impl Server {
                     break;
                 }
                 let log = Arc::clone(&log);
+                let sent = Arc::clone(&sent_log);
                 let tls = tls.clone();
                 std::thread::spawn(move || {
                     let _ = match tls {
@@ -96,9 +104,9 @@ impl Server {
                             let Ok(conn) = rustls::ServerConnection::new(config) else {
                                 return;
                             };
-                            serve_one(rustls::StreamOwned::new(conn, stream), &log, route)
+                            serve_one(rustls::StreamOwned::new(conn, stream), &log, &sent, route)
                         }
-                        None => serve_one(stream, &log, route),
+                        None => serve_one(stream, &log, &sent, route),
                     };
                 });
             }
@@ -106,6 +114,7 @@ impl Server {
         Server {
             addr,
             seen,
+            sent,
             stop,
             accepting: Some(accepting),
         }
@@ -118,11 +127,25 @@ impl Server {
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
+
+    /// How much of each `Flood` body was written, once the replies are over (the
+    /// server thread ends its reply when the client hangs up; this waits for it).
+    fn sent(&self, replies: usize) -> Vec<usize> {
+        for _ in 0..600 {
+            let sent = self.sent.lock().unwrap().clone();
+            if sent.len() >= replies {
+                return sent;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the server never finished its replies");
+    }
 }
 
 fn serve_one<S: std::io::Read + std::io::Write>(
     stream: S,
     log: &Mutex<Vec<Seen>>,
+    sent: &Mutex<Vec<usize>>,
     route: fn(&Seen) -> Reply,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream);
@@ -172,8 +195,46 @@ fn serve_one<S: std::io::Read + std::io::Write>(
             "HTTP/1.1 302 Found\r\nlocation: {to}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
         )?,
         Reply::Hang => std::thread::sleep(Duration::from_secs(60)),
+        Reply::Flood { len, announced } => {
+            let written = flood(&mut stream, len, announced);
+            sent.lock().unwrap().push(written);
+        }
     }
     stream.flush()
+}
+
+/// Writes a 200 whose body is `len` bytes of 0xFF; returns how many body bytes were
+/// written before the client closed the connection.
+fn flood<S: std::io::Write>(stream: &mut S, len: usize, announced: bool) -> usize {
+    let head = if announced {
+        format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n")
+    } else {
+        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n".into()
+    };
+    if stream.write_all(head.as_bytes()).is_err() {
+        return 0;
+    }
+    let chunk = vec![0xFF_u8; 64 * 1024];
+    let mut written = 0;
+    while written < len {
+        let part = &chunk[..chunk.len().min(len - written)];
+        let ok = if announced {
+            stream.write_all(part)
+        } else {
+            write!(stream, "{:x}\r\n", part.len())
+                .and_then(|()| stream.write_all(part))
+                .and_then(|()| stream.write_all(b"\r\n"))
+        };
+        if ok.is_err() {
+            return written;
+        }
+        written += part.len();
+    }
+    if !announced {
+        let _ = stream.write_all(b"0\r\n\r\n");
+    }
+    let _ = stream.flush();
+    written
 }
 
 pub fn hello(_: &Seen) -> Reply {
@@ -707,6 +768,76 @@ fn undeclared_unallowed_and_tcp_endpoints_are_refused() {
     assert_all_refused(&site, &got, &["none", "builtin.net.undeclared"], &server);
 }
 
+/// A declaration with no port means any port, as the SDK means it: it is granted as
+/// its intersection with the allow entries (`http://127.0.0.1` ∩
+/// `http://127.0.0.1:PORT` = `http://127.0.0.1:PORT`), which the `grant` record and
+/// `explain` show, and the policy's entry decides the port: another port of the same
+/// address stays out of reach.
+#[test]
+fn a_declaration_without_a_port_reaches_the_port_the_policy_allows() {
+    let server = Server::start(0, None, hello);
+    let port = server.port();
+    let other = if port == u16::MAX { port - 1 } else { port + 1 };
+    let wasm = scripted(
+        vec![pattern(NetProtocol::Http, "127.0.0.1", None)],
+        &[
+            get(&format!("http://127.0.0.1:{port}/")),
+            get(&format!("http://127.0.0.1:{other}/")),
+            ExecuteResult::Success("done".into()),
+        ],
+    );
+    let site = Site::new(
+        &policy(&format!("net.allow = [\"http://127.0.0.1:{port}\"]")),
+        &wasm,
+    );
+    let (report, got) = site.run();
+    assert_eq!(report.exit_code(), 0, "{:?}", report.result);
+    match &got[0] {
+        EffectResult::Http(r) => {
+            assert_eq!((r.status, r.body.as_str()), (200, "hello from the server"))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        refused_answer(&got[1]).contains("outside every granted declaration"),
+        "{got:?}"
+    );
+    assert_eq!(server.seen().len(), 1);
+    let grant = &site
+        .records("grant")
+        .into_iter()
+        .find(|g| g["capability"] == "net")
+        .expect("the declaration is granted");
+    assert_eq!(grant["request"], "http://127.0.0.1:*");
+    assert_eq!(
+        grant["reach"],
+        serde_json::json!([format!("http://127.0.0.1:{port}")])
+    );
+    assert_eq!(grant["rule"], format!("plugins.{PROBE}.net.allow[0]"));
+    let effects = site.records("effect");
+    assert_eq!(effects[0]["outcome"], "performed");
+    assert_eq!(effects[0]["rule"], format!("plugins.{PROBE}.net.allow[0]"));
+    assert_eq!(effects[1]["rule"], "builtin.net.undeclared");
+    site.assert_log_complete();
+
+    let out = crate::cli::warden_command()
+        .args(["policy", "explain", "--policy"])
+        .arg(site.path("policy.toml"))
+        .arg(site.path("plugin.wasm"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = text
+        .lines()
+        .find(|l| l.contains("http://127.0.0.1:*"))
+        .unwrap_or_else(|| panic!("no net row: {text}"));
+    assert!(row.starts_with("granted"), "{row}");
+    assert!(
+        row.contains(&format!("may reach `http://127.0.0.1:{port}`")),
+        "{row}"
+    );
+}
+
 /// A deny entry wins over an allow entry, by name and by address range.
 #[test]
 fn deny_entries_win_by_name_and_by_range() {
@@ -743,6 +874,7 @@ fn deny_entries_win_by_name_and_by_range() {
 
 #[test]
 fn a_response_past_max_response_is_refused_and_the_limit_recorded() {
+    // Announced by `Content-Length`: refused before a byte of the body is read.
     let (server, site) = one_server(big, "net.max_response = \"64 KiB\"", 1);
     let (_, got) = site.run();
     assert!(
@@ -752,8 +884,116 @@ fn a_response_past_max_response_is_refused_and_the_limit_recorded() {
     let effect = &site.records("effect")[0];
     assert_eq!(effect["outcome"], "failed");
     assert_eq!(effect["limit"], "max_response");
-    assert_eq!(effect["bytes_in"], 65536);
+    assert_eq!(effect["bytes_in"], 0);
     assert_eq!(server.seen().len(), 1);
+    site.assert_log_complete();
+
+    // Sent chunked: read up to the bound, not a byte further.
+    fn chunked(_: &Seen) -> Reply {
+        Reply::Flood {
+            len: 2 << 20,
+            announced: false,
+        }
+    }
+    let (_server, site) = one_server(chunked, "net.max_response = \"64 KiB\"", 1);
+    let (_, got) = site.run();
+    assert!(
+        refused_answer(&got[0])
+            .contains("larger than 64 KiB (`max_response`); warden stopped reading there"),
+        "{got:?}"
+    );
+    let effect = &site.records("effect")[0];
+    assert_eq!(effect["limit"], "max_response");
+    assert_eq!(effect["bytes_in"], 65536);
+    site.assert_log_complete();
+}
+
+/// Defect 11: a 64 MiB body that is not UTF-8, for a plugin whose memory ceiling is
+/// 16 MiB, under a `max_response` of 64 MiB. Its `Content-Length` alone says the
+/// answer can never fit: the request fails with the `memory` limit before the body is
+/// read (the server could not write it all before warden hung up), and the call goes
+/// on. warden never holds the body, its lossy decoding and its encoding at once.
+#[test]
+fn an_answer_past_the_plugins_memory_is_refused_before_its_body_is_read() {
+    const LEN: usize = 64 << 20;
+    fn flood_64_mib(_: &Seen) -> Reply {
+        Reply::Flood {
+            len: LEN,
+            announced: true,
+        }
+    }
+    let (server, site) = one_server(
+        flood_64_mib,
+        "memory = \"16 MiB\"\nnet.max_response = \"64 MiB\"",
+        1,
+    );
+    let (report, got) = site.run();
+    assert_eq!(
+        report.exit_code(),
+        0,
+        "the call goes on: {:?}",
+        report.result
+    );
+    assert_eq!(
+        refused_answer(&got[0]),
+        "the request failed: the response body is larger than 16 MiB, the plugin's memory ceiling (`memory`): its `Content-Length` is 67108864 bytes; warden read none of it"
+    );
+    let effect = &site.records("effect")[0];
+    assert_eq!(effect["outcome"], "failed");
+    assert_eq!(effect["limit"], "memory");
+    assert_eq!(effect["bytes_in"], 0);
+    let sent = server.sent(1);
+    assert!(
+        sent[0] < LEN,
+        "the server wrote the whole body: warden read it ({} bytes)",
+        sent[0]
+    );
+    site.assert_log_complete();
+}
+
+/// Without a `Content-Length`, a body is read only up to what the plugin's memory
+/// could hold; and a body that fits as bytes but not as the text the plugin receives
+/// (each invalid byte becomes a 3-byte U+FFFD) is refused as well, not handed over.
+#[test]
+fn an_unannounced_body_is_read_only_as_far_as_the_plugins_memory() {
+    fn flood_4_mib(_: &Seen) -> Reply {
+        Reply::Flood {
+            len: 4 << 20,
+            announced: false,
+        }
+    }
+    fn flood_512_kib(_: &Seen) -> Reply {
+        Reply::Flood {
+            len: 512 << 10,
+            announced: false,
+        }
+    }
+    let limits = "memory = \"1 MiB\"\nnet.max_response = \"64 MiB\"";
+    let (server, site) = one_server(flood_4_mib, limits, 1);
+    let (report, got) = site.run();
+    assert_eq!(report.exit_code(), 0, "{:?}", report.result);
+    assert_eq!(
+        refused_answer(&got[0]),
+        "the request failed: the response body is larger than 1 MiB, the plugin's memory ceiling (`memory`); warden stopped reading there"
+    );
+    let effect = &site.records("effect")[0];
+    assert_eq!(effect["limit"], "memory");
+    assert_eq!(effect["bytes_in"], 1 << 20);
+    assert!(server.sent(1)[0] < 4 << 20, "the whole body was read");
+    site.assert_log_complete();
+
+    let (_server, site) = one_server(flood_512_kib, limits, 1);
+    let (report, got) = site.run();
+    assert_eq!(report.exit_code(), 0, "{:?}", report.result);
+    let answer = refused_answer(&got[0]);
+    assert!(
+        answer.starts_with("the request failed: the response body is 1536 KiB as the UTF-8 text the plugin receives (each invalid byte sequence becomes 3 bytes); the whole answer, ")
+            && answer.ends_with(" bytes, is larger than 1 MiB, the plugin's memory ceiling (`memory`)"),
+        "{answer}"
+    );
+    let effect = &site.records("effect")[0];
+    assert_eq!(effect["limit"], "memory");
+    assert_eq!(effect["bytes_in"], 512 << 10);
     site.assert_log_complete();
 }
 
