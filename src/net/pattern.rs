@@ -375,7 +375,7 @@ impl Endpoint {
             crate::abi::NetProtocol::Http => Scheme::Http,
             crate::abi::NetProtocol::Tcp => return Err(DeclaredError::Tcp),
         };
-        let host = match HostPattern::parse(&n.host, false) {
+        let host = match HostPattern::parse(&n.host, true) {
             Ok(HostPattern::Range(_)) => return Err(DeclaredError::Range),
             Ok(host) => host,
             Err(problem) => return Err(DeclaredError::Host(problem)),
@@ -517,6 +517,66 @@ mod tests {
             let e = Endpoint::parse_allow(text).unwrap_err();
             assert!(e.contains(says), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn intersections_take_the_narrower_host_and_the_common_ports() {
+        let meet = |a: &str, b: &str| allow(a).intersect(&allow(b)).map(|e| e.to_string());
+        assert_eq!(
+            meet("http://127.0.0.1:*", "http://127.0.0.1:8000").as_deref(),
+            Some("http://127.0.0.1:8000")
+        );
+        assert_eq!(
+            meet(
+                "http://127.0.0.1:8000..9000",
+                "http://127.0.0.0/8:8500..9500"
+            )
+            .as_deref(),
+            Some("http://127.0.0.1:8500..9000")
+        );
+        assert_eq!(
+            meet("https://*.example.com", "https://api.example.com:*").as_deref(),
+            Some("https://api.example.com:443")
+        );
+        assert_eq!(meet("http://127.0.0.1:80", "http://127.0.0.1:81"), None);
+        assert_eq!(meet("http://127.0.0.1", "https://127.0.0.1"), None);
+        assert_eq!(meet("https://a.example", "https://b.example"), None);
+        // Every intersection is covered by both sides.
+        let (a, b) = (
+            allow("http://10.0.0.0/8:1..100"),
+            allow("http://10.1.0.0/16:50..65535"),
+        );
+        let both = a.intersect(&b).unwrap();
+        assert!(a.covers(&both) && b.covers(&both));
+    }
+
+    #[test]
+    fn a_declaration_without_a_port_is_any_port() {
+        use crate::abi::{NetPattern, NetProtocol};
+        let n = |host: &str, port, protocol| NetPattern {
+            host: host.into(),
+            port,
+            protocol,
+        };
+        let any = Endpoint::declared(&n("127.0.0.1", None, NetProtocol::Http)).unwrap();
+        assert_eq!(any.ports, Ports::ALL);
+        assert_eq!(any.to_string(), "http://127.0.0.1:*");
+        assert_eq!(
+            declared_url(&n("API.example.com", Some(8443), NetProtocol::Https)),
+            "https://api.example.com:8443"
+        );
+        assert_eq!(
+            declared_url(&n("127.0.0.1", Some(22), NetProtocol::Tcp)),
+            "tcp://127.0.0.1:22"
+        );
+        assert_eq!(
+            Endpoint::declared(&n("10.0.0.0/8", None, NetProtocol::Http)),
+            Err(DeclaredError::Range)
+        );
+        assert_eq!(
+            Endpoint::declared(&n("x", Some(0), NetProtocol::Http)),
+            Err(DeclaredError::PortZero)
+        );
     }
 
     #[test]
