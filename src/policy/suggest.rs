@@ -22,7 +22,7 @@
 //! enforce-mode runs carry no evidence of use.
 
 use crate::audit::read::ReadRecord;
-use crate::escape::escape_line;
+use crate::escape::{escape_line, toml_string};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -318,11 +318,6 @@ fn take_run(
 /// The endpoint a recorded URL (`scheme://host:port/path`) went to.
 fn destination_endpoint(url: &str) -> Option<crate::net::Endpoint> {
     crate::net::Endpoint::parse_allow(crate::net::effects::destination_of(url)?).ok()
-}
-
-/// A TOML string (basic, escaped).
-fn toml_string(s: &str) -> String {
-    toml_edit::Value::from(s).to_string().trim().to_owned()
 }
 
 impl PluginSuggestion {
