@@ -20,6 +20,13 @@
 //! What was declared but not used is listed in a comment, not granted: enforce mode
 //! will deny it, which the comment says. Only runs under `mode = "audit"` count;
 //! enforce-mode runs carry no evidence of use.
+//!
+//! # Security
+//!
+//! A log is text anyone who can write it chose. Every value taken from it is written
+//! with [`crate::escape::toml_string`] (control and bidirectional characters as
+//! `\uXXXX`), every comment with [`crate::escape::escape_line`]: nothing in a log can
+//! add a key or a table, or reach the terminal raw.
 
 use crate::audit::read::ReadRecord;
 use crate::escape::{escape_line, toml_string};
