@@ -1,4 +1,5 @@
-//! Escaping of guest-controlled text before it reaches a terminal or a JSON reader.
+//! Escaping of guest-controlled text before it reaches a terminal, a JSON reader or a
+//! TOML file.
 //!
 //! A plugin controls its name, version, about text, declared paths and env patterns,
 //! its messages and its output. Printed raw, a terminal escape sequence in any of them
@@ -11,7 +12,10 @@
 //!   visible `\u{..}` escape;
 //! - [`escape_line`] does the same for one-line fields, newlines and tabs included;
 //! - [`json_text`] prints JSON whose strings carry the [`is_disguising`] characters as
-//!   `\uXXXX` escapes (serde_json escapes only C0, `"` and `\`).
+//!   `\uXXXX` escapes (serde_json escapes only C0, `"` and `\`);
+//! - [`toml_string`] writes a TOML value: a basic string whose C0, DEL, C1 and
+//!   [`is_disguising`] characters are `\uXXXX` escapes (TOML comments take
+//!   [`escape_line`]).
 //!
 //! [`is_disguising`] is the one list of characters JSON allows raw but a terminal or a
 //! reader may act on; the audit log's JSON (`src/audit/json.rs`) uses it too.
@@ -111,6 +115,29 @@ pub fn json_text(value: &serde_json::Value, pretty: bool) -> String {
     out
 }
 
+/// `text` as a TOML basic string (`"..."`) that parses back to exactly `text`: `"` and
+/// `\` are escaped, and so is every C0 control, DEL, C1 control and [`is_disguising`]
+/// character, as `\uXXXX`. Nothing in `text` can end the string, start a key or a
+/// table, or reach the file (and the terminal that shows it) raw.
+///
+/// Always a basic string, never a literal one (`'...'` has no escapes).
+pub fn toml_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if is_unsafe(c) => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// `text` cut to at most `max` bytes at a character boundary, marked `...[cut]` when
 /// cut (for plugin-controlled text a record or a message keeps).
 pub fn cut(text: &str, max: usize) -> Cow<'_, str> {
@@ -163,6 +190,25 @@ mod tests {
         let line = escape_line(hostile);
         assert_eq!(escape_line(&line), line);
         assert!(!line.chars().any(|c| c.is_control() || is_disguising(c)));
+    }
+
+    #[test]
+    fn toml_strings_escape_controls_and_bidi_and_parse_back_unchanged() {
+        let hostile = "a\"b\\c\nd\u{1b}[2J\u{7f}\u{85}\u{9b}31m\u{202e}\u{2066}\u{2028}'''é☃\r\t";
+        let text = toml_string(hostile);
+        assert!(text.starts_with('"') && text.ends_with('"'), "{text}");
+        assert!(
+            !text.chars().any(|c| c.is_control() || is_disguising(c)),
+            "{text:?}"
+        );
+        for escape in [
+            "\\u001b", "\\u007f", "\\u0085", "\\u009b", "\\u202e", "\\u000a",
+        ] {
+            assert!(text.contains(escape), "{escape} in {text}");
+        }
+        let doc: toml::Table = format!("k = {text}").parse().unwrap();
+        assert_eq!(doc["k"].as_str(), Some(hostile));
+        assert_eq!(toml_string("plain"), "\"plain\"");
     }
 
     #[test]

@@ -56,8 +56,9 @@ pub use record::{
     Event, GENESIS, LimitsRecord, PluginInfo, PolicyInfo, RunEnd, RunOutcome, SCHEMA_VERSION,
 };
 pub use verify::{
-    Break, BreakKind, IncompleteRun, Location, Verdict, VerifyError, VerifyOptions, VerifyReport,
-    verify_files, verify_files_with,
+    Break, BreakKind, CheckpointAt, CheckpointFileProblem, IncompleteRun, Location,
+    SignedCheckpoint, UnsignedCheckpointFile, UnsignedTail, Verdict, VerifyError, VerifyOptions,
+    VerifyReport, verify_files, verify_files_with,
 };
 pub use writer::{Rotation, UnknownRotation};
 

@@ -15,236 +15,60 @@
 //! their types), and chain, wherever it is; anything else is a break, because tools
 //! such as jq read such a line as a record.
 //!
-//! Records of one run share `run_id`. A run whose `run_start` has no `run_end` after it
-//! is *incomplete*: its tail was lost (a cut file, a full disk, a crash), or the run is
-//! still going on while verify reads the log; verify cannot tell these apart, so it
-//! lists every such run with the place of its `run_start` and fails.
+//! Records of one run share `run_id`. A run with records and no `run_end` is
+//! *incomplete*: a `run_start` whose end was lost (a cut file, a full disk, a crash),
+//! or a load (`policy_loaded`, decisions) that never closed; or the run is still going
+//! on while verify reads the log. verify cannot tell these apart, so it lists every
+//! such run with the place of its `run_start` (else its first record) and fails.
+//! `checkpoint` records stand alone and need no `run_end`.
 //!
 //! Each file is read under a shared `flock`, so a writer is never caught mid-line.
 //!
-//! # Checkpoints and the tail
+//! # Checkpoints, the start and the tail
 //!
 //! A `checkpoint` record ([`super::checkpoint`]) must match the chain it sits in: its
 //! `head` is its own `prev` and its `records` its own `seq`, else the records before
-//! it were rebuilt. With [`VerifyOptions::key`], each checkpoint's signature must hold
-//! for that key, and a set whose oldest files were deleted (its first record is not
-//! seq 0) verifies from where it starts when a signed checkpoint later in it anchors
-//! those records. [`VerifyOptions::expect_heads`] (a head printed by an earlier
-//! verify, or a checkpoint file's line) must each be the hash of a record in the
-//! chain: a log cut before one of them fails.
+//! it were rebuilt. With [`VerifyOptions::key`]:
+//!
+//! - every checkpoint's signature must hold for that key, and a chain with no
+//!   checkpoint it signed fails: otherwise a chain rebuilt from seq 0 (a run deleted,
+//!   the checkpoints dropped) would pass;
+//! - the records after the last signed checkpoint are reported as the *unsigned
+//!   tail* (how many, from which seq): nothing signed vouches for them yet;
+//! - a set that does not start at seq 0 (its oldest files deleted, or its head cut
+//!   off) verifies only with [`VerifyOptions::allow_missing_start`], and the report
+//!   names its first seq and the signed checkpoint that vouches for it.
+//!
+//! A checkpoint file ([`SignedCheckpoint`], whose signature is checked when it is
+//! read) must be found in the chain at its seq: the record at seq `records` follows the
+//! signed `head` and is that very checkpoint (same signature). A log cut before it, or
+//! rebuilt before it, fails. [`VerifyOptions::expect_heads`] (heads printed by an
+//! earlier verify) must each be the hash of a record in the chain.
+//!
+//! # Security
+//!
+//! The log is hostile input: any string from it that reaches a message is escaped
+//! where the report is displayed; nothing in a line decides how the next is read.
+
+mod report;
+
+pub use report::{
+    Break, BreakKind, CheckpointAt, CheckpointFileProblem, IncompleteRun, Location, UnsignedTail,
+    Verdict, VerifyReport,
+};
 
 use super::chain::line_hash;
+use super::checkpoint::{Checkpoint, key_id, signature_holds};
 use super::record::{GENESIS, Line, classify};
+use crate::escape::escape_line;
+use ed25519_dalek::VerifyingKey;
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 /// Longest line verify reads; a longer one is not a record.
 const MAX_LINE: u64 = 64 * 1024 * 1024;
-
-/// A line in one of the files.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Location {
-    /// The file, as given.
-    pub file: PathBuf,
-    /// 1-based line number in that file.
-    pub line: u64,
-}
-
-impl fmt::Display for Location {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}",
-            crate::escape::escape_line(&self.file.display().to_string()),
-            self.line
-        )
-    }
-}
-
-/// Why the chain breaks at a line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum BreakKind {
-    /// The line is not an audit record at all.
-    NotARecord {
-        /// What it is instead.
-        what: &'static str,
-    },
-    /// The line is an incomplete record and the next record does not skip it: it was
-    /// edited, not torn by a crash.
-    CutRecord,
-    /// The first record does not start a chain.
-    Start {
-        /// Its seq.
-        seq: u64,
-    },
-    /// The first record's `prev` is not 64 zeros.
-    StartPrev,
-    /// `seq` is not one more than the previous record's.
-    Seq {
-        /// What it should be.
-        expected: u64,
-        /// What it is.
-        found: u64,
-    },
-    /// `prev` is not the hash of the previous record.
-    Prev {
-        /// The previous record.
-        previous: Location,
-        /// Its seq.
-        previous_seq: u64,
-    },
-    /// A `checkpoint` record does not match the chain or its signature does not hold.
-    Checkpoint {
-        /// What is wrong.
-        problem: String,
-    },
-    /// A head that must be in the chain (`--expect-head`, a checkpoint file) is not.
-    MissingHead {
-        /// The head.
-        head: String,
-    },
-    /// The set starts after seq 0 and no checkpoint signed by the key anchors it.
-    Unanchored {
-        /// Its first seq.
-        seq: u64,
-    },
-}
-
-/// Where and why the chain breaks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Break {
-    /// The first line that does not follow.
-    pub at: Location,
-    /// Its `seq`, when it has one.
-    pub seq: Option<u64>,
-    /// Why.
-    pub kind: BreakKind,
-}
-
-impl fmt::Display for Break {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: ", self.at)?;
-        if let Some(seq) = self.seq {
-            write!(f, "seq {seq}: ")?;
-        }
-        match &self.kind {
-            BreakKind::NotARecord { what } => write!(f, "{what}, where a record was expected"),
-            BreakKind::CutRecord => f.write_str(
-                "an incomplete record that the next record does not skip: it was edited, not torn by a crash",
-            ),
-            BreakKind::Start { seq } => write!(
-                f,
-                "the chain starts at seq {seq}, not 0: give all the files, oldest first, or a record was removed"
-            ),
-            BreakKind::StartPrev => {
-                f.write_str("the first record's prev is not 64 zeros: records before it are missing")
-            }
-            BreakKind::Seq { expected, found } if found > expected => write!(
-                f,
-                "seq {found} where {expected} was expected: records were removed or moved before this line"
-            ),
-            BreakKind::Seq { expected, .. } => write!(
-                f,
-                "seq {expected} was expected: this record was inserted, repeated or moved"
-            ),
-            BreakKind::Checkpoint { problem } => write!(f, "checkpoint: {problem}"),
-            BreakKind::MissingHead { head } => write!(
-                f,
-                "the head {head} that was expected is not in the chain: the log was cut before it, or rebuilt"
-            ),
-            BreakKind::Unanchored { seq } => write!(
-                f,
-                "the set starts at seq {seq} (older files deleted?) and no checkpoint signed by the given key anchors it; give the older files, or verify with `--key` a set holding a checkpoint"
-            ),
-            BreakKind::Prev {
-                previous,
-                previous_seq,
-            } => write!(
-                f,
-                "prev is not the SHA-256 of the previous record ({previous}, seq {previous_seq}): that record was edited, or one was inserted or removed"
-            ),
-        }
-    }
-}
-
-/// The outcome of a verification.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Every record follows from the one before it.
-    Ok,
-    /// The log ends with a torn line: a writer stopped mid-record (a crash, a full
-    /// disk). The records before it chain correctly.
-    Torn {
-        /// The first torn line at the end.
-        at: Location,
-        /// It has no `\n` (the classic crash); otherwise a later writer ended it.
-        unterminated: bool,
-    },
-    /// The chain breaks: something was edited, removed, inserted or reordered.
-    Break(Break),
-}
-
-/// A run whose `run_start` has no `run_end`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IncompleteRun {
-    /// Its `run_id`, as written in the log.
-    pub run_id: String,
-    /// Where its `run_start` is.
-    pub run_start: Location,
-    /// The `seq` of its `run_start`.
-    pub seq: u64,
-}
-
-impl fmt::Display for IncompleteRun {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: seq {}: run {} has a run_start but no run_end: its last records were lost (a cut tail, a full disk, a crash), or it was still running",
-            self.run_start,
-            self.seq,
-            crate::escape::escape_line(&self.run_id)
-        )
-    }
-}
-
-/// What verification found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifyReport {
-    /// Records that chain correctly, up to the break if any.
-    pub records: u64,
-    /// Hex SHA-256 of the last record that chains correctly (64 zeros for none): keep it
-    /// elsewhere, to detect a truncated tail later.
-    pub head: String,
-    /// Torn lines in the middle that the chain skips (a writer crashed there and the
-    /// next one went on).
-    pub torn_skipped: Vec<Location>,
-    /// Torn lines at the end of the log, after the last record (the first is the one
-    /// [`Verdict::Torn`] names).
-    pub torn_tail: Vec<Location>,
-    /// Runs with a `run_start` and no `run_end`, in log order. Empty when the chain
-    /// breaks: what follows a break cannot be trusted to say which runs ended.
-    pub incomplete_runs: Vec<IncompleteRun>,
-    /// Ok, torn, or where it breaks.
-    pub verdict: Verdict,
-    /// The seq the files start at: 0, or later when older files were deleted and a
-    /// signed checkpoint anchors what is left.
-    pub started_at: u64,
-    /// `checkpoint` records that match the chain (signature checked when a key was
-    /// given).
-    pub checkpoints: u64,
-}
-
-impl VerifyReport {
-    /// Whether the log verifies: the chain holds to its last line, and every run that
-    /// started has ended.
-    pub fn is_ok(&self) -> bool {
-        self.verdict == Verdict::Ok && self.incomplete_runs.is_empty()
-    }
-}
 
 /// A file that cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -257,52 +81,197 @@ pub struct VerifyError {
     pub source: std::io::Error,
 }
 
+/// A checkpoint file whose signature holds for a key: only [`SignedCheckpoint::verify`]
+/// makes one, so a head that [`VerifyOptions::checkpoint_files`] holds is always a
+/// signed one (the file's `line_sha256`, which no signature covers, is not used).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedCheckpoint {
+    source: PathBuf,
+    head: String,
+    records: u64,
+    signature: String,
+}
+
+/// A checkpoint file that is not signed by the given key.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the checkpoint file `{}` {problem}", escape_line(&.file.display().to_string()))]
+pub struct UnsignedCheckpointFile {
+    /// The file.
+    pub file: PathBuf,
+    /// What is wrong (file text in it escaped).
+    pub problem: String,
+}
+
+impl SignedCheckpoint {
+    /// Checks the signature of `checkpoint` (read from `file`) with `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`UnsignedCheckpointFile`] when another key signed it, or its signature does
+    /// not hold over its head, record count and time (the file was edited).
+    pub fn verify(
+        file: &Path,
+        checkpoint: &Checkpoint,
+        key: &VerifyingKey,
+    ) -> Result<SignedCheckpoint, UnsignedCheckpointFile> {
+        let id = key_id(key);
+        let problem = if checkpoint.key_id != id {
+            Some(format!(
+                "is signed by key {}, not by the given key {id}",
+                escape_line(&checkpoint.key_id)
+            ))
+        } else if !signature_holds(
+            key,
+            &checkpoint.head,
+            checkpoint.records,
+            &checkpoint.ts,
+            &checkpoint.signature,
+        ) {
+            Some(format!(
+                "has a signature that does not hold for key {id}: it was edited, or forged"
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(UnsignedCheckpointFile {
+                file: file.to_path_buf(),
+                problem,
+            });
+        }
+        Ok(SignedCheckpoint {
+            source: file.to_path_buf(),
+            head: checkpoint.head.clone(),
+            records: checkpoint.records,
+            signature: checkpoint.signature.clone(),
+        })
+    }
+
+    /// The file it was read from.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// The signed head: the SHA-256 of the record before the checkpoint.
+    pub fn head(&self) -> &str {
+        &self.head
+    }
+
+    /// The signed record count: the checkpoint record's own seq.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+}
+
 /// What `verify` checks beyond the chain itself.
 #[derive(Debug, Clone, Default)]
 pub struct VerifyOptions {
-    /// The checkpoint key: every checkpoint's signature must hold for it, and a set
-    /// whose oldest files were deleted verifies from a checkpoint it signed.
-    pub key: Option<ed25519_dalek::VerifyingKey>,
+    /// The checkpoint key: every checkpoint's signature must hold for it, at least one
+    /// checkpoint must be signed by it, and the records after the last one are
+    /// reported as the unsigned tail.
+    pub key: Option<VerifyingKey>,
     /// Heads (SHA-256 of record lines) that must be in the chain.
     pub expect_heads: Vec<String>,
+    /// Signed checkpoints (from checkpoint files kept elsewhere) that must each be in
+    /// the chain at their seq.
+    pub checkpoint_files: Vec<SignedCheckpoint>,
+    /// With a key: a set whose first record is not seq 0 verifies from that record,
+    /// when a checkpoint signed by the key vouches for it. Without this, such a set
+    /// breaks at its first record.
+    pub allow_missing_start: bool,
 }
 
-struct Chain {
-    options: VerifyOptions,
+/// A run id's records so far, while it has no `run_end`.
+struct OpenRun {
+    /// Its first record: seq and place.
+    first: (u64, Location),
+    /// Its `run_start`, when seen.
+    start: Option<(u64, Location)>,
+}
+
+struct Chain<'o> {
+    options: &'o VerifyOptions,
+    key_id: Option<String>,
     found_heads: HashSet<String>,
-    /// The seq the set starts at (0 unless older files were deleted).
+    /// Which of `options.checkpoint_files` were found at their seq.
+    files_found: Vec<bool>,
+    /// The seq the set starts at (0 unless allowed to start later).
     started_at: u64,
     /// Checkpoints that match the chain (and whose signature holds, with a key).
     checkpoints: u64,
+    first_checkpoint: Option<CheckpointAt>,
+    last_checkpoint: Option<CheckpointAt>,
+    /// The first record after the last checkpoint, when there is one.
+    after_checkpoint: Option<Location>,
     expected: u64,
     prev: String,
     last: Option<(Location, u64)>,
     records: u64,
     fragments: Vec<(Location, bool)>,
     torn_skipped: Vec<Location>,
-    /// Runs whose `run_start` was seen and whose `run_end` was not yet.
-    open_runs: HashMap<String, (u64, Location)>,
+    /// Runs with records and no `run_end` yet.
+    open_runs: HashMap<String, OpenRun>,
 }
 
-impl Chain {
+impl<'o> Chain<'o> {
+    fn new(options: &'o VerifyOptions) -> Self {
+        Chain {
+            options,
+            key_id: options.key.as_ref().map(key_id),
+            found_heads: HashSet::new(),
+            files_found: vec![false; options.checkpoint_files.len()],
+            started_at: 0,
+            checkpoints: 0,
+            first_checkpoint: None,
+            last_checkpoint: None,
+            after_checkpoint: None,
+            expected: 0,
+            prev: GENESIS.to_owned(),
+            last: None,
+            records: 0,
+            fragments: Vec::new(),
+            torn_skipped: Vec::new(),
+            open_runs: HashMap::new(),
+        }
+    }
+
     fn report(self, verdict: Verdict) -> VerifyReport {
-        let mut incomplete_runs: Vec<IncompleteRun> = if matches!(verdict, Verdict::Break(_)) {
+        let broken = matches!(verdict, Verdict::Break(_));
+        let mut incomplete_runs: Vec<IncompleteRun> = if broken {
             Vec::new()
         } else {
             self.open_runs
                 .into_iter()
-                .map(|(run_id, (seq, run_start))| IncompleteRun {
-                    run_id,
-                    run_start,
-                    seq,
+                .map(|(run_id, open)| {
+                    let started = open.start.is_some();
+                    let (seq, run_start) = open.start.unwrap_or(open.first);
+                    IncompleteRun {
+                        run_id,
+                        run_start,
+                        seq,
+                        started,
+                    }
                 })
                 .collect()
         };
         incomplete_runs.sort_by_key(|r| r.seq);
+        let unsigned_tail = match (&self.key_id, &self.last_checkpoint, self.after_checkpoint) {
+            (Some(_), Some(last), Some(at)) if !broken => Some(UnsignedTail {
+                records: self.expected.saturating_sub(last.seq + 1),
+                first_seq: last.seq + 1,
+                at,
+            }),
+            _ => None,
+        };
         VerifyReport {
             records: self.records,
             started_at: self.started_at,
             checkpoints: self.checkpoints,
+            first_checkpoint: self.first_checkpoint,
+            last_checkpoint: self.last_checkpoint,
+            key_id: self.key_id,
+            unsigned_tail,
+            checkpoint_files: self.files_found.iter().filter(|f| **f).count() as u64,
             head: self.prev,
             torn_skipped: self.torn_skipped,
             torn_tail: self.fragments.into_iter().map(|(at, _)| at).collect(),
@@ -313,122 +282,243 @@ impl Chain {
 
     /// Takes one line; `Some` ends the verification with a break.
     fn line(&mut self, at: Location, content: &[u8], terminated: bool) -> Option<Break> {
-        match classify(content) {
-            Line::Record(fields) => {
-                // A set whose oldest files were deleted starts where it starts; a
-                // signed checkpoint must anchor it (checked at the end).
-                if self.last.is_none()
-                    && self.records == 0
-                    && fields.seq != 0
-                    && self.options.key.is_some()
-                {
-                    self.expected = fields.seq;
-                    self.prev = fields.prev.clone();
-                    self.started_at = fields.seq;
-                }
-                if fields.seq == self.expected && fields.prev == self.prev {
-                    if fields.event == "checkpoint"
-                        && let Some(problem) = self.checkpoint_problem(content, fields.seq)
-                    {
-                        return Some(Break {
-                            at,
-                            seq: Some(fields.seq),
-                            kind: BreakKind::Checkpoint { problem },
-                        });
-                    }
-                    self.torn_skipped
-                        .extend(self.fragments.drain(..).map(|(at, _)| at));
-                    self.prev = line_hash(content);
-                    if self.options.expect_heads.contains(&self.prev) {
-                        self.found_heads.insert(self.prev.clone());
-                    }
-                    self.expected += 1;
-                    self.records += 1;
-                    match fields.event.as_str() {
-                        "run_start" => {
-                            self.open_runs
-                                .entry(fields.run_id)
-                                .or_insert_with(|| (fields.seq, at.clone()));
-                        }
-                        "run_end" => {
-                            self.open_runs.remove(&fields.run_id);
-                        }
-                        _ => {}
-                    }
-                    self.last = Some((at, fields.seq));
-                    return None;
-                }
-                if let Some((fragment, _)) = self.fragments.first() {
-                    return Some(Break {
-                        at: fragment.clone(),
-                        seq: None,
-                        kind: BreakKind::CutRecord,
-                    });
-                }
-                let kind = match &self.last {
-                    None if fields.seq != 0 => BreakKind::Start { seq: fields.seq },
-                    None => BreakKind::StartPrev,
-                    Some(_) if fields.seq != self.expected => BreakKind::Seq {
-                        expected: self.expected,
-                        found: fields.seq,
-                    },
-                    Some((previous, previous_seq)) => BreakKind::Prev {
-                        previous: previous.clone(),
-                        previous_seq: *previous_seq,
-                    },
-                };
-                Some(Break {
-                    at,
-                    seq: Some(fields.seq),
-                    kind,
-                })
-            }
+        let fields = match classify(content) {
+            Line::Record(fields) => fields,
             Line::Fragment => {
                 self.fragments.push((at, !terminated));
-                None
+                return None;
             }
-            Line::Foreign(what) => Some(Break {
-                at,
-                seq: None,
-                kind: BreakKind::NotARecord { what },
-            }),
+            Line::Foreign(what) => {
+                return Some(Break {
+                    at,
+                    seq: None,
+                    kind: BreakKind::NotARecord { what },
+                });
+            }
+        };
+        // A set whose oldest records are missing starts where it starts, when asked
+        // to; a signed checkpoint must vouch for it (checked at the end).
+        if self.last.is_none()
+            && self.records == 0
+            && fields.seq != 0
+            && self.options.key.is_some()
+            && self.options.allow_missing_start
+        {
+            self.expected = fields.seq;
+            self.prev = fields.prev.clone();
+            self.started_at = fields.seq;
         }
+        if fields.seq != self.expected || fields.prev != self.prev {
+            if let Some((fragment, _)) = self.fragments.first() {
+                return Some(Break {
+                    at: fragment.clone(),
+                    seq: None,
+                    kind: BreakKind::CutRecord,
+                });
+            }
+            let kind = match &self.last {
+                None if fields.seq != 0 => BreakKind::Start { seq: fields.seq },
+                None => BreakKind::StartPrev,
+                Some(_) if fields.seq != self.expected => BreakKind::Seq {
+                    expected: self.expected,
+                    found: fields.seq,
+                },
+                Some((previous, previous_seq)) => BreakKind::Prev {
+                    previous: previous.clone(),
+                    previous_seq: *previous_seq,
+                },
+            };
+            return Some(Break {
+                at,
+                seq: Some(fields.seq),
+                kind,
+            });
+        }
+        let checkpoint = fields.event == "checkpoint";
+        let signature = if checkpoint {
+            match self.checkpoint(content, fields.seq) {
+                Ok(signature) => Some(signature),
+                Err(problem) => {
+                    return Some(Break {
+                        at,
+                        seq: Some(fields.seq),
+                        kind: BreakKind::Checkpoint { problem },
+                    });
+                }
+            }
+        } else {
+            None
+        };
+        if let Some(problem) = self.checkpoint_files_at(fields.seq, signature.as_deref()) {
+            return Some(Break {
+                at,
+                seq: Some(fields.seq),
+                kind: problem,
+            });
+        }
+        self.torn_skipped
+            .extend(self.fragments.drain(..).map(|(at, _)| at));
+        self.prev = line_hash(content);
+        if self.options.expect_heads.contains(&self.prev) {
+            self.found_heads.insert(self.prev.clone());
+        }
+        self.expected += 1;
+        self.records += 1;
+        if checkpoint {
+            let here = CheckpointAt {
+                seq: fields.seq,
+                at: at.clone(),
+            };
+            self.first_checkpoint.get_or_insert_with(|| here.clone());
+            self.last_checkpoint = Some(here);
+            self.after_checkpoint = None;
+        } else {
+            if self.after_checkpoint.is_none() {
+                self.after_checkpoint = Some(at.clone());
+            }
+            match fields.event.as_str() {
+                "run_end" => {
+                    self.open_runs.remove(&fields.run_id);
+                }
+                event => {
+                    let open = self
+                        .open_runs
+                        .entry(fields.run_id)
+                        .or_insert_with(|| OpenRun {
+                            first: (fields.seq, at.clone()),
+                            start: None,
+                        });
+                    if event == "run_start" && open.start.is_none() {
+                        open.start = Some((fields.seq, at.clone()));
+                    }
+                }
+            }
+        }
+        self.last = Some((at, fields.seq));
+        None
     }
-}
 
-impl Chain {
-    /// What is wrong with the checkpoint record `content` at `seq`, if anything: its
-    /// `head` must be its own `prev`, its `records` its own `seq`, and with a key its
-    /// signature must hold.
-    fn checkpoint_problem(&mut self, content: &[u8], seq: u64) -> Option<String> {
+    /// The checkpoint files whose checkpoint is at `seq`, checked against the record
+    /// there (which chains: its `prev` is `self.prev`); `signature` is the record's
+    /// when it is a checkpoint.
+    fn checkpoint_files_at(&mut self, seq: u64, signature: Option<&str>) -> Option<BreakKind> {
+        for (i, file) in self.options.checkpoint_files.iter().enumerate() {
+            if file.records != seq {
+                continue;
+            }
+            let problem = if file.head != self.prev {
+                Some(CheckpointFileProblem::OtherHead {
+                    found: self.prev.clone(),
+                })
+            } else if signature != Some(file.signature.as_str()) {
+                Some(CheckpointFileProblem::NotItsRecord)
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                return Some(BreakKind::CheckpointFile {
+                    file: file.source.clone(),
+                    seq,
+                    problem,
+                });
+            }
+            self.files_found[i] = true;
+        }
+        None
+    }
+
+    /// Checks the checkpoint record `content` at `seq`: its `head` must be its own
+    /// `prev`, its `records` its own `seq`, and with a key its signature must hold.
+    /// Returns its signature, or what is wrong (log text in it escaped).
+    fn checkpoint(&mut self, content: &[u8], seq: u64) -> Result<String, String> {
         let Ok(v) = serde_json::from_slice::<serde_json::Value>(content) else {
-            return Some("not JSON".into());
+            return Err("not JSON".into());
         };
         let text = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default();
-        let (head, ts, key_id, signature) =
+        let (head, ts, record_key, signature) =
             (text("head"), text("ts"), text("key_id"), text("signature"));
         let records = v.get("records").and_then(serde_json::Value::as_u64);
         if head != self.prev || records != Some(seq) {
-            return Some(format!(
-                "it signed head {head} after {} records, but the chain before it has head {} after {seq}: the records before it were rebuilt",
+            return Err(format!(
+                "it signed head {} after {} records, but the chain before it has head {} after {seq}: the records before it were rebuilt",
+                escape_line(head),
                 records.map_or("?".to_owned(), |r| r.to_string()),
                 self.prev
             ));
         }
-        if let Some(key) = &self.options.key {
-            let expected_id = super::checkpoint::key_id(key);
-            if key_id != expected_id {
-                return Some(format!(
-                    "signed by key {key_id}, not by the given key {expected_id}"
+        if let (Some(key), Some(expected_id)) = (&self.options.key, &self.key_id) {
+            if record_key != expected_id {
+                return Err(format!(
+                    "signed by key {}, not by the given key {expected_id}",
+                    escape_line(record_key)
                 ));
             }
-            if !super::checkpoint::signature_holds(key, head, seq, ts, signature) {
-                return Some(format!(
+            if !signature_holds(key, head, seq, ts, signature) {
+                return Err(format!(
                     "its signature does not hold for key {expected_id}: it was forged or edited"
                 ));
             }
         }
         self.checkpoints += 1;
+        Ok(signature.to_owned())
+    }
+
+    /// The checks that need the whole chain: the checkpoint files (a cut before one
+    /// is the most precise thing to say), a signed checkpoint (with a key) that also
+    /// vouches for a missing start, the expected heads.
+    fn at_end(&self, end: Location) -> Option<Break> {
+        let at_end = |kind| {
+            Some(Break {
+                at: end.clone(),
+                seq: None,
+                kind,
+            })
+        };
+        let missing = self
+            .options
+            .checkpoint_files
+            .iter()
+            .zip(&self.files_found)
+            .find(|(_, found)| !**found);
+        if let Some((file, _)) = missing {
+            let problem = if self.records > 0 && file.records < self.started_at {
+                CheckpointFileProblem::BeforeStart {
+                    start: self.started_at,
+                }
+            } else {
+                CheckpointFileProblem::Cut {
+                    last_seq: self.last.as_ref().map(|(_, seq)| *seq),
+                }
+            };
+            return at_end(BreakKind::CheckpointFile {
+                file: file.source.clone(),
+                seq: file.records,
+                problem,
+            });
+        }
+        if let Some(key_id) = &self.key_id
+            && self.checkpoints == 0
+        {
+            return at_end(if self.started_at > 0 {
+                BreakKind::Unanchored {
+                    seq: self.started_at,
+                }
+            } else {
+                BreakKind::NoSignedCheckpoint {
+                    key_id: key_id.clone(),
+                }
+            });
+        }
+        if let Some(missing) = self
+            .options
+            .expect_heads
+            .iter()
+            .find(|h| !self.found_heads.contains(*h))
+        {
+            return at_end(BreakKind::MissingHead {
+                head: missing.clone(),
+            });
+        }
         None
     }
 }
@@ -443,7 +533,7 @@ pub fn verify_files<P: AsRef<Path>>(files: &[P]) -> Result<VerifyReport, VerifyE
 }
 
 /// Verifies `files` as one chain, oldest first, with `options` (a checkpoint key,
-/// heads that must be in the chain).
+/// checkpoint files and heads that must be in the chain, a missing start allowed).
 ///
 /// # Errors
 ///
@@ -452,19 +542,7 @@ pub fn verify_files_with<P: AsRef<Path>>(
     files: &[P],
     options: &VerifyOptions,
 ) -> Result<VerifyReport, VerifyError> {
-    let mut chain = Chain {
-        options: options.clone(),
-        found_heads: HashSet::new(),
-        started_at: 0,
-        checkpoints: 0,
-        expected: 0,
-        prev: GENESIS.to_owned(),
-        last: None,
-        records: 0,
-        fragments: Vec::new(),
-        torn_skipped: Vec::new(),
-        open_runs: HashMap::new(),
-    };
+    let mut chain = Chain::new(options);
     let mut buf = Vec::new();
     for path in files {
         let path = path.as_ref();
@@ -520,25 +598,8 @@ pub fn verify_files_with<P: AsRef<Path>>(
                 .unwrap_or_default(),
             line: 0,
         });
-    if chain.started_at > 0 && chain.checkpoints == 0 {
-        let seq = chain.started_at;
-        return Ok(chain.report(Verdict::Break(Break {
-            at: end,
-            seq: None,
-            kind: BreakKind::Unanchored { seq },
-        })));
-    }
-    if let Some(missing) = options
-        .expect_heads
-        .iter()
-        .find(|h| !chain.found_heads.contains(*h))
-    {
-        let head = missing.clone();
-        return Ok(chain.report(Verdict::Break(Break {
-            at: end,
-            seq: None,
-            kind: BreakKind::MissingHead { head },
-        })));
+    if let Some(b) = chain.at_end(end) {
+        return Ok(chain.report(Verdict::Break(b)));
     }
     let verdict = match chain.fragments.first() {
         Some((at, unterminated)) => Verdict::Torn {
@@ -548,48 +609,4 @@ pub fn verify_files_with<P: AsRef<Path>>(
         None => Verdict::Ok,
     };
     Ok(chain.report(verdict))
-}
-
-impl VerifyReport {
-    /// The one-line summary `warden audit verify` prints last.
-    pub fn summary(&self) -> String {
-        let incomplete = match self.incomplete_runs.len() {
-            0 => String::new(),
-            1 => "; 1 run has a run_start but no run_end".to_owned(),
-            n => format!("; {n} runs have a run_start but no run_end"),
-        };
-        match &self.verdict {
-            Verdict::Ok if incomplete.is_empty() => {
-                let mut text = format!("ok: {} records, head {}", self.records, self.head);
-                if self.started_at > 0 {
-                    text.push_str(&format!(
-                        " (from seq {}: older records deleted, anchored by a signed checkpoint)",
-                        self.started_at
-                    ));
-                }
-                if self.checkpoints > 0 {
-                    text.push_str(&format!(", {} checkpoint(s)", self.checkpoints));
-                }
-                text
-            }
-            Verdict::Ok => format!(
-                "incomplete: the {} records chain correctly, head {}{incomplete}: their last records were lost (a cut tail, a full disk, a crash), or a run was still going on",
-                self.records, self.head
-            ),
-            Verdict::Torn { at, unterminated } => format!(
-                "torn: {at}: the last {} an incomplete record: a writer stopped mid-line (a crash or a full disk), not an edit; the {} records before it chain correctly, head {}{incomplete}",
-                if *unterminated {
-                    "line is"
-                } else {
-                    "lines hold"
-                },
-                self.records,
-                self.head
-            ),
-            Verdict::Break(b) => format!(
-                "break: {b} (the {} records before it chain correctly)",
-                self.records
-            ),
-        }
-    }
 }

@@ -1,13 +1,16 @@
 //! `warden audit`: verify the chain (with keys, heads and checkpoint files, one host
 //! or a fleet), show and summarize records, make keys and signed checkpoints.
 
-use super::escape::{escape_line, json_text};
+use super::escape::{escape_line, is_disguising, json_text};
 use super::suggest::{logs_or_default, time_arg};
 use super::{CliError, EXIT_NO_INPUT};
 use crate::audit::checkpoint::{self, CheckpointError};
 use crate::audit::query::{Filter, SHOW_HEADER, Summary, show_row};
 use crate::audit::read::{for_each_record, log_set};
-use crate::audit::{VerifyOptions, VerifyReport, verify_files_with};
+use crate::audit::{
+    SignedCheckpoint, UnsignedCheckpointFile, VerifyOptions, VerifyReport, verify_files_with,
+};
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -32,10 +35,12 @@ pub enum AuditCommand {
     /// not a strict record breaks the chain wherever it is. A torn line (a writer
     /// stopped mid-record) is passed over when the next record chains past it and
     /// listed on stderr; a torn last line is reported as torn (exit 1). Every run whose
-    /// `run_start` has no `run_end` is listed and fails verification (exit 1). Every
-    /// `checkpoint` record must match the chain before it; with `--key`, its
-    /// signature must hold, and a set whose oldest files were deleted verifies from a
-    /// signed checkpoint. `--expect-head` and `--checkpoint` detect a cut tail.
+    /// `run_start` has no `run_end`, and every load that never closed, is listed and
+    /// fails verification (exit 1). Every `checkpoint` record must match the chain
+    /// before it. With `--key`, every checkpoint's signature must hold, at least one
+    /// must be signed by the key, and the records after the last one are reported as
+    /// the unsigned tail. `--checkpoint` and `--expect-head` detect a cut or rebuilt
+    /// log.
     Verify(VerifyArgs),
     /// Print the records that match every filter: a table (time, run, plugin, event,
     /// what matters), or with `--json` the records unchanged, byte for byte.
@@ -53,20 +58,29 @@ pub enum AuditCommand {
 /// Arguments of `warden audit verify`.
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
-    /// The public key (PREFIX.pub): every checkpoint's signature must hold for it.
+    /// The public key (PREFIX.pub): every checkpoint's signature must hold for it, at
+    /// least one checkpoint must be signed by it, and the records after the last one
+    /// are reported as the unsigned tail.
     #[arg(long, value_name = "PUB")]
     pub key: Option<PathBuf>,
-    /// A head printed by an earlier verify (or kept from a checkpoint): it must still
-    /// be in the chain. Repeatable.
+    /// A head printed by an earlier verify: it must still be in the chain.
+    /// Repeatable.
     #[arg(long, value_name = "SHA256")]
     pub expect_head: Vec<String>,
-    /// A checkpoint file (`audit checkpoint --out`): its record must still be in the
-    /// chain, and with `--key` its signature must hold. Repeatable.
-    #[arg(long, value_name = "FILE")]
+    /// A checkpoint file (`audit checkpoint --out`), signed by `--key`: its signed
+    /// head and record count must be in the chain at that seq. With `--hosts`, a
+    /// folder of `HOST.checkpoint` files (or one such file), matched to the host
+    /// folders by name. Repeatable.
+    #[arg(long, value_name = "FILE", requires = "key")]
     pub checkpoint: Vec<PathBuf>,
+    /// Verify a set whose first record is not seq 0 (its oldest files deleted) from
+    /// where it starts, when a checkpoint signed by `--key` vouches for it; the output
+    /// names the first seq and that checkpoint.
+    #[arg(long, requires = "key")]
+    pub allow_missing_start: bool,
     /// A fleet: DIR holds one folder per host, each with that host's log set
     /// (`audit.jsonl` and its rotated files, or any `*.jsonl`); each host's chain is
-    /// verified on its own and reported on one line.
+    /// verified on its own and reported on its own lines.
     #[arg(long, value_name = "DIR", conflicts_with = "files")]
     pub hosts: Option<PathBuf>,
     /// The log files, oldest first.
@@ -160,61 +174,148 @@ fn key_error(e: &CheckpointError) -> CliError {
 }
 
 fn verify(args: &VerifyArgs) -> Result<u8, CliError> {
-    let mut options = VerifyOptions {
-        key: args
-            .key
-            .as_deref()
-            .map(checkpoint::read_verifying_key)
-            .transpose()
-            .map_err(|e| key_error(&e))?,
+    let key = args
+        .key
+        .as_deref()
+        .map(checkpoint::read_verifying_key)
+        .transpose()
+        .map_err(|e| key_error(&e))?;
+    let options = VerifyOptions {
+        key,
         expect_heads: args
             .expect_head
             .iter()
             .map(|h| h.to_ascii_lowercase())
             .collect(),
+        checkpoint_files: Vec::new(),
+        allow_missing_start: args.allow_missing_start,
     };
-    for file in &args.checkpoint {
-        let c = checkpoint::read_checkpoint(file).map_err(|e| key_error(&e))?;
-        if let Some(key) = &options.key
-            && !checkpoint::signature_holds(key, &c.head, c.records, &c.ts, &c.signature)
-        {
-            println!(
-                "break: {}: the checkpoint file's signature does not hold for the given key",
-                escape_line(&file.display().to_string())
-            );
+    if let Some(dir) = &args.hosts {
+        let checkpoints = host_checkpoints(&args.checkpoint)?;
+        return verify_fleet(dir, &options, checkpoints);
+    }
+    let mut options = options;
+    match signed_checkpoints(&args.checkpoint, options.key.as_ref()) {
+        Ok(files) => options.checkpoint_files = files,
+        Err(SignedError::Read(e)) => return Err(key_error(&e)),
+        Err(SignedError::Unsigned(e)) => {
+            println!("{}", escape_line(&format!("break: {e}")));
             return Ok(EXIT_BROKEN);
         }
-        options.expect_heads.push(c.line_sha256);
-    }
-    if let Some(dir) = &args.hosts {
-        return verify_fleet(dir, &options);
     }
     let files = logs_or_default(&args.files)?;
     let report = verify_files_with(&files, &options)
-        .map_err(|e| CliError::new(EXIT_NO_INPUT, e.to_string()))?;
+        .map_err(|e| CliError::new(EXIT_NO_INPUT, escape_line(&e.to_string())))?;
     print_report(&report, "");
     Ok(if report.is_ok() { 0 } else { EXIT_BROKEN })
 }
 
+/// Why checkpoint files cannot be used.
+enum SignedError {
+    /// A file cannot be read or is not a checkpoint file (exit 66).
+    Read(CheckpointError),
+    /// A file's signature does not hold for the key (a break, exit 1).
+    Unsigned(UnsignedCheckpointFile),
+}
+
+/// Reads `files` and checks each one's signature with `key`.
+fn signed_checkpoints(
+    files: &[PathBuf],
+    key: Option<&ed25519_dalek::VerifyingKey>,
+) -> Result<Vec<SignedCheckpoint>, SignedError> {
+    let Some(key) = key else {
+        // clap requires `--key` with `--checkpoint`.
+        return Ok(Vec::new());
+    };
+    files
+        .iter()
+        .map(|file| {
+            let c = checkpoint::read_checkpoint(file).map_err(SignedError::Read)?;
+            SignedCheckpoint::verify(file, &c, key).map_err(SignedError::Unsigned)
+        })
+        .collect()
+}
+
+/// Every line of a report, each passed through [`escape_line`] at the print (which
+/// changes nothing already escaped): the one way log text reaches the terminal.
 fn print_report(report: &VerifyReport, prefix: &str) {
     for at in &report.torn_skipped {
         eprintln!(
-            "warden: note: {prefix}{at}: torn line skipped: a writer stopped mid-record there and the next record follows the one before it"
+            "warden: note: {}",
+            escape_line(&format!(
+                "{prefix}{at}: torn line skipped: a writer stopped mid-record there and the next record follows the one before it"
+            ))
         );
     }
     for at in &report.torn_tail {
         eprintln!(
-            "warden: note: {prefix}{at}: torn line at the end of the log: a writer stopped mid-record there"
+            "warden: note: {}",
+            escape_line(&format!(
+                "{prefix}{at}: torn line at the end of the log: a writer stopped mid-record there"
+            ))
         );
     }
     for run in &report.incomplete_runs {
-        println!("{prefix}incomplete run: {run}");
+        println!("{}", escape_line(&format!("{prefix}incomplete run: {run}")));
     }
-    println!("{prefix}{}", report.summary());
+    if let Some(signed) = report.signed_summary() {
+        println!("{}", escape_line(&format!("{prefix}{signed}")));
+    }
+    println!("{}", escape_line(&format!("{prefix}{}", report.summary())));
 }
 
-/// One line per host folder of `dir`; fails when any host's chain fails.
-fn verify_fleet(dir: &Path, options: &VerifyOptions) -> Result<u8, CliError> {
+/// The suffix that names a host's checkpoint file: `HOST.checkpoint`.
+const HOST_CHECKPOINT: &str = ".checkpoint";
+
+/// The checkpoint files given with `--hosts`, by host: each folder's
+/// `HOST.checkpoint` files, and each file named so.
+fn host_checkpoints(paths: &[PathBuf]) -> Result<BTreeMap<String, Vec<PathBuf>>, CliError> {
+    let host_of = |path: &Path| -> Option<String> {
+        let name = path.file_name()?.to_str()?;
+        let host = name.strip_suffix(HOST_CHECKPOINT)?;
+        (!host.is_empty()).then(|| host.to_owned())
+    };
+    let mut by_host: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+    for path in paths {
+        let shown = || escape_line(&path.display().to_string());
+        if path.is_dir() {
+            let entries = std::fs::read_dir(path).map_err(|e| {
+                CliError::new(EXIT_NO_INPUT, format!("cannot read `{}`: {e}", shown()))
+            })?;
+            for entry in entries.filter_map(Result::ok) {
+                let file = entry.path();
+                if let Some(host) = host_of(&file)
+                    && file.is_file()
+                {
+                    by_host.entry(host).or_default().push(file);
+                }
+            }
+        } else if let Some(host) = host_of(path) {
+            by_host.entry(host).or_default().push(path.clone());
+        } else {
+            return Err(CliError::new(
+                2,
+                format!(
+                    "with `--hosts`, `--checkpoint` takes a folder of `HOST.checkpoint` files, or a file named `HOST.checkpoint`, so that each is matched to its host folder: `{}` is neither",
+                    shown()
+                ),
+            ));
+        }
+    }
+    for files in by_host.values_mut() {
+        files.sort();
+    }
+    Ok(by_host)
+}
+
+/// Lines per host folder of `dir`; fails when any host's chain fails, when a host has
+/// no checkpoint file though checkpoints were given, and when a checkpoint file names
+/// a host that has no folder (its logs are missing).
+fn verify_fleet(
+    dir: &Path,
+    options: &VerifyOptions,
+    mut checkpoints: BTreeMap<String, Vec<PathBuf>>,
+) -> Result<u8, CliError> {
     let read_error = |e: std::io::Error| {
         CliError::new(
             EXIT_NO_INPUT,
@@ -239,26 +340,69 @@ fn verify_fleet(dir: &Path, options: &VerifyOptions) -> Result<u8, CliError> {
             ),
         ));
     }
+    let want_checkpoints = !checkpoints.is_empty();
     let mut code = 0;
+    // A failed host's line, escaped: log and file names in it are not ours.
+    let say = |code: &mut u8, line: String| {
+        println!("{}", escape_line(&line));
+        *code = EXIT_BROKEN;
+    };
     for host in hosts {
-        let name = escape_line(&host.file_name().unwrap_or_default().to_string_lossy());
+        let host_name = host
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let name = escape_line(&host_name);
+        let mut host_options = options.clone();
+        match checkpoints.remove(&host_name) {
+            Some(files) => match signed_checkpoints(&files, options.key.as_ref()) {
+                Ok(signed) => host_options.checkpoint_files = signed,
+                Err(SignedError::Read(e)) => {
+                    say(&mut code, format!("{name}: {e}"));
+                    continue;
+                }
+                Err(SignedError::Unsigned(e)) => {
+                    say(&mut code, format!("{name}: break: {e}"));
+                    continue;
+                }
+            },
+            None if want_checkpoints => {
+                say(
+                    &mut code,
+                    format!(
+                        "{name}: break: no checkpoint file for this host: checkpoints were given, and none is named `{name}{HOST_CHECKPOINT}`"
+                    ),
+                );
+                continue;
+            }
+            None => {}
+        }
         let files = host_logs(&host);
         if files.is_empty() {
-            println!("{name}: no log files");
-            code = EXIT_BROKEN;
+            say(&mut code, format!("{name}: no log files"));
             continue;
         }
-        match verify_files_with(&files, options) {
+        match verify_files_with(&files, &host_options) {
             Ok(report) => {
                 print_report(&report, &format!("{name}: "));
                 if !report.is_ok() {
                     code = EXIT_BROKEN;
                 }
             }
-            Err(e) => {
-                println!("{name}: {e}");
-                code = EXIT_BROKEN;
-            }
+            Err(e) => say(&mut code, format!("{name}: {e}")),
+        }
+    }
+    for (host, files) in checkpoints {
+        for file in files {
+            say(
+                &mut code,
+                format!(
+                    "{host}: break: the checkpoint file `{}` names this host, but `{}` has no folder for it: its logs are missing",
+                    file.display(),
+                    dir.display()
+                ),
+            );
         }
     }
     Ok(code)
@@ -311,8 +455,19 @@ fn show(args: &ShowArgs) -> Result<u8, CliError> {
         }
         matched += 1;
         if args.json {
-            // Unchanged: the line as written, so it still hashes to the next `prev`.
-            let _ = writeln!(out, "{}", record.raw);
+            if record.raw.chars().any(|c| c.is_control() || is_disguising(c)) {
+                // warden writes every control and bidirectional character escaped, so
+                // this line was written by someone else: never print it raw.
+                eprintln!(
+                    "warden: note: {}:{}: the record holds raw control or bidirectional characters (warden writes them escaped): printed with them escaped, so this line is no longer the log's byte for byte",
+                    escape_line(&record.file.display().to_string()),
+                    record.line
+                );
+                let _ = writeln!(out, "{}", json_text(&record.value, false));
+            } else {
+                // Unchanged: the line as written, so it still hashes to the next `prev`.
+                let _ = writeln!(out, "{}", record.raw);
+            }
         } else {
             rows.push(show_row(&record));
         }

@@ -546,7 +546,8 @@ impl Warden {
     /// Puts the policy from `source` in force, atomically: loads that start after this
     /// returns decide under it, and plugins loaded under the previous policy refuse to
     /// run ([`HostError::StalePolicy`]) until loaded again. The new policy's
-    /// `policy_loaded` record is written here.
+    /// `policy_loaded` record is written here, under a run id of its own that a
+    /// `run_end` with outcome `unloaded` closes (no plugin ran under it).
     ///
     /// # Errors
     ///
@@ -555,8 +556,12 @@ impl Warden {
     pub fn set_policy(&self, source: PolicySource) -> Result<(), HostError> {
         let state = self.inner.read_policy(&source)?;
         if let Some(log) = &self.inner.audit {
+            // The reload is a load of its own, with no plugin and no run: its
+            // `run_end` (outcome `unloaded`, exit code 0) closes it, so every run id
+            // in the log has exactly one `run_end` and `verify` sees no open load.
             let mut rec = log.run()?;
             rec.policy_loaded(&state.info)?;
+            rec.run_end(&RunEnd::unloaded())?;
             log.sync()?;
         }
         match self.inner.policy_source.lock() {

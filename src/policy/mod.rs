@@ -506,7 +506,9 @@ pub(crate) fn toml_key(name: &str) -> String {
     if bare {
         name.to_owned()
     } else {
-        format!("{:?}", name)
+        // A basic string with every control and bidirectional character escaped:
+        // Rust's `{:?}` writes `\u{1b}`, which is not TOML.
+        crate::escape::toml_string(name)
     }
 }
 

@@ -26,9 +26,16 @@
 //! What was declared but not used is listed in a comment, not granted: enforce mode
 //! will deny it, which the comment says. Only runs under `mode = "audit"` count;
 //! enforce-mode runs carry no evidence of use.
+//!
+//! # Security
+//!
+//! A log is text anyone who can write it chose. Every value taken from it is written
+//! with [`crate::escape::toml_string`] (control and bidirectional characters as
+//! `\uXXXX`), every comment with [`crate::escape::escape_line`]: nothing in a log can
+//! add a key or a table, or reach the terminal raw.
 
 use crate::audit::read::ReadRecord;
-use crate::escape::escape_line;
+use crate::escape::{escape_line, toml_string};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -443,11 +450,6 @@ fn keep(map: &mut BTreeMap<String, Evidence>, value: String, key: &str, source: 
 /// The endpoint a recorded URL (`scheme://host:port/path`) went to.
 fn destination_endpoint(url: &str) -> Option<crate::net::Endpoint> {
     crate::net::Endpoint::parse_allow(crate::net::effects::destination_of(url)?).ok()
-}
-
-/// A TOML string (basic, escaped).
-fn toml_string(s: &str) -> String {
-    toml_edit::Value::from(s).to_string().trim().to_owned()
 }
 
 impl PluginSuggestion {

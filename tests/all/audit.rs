@@ -1250,3 +1250,43 @@ fn a_run_without_run_end_is_incomplete() {
     assert!(matches!(report.verdict, Verdict::Break(_)));
     assert!(report.incomplete_runs.is_empty());
 }
+
+/// A load that wrote its decisions and never closed (no `run_start`, no `run_end`) is
+/// incomplete too: its last records were lost, or warden stopped mid-load.
+#[test]
+fn a_load_that_never_closed_is_incomplete() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    synthetic_log(&path, 1);
+    let log = AuditLog::open(&path, Rotation::Never).unwrap();
+    let mut run = log.run().unwrap();
+    run.policy_loaded(&policy_info()).unwrap();
+    run.plugin_loaded(
+        &PluginInfo::new("synthetic", None, [1; 32]),
+        &serde_json::json!({}),
+    )
+    .unwrap();
+    run.grant(&env_decision("granted")).unwrap();
+    let id = run.run_id().to_owned();
+    drop(run);
+    log.finish().unwrap();
+
+    let report = verify(&[&path]);
+    assert_eq!((report.verdict.clone(), report.records), (Verdict::Ok, 8));
+    assert!(!report.is_ok());
+    let open: Vec<(&str, u64, u64, bool)> = report
+        .incomplete_runs
+        .iter()
+        .map(|r| (r.run_id.as_str(), r.run_start.line, r.seq, r.started))
+        .collect();
+    assert_eq!(open, [(id.as_str(), 6, 5, false)]);
+    let (code, stdout, _) = verify_cli(&path);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "incomplete run: {}:6: seq 5: load {id} has records but neither a run_start nor a run_end",
+            path.display()
+        )),
+        "{stdout}"
+    );
+}

@@ -236,6 +236,40 @@ fn a_policy_reload_makes_plugins_loaded_under_the_old_one_refuse_to_run() {
     site.verify();
 }
 
+/// A reload writes `policy_loaded` under a run id of its own: that id gets its
+/// `run_end` (outcome `unloaded`: no plugin ran under it), like every other.
+#[test]
+fn a_policy_reload_is_a_load_that_closes() {
+    let site = Site::new(READER_POLICY);
+    let warden = site.warden();
+    warden.reload_policy().unwrap();
+    warden
+        .set_policy(PolicySource::Text {
+            name: "inline".into(),
+            text: READER_POLICY.into(),
+        })
+        .unwrap();
+    warden.flush().unwrap();
+    let records = site.records();
+    let loads: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| r["event"] == "policy_loaded")
+        .collect();
+    assert_eq!(loads.len(), 2, "{records:#?}");
+    for load in loads {
+        let ends: Vec<&serde_json::Value> = records
+            .iter()
+            .filter(|r| r["run_id"] == load["run_id"] && r["event"] == "run_end")
+            .collect();
+        assert_eq!(ends.len(), 1, "{records:#?}");
+        assert_eq!(
+            (&ends[0]["outcome"], &ends[0]["exit_code"]),
+            (&serde_json::json!("unloaded"), &serde_json::json!(0))
+        );
+    }
+    site.verify();
+}
+
 #[test]
 fn a_host_keeps_one_engine_per_stack_and_explains_and_inspects_without_records() {
     let site = Site::new(

@@ -18,6 +18,12 @@
 //! - [`escape`]: escape attempts with real plugins against the policy engine's grants;
 //! - [`properties`]: proptest invariants of the intersection over generated policies,
 //!   declarations and directory trees;
+//! - [`checkpoints`]: what a key and checkpoint files vouch for against a forger who
+//!   can write the log: a chain rebuilt from seq 0, a log cut up to its newest
+//!   checkpoint, a checkpoint file's unsigned fields, a checkpoint per host, the
+//!   unsigned tail;
+//! - [`hostile_logs`]: `audit verify`, `show`, `summary` and `policy suggest` on logs
+//!   whose text paints the terminal: nothing raw reaches it, TOML values round-trip;
 //! - [`reviewer_loop`]: `who`, one `run_end` per run id, `audit show` filters,
 //!   `audit summary` against a hand count, checkpoints against a cut tail and a
 //!   rebuilt chain, a rotated set missing its oldest file, a fleet;
@@ -30,12 +36,14 @@
 mod admin_loop;
 mod audit;
 mod blocking;
+mod checkpoints;
 mod cli;
 mod common;
 mod escape;
 mod fuzz_inputs;
 mod host;
 mod hostile;
+mod hostile_logs;
 mod network;
 mod plugins;
 mod policy;

@@ -427,7 +427,12 @@ fn a_cut_tail_fails_expect_head_and_checkpoint() {
     std::fs::write(&log, lines[..at].join("\n") + "\n").unwrap();
     let (code, said) = verify(d, &["--key", &public, "--checkpoint", &cp, &log]);
     assert_eq!(code, Some(1), "{said}");
-    assert!(said.contains("was expected is not in the chain"), "{said}");
+    assert!(
+        said.contains(&format!(
+            "before the checkpoint at seq {at} that the checkpoint file"
+        )),
+        "{said}"
+    );
 }
 
 /// Re-chains `lines` as a forger would: every `seq` and `prev` recomputed; when
@@ -568,9 +573,20 @@ fn a_rotated_set_with_its_oldest_file_deleted_verifies_from_its_first_checkpoint
     let mut with_key = vec!["--key", public.as_str()];
     with_key.extend(&rest);
     let (code, said) = verify(d, &with_key);
+    assert_eq!(
+        code,
+        Some(1),
+        "a missing start is accepted only when asked: {said}"
+    );
+    assert!(said.contains("--allow-missing-start"), "{said}");
+    with_key.insert(0, "--allow-missing-start");
+    let (code, said) = verify(d, &with_key);
     assert_eq!(code, Some(0), "{said}");
     assert!(
-        said.contains("(from seq 3: older records deleted, anchored by a signed checkpoint)"),
+        said.contains(&format!(
+            "(from seq 3: the records before it are missing, as allowed; the signed checkpoint at seq 6 ({}:4) vouches for the start)",
+            names[1]
+        )),
         "{said}"
     );
 }
@@ -699,14 +715,26 @@ fn size_rotation_keeps_its_bound_and_the_kept_set_verifies_from_a_checkpoint() {
     );
     let out = crate::cli::warden_command()
         .env("WARDEN_AUDIT_LOG", &log)
-        .args(["audit", "verify", "--key", &public])
+        .args(["audit", "verify", "--key", &public, "--allow-missing-start"])
         .output()
         .unwrap();
     let said = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{said}");
     assert!(
-        said.contains("older records deleted, anchored by a signed checkpoint"),
+        said.contains(
+            "the records before it are missing, as allowed; the signed checkpoint at seq"
+        ),
         "{said}"
+    );
+    let out = crate::cli::warden_command()
+        .env("WARDEN_AUDIT_LOG", &log)
+        .args(["audit", "verify", "--key", &public])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "with the key alone, a missing start is a break"
     );
     let out = crate::cli::warden_command()
         .env("WARDEN_AUDIT_LOG", &log)
