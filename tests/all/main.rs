@@ -18,6 +18,10 @@
 //! - [`escape`]: escape attempts with real plugins against the policy engine's grants;
 //! - [`properties`]: proptest invariants of the intersection over generated policies,
 //!   declarations and directory trees;
+//! - [`redaction`]: granted values out of every record, `--json` and `-v` (URLs in
+//!   every form, errors, paths); requests that sleeps cannot push out of the log; the
+//!   checks an effect record claims; [`redaction_property`]: the same over every
+//!   record kind, for generated values;
 //! - [`reviewer_loop`]: `who`, one `run_end` per run id, `audit show` filters,
 //!   `audit summary` against a hand count, checkpoints against a cut tail and a
 //!   rebuilt chain, a rotated set missing its oldest file, a fleet;
@@ -41,6 +45,8 @@ mod plugins;
 mod policy;
 mod properties;
 mod races;
+mod redaction;
+mod redaction_property;
 mod reviewer_loop;
 mod run_audit;
 mod runtime_deny;
