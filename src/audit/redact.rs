@@ -25,6 +25,10 @@
 //!   before the `...[cut]` mark that [`crate::escape::cut`] leaves (after any
 //!   replacement character or half of a `%XX` escape the cut left behind).
 //!
+//! A string that is exactly one of warden's own words (an outcome, a capability, a
+//! WASI call, a mode: see `is_vocabulary`) is left as it is, whatever the granted
+//! values, so that the log stays readable by its tools.
+//!
 //! Matches are found in one pass per value form (Knuth-Morris-Pratt, linear in the
 //! string), overlapping matches are merged and named after the longest value, and a
 //! string in which more than [`MAX_REDACTIONS`] places were redacted is cut after the
@@ -82,6 +86,76 @@ const MAX_MARKER: usize = "<redacted:>".len() + MAX_MARKER_NAME;
 /// Most bytes redaction adds to one string: [`MAX_REDACTIONS`] markers, one more for
 /// the place where the string is cut, and the cut mark.
 pub const MAX_GROWTH: usize = (MAX_REDACTIONS + 1) * MAX_MARKER + CUT_MARK.len();
+
+/// Whole strings that are warden's own words in records: enum values, effect kinds,
+/// limits, errno and WASI call names, streams, modes, checks, built-in rules. A string
+/// that is exactly one of them is left as it is, so that a granted value such as
+/// `audit`, `read` or `http` cannot turn `"mode":"audit"` or `"capability":"fs_read"`
+/// into something the log's readers (`audit summary`, `policy suggest`) no longer
+/// understand. A plugin can at most make a string *equal* one of these public words;
+/// any other string that holds one is redacted as usual. A word missing here is only
+/// redacted like any other string: less readable, never a leak.
+fn is_vocabulary(text: &str) -> bool {
+    const WORDS: &[&str] = &[
+        // Capabilities, decision and run outcomes.
+        "fs_read",
+        "fs_write",
+        "env",
+        "stdio",
+        "net",
+        "granted",
+        "denied",
+        "would_deny",
+        "success",
+        "plugin_error",
+        "trap",
+        "limit",
+        "refused",
+        "abi_violation",
+        "rejected",
+        "unloaded",
+        "performed",
+        "failed",
+        // Effects, their limits and checks; limits of a call.
+        "http_get",
+        "http_post",
+        "sleep",
+        "max_requests",
+        "max_response",
+        "request_timeout",
+        "url",
+        "address",
+        "fuel",
+        "memory",
+        "table",
+        "stack",
+        "timeout",
+        "output",
+        // Streams, errnos, modes, protocols, the rule of no rule.
+        "stdin",
+        "stdout",
+        "stderr",
+        "ACCES",
+        "PERM",
+        "ROFS",
+        "NOTCAPABLE",
+        "enforce",
+        "audit",
+        "http",
+        "https",
+        "tcp",
+        "none",
+        // Built-in rules.
+        "builtin.max_requests",
+        "builtin.protected",
+        "builtin.system",
+        "builtin.net.url",
+        "builtin.net.scheme",
+        "builtin.net.undeclared",
+        "builtin.net.non_global",
+    ];
+    WORDS.contains(&text) || crate::runtime::shadow::SHADOWED.contains(&text)
+}
 
 /// One form of one value, as a search pattern.
 struct Pattern {
@@ -199,7 +273,7 @@ impl Redactor {
     /// `text` with every granted value, and every derived form of one (see the
     /// module documentation), replaced by `<redacted:NAME>`.
     pub fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
-        if self.is_empty() || text.len() < MIN_REDACTED_LEN {
+        if self.is_empty() || text.len() < MIN_REDACTED_LEN || is_vocabulary(text) {
             return Cow::Borrowed(text);
         }
         let mut spans = Vec::new();
@@ -660,6 +734,16 @@ mod tests {
             r.redact("-aBcD-fGhIjK"),
             "-<redacted:SHORT>-<redacted:TAIL>"
         );
+    }
+
+    #[test]
+    fn warden_words_are_kept_whole_but_not_inside_other_strings() {
+        let r = Redactor::new([("MODE", "audit"), ("WHAT", "read"), ("P", "path_open")]);
+        assert_eq!(r.redact("audit"), "audit");
+        assert_eq!(r.redact("fs_read"), "fs_read");
+        assert_eq!(r.redact("path_open"), "path_open");
+        assert_eq!(r.redact("/data/audit"), "/data/<redacted:MODE>");
+        assert_eq!(r.redact("fs_read "), "fs_<redacted:WHAT> ");
     }
 
     #[test]
