@@ -66,17 +66,28 @@ impl Preopen {
     }
 }
 
-/// Shortest variable value [`Sandbox::redact`] redacts, in bytes.
-pub const MIN_REDACTED_LEN: usize = 4;
-
 /// Everything a plugin may touch during a call.
-#[derive(Debug, Default)]
+///
+/// Its `Debug` names the granted variables, never their values.
+#[derive(Default)]
 pub struct Sandbox {
     preopens: Vec<Preopen>,
     env: Vec<(String, String)>,
     stdio: StdioGrant,
     net: crate::net::NetAccess,
     track_access: bool,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("preopens", &self.preopens)
+            .field("env", &self.env_names().collect::<Vec<_>>())
+            .field("stdio", &self.stdio)
+            .field("net", &self.net)
+            .field("track_access", &self.track_access)
+            .finish()
+    }
 }
 
 impl Sandbox {
@@ -169,33 +180,6 @@ impl Sandbox {
     /// The network access: granted declarations and the checks every request meets.
     pub fn net(&self) -> &crate::net::NetAccess {
         &self.net
-    }
-
-    /// `text` with the value of every granted variable replaced by `<redacted:NAME>`
-    /// (longest values first; values shorter than [`MIN_REDACTED_LEN`] bytes are left,
-    /// as they would redact ordinary words).
-    ///
-    /// # Security
-    ///
-    /// A plugin that was granted a variable knows its value and can put it in any
-    /// string warden records about it (a path it asks to open, for one). Every such
-    /// string goes through this before it reaches a record or a report, so the audit
-    /// log never holds a value (`AUDIT.md`, promise 5).
-    pub fn redact<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
-        let mut secrets: Vec<&(String, String)> = self
-            .env
-            .iter()
-            .filter(|(_, value)| value.len() >= MIN_REDACTED_LEN && text.contains(value.as_str()))
-            .collect();
-        if secrets.is_empty() {
-            return std::borrow::Cow::Borrowed(text);
-        }
-        secrets.sort_by_key(|(_, value)| std::cmp::Reverse(value.len()));
-        let mut out = text.to_owned();
-        for (name, value) in secrets {
-            out = out.replace(value.as_str(), &format!("<redacted:{name}>"));
-        }
-        std::borrow::Cow::Owned(out)
     }
 
     /// Adds the directories and environment to a fresh WASI context builder.

@@ -10,7 +10,8 @@
 //! # Security
 //!
 //! Plugin-controlled strings (names, declared paths, paths a plugin passed to WASI,
-//! error messages) reach the log only through [`to_string`].
+//! error messages) reach the log only through [`to_string`], which a run's records
+//! reach through `super::redact::to_json` (the run's granted values redacted first).
 
 use serde::Serialize;
 use std::io::{self, Write};
@@ -29,7 +30,8 @@ fn must_escape(c: char) -> bool {
     crate::escape::is_disguising(c)
 }
 
-struct SafeFormatter;
+/// serde_json's compact formatter with the extra escapes of this module.
+pub(crate) struct SafeFormatter;
 
 impl serde_json::ser::Formatter for SafeFormatter {
     fn write_string_fragment<W: ?Sized + Write>(

@@ -3,7 +3,9 @@
 //!
 //! The layer stamps `ts` (the moment of the event) and frames
 //! `"event":…,"run_id":…` and the record's other fields; the writer adds `seq` and
-//! `prev` when it appends (see `super::chain`). Every other event and every span is
+//! `prev` when it appends (see `super::chain`). The other fields arrive as JSON that
+//! `super::log::AuditRun` made through the run's redactor (`super::redact`), the one
+//! way a run's record is serialized; `event`, `run_id` and `ts` are warden's own. Every other event and every span is
 //! of no interest to the layer (`Interest::never`), so the `tracing` instrumentation
 //! elsewhere (wasmtime-wasi's, for one) costs nothing here.
 

@@ -2,6 +2,8 @@
 //!
 //! - [`record`]: the schema: common fields, events, their fields;
 //! - `json`: JSON text that no plugin-controlled string can break or disguise;
+//! - [`redact`]: the run's granted values taken out of every string of every record
+//!   (the one choke point), and of what `warden run` prints from them;
 //! - [`chain`]: `seq` and `prev` (SHA-256 of the previous line), the chain head read
 //!   back from a file;
 //! - [`writer`]: lock, read head, append, unlock; rotation;
@@ -32,7 +34,8 @@
 //! appends under an exclusive `flock` after reading the chain head from the file;
 //! failures are reported to the caller, who must not run a plugin then; env values,
 //! file contents, plugin output and (unless `log_args`) args are never given to the
-//! log; strings are written by `json`.
+//! log; every string of a run's records passes the run's [`Redactor`] and is written
+//! by `json`.
 
 pub mod chain;
 pub mod checkpoint;
@@ -43,18 +46,20 @@ mod log;
 pub mod query;
 pub mod read;
 pub mod record;
+pub mod redact;
 pub mod verify;
 pub mod writer;
 
 pub use error::{AuditError, EXIT_AUDIT};
 pub use layer::AUDIT_TARGET;
 pub use log::{
-    AuditLog, AuditRun, CLOSING_RESERVE, MAX_ERROR_TEXT, MAX_LOGGED_DENIALS, MAX_RECORD_BYTES,
-    RunStart, SYNC_TIMEOUT,
+    AuditLog, AuditRun, CLOSING_RESERVE, MAX_ERROR_TEXT, MAX_LOGGED_DENIALS, MAX_LOGGED_SLEEPS,
+    MAX_RECORD_BYTES, RunStart, SYNC_TIMEOUT,
 };
 pub use record::{
     Event, GENESIS, LimitsRecord, PluginInfo, PolicyInfo, RunEnd, RunOutcome, SCHEMA_VERSION,
 };
+pub use redact::Redactor;
 pub use verify::{
     Break, BreakKind, CheckpointAt, CheckpointFileProblem, IncompleteRun, Location,
     SignedCheckpoint, UnsignedCheckpointFile, UnsignedTail, Verdict, VerifyError, VerifyOptions,

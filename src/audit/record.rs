@@ -92,6 +92,10 @@ impl std::fmt::Display for Event {
     }
 }
 
+/// Longest plugin version the `plugin` object keeps, in bytes; longer ones are cut
+/// and marked.
+pub const MAX_RECORDED_VERSION: usize = 64;
+
 /// The `plugin` object: which module.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PluginInfo {
@@ -119,11 +123,12 @@ impl PluginInfo {
         }
     }
 
-    /// A plugin whose manifest was read.
+    /// A plugin whose manifest was read. Its version is cut at
+    /// [`MAX_RECORDED_VERSION`] bytes: it is on every record of the run.
     pub fn new(name: impl Into<String>, version: Option<String>, sha256: [u8; 32]) -> Self {
         PluginInfo {
             name: Some(name.into()),
-            version,
+            version: version.map(|v| crate::escape::cut(&v, MAX_RECORDED_VERSION).into_owned()),
             sha256: hex::encode(sha256),
             path: None,
         }
@@ -335,14 +340,21 @@ pub struct RunEnd {
     /// [`crate::runtime::shadow::MAX_RUNTIME_DENIALS`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime_denials_dropped: Option<u64>,
-    /// Effects beyond those recorded one by one (see
-    /// [`crate::audit::log::MAX_LOGGED_EFFECTS`]).
+    /// Requests not recorded one by one: only when the run's closing records would
+    /// not fit the room reserved for them ([`crate::audit::CLOSING_RESERVE`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub effects_dropped: Option<u64>,
     /// Audit mode: uses beyond those recorded one by one (see
     /// [`crate::audit::log::MAX_LOGGED_ACCESSES`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accesses_dropped: Option<u64>,
+    /// `Sleep` effects of the call, all of them (only the first
+    /// [`crate::audit::MAX_LOGGED_SLEEPS`] have a record of their own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sleeps: Option<u64>,
+    /// What those sleeps asked for in all, milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slept_ms: Option<u64>,
 }
 
 impl RunEnd {
@@ -377,6 +389,8 @@ impl RunEnd {
             runtime_denials_dropped: None,
             effects_dropped: None,
             accesses_dropped: None,
+            sleeps: None,
+            slept_ms: None,
         }
     }
 }

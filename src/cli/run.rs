@@ -1,11 +1,20 @@
 //! `warden run`: arguments, output and exit codes around [`crate::host::Warden`], which
 //! owns the pipeline (load, decide, sandbox, audit, run).
+//!
+//! # Security
+//!
+//! Whatever this prints from a record (a decision, a runtime denial, an effect, the
+//! error that ended the call) it prints from the JSON the run's redactor makes of it
+//! ([`Redactor::to_value`], the serializer of the audit log itself), so `-v` and
+//! `--json` show exactly the redacted strings the log holds, never a granted value
+//! (see `crate::audit::redact`). Only the plugin's own output and result are its
+//! own, printed escaped but as they are.
 
 use super::CliError;
 use super::escape::{escape_line, escape_text, json_text};
 use super::policy::{AUDIT_WARNING, host_failure, warden_builder};
 use crate::abi::ExecuteResult;
-use crate::audit::Rotation;
+use crate::audit::{Redactor, Rotation};
 use crate::grant::{Decision, Decisions, Outcome};
 use crate::host::{EXIT_REFUSED, Loaded, Plugin, Warden};
 use crate::policy::Mode;
@@ -102,9 +111,15 @@ fn load_and_run(args: &RunArgs, warden: &Warden) -> Result<u8, CliError> {
     let plugin = match warden.load(&args.plugin).map_err(|e| host_failure(&e))? {
         Loaded::Ready(plugin) => plugin,
         Loaded::Refused(refused) => {
+            // The reason is redacted as its `run_end` is.
             let message = escape_line(refused.reason());
             if args.json {
-                print_refusal_json(&message, refused.decisions(), refused.run_id());
+                print_refusal_json(
+                    &message,
+                    refused.decisions(),
+                    refused.run_id(),
+                    refused.redactor(),
+                );
                 return Ok(EXIT_REFUSED);
             }
             let see = refused
@@ -136,7 +151,7 @@ fn load_and_run(args: &RunArgs, warden: &Warden) -> Result<u8, CliError> {
         Ok(ExecuteResult::Error(e)) => {
             eprintln!(
                 "{}: {}",
-                escape_line(&plugin.manifest().command.name),
+                escape_line(&plugin.redactor().redact(&plugin.manifest().command.name)),
                 escape_text(&e.message)
             );
             Ok(code)
@@ -147,7 +162,7 @@ fn load_and_run(args: &RunArgs, warden: &Warden) -> Result<u8, CliError> {
             format!(
                 "{}: {}",
                 escape_line(&args.plugin.display().to_string()),
-                escape_line(&e.to_string())
+                escape_line(&plugin.redactor().redact(&e.to_string()))
             ),
         )),
     };
@@ -215,39 +230,51 @@ fn denial_notice(report: &RunReport, plugin: &Plugin, verbose: bool) -> Vec<Stri
         if verbose { "" } else { " (-v lists them)" }
     )];
     if verbose {
+        let r = plugin.redactor();
+        let text = |v: &serde_json::Value, key: &str| {
+            escape_line(v.get(key).and_then(serde_json::Value::as_str).unwrap_or(""))
+        };
         for d in &denied {
+            let v = shown(r, *d);
             lines.push(format!(
                 "warden:   {} {} {} by `{}`: {}",
                 d.outcome().as_str(),
                 d.capability().as_str(),
-                escape_line(d.request()),
-                escape_line(d.rule()),
-                escape_line(d.reason())
+                text(&v, "request"),
+                text(&v, "rule"),
+                text(&v, "reason")
             ));
         }
-        for r in &report.runtime_denials.recorded {
+        for deny in &report.runtime_denials.recorded {
+            let v = shown(r, deny);
             lines.push(format!(
                 "warden:   refused {} `{}` ({:?}){}",
-                r.call,
-                escape_line(&r.path),
-                r.errno,
-                r.preopen
-                    .as_deref()
-                    .map(|p| format!(" under {}", escape_line(p)))
-                    .unwrap_or_default()
+                deny.call,
+                text(&v, "path"),
+                deny.errno,
+                match v.get("preopen").and_then(serde_json::Value::as_str) {
+                    Some(p) => format!(" under {}", escape_line(p)),
+                    None => String::new(),
+                }
             ));
         }
         for e in &requests {
+            let v = shown(r, *e);
             lines.push(format!(
                 "warden:   refused {} {} by `{}`: {}",
                 e.kind,
-                escape_line(e.url.as_deref().unwrap_or("")),
-                escape_line(&e.rule),
-                escape_line(e.reason.as_deref().unwrap_or(""))
+                text(&v, "url"),
+                text(&v, "rule"),
+                text(&v, "reason")
             ));
         }
     }
     lines
+}
+
+/// `value` as the run's records hold it: JSON with every string redacted.
+fn shown<T: serde::Serialize + ?Sized>(redactor: &Redactor, value: &T) -> serde_json::Value {
+    redactor.to_value(value).unwrap_or(serde_json::Value::Null)
 }
 
 fn print_streams(report: &RunReport) {
@@ -272,14 +299,19 @@ fn grants_and_denials(decisions: &Decisions) -> (Vec<&Decision>, Vec<&Decision>)
         .partition(|d| d.outcome() == Outcome::Granted)
 }
 
-fn print_refusal_json(message: &str, decisions: &Decisions, run_id: Option<&str>) {
+fn print_refusal_json(
+    message: &str,
+    decisions: &Decisions,
+    run_id: Option<&str>,
+    redactor: &Redactor,
+) {
     let (grants, denials) = grants_and_denials(decisions);
     let value = serde_json::json!({
         "outcome": "refused",
         "output": message,
         "exit_code": EXIT_REFUSED,
-        "grants": grants,
-        "denials": denials,
+        "grants": shown(redactor, &grants),
+        "denials": shown(redactor, &denials),
         "runtime_denials": [],
         "effects": [],
         "fuel_consumed": 0,
@@ -290,14 +322,19 @@ fn print_refusal_json(message: &str, decisions: &Decisions, run_id: Option<&str>
 }
 
 fn print_json(report: &RunReport, code: u8, plugin: &Plugin) {
+    let r = plugin.redactor();
     let (grants, denials) = grants_and_denials(plugin.decisions());
+    // The plugin's own result is its output; warden's error is `run_end.error`.
     let (outcome, output) = match &report.result {
         Ok(ExecuteResult::Success(text)) => ("success", serde_json::Value::from(text.as_str())),
         Ok(ExecuteResult::Error(e)) => {
             ("plugin_error", serde_json::Value::from(e.message.as_str()))
         }
         Ok(ExecuteResult::Effect(_)) => ("refused", serde_json::Value::Null),
-        Err(e) => (e.outcome(), serde_json::Value::from(e.to_string())),
+        Err(e) => (
+            e.outcome(),
+            serde_json::Value::from(r.redact(&e.to_string()).into_owned()),
+        ),
     };
     let value = serde_json::json!({
         "outcome": outcome,
@@ -305,11 +342,11 @@ fn print_json(report: &RunReport, code: u8, plugin: &Plugin) {
         "exit_code": code,
         "stdout": String::from_utf8_lossy(&report.stdout),
         "stderr": String::from_utf8_lossy(&report.stderr),
-        "grants": grants,
-        "denials": denials,
-        "runtime_denials": report.runtime_denials.recorded,
+        "grants": shown(r, &grants),
+        "denials": shown(r, &denials),
+        "runtime_denials": shown(r, &report.runtime_denials.recorded),
         "runtime_denials_dropped": report.runtime_denials.dropped,
-        "effects": report.effects,
+        "effects": shown(r, &report.effects),
         "fuel_consumed": report.fuel_consumed,
         "duration_ms": report.duration.as_secs_f64() * 1000.0,
         "run_id": plugin.load_id(),

@@ -2,8 +2,8 @@
 
 use super::{HostError, Inner, PolicyState, Warden};
 use crate::abi::PluginManifest;
-use crate::audit::{AuditRun, PluginInfo, RunEnd, RunStart};
-use crate::grant::{Decisions, Outcome, decide};
+use crate::audit::{AuditRun, PluginInfo, Redactor, RunEnd, RunStart};
+use crate::grant::{Decisions, GrantKind, Outcome, decide};
 use crate::runtime::{PluginInstance, RunReport, RuntimeError};
 use crate::sandbox::Sandbox;
 use sha2::{Digest, Sha256};
@@ -120,6 +120,7 @@ pub struct Refused {
     decisions: Decisions,
     reason: String,
     run_id: Option<String>,
+    redactor: Arc<Redactor>,
 }
 
 impl Refused {
@@ -133,9 +134,16 @@ impl Refused {
         &self.decisions
     }
 
-    /// Why it may not run (plugin text in it is not escaped: escape it for a terminal).
+    /// Why it may not run, with the granted values redacted as in its records
+    /// (plugin text in it is not escaped: escape it for a terminal).
     pub fn reason(&self) -> &str {
         &self.reason
+    }
+
+    /// The redactor of the granted values, which the load's records passed: print
+    /// record-bound values (the decisions) through it ([`Redactor::to_value`]).
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
     }
 
     /// The `run_id` of the load's records (with its `run_end`), when the host audits.
@@ -159,6 +167,8 @@ struct PluginInner {
     path: Option<PathBuf>,
     info: PluginInfo,
     policy: Arc<PolicyState>,
+    /// The granted values, redacted from every record of the load and its runs.
+    redactor: Arc<Redactor>,
     /// The `run_id` of the load's records.
     load_id: String,
     /// Whether a run has taken the load's `run_id` (the first run does).
@@ -175,6 +185,7 @@ impl Drop for PluginInner {
         }
         if let Some(log) = &self.host.audit {
             let mut rec = log.run_with_id(self.load_id.clone());
+            rec.set_redactor(Arc::clone(&self.redactor));
             let ended = rec
                 .set_policy(&self.policy.info)
                 .and_then(|()| rec.set_plugin(&self.info))
@@ -222,6 +233,14 @@ impl Plugin {
         &self.inner.load_id
     }
 
+    /// The redactor of its granted values: every record of its load and runs passed
+    /// it, and whatever prints a record-bound value of it (its decisions, a report's
+    /// runtime denials, effects and error) prints it through this one
+    /// ([`Redactor::to_value`], [`Redactor::redact`]), as `warden run` does.
+    pub fn redactor(&self) -> &Redactor {
+        &self.inner.redactor
+    }
+
     /// The underlying instance (lower level: running it directly bypasses the audit
     /// log).
     pub fn instance(&self) -> &PluginInstance {
@@ -255,6 +274,7 @@ impl Plugin {
         } else {
             log.run()?
         };
+        rec.set_redactor(Arc::clone(&inner.redactor));
         rec.set_policy(&inner.policy.info)?;
         rec.set_plugin(&inner.info)?;
         if !Arc::ptr_eq(&current, &inner.policy) {
@@ -286,6 +306,17 @@ impl Plugin {
             current: current.policy.sha256_hex(),
         }
     }
+}
+
+/// The redactor of the variables `decisions` grant (name, value).
+fn redactor_of(decisions: &Decisions) -> Arc<Redactor> {
+    let vars = decisions.grants().flat_map(|grant| match grant.kind() {
+        GrantKind::Env(vars) => vars.as_slice(),
+        _ => &[],
+    });
+    Arc::new(Redactor::new(
+        vars.map(|(name, value)| (name.as_str(), value.as_str())),
+    ))
 }
 
 /// What [`Warden::explain`] says about a plugin: its manifest and the decisions a load
@@ -384,7 +415,9 @@ impl Warden {
             sha256,
         )
         .with_path(path.as_deref());
-        rec.with(|r| r.plugin_loaded(&info, &loaded.manifest.capabilities))?;
+        // Decided before anything the plugin chose is recorded: its name and version
+        // are on every record from `plugin_loaded` on, and pass the redactor of the
+        // values these decisions grant.
         let decisions = decide(
             &loaded.manifest.capabilities,
             &loaded.manifest.command.name,
@@ -392,6 +425,11 @@ impl Warden {
             &policy.policy,
             &inner.host,
         );
+        let redactor = redactor_of(&decisions);
+        rec.with(|r| {
+            r.set_redactor(Arc::clone(&redactor));
+            r.plugin_loaded(&info, &loaded.manifest.capabilities)
+        })?;
         for decision in decisions.items() {
             rec.with(|r| {
                 if decision.outcome() == Outcome::Granted {
@@ -415,8 +453,9 @@ impl Warden {
             return Ok(Loaded::Refused(Box::new(Refused {
                 manifest: loaded.manifest,
                 decisions,
-                reason,
+                reason: redactor.redact(&reason).into_owned(),
                 run_id: rec.id(),
+                redactor,
             })));
         }
         let limits = decisions.limits().clone();
@@ -441,6 +480,7 @@ impl Warden {
                 path,
                 info,
                 policy,
+                redactor,
                 load_id,
                 load_id_taken: AtomicBool::new(false),
             }),

@@ -15,8 +15,11 @@
 //! deadline; read at most `max_response` bytes, and never more than the plugin's
 //! memory ceiling could take (a `Content-Length` past it is refused unread); hand
 //! the answer over encoded straight from those bytes. Records carry no query (unless
-//! `log_args`), no body and no header value, and every string the plugin chose has
-//! the values of its granted variables redacted.
+//! `log_args`), no body and no header value; each says which of the per-request
+//! checks the request passed (`checked`), so no record implies a check that did not
+//! run. The strings the plugin chose are kept as they are here, cut to their caps:
+//! the audit layer redacts the values of its granted variables from every record
+//! (`crate::audit::redact`).
 
 use super::client::{self, Failure, Outgoing};
 use super::gate::{NetAccess, RULE_URL, record_url};
@@ -28,6 +31,27 @@ use std::time::{Duration, Instant};
 /// Longest URL a record keeps, in bytes; longer ones are cut and marked.
 pub const MAX_RECORDED_URL: usize = 2048;
 
+/// Longest `reason` a record keeps, in bytes; longer ones are cut and marked.
+pub const MAX_RECORDED_REASON: usize = 512;
+
+/// Most header names `dropped_headers` keeps (each distinct, cut at
+/// [`MAX_RECORDED_HEADER`] bytes); more are marked by a last `...[cut]`.
+pub const MAX_DROPPED_HEADERS: usize = 4;
+
+/// Longest header name `dropped_headers` keeps, in bytes.
+pub const MAX_RECORDED_HEADER: usize = 32;
+
+/// `kind` of a `Sleep` effect's record.
+pub const KIND_SLEEP: &str = "sleep";
+
+/// In `checked`: the request passed the URL check ([`NetAccess::check_url`]: scheme,
+/// host and port declared, granted and allowed, no deny entry).
+pub const CHECK_URL: &str = "url";
+
+/// In `checked`: every address of the request passed the address check
+/// ([`NetAccess::check_addresses`]), and the request was sent or about to be.
+pub const CHECK_ADDRESS: &str = "address";
+
 /// `outcome` of an `effect` record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -36,7 +60,8 @@ pub enum EffectOutcome {
     Performed,
     /// A check refused it; nothing was sent.
     Denied,
-    /// It passed the checks but did not complete (connection, TLS, a limit).
+    /// It did not complete (resolution, connection, TLS, a limit, the call's
+    /// deadline): `checked` says which checks it had passed by then.
     Failed,
 }
 
@@ -73,6 +98,10 @@ pub struct EffectRecord {
     pub duration_ms: f64,
     /// The rule that let it through or refused it.
     pub rule: String,
+    /// For requests: the per-request checks it passed, in order ([`CHECK_URL`], then
+    /// [`CHECK_ADDRESS`]); a check that refused it or never ran is not listed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checked: Option<Vec<&'static str>>,
     /// What happened.
     pub outcome: EffectOutcome,
     /// Why (for denied and failed effects).
@@ -102,12 +131,18 @@ impl EffectRecord {
             bytes_in: 0,
             duration_ms: 0.0,
             rule: crate::grant::NO_RULE.into(),
+            checked: (kind != KIND_SLEEP).then(Vec::new),
             outcome: EffectOutcome::Performed,
             reason: None,
             limit: None,
             dropped_headers: Vec::new(),
             sleep_ms: None,
         }
+    }
+
+    /// Whether the request passed `check` ([`CHECK_URL`], [`CHECK_ADDRESS`]).
+    pub fn passed(&self, check: &str) -> bool {
+        self.checked.as_ref().is_some_and(|c| c.contains(&check))
     }
 
     /// The destination as tables show it (`https://host:443`), or the kind.
@@ -143,24 +178,17 @@ pub enum Answer {
 pub struct EffectRunner<'a> {
     access: &'a NetAccess,
     limits: &'a Limits,
-    redact: &'a dyn Fn(&str) -> String,
     requests: u32,
     /// Every effect of the call so far, in order.
     pub records: Vec<EffectRecord>,
 }
 
 impl<'a> EffectRunner<'a> {
-    /// A runner for one call: `redact` replaces granted variables' values in the
-    /// strings the plugin chose.
-    pub fn new(
-        access: &'a NetAccess,
-        limits: &'a Limits,
-        redact: &'a dyn Fn(&str) -> String,
-    ) -> EffectRunner<'a> {
+    /// A runner for one call.
+    pub fn new(access: &'a NetAccess, limits: &'a Limits) -> EffectRunner<'a> {
         EffectRunner {
             access,
             limits,
-            redact,
             requests: 0,
             records: Vec::new(),
         }
@@ -196,7 +224,7 @@ impl<'a> EffectRunner<'a> {
         };
         record.duration_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
         if let Some(reason) = &record.reason {
-            record.reason = Some((self.redact)(reason));
+            record.reason = Some(crate::escape::cut(reason, MAX_RECORDED_REASON).into_owned());
         }
         tracing::info!(
             kind = record.kind,
@@ -237,7 +265,7 @@ impl<'a> EffectRunner<'a> {
         let target = self.access.check_url(raw_url);
         let shown =
             record_url(raw_url, self.access.log_query).unwrap_or_else(|| raw_url.to_owned());
-        record.url = Some((self.redact)(&crate::escape::cut(&shown, MAX_RECORDED_URL)));
+        record.url = Some(crate::escape::cut(&shown, MAX_RECORDED_URL).into_owned());
         if self.requests > self.limits.max_requests {
             record.limit = Some("max_requests");
             let max = self.limits.max_requests;
@@ -254,6 +282,7 @@ impl<'a> EffectRunner<'a> {
             Err(refused) => return deny(record, &refused.rule, refused.reason),
         };
         record.rule = target.rule.clone();
+        record.checked = Some(vec![CHECK_URL]);
         let mut outgoing_headers: Vec<(&str, &str)> = Vec::new();
         if let Some(ct) = content_type
             && !headers
@@ -264,9 +293,7 @@ impl<'a> EffectRunner<'a> {
         }
         for (name, value) in headers {
             if client::is_connection_header(name) {
-                record
-                    .dropped_headers
-                    .push((self.redact)(&crate::escape::cut(name, 256)));
+                note_dropped(&mut record.dropped_headers, name);
                 continue;
             }
             if ureq::http::HeaderName::from_bytes(name.as_bytes()).is_err()
@@ -302,8 +329,11 @@ impl<'a> EffectRunner<'a> {
             record.address = addrs.first().map(ToString::to_string);
             return deny(record, &refused.rule, refused.reason);
         }
-        let address = addrs[0];
+        let Some(&address) = addrs.first() else {
+            return fail(record, "the name resolved to no address".into(), None);
+        };
         record.address = Some(address.to_string());
+        record.checked = Some(vec![CHECK_URL, CHECK_ADDRESS]);
         let Some(budget) = self.budget(deadline) else {
             return over_time(record);
         };
@@ -401,6 +431,20 @@ impl<'a> EffectRunner<'a> {
         };
         let budget = self.limits.request_timeout.min(left);
         (!budget.is_zero()).then_some(budget)
+    }
+}
+
+/// Adds header `name` to `dropped` unless it is there (in any case) or the list is
+/// full: distinct names, cut, at most [`MAX_DROPPED_HEADERS`], then a `...[cut]`.
+fn note_dropped(dropped: &mut Vec<String>, name: &str) {
+    let name = crate::escape::cut(name, MAX_RECORDED_HEADER);
+    if dropped.iter().any(|d| d.eq_ignore_ascii_case(&name)) {
+        return;
+    }
+    if dropped.len() < MAX_DROPPED_HEADERS {
+        dropped.push(name.into_owned());
+    } else if dropped.len() == MAX_DROPPED_HEADERS {
+        dropped.push("...[cut]".to_owned());
     }
 }
 

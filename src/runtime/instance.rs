@@ -310,9 +310,7 @@ impl PluginInstance {
         )?;
         session.dealloc(ptr, len);
         let mut result = self.read_result(session, GuestCall::Execute, packed, output_bytes)?;
-        let redact = |text: &str| self.sandbox.redact(text).into_owned();
-        let mut runner =
-            crate::net::effects::EffectRunner::new(self.sandbox.net(), &self.limits, &redact);
+        let mut runner = crate::net::effects::EffectRunner::new(self.sandbox.net(), &self.limits);
         let outcome = self.effect_loop(session, &mut result, &mut runner, output_bytes);
         *effects = runner.records;
         outcome?;

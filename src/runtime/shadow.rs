@@ -352,7 +352,9 @@ impl ShadowState {
     }
 
     /// Takes what the plugin used so far (empty unless tracking), naming preopens and
-    /// their host directories from `sandbox`, with variable values redacted.
+    /// their host directories from `sandbox`. The paths are as the guest gave them:
+    /// the audit layer redacts granted values from every record
+    /// (`crate::audit::redact`).
     pub(crate) fn take_accesses(&mut self, sandbox: &Sandbox) -> Accesses {
         let preopens = sandbox.preopens();
         Accesses {
@@ -367,11 +369,12 @@ impl ShadowState {
                     Access {
                         call: a.call,
                         host_path: preopen.map(|p| {
-                            let joined = crate::grant::lexical_join(p.host_path(), &a.path);
-                            sandbox.redact(&joined.display().to_string()).into_owned()
+                            crate::grant::lexical_join(p.host_path(), &a.path)
+                                .display()
+                                .to_string()
                         }),
                         preopen: preopen.map(|p| p.guest_path().to_owned()),
-                        path: sandbox.redact(&a.path).into_owned(),
+                        path: a.path,
                         write: a.write,
                     }
                 })
@@ -381,8 +384,9 @@ impl ShadowState {
     }
 
     /// Takes the refusals recorded so far, naming preopens from `sandbox` (the one the
-    /// store's WASI context was built from) and with the values of its variables
-    /// redacted from the guest's paths ([`Sandbox::redact`]).
+    /// store's WASI context was built from). The paths are as the guest gave them:
+    /// the audit layer redacts granted values from every record
+    /// (`crate::audit::redact`).
     pub(crate) fn take_denials(&mut self, sandbox: &Sandbox) -> RuntimeDenials {
         let preopens = sandbox.preopens();
         RuntimeDenials {
@@ -390,8 +394,8 @@ impl ShadowState {
                 .into_iter()
                 .map(|p| RuntimeDeny {
                     call: p.call,
-                    path: sandbox.redact(&p.path).into_owned(),
-                    target: p.target.map(|t| sandbox.redact(&t).into_owned()),
+                    path: p.path,
+                    target: p.target,
                     preopen: p
                         .preopen
                         .and_then(|i| preopens.get(i))

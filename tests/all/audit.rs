@@ -137,6 +137,8 @@ fn synthetic_run(log: &AuditLog) {
         runtime_denials_dropped: None,
         effects_dropped: None,
         accesses_dropped: None,
+        sleeps: None,
+        slept_ms: None,
     })
     .unwrap();
 }

@@ -24,6 +24,10 @@
 //!   unsigned tail;
 //! - [`hostile_logs`]: `audit verify`, `show`, `summary` and `policy suggest` on logs
 //!   whose text paints the terminal: nothing raw reaches it, TOML values round-trip;
+//! - [`redaction`]: granted values out of every record, `--json` and `-v` (URLs in
+//!   every form, errors, paths); requests that sleeps cannot push out of the log; the
+//!   checks an effect record claims; [`redaction_property`]: the same over every
+//!   record kind, for generated values;
 //! - [`reviewer_loop`]: `who`, one `run_end` per run id, `audit show` filters,
 //!   `audit summary` against a hand count, checkpoints against a cut tail and a
 //!   rebuilt chain, a rotated set missing its oldest file, a fleet;
@@ -49,6 +53,8 @@ mod plugins;
 mod policy;
 mod properties;
 mod races;
+mod redaction;
+mod redaction_property;
 mod reviewer_loop;
 mod run_audit;
 mod runtime_deny;

@@ -120,7 +120,7 @@ impl Server {
         }
     }
 
-    fn port(&self) -> u16 {
+    pub fn port(&self) -> u16 {
         self.addr.port()
     }
 
