@@ -226,7 +226,12 @@ fn suggest_writes_hostile_host_paths_as_toml_that_parses_back_to_them() {
     let host_path = format!("/srv/{PAINT}\u{7f}\u{85}\u{2066}\u{2028}\"'\\");
     let name = format!("ev{PAINT}il");
     std::fs::write(&log, chain(&hostile_audit_run(&name, &host_path))).unwrap();
-    let (code, out, err) = run(&["policy", "suggest"], &log);
+    // The audit policy the runs name is not on this machine: name one, whose deny
+    // lists the suggestion keeps.
+    let policy = dir.path().join("audit.toml");
+    std::fs::write(&policy, "version = 1\nmode = \"audit\"\n").unwrap();
+    let policy = policy.to_str().unwrap();
+    let (code, out, err) = run(&["policy", "suggest", "--policy", policy], &log);
     assert_eq!(code, Some(0), "{err}");
     assert_inert("suggest stdout", &out);
     assert_inert("suggest stderr", &err);
@@ -236,7 +241,7 @@ fn suggest_writes_hostile_host_paths_as_toml_that_parses_back_to_them() {
     let read = plugins[&name]["fs"]["read"].as_array().unwrap();
     assert_eq!(read[0].as_str(), Some(host_path.as_str()), "{out}");
 
-    let (code, out, err) = run(&["policy", "suggest", "--json"], &log);
+    let (code, out, err) = run(&["policy", "suggest", "--json", "--policy", policy], &log);
     assert_eq!(code, Some(0), "{err}");
     assert_inert("suggest --json", &out);
     let back: Value = serde_json::from_str(&out).unwrap();
