@@ -385,9 +385,10 @@ pub fn replace(path: &Path, bytes: &[u8], mode_if_new: u32) -> Result<(), FileEr
             FileError::Exists { .. } => FileError::Changed { path: path.into() },
             other => other,
         }),
-        Some(meta) if meta.file_type().is_symlink() => Err(FileError::symlink(path)),
-        Some(meta) if !meta.is_file() => Err(FileError::NotAFile { path: path.into() }),
-        Some(meta) => write_then_rename(&folder, &name, path, bytes, Target::Keep(&meta)),
+        Some((_, meta)) if meta.file_type().is_symlink() => Err(FileError::symlink(path)),
+        Some((_, meta)) if !meta.is_file() => Err(FileError::NotAFile { path: path.into() }),
+        // `_held` keeps the file's inode number its own until the rename.
+        Some((_held, meta)) => write_then_rename(&folder, &name, path, bytes, Target::Keep(&meta)),
     }
 }
 
@@ -402,8 +403,8 @@ pub fn replace(path: &Path, bytes: &[u8], mode_if_new: u32) -> Result<(), FileEr
 pub fn check_replaceable(path: &Path) -> Result<(), FileError> {
     let (folder, name) = split(path)?;
     match look(&folder, &name).map_err(|e| FileError::io("inspect", path, e))? {
-        Some(meta) if meta.file_type().is_symlink() => Err(FileError::symlink(path)),
-        Some(meta) if !meta.is_file() => Err(FileError::NotAFile { path: path.into() }),
+        Some((_, meta)) if meta.file_type().is_symlink() => Err(FileError::symlink(path)),
+        Some((_, meta)) if !meta.is_file() => Err(FileError::NotAFile { path: path.into() }),
         _ => Ok(()),
     }
 }
@@ -416,6 +417,9 @@ pub struct Edit {
     name: OsString,
     /// The file that is edited.
     path: PathBuf,
+    /// Held open until the edit ends, so that its inode number cannot be given to
+    /// another file meanwhile: "the same file" is the same device and inode.
+    _file: File,
     meta: Metadata,
     contents: Vec<u8>,
 }
@@ -450,6 +454,7 @@ impl Edit {
             folder,
             name,
             path: path.into(),
+            _file: file,
             meta,
             contents,
         })
@@ -688,7 +693,8 @@ fn put_in_place(
         }
         Target::Keep(meta) => {
             let now = look(folder, name).map_err(|e| FileError::io("inspect", shown, e))?;
-            let same = now.is_some_and(|now| now.dev() == meta.dev() && now.ino() == meta.ino());
+            let same =
+                now.is_some_and(|(_, now)| now.dev() == meta.dev() && now.ino() == meta.ino());
             if !same {
                 return Err(FileError::Changed { path: shown.into() });
             }
@@ -732,10 +738,14 @@ fn temp_name(name: &OsStr) -> std::io::Result<OsString> {
 }
 
 /// What has the name `name` in `folder`, not following a symlink: `None` when
-/// nothing does.
-fn look(folder: &Folder, name: &OsStr) -> std::io::Result<Option<Metadata>> {
+/// nothing does. The descriptor (`O_PATH`) holds it: while it is open, its inode
+/// number is not given to another file.
+fn look(folder: &Folder, name: &OsStr) -> std::io::Result<Option<(OwnedFd, Metadata)>> {
     match rustix::fs::openat(folder, name, LOOK, Mode::empty()) {
-        Ok(fd) => metadata(&fd).map(Some),
+        Ok(fd) => {
+            let meta = metadata(&fd)?;
+            Ok(Some((fd, meta)))
+        }
         Err(Errno::NOENT) => Ok(None),
         Err(e) => Err(e.into()),
     }
