@@ -30,23 +30,25 @@
 //!   that module's code), and (4) wasmtime itself accepts it for this engine.
 //!
 //! Anything else is a miss, never an error: the module is recompiled and the entry
-//! rewritten. Entries are written to a private temporary file (mode 0600, created
-//! exclusively) and renamed into place, in a directory of mode 0700.
+//! rewritten, through [`crate::files::Folder::supersede`] on the held directory: a
+//! private temporary file (mode 0600, created exclusively) renamed into place over
+//! whatever had the name (a symlink there is replaced, never followed), in a directory
+//! of mode 0700.
 //!
 //! The header and hash are not a signature: anyone who can write the directory can
 //! forge an entry. What keeps them out is that nobody else can write it, checked
 //! on the descriptor that every operation goes through.
 
+use crate::files::Folder;
 use crate::runtime::{LoadedPlugin, Loader, RuntimeError};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::hash::{Hash, Hasher};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
 use wasmtime::{Engine, Module};
 
 /// First bytes of every entry; bump the digit when the layout changes.
@@ -58,14 +60,6 @@ const READ_ENTRY: OFlags = OFlags::RDONLY
     .union(OFlags::NOFOLLOW)
     .union(OFlags::NONBLOCK)
     .union(OFlags::NOCTTY)
-    .union(OFlags::CLOEXEC);
-
-/// How a new entry is created under its temporary name: a fresh file, never an existing
-/// one or a symlink's target.
-const CREATE_ENTRY: OFlags = OFlags::WRONLY
-    .union(OFlags::CREATE)
-    .union(OFlags::EXCL)
-    .union(OFlags::NOFOLLOW)
     .union(OFlags::CLOEXEC);
 
 /// Header layout: [`MAGIC`], the module's SHA-256, the engine fingerprint (big-endian),
@@ -87,13 +81,8 @@ pub enum CacheError {
         problem: String,
     },
     /// An entry could not be written.
-    #[error("cannot write cache entry `{path}`: {source}")]
-    Write {
-        /// The entry.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
+    #[error("cannot store a compiled module: {0}")]
+    Write(#[from] crate::files::FileError),
     /// wasmtime could not serialize the module.
     #[error("cannot serialize compiled module: {0}")]
     Serialize(String),
@@ -113,10 +102,9 @@ pub enum Lookup {
 /// The compiled-module cache: the directory opened by [`ModuleCache::open`], held open.
 #[derive(Debug, Clone)]
 pub struct ModuleCache {
-    /// The path it was opened by, for messages only: never resolved again.
-    dir: PathBuf,
-    /// The directory itself; every entry operation is relative to it.
-    fd: Arc<OwnedFd>,
+    /// The directory itself, with the path it was opened by (for messages only,
+    /// never resolved again); every entry operation is relative to it.
+    folder: Folder,
 }
 
 impl ModuleCache {
@@ -169,21 +157,21 @@ impl ModuleCache {
             })?;
         }
         Ok(ModuleCache {
-            dir,
-            fd: Arc::new(fd),
+            folder: Folder::from_opened(fd, dir),
         })
     }
 
     /// The path the cache was opened by (entries are found through the directory
     /// held open since then, not through this path).
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.folder.path()
     }
 
     /// Where the entry for a module with SHA-256 `sha256` under `engine` is named, for
     /// messages and tests; the cache itself opens it relative to the held directory.
     pub fn entry_path(&self, engine: &Engine, sha256: &[u8; 32]) -> PathBuf {
-        self.dir
+        self.folder
+            .path()
             .join(entry_name(sha256, engine_fingerprint(engine)))
     }
 
@@ -229,29 +217,14 @@ impl ModuleCache {
         let fingerprint = engine_fingerprint(engine);
         let entry = encode_entry(sha256, fingerprint, &artifact);
         let name = entry_name(sha256, fingerprint);
-        let tmp = temp_name(sha256);
-        let write = || -> std::io::Result<()> {
-            let fd = rustix::fs::openat(&*self.fd, &tmp, CREATE_ENTRY, Mode::RUSR | Mode::WUSR)?;
-            let mut f = fs::File::from(fd);
-            f.write_all(&entry)?;
-            f.sync_all()?;
-            rustix::fs::renameat(&*self.fd, &tmp, &*self.fd, &name)?;
-            Ok(())
-        };
-        write().map_err(|source| {
-            let _ = rustix::fs::unlinkat(&*self.fd, &tmp, AtFlags::empty());
-            CacheError::Write {
-                path: self.dir.join(&name),
-                source,
-            }
-        })
+        Ok(self.folder.supersede(name.as_ref(), &entry, 0o600)?)
     }
 
     /// Reads and checks the entry for `sha256` under the engine `fingerprint`:
     /// `Ok(None)` when absent, `Err(reason)` when unusable, else the artifact.
     fn read_entry(&self, sha256: &[u8; 32], fingerprint: u64) -> Result<Option<Vec<u8>>, String> {
         let name = entry_name(sha256, fingerprint);
-        let fd = match rustix::fs::openat(&*self.fd, name, READ_ENTRY, Mode::empty()) {
+        let fd = match rustix::fs::openat(&self.folder, name, READ_ENTRY, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::NOENT) => return Ok(None),
             Err(Errno::LOOP) => return Err("is a symbolic link, which is never followed".into()),
@@ -283,26 +256,6 @@ impl ModuleCache {
 /// The file name of an entry.
 fn entry_name(sha256: &[u8; 32], fingerprint: u64) -> String {
     format!("{}-{fingerprint:016x}.cwasm", hex::encode(sha256))
-}
-
-/// A fresh name to write an entry under before it is renamed into place.
-fn temp_name(sha256: &[u8; 32]) -> String {
-    let mut nonce = [0u8; 8];
-    if getrandom::fill(&mut nonce).is_err() {
-        // Only uniqueness matters (the file is created exclusively); a stale file of a
-        // crashed run with the same pid fails this write, not the run.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        nonce[..4].copy_from_slice(&nanos.to_le_bytes());
-    }
-    format!(
-        ".tmp-{}-{}-{}",
-        std::process::id(),
-        hex::encode(&sha256[..8]),
-        hex::encode(nonce)
-    )
 }
 
 /// The SHA-256 an entry records: over everything in it but the digest itself.

@@ -17,16 +17,22 @@
 //! - [`cache`]: the compiled-module cache of the command line (the one `unsafe` block);
 //! - [`audit`]: the tamper-evident audit log (records, hash chain, writer, verify);
 //! - [`escape`]: the one way plugin-controlled text reaches a terminal or a JSON output;
+//! - [`files`]: the one way warden creates or replaces a file (never through a symlink,
+//!   keeping a replaced file's mode and owner);
 //! - [`host`]: the whole pipeline as one type an application embeds ([`Warden`]), and
 //!   a directory of plugins called by command name ([`host::Registry`]).
 
 #![deny(unsafe_code)]
+// Unit tests write their fixtures with std; the library itself writes files only
+// through `files` (`clippy.toml`), which the non-test build of every target checks.
+#![cfg_attr(test, allow(clippy::disallowed_methods))]
 
 pub mod abi;
 pub mod audit;
 pub mod cache;
 pub mod cli;
 pub mod escape;
+pub mod files;
 pub mod grant;
 pub mod host;
 pub mod limits;

@@ -1,17 +1,13 @@
 //! The `warden` binary: parse the command line, dispatch, exit with the code `CLI.md`
-//! assigns.
+//! assigns. A panic in warden prints one line and exits 70, never 101 (a code a
+//! plugin may return): see [`warden::cli::install_panic_hook`].
 
 use clap::Parser;
 use std::process::ExitCode;
-use warden::cli::{Cli, dispatch};
+use warden::cli::{Cli, dispatch, exit_code_of, install_panic_hook};
 
 fn main() -> ExitCode {
+    install_panic_hook();
     let cli = Cli::parse();
-    match dispatch(cli) {
-        Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            eprintln!("warden: {}", e.message);
-            ExitCode::from(e.code)
-        }
-    }
+    ExitCode::from(exit_code_of(|| dispatch(cli)))
 }

@@ -5,7 +5,12 @@
 //!
 //! Its own test binary, so no other test allocates in the process while it measures.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    missing_docs
+)]
 
 use warden::abi::ExecuteResult;
 use warden::host::{Loaded, Warden};

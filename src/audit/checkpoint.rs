@@ -14,16 +14,24 @@
 //!   checkpoint file meant to be kept elsewhere: `verify --checkpoint FILE` fails
 //!   when that line is no longer in the log (a cut tail).
 //!
+//! # Security
+//!
+//! The key holder is not the log's owner, so nothing is written in the log's folder
+//! but the record itself: the checkpoint file goes to `--out`, or to the key holder's
+//! own state folder ([`default_folder`]), through [`crate::files`] (never through a
+//! symlink). The secret key is created mode 0600 and never over anything
+//! ([`crate::files::create_new`]); its mode is checked on the opened file, the one then
+//! read. Signatures are checked with `verify_strict`, and weak (small-order) public
+//! keys are refused.
+//!
 //! Keys are PKCS#8 (secret, mode 0600) and SPKI (public) PEM files, the formats
 //! `openssl pkey` reads, written by `warden audit keygen`.
 
 use super::error::AuditError;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
-use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
+use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 /// Why a key or a checkpoint could not be made or read.
@@ -59,6 +67,9 @@ pub enum CheckpointError {
         /// Its mode.
         mode: u32,
     },
+    /// A key file could not be created.
+    #[error(transparent)]
+    File(crate::files::FileError),
     /// Appending the record failed.
     #[error(transparent)]
     Audit(#[from] AuditError),
@@ -94,7 +105,8 @@ pub fn message(head: &str, records: u64, ts: &str, key_id: &str) -> Vec<u8> {
         .into_bytes()
 }
 
-/// Checks `signature` (hex) over a checkpoint's facts with `key`.
+/// Checks `signature` (hex) over a checkpoint's facts with `key`, strictly
+/// (`verify_strict`: no small-order `R` or key, a canonical `S`).
 pub fn signature_holds(
     key: &VerifyingKey,
     head: &str,
@@ -108,7 +120,9 @@ pub fn signature_holds(
     let Ok(sig) = Signature::from_slice(&bytes) else {
         return false;
     };
-    key.verify(&message(head, records, ts, &key_id(key)), &sig)
+    // Strict: a signature whose `R` or key is of small order, which plain `verify`
+    // accepts for many messages, is refused (as is a non-canonical `S`).
+    key.verify_strict(&message(head, records, ts, &key_id(key)), &sig)
         .is_ok()
 }
 
@@ -150,45 +164,53 @@ pub fn keygen(prefix: &Path) -> Result<(PathBuf, PathBuf, String), CheckpointErr
 }
 
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CheckpointError> {
-    let io = |source| CheckpointError::Io {
-        action: "write",
-        path: path.into(),
-        source,
-    };
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .map_err(io)?;
-    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(io)
+    crate::files::create_new(path, bytes, mode).map_err(CheckpointError::File)
 }
 
-/// Reads a signing key (PKCS#8 PEM) that only its owner may read.
+/// Reads a signing key (PKCS#8 PEM) that only its owner may read. The mode is checked
+/// on the file opened (its descriptor), the very file then read: a file swapped in
+/// under the name between a check and the read is never used.
 ///
 /// # Errors
 ///
 /// [`CheckpointError`] when unreadable, readable by others, or not an ed25519 key.
 pub fn read_signing_key(path: &Path) -> Result<SigningKey, CheckpointError> {
+    use std::io::Read as _;
+    use std::os::unix::fs::MetadataExt as _;
     let io = |source| CheckpointError::Io {
         action: "read",
         path: path.into(),
         source,
     };
-    let mode = std::fs::metadata(path).map_err(io)?.permissions().mode();
+    let file = std::fs::File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(CheckpointError::Format {
+            path: path.into(),
+            expected: "a regular file",
+            message: "a directory, FIFO or device".into(),
+        });
+    }
+    let mode = meta.mode();
     if mode & 0o077 != 0 {
         return Err(CheckpointError::Exposed {
             path: path.into(),
             mode: mode & 0o7777,
         });
     }
-    let pem = std::fs::read_to_string(path).map_err(io)?;
+    let mut pem = String::new();
+    file.take(MAX_KEY_FILE)
+        .read_to_string(&mut pem)
+        .map_err(io)?;
     SigningKey::from_pkcs8_pem(&pem).map_err(|e| CheckpointError::Format {
         path: path.into(),
         expected: "an ed25519 private key in PKCS#8 PEM (`warden audit keygen` writes one)",
         message: e.to_string(),
     })
 }
+
+/// More than any PEM key file holds.
+const MAX_KEY_FILE: u64 = 64 * 1024;
 
 /// Reads a public key (SPKI PEM).
 ///
@@ -201,11 +223,22 @@ pub fn read_verifying_key(path: &Path) -> Result<VerifyingKey, CheckpointError> 
         path: path.into(),
         source,
     })?;
-    VerifyingKey::from_public_key_pem(&pem).map_err(|e| CheckpointError::Format {
+    let expected = "an ed25519 public key in PEM (`warden audit keygen` writes PREFIX.pub)";
+    let key = VerifyingKey::from_public_key_pem(&pem).map_err(|e| CheckpointError::Format {
         path: path.into(),
-        expected: "an ed25519 public key in PEM (`warden audit keygen` writes PREFIX.pub)",
+        expected,
         message: e.to_string(),
-    })
+    })?;
+    if key.is_weak() {
+        // A point of small order: no signature is ever strictly valid for it, and a
+        // lax verifier would take one made without any secret.
+        return Err(CheckpointError::Format {
+            path: path.into(),
+            expected,
+            message: "a weak key (a point of small order), which no one holds a secret for".into(),
+        });
+    }
+    Ok(key)
 }
 
 /// Reads a checkpoint file.
@@ -224,6 +257,103 @@ pub fn read_checkpoint(path: &Path) -> Result<Checkpoint, CheckpointError> {
         expected: "a checkpoint file (`warden audit checkpoint --out` writes one)",
         message: e.to_string(),
     })
+}
+
+/// Where checkpoint files go when no `--out` is given: the key holder's own state
+/// folder, `$XDG_STATE_HOME/warden/checkpoints/`, else
+/// `~/.local/state/warden/checkpoints/` (`None` when neither variable is set).
+///
+/// Not the log's folder: whoever owns that folder (the plugin host's account) could
+/// plant a symlink or a file there, and a checkpoint kept beside the log is lost, or
+/// cut, with it.
+pub fn default_folder() -> Option<PathBuf> {
+    let from_env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    from_env("XDG_STATE_HOME")
+        .filter(|p| p.is_absolute())
+        .or_else(|| from_env("HOME").map(|h| h.join(".local/state")))
+        .map(|state| state.join("warden/checkpoints"))
+}
+
+/// Where a checkpoint file will be written, checked before anything is signed or
+/// appended ([`Destination::choose`]), written by [`Destination::save`].
+#[derive(Debug)]
+pub enum Destination {
+    /// `--out FILE`: a new file, or in place of the regular file there, keeping its
+    /// mode and owner; a symlink is refused, naming where it leads.
+    File(PathBuf),
+    /// No `--out`: a new file in [`default_folder`] (created mode 0700, and refused
+    /// unless this user's own and private), named `LOG-NAME.TIME.checkpoint` so
+    /// that every checkpoint is kept.
+    Folder(crate::files::Folder),
+}
+
+impl Destination {
+    /// `out`, or the default folder, checked: a symlink, a directory or a FIFO at
+    /// `out`, or a default folder that is not private, is refused now, before the
+    /// log gets a `checkpoint` record.
+    ///
+    /// # Errors
+    ///
+    /// [`CheckpointError::File`] as described; [`CheckpointError::Io`] when there is
+    /// no `out` and no default folder.
+    pub fn choose(out: Option<&Path>) -> Result<Self, CheckpointError> {
+        if let Some(out) = out {
+            crate::files::check_replaceable(out).map_err(CheckpointError::File)?;
+            return Ok(Destination::File(out.to_path_buf()));
+        }
+        let folder = default_folder().ok_or_else(|| CheckpointError::Io {
+            action: "choose a folder for",
+            path: PathBuf::from("the checkpoint"),
+            source: std::io::Error::other(
+                "neither XDG_STATE_HOME nor HOME is set: pass --out FILE",
+            ),
+        })?;
+        crate::files::Folder::open_private(&folder)
+            .map(Destination::Folder)
+            .map_err(CheckpointError::File)
+    }
+
+    /// Writes the checkpoint file and returns its path.
+    ///
+    /// # Errors
+    ///
+    /// [`CheckpointError::File`] when the file cannot be written.
+    pub fn save(&self, c: &Checkpoint) -> Result<PathBuf, CheckpointError> {
+        let text = format!("{}\n", serde_json::to_string_pretty(c).unwrap_or_default());
+        let folder = match self {
+            Destination::File(out) => {
+                crate::files::replace(out, text.as_bytes(), 0o644)
+                    .map_err(CheckpointError::File)?;
+                return Ok(out.clone());
+            }
+            Destination::Folder(folder) => folder,
+        };
+        let log_name = Path::new(&c.log)
+            .file_name()
+            .map_or_else(|| "log".into(), |n| n.to_string_lossy().into_owned());
+        let time: String =
+            c.ts.chars()
+                .map(|ch| if ch == ':' { '-' } else { ch })
+                .collect();
+        let mut n = 1;
+        loop {
+            let suffix = if n == 1 {
+                String::new()
+            } else {
+                format!("-{n}")
+            };
+            let name = format!("{log_name}.{time}{suffix}.checkpoint");
+            match folder.create_new(name.as_ref(), text.as_bytes(), 0o644) {
+                // Two checkpoints of one log within a millisecond: number the second.
+                Err(crate::files::FileError::Exists { .. }) if n < 9 => n += 1,
+                other => return other.map_err(CheckpointError::File),
+            }
+        }
+    }
 }
 
 /// Appends a signed `checkpoint` record to the log at `log` (the newest file of its
@@ -269,6 +399,7 @@ pub fn checkpoint(log: &Path, key: &SigningKey, now: &str) -> Result<Checkpoint,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
 
     #[test]
     fn a_signature_holds_only_for_what_it_signed() {

@@ -42,12 +42,14 @@ pub enum AuditError {
     /// The path is a symlink, which warden does not follow: whoever can write the
     /// folder that holds it could point it at a file of their choosing.
     #[error(
-        "the audit log `{}` is a symlink, which warden does not follow; name the real file with `--audit-log`",
-        .path.display()
+        "the audit log `{}` is a symlink, which warden does not follow (it leads to `{}`); name the real file with `--audit-log`",
+        .path.display(), .target.display()
     )]
     Symlink {
         /// The path.
         path: PathBuf,
+        /// Where the link leads.
+        target: PathBuf,
     },
     /// The file cannot be locked, so concurrent writers could break the chain.
     #[error(

@@ -38,9 +38,10 @@
 
 use super::chain::{self, Head, Pending, Tail, TailError};
 use super::error::AuditError;
-use std::fs::{File, OpenOptions};
+use crate::files::{self, FileError};
+use std::fs::File;
 use std::io::{self, Write as _};
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -277,38 +278,25 @@ impl Drop for Locked<'_> {
 }
 
 /// Opens (creating with mode 0600, and its directory with 0700) a file to append
-/// to and read from; refuses anything but a regular file.
+/// to and read from, through [`crate::files::open_append`]: never through a symlink,
+/// created exclusively when new; refuses anything but a regular file.
 fn open_append(path: &Path) -> Result<File, AuditError> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
-        && !parent.is_dir()
-    {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(parent)
-            .map_err(|e| AuditError::open(parent, e))?;
+    if let Some(parent) = path.parent() {
+        files::create_dirs(parent, 0o700).map_err(|e| AuditError::open(parent, io_of(e)))?;
     }
-    let file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        // A FIFO would block the open; a regular file ignores the flag. A symlink is
-        // not followed (`O_NOFOLLOW`): the log is the file named, nothing it points to.
-        .custom_flags((rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW).bits() as i32)
-        .open(path)
-        .map_err(|e| {
-            if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
-                AuditError::Symlink { path: path.into() }
-            } else {
-                AuditError::open(path, e)
-            }
-        })?;
-    let meta = file.metadata().map_err(|e| AuditError::open(path, e))?;
-    if !meta.is_file() {
-        return Err(AuditError::NotAFile { path: path.into() });
+    files::open_append(path, 0o600).map_err(|e| match e {
+        FileError::Symlink { path, target } => AuditError::Symlink { path, target },
+        FileError::NotAFile { path } => AuditError::NotAFile { path },
+        other => AuditError::open(path, io_of(other)),
+    })
+}
+
+/// The operating system's error inside `e`, or `e` itself as one.
+fn io_of(e: FileError) -> io::Error {
+    match e {
+        FileError::Io { source, .. } => source,
+        other => io::Error::other(other.to_string()),
     }
-    Ok(file)
 }
 
 fn tail_of(file: &File, path: &Path) -> Result<Tail, AuditError> {
@@ -700,7 +688,8 @@ fn append_sized(
             // Move the full file aside, still under its lock, and go on in a new one.
             let head = tail_of(file, path)?.head;
             let aside = unused_rotated_path(path, pending.ts);
-            std::fs::rename(path, &aside).map_err(|e| AuditError::write(path, e))?;
+            // Never onto an existing name (a file or symlink planted there).
+            files::rename_aside(path, &aside).map_err(|e| AuditError::write(path, io_of(e)))?;
             let fresh = open_append(path)?;
             drop(lock);
             *file = fresh;

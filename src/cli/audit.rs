@@ -49,7 +49,8 @@ pub enum AuditCommand {
     /// limits hit, effects by destination and outcome.
     Summary(SummaryArgs),
     /// Sign the chain head with an ed25519 key: append a `checkpoint` record and write
-    /// the checkpoint to a file to keep elsewhere.
+    /// the checkpoint to a file to keep elsewhere (`--out`, else a new file in the key
+    /// holder's own `$XDG_STATE_HOME/warden/checkpoints/`).
     Checkpoint(CheckpointArgs),
     /// Make an ed25519 key pair for checkpoints: PREFIX.key (mode 0600) and PREFIX.pub.
     Keygen(KeygenArgs),
@@ -143,7 +144,11 @@ pub struct CheckpointArgs {
     /// The secret key (PREFIX.key, mode 0600).
     #[arg(long, value_name = "SECRET")]
     pub key: PathBuf,
-    /// Where to write the checkpoint (default: `LOG.checkpoint`); keep it elsewhere.
+    /// Where to write the checkpoint; keep it off the plugin host. An existing file
+    /// is replaced (keeping its mode and owner); a symlink is refused. Default: a new
+    /// file `LOG-NAME.TIME.checkpoint` in `$XDG_STATE_HOME/warden/checkpoints/`, else
+    /// `~/.local/state/warden/checkpoints/` (the key holder's own folder, never the
+    /// log's).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// The log (default: the default log).
@@ -529,6 +534,9 @@ fn summary(args: &SummaryArgs) -> Result<u8, CliError> {
 
 fn make_checkpoint(args: &CheckpointArgs) -> Result<u8, CliError> {
     let key = checkpoint::read_signing_key(&args.key).map_err(|e| key_error(&e))?;
+    // Where the file goes is checked before the log gets the record.
+    let destination =
+        checkpoint::Destination::choose(args.out.as_deref()).map_err(|e| key_error(&e))?;
     let log = match &args.log {
         Some(log) => log.clone(),
         None => crate::host::default_audit_log()
@@ -550,21 +558,7 @@ fn make_checkpoint(args: &CheckpointArgs) -> Result<u8, CliError> {
         }
         other => key_error(&other),
     })?;
-    let out = args.out.clone().unwrap_or_else(|| {
-        let mut name = log.as_os_str().to_owned();
-        name.push(".checkpoint");
-        PathBuf::from(name)
-    });
-    let text = serde_json::to_string_pretty(&c).unwrap_or_default();
-    std::fs::write(&out, format!("{text}\n")).map_err(|e| {
-        CliError::new(
-            EXIT_NO_INPUT,
-            format!(
-                "cannot write `{}`: {e}",
-                escape_line(&out.display().to_string())
-            ),
-        )
-    })?;
+    let out = destination.save(&c).map_err(|e| key_error(&e))?;
     println!(
         "checkpoint: {} records, head {}, key {}; written to {} (keep a copy elsewhere)",
         c.records,

@@ -9,6 +9,7 @@
 pub mod audit;
 pub use crate::escape;
 mod inspect;
+mod panic;
 mod pin;
 pub mod policy;
 mod run;
@@ -42,6 +43,8 @@ impl CliError {
         }
     }
 }
+
+pub use panic::{EXIT_INTERNAL, exit_code_of, install_panic_hook, panic_line};
 
 /// Exit code: invalid plugin.
 pub const EXIT_INVALID_PLUGIN: u8 = 65;

@@ -1,14 +1,21 @@
 //! `warden policy pin`: add or update `sha256` pins in a policy file, in place,
 //! keeping comments and layout ([`crate::policy::pin`]).
+//!
+//! # Security
+//!
+//! The policy is edited through [`crate::files::Edit`]: read once, and replaced by a
+//! temporary file renamed over it that keeps its mode and owner (pin often runs as
+//! root on a policy another account owns, and the policy loader checks both). A
+//! symlinked policy is edited where the link resolves to, and the output says which
+//! file that was; the link itself stays a link.
 
 use super::escape::escape_line;
 use super::policy::{EXIT_POLICY_INVALID, host_failure};
 use super::{CliError, EXIT_NO_INPUT};
+use crate::files::{Edit, FileError};
 use crate::host::{Inspection, Warden};
 use crate::policy::Policy;
 use crate::policy::pin::{PinChange, pin};
-use std::io::Write as _;
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 
 /// Arguments of `warden policy pin`.
@@ -27,10 +34,17 @@ pub struct PinArgs {
 }
 
 pub(super) fn pin_plugins(args: &PinArgs) -> Result<u8, CliError> {
-    let file = args.policy.display().to_string();
+    // A symlinked policy (`policy.toml -> releases/v3.toml`) is pinned where it
+    // resolves to: that file is edited, keeping its mode and owner, and the link stays.
+    let edit = Edit::open_following_link(&args.policy).map_err(|e| file_error(&e))?;
+    let file = edit.path().display().to_string();
     let shown = escape_line(&file);
-    let mut text = std::fs::read_to_string(&args.policy)
-        .map_err(|e| CliError::new(EXIT_NO_INPUT, format!("cannot read policy `{shown}`: {e}")))?;
+    let mut text = String::from_utf8(edit.contents().to_vec()).map_err(|_| {
+        CliError::new(
+            EXIT_POLICY_INVALID,
+            format!("cannot pin in `{shown}`: it is not UTF-8 text"),
+        )
+    })?;
     let warden = Warden::builder()
         .without_audit()
         .build()
@@ -71,32 +85,20 @@ pub(super) fn pin_plugins(args: &PinArgs) -> Result<u8, CliError> {
             ),
         ));
     }
-    replace_file(&args.policy, &text)
-        .map_err(|e| CliError::new(EXIT_NO_INPUT, format!("cannot write policy `{shown}`: {e}")))?;
+    let edited = edit.replace(text.as_bytes()).map_err(|e| file_error(&e))?;
+    if edited != args.policy {
+        println!(
+            "{}: a symbolic link; edited the file it resolves to, {}",
+            escape_line(&args.policy.display().to_string()),
+            escape_line(&edited.display().to_string())
+        );
+    }
     for line in report {
         println!("{line}");
     }
     Ok(0)
 }
 
-/// Writes `text` to a new file beside `path` with `path`'s permissions, then renames it
-/// over `path`: a reader sees the old policy or the new one, never half of one.
-fn replace_file(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    let mode = std::fs::metadata(path)?.permissions().mode();
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".warden-pin.tmp");
-    let tmp = path.with_file_name(tmp_name);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)?;
-    let written = f
-        .write_all(text.as_bytes())
-        .and_then(|()| f.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777)))
-        .and_then(|()| f.sync_all())
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+fn file_error(e: &FileError) -> CliError {
+    CliError::new(EXIT_NO_INPUT, escape_line(&e.to_string()))
 }

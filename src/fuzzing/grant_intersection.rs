@@ -79,14 +79,21 @@ fn tree() -> &'static Tree {
             std::process::id(),
             hex::encode(random)
         ));
-        std::fs::create_dir(&dir).expect("create the tree's directory");
+        crate::files::create_dirs(&dir, 0o755).expect("create the tree's directory");
         let root = std::fs::canonicalize(&dir).expect("canonicalize the tree");
         for d in DIRS {
-            std::fs::create_dir_all(root.join(d)).expect("create a tree directory");
+            crate::files::create_dirs(&root.join(d), 0o755).expect("create a tree directory");
         }
-        std::fs::write(root.join("w/file"), "a file, not a directory").expect("a file");
+        crate::files::create_new(&root.join("w/file"), b"a file, not a directory", 0o644)
+            .expect("a file");
         let root_text = root.to_str().expect("a UTF-8 temporary directory");
         for (link, target) in LINKS {
+            // The one place in the library that makes symlinks: the fuzzer's own tree,
+            // in a fresh folder it just created.
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "a fuzzing fixture's symlinks, in the fixture's own fresh folder"
+            )]
             std::os::unix::fs::symlink(target.replace("$ROOT", root_text), root.join(link))
                 .expect("create a tree symlink");
         }

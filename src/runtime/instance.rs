@@ -90,7 +90,7 @@ pub struct RunReport {
 
 impl RunReport {
     /// The exit code `CLI.md` gives this call: 0 for `Success`, the plugin's own code
-    /// for `Error` ([`plugin_exit_code`]: never 0, never one of warden's own codes), 77
+    /// for `Error` ([`plugin_exit_code`]: in 1-125, never one of warden's own codes), 77
     /// for a call that ended asking for an effect, and the error's code otherwise.
     pub fn exit_code(&self) -> u8 {
         match &self.result {
@@ -107,12 +107,14 @@ impl RunReport {
 /// another limit.
 pub const WARDEN_EXIT_CODES: [u8; 9] = [2, 65, 66, 70, 74, 77, 78, 124, 125];
 
-/// The exit code of a plugin's `Error { code }`: the plugin's own code, except that 0
-/// (which would claim success) and [`WARDEN_EXIT_CODES`] (which would claim that
-/// warden refused, or that nothing ran) become 1, the plain plugin error. The plugin's
-/// code itself is in its result (`run --json`).
+/// The exit code of a plugin's `Error { code }`: the plugin's own code when it is in
+/// 1-125 and not one of [`WARDEN_EXIT_CODES`], else 1, the plain plugin error. So 0
+/// never claims success, warden's own codes never claim that warden refused or that
+/// nothing ran, and 126-255 never look like what a shell reports (126 not
+/// executable, 127 not found, 128+N killed by signal N). The plugin's code itself is
+/// in its result (`run --json`).
 pub fn plugin_exit_code(code: u8) -> u8 {
-    if code == 0 || WARDEN_EXIT_CODES.contains(&code) {
+    if !(1..=125).contains(&code) || WARDEN_EXIT_CODES.contains(&code) {
         1
     } else {
         code

@@ -11,13 +11,14 @@ pub fn test_state_dir() -> &'static std::path::Path {
         .path()
 }
 
-/// The `warden` binary with no policy from the environment, and its audit log and
-/// module cache in [`test_state_dir`].
+/// The `warden` binary with no policy from the environment, and its audit log,
+/// module cache and state folder (checkpoint files) in [`test_state_dir`].
 pub fn warden_command() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_warden"));
     cmd.env_remove("WARDEN_POLICY")
         .env("WARDEN_AUDIT_LOG", test_state_dir().join("audit.jsonl"))
-        .env("XDG_CACHE_HOME", test_state_dir().join("cache"));
+        .env("XDG_CACHE_HOME", test_state_dir().join("cache"))
+        .env("XDG_STATE_HOME", test_state_dir().join("state"));
     cmd
 }
 
@@ -206,6 +207,101 @@ fn a_plugin_error_code_never_claims_one_of_wardens_own_exit_codes() {
         let out = warden(&["run", path.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(expected), "plugin code {code}");
         assert!(stderr(&out).contains(&format!("failed with {code}")));
+    }
+}
+
+/// A plugin code above 125 exits 1: 126 reads as "not executable", 127 as "not
+/// found" and 128+N as "killed by signal N" to a shell. 101 stays the plugin's (a
+/// panic in warden no longer exits 101: see the next test).
+#[test]
+fn a_plugin_code_above_125_exits_1() {
+    use warden::abi::{ExecuteError, ExecuteResult};
+    let dir = tempfile::tempdir().unwrap();
+    for (code, expected) in [
+        (101, 101),
+        (125, 1),
+        (126, 1),
+        (127, 1),
+        (128, 1),
+        (137, 1),
+        (200, 1),
+        (255, 1),
+    ] {
+        let mut p = WatPlugin::new("coder");
+        p.result = result_bytes(&ExecuteResult::Error(ExecuteError {
+            code,
+            message: format!("failed with {code}"),
+        }));
+        let path = dir.path().join(format!("coder-{code}.wasm"));
+        std::fs::write(&path, p.bytes()).unwrap();
+        let out = warden(&["run", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(expected), "plugin code {code}");
+        assert!(stderr(&out).contains(&format!("failed with {code}")));
+        // `--json` keeps the plugin's own code in its result.
+        let out = warden(&["run", "--json", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(expected), "plugin code {code}");
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["exit_code"], expected, "{json}");
+    }
+}
+
+/// In a child process of this test binary (`PANIC_CHILD` says which thread panics):
+/// the hook the `warden` binary installs, then a panic.
+fn panic_child() {
+    let Some(mode) = std::env::var_os("WARDEN_TEST_PANIC_CHILD") else {
+        return;
+    };
+    warden::cli::install_panic_hook();
+    let message = "an assertion about `\u{1b}[2J\nok: \u{202e}` failed";
+    let code = if mode == "main" {
+        // The main thread's panic unwinds to `exit_code_of`, which returns 70.
+        std::thread::Builder::new()
+            .name("main".into())
+            .spawn(move || warden::cli::exit_code_of(|| panic!("{message}")))
+            .unwrap()
+            .join()
+            .unwrap()
+    } else {
+        // Any other thread's panic: the hook itself exits 70.
+        std::thread::spawn(move || panic!("{message}")).join().ok();
+        0
+    };
+    std::process::exit(i32::from(code));
+}
+
+/// A panic in warden prints one escaped line and exits 70, never 101 (which a plugin
+/// may return), whichever thread it happens on.
+#[test]
+fn a_panic_in_warden_prints_one_line_and_exits_70() {
+    panic_child();
+    for mode in ["main", "other"] {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "cli::a_panic_in_warden_prints_one_line_and_exits_70",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env("WARDEN_TEST_PANIC_CHILD", mode)
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(70), "{mode}: {err}");
+        let lines: Vec<&str> = err
+            .lines()
+            .filter(|l| l.starts_with("warden: internal error"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{mode}: {err}");
+        assert!(
+            lines[0].contains(r"an assertion about `\u{1b}[2J\nok: \u{202e}` failed"),
+            "{mode}: {err}"
+        );
+        assert!(
+            !err.contains('\u{1b}') && !err.contains('\u{202e}'),
+            "{mode}: {err}"
+        );
+        assert!(lines[0].ends_with("; please report it"), "{mode}: {err}");
     }
 }
 

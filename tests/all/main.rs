@@ -1,4 +1,12 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+// Tests write their fixtures (and plant symlinks) with std: `clippy.toml`'s
+// disallowed methods are for the library, which writes only through `warden::files`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods,
+    missing_docs
+)]
 
 //! warden's integration tests, built into one binary (as wasmtime does) so that
 //! wasmtime is linked once.
@@ -34,6 +42,9 @@
 //! - [`run_audit`]: `warden run` and its audit log end to end (8 processes, fail closed);
 //! - [`runtime_deny`]: what plugins try past their grants at run time is recorded, and
 //!   symlinks out of a grant are refused;
+//! - [`safe_writes`]: files warden writes in folders others own: a planted symlink
+//!   under `audit checkpoint`, a symlinked policy under `policy pin`, a secret key
+//!   swapped while it is read; strict checkpoint signatures;
 //! - [`audit`]: the audit log: fields, chain, tampering, torn lines, rotation, concurrent
 //!   writers, limits and traps, hostile strings, secrets, failing closed, `audit verify`.
 
@@ -58,3 +69,4 @@ mod redaction_property;
 mod reviewer_loop;
 mod run_audit;
 mod runtime_deny;
+mod safe_writes;

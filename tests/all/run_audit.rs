@@ -491,6 +491,12 @@ fn a_symlink_at_the_audit_log_path_is_not_followed() {
         stderr.contains("is a symlink, which warden does not follow"),
         "{stderr}"
     );
+    // The message names the real file, for `--audit-log`.
+    let real = std::fs::canonicalize(&elsewhere).unwrap();
+    assert!(
+        stderr.contains(&format!("(it leads to `{}`)", real.display())),
+        "{stderr}"
+    );
     assert!(out.stdout.is_empty(), "the plugin ran");
     assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "");
 }
