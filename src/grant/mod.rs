@@ -209,6 +209,25 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// An item not decided yet: no rule, no reason, `outcome` until a rule says
+    /// otherwise; each `decide_*` fills in what its capability knows.
+    pub(crate) fn undecided(capability: Capability, request: String, outcome: Outcome) -> Self {
+        Decision {
+            capability,
+            request,
+            host_path: None,
+            guest_path: None,
+            recursive: None,
+            names: None,
+            withheld: Vec::new(),
+            reach: Vec::new(),
+            rule: NO_RULE.into(),
+            reason: String::new(),
+            outcome,
+            grant: None,
+        }
+    }
+
     /// The kind of item.
     pub fn capability(&self) -> Capability {
         self.capability
@@ -802,24 +821,13 @@ fn decide_dir(
     mode: Mode,
 ) -> Decision {
     let raw = declared.pattern.as_str();
-    let mut d = Decision {
-        capability: if write {
-            Capability::FsWrite
-        } else {
-            Capability::FsRead
-        },
-        request: raw.to_owned(),
-        host_path: None,
-        guest_path: None,
-        recursive: Some(declared.recursive),
-        names: None,
-        withheld: Vec::new(),
-        reach: Vec::new(),
-        rule: NO_RULE.into(),
-        reason: String::new(),
-        outcome: Outcome::Denied,
-        grant: None,
+    let capability = if write {
+        Capability::FsWrite
+    } else {
+        Capability::FsRead
     };
+    let mut d = Decision::undecided(capability, raw.to_owned(), Outcome::Denied);
+    d.recursive = Some(declared.recursive);
     let lexical = match path::expand(raw, &host.workdir, host.home.as_deref()) {
         Ok(p) => path::normalize(&p),
         Err(problem) => {
@@ -1059,20 +1067,8 @@ fn resolve_guest_conflicts(items: &mut [Decision]) {
 }
 
 fn decide_env(raw: &str, rules: &Effective<'_>, host: &Host, mode: Mode) -> Decision {
-    let mut d = Decision {
-        capability: Capability::Env,
-        request: raw.to_owned(),
-        host_path: None,
-        guest_path: None,
-        recursive: None,
-        names: Some(Vec::new()),
-        withheld: Vec::new(),
-        reach: Vec::new(),
-        rule: NO_RULE.into(),
-        reason: String::new(),
-        outcome: Outcome::Denied,
-        grant: None,
-    };
+    let mut d = Decision::undecided(Capability::Env, raw.to_owned(), Outcome::Denied);
+    d.names = Some(Vec::new());
     let declared = match EnvPattern::new(raw) {
         Ok(p) => p,
         Err(problem) => {
@@ -1185,20 +1181,11 @@ fn decide_env(raw: &str, rules: &Effective<'_>, host: &Host, mode: Mode) -> Deci
 }
 
 fn decide_stream(stream: Stream, rules: &Effective<'_>, mode: Mode) -> Decision {
-    let mut d = Decision {
-        capability: Capability::Stdio,
-        request: stream.as_str().to_owned(),
-        host_path: None,
-        guest_path: None,
-        recursive: None,
-        names: None,
-        withheld: Vec::new(),
-        reach: Vec::new(),
-        rule: NO_RULE.into(),
-        reason: String::new(),
-        outcome: policy_denial(mode),
-        grant: None,
-    };
+    let mut d = Decision::undecided(
+        Capability::Stdio,
+        stream.as_str().to_owned(),
+        policy_denial(mode),
+    );
     match rules.stdio {
         Some((table, list)) => match list.iter().find(|e| e.value == stream) {
             Some(entry) => {

@@ -32,20 +32,11 @@ pub(super) fn decide_net(
     rules: &Effective<'_>,
     mode: Mode,
 ) -> (Decision, Option<Endpoint>) {
-    let mut d = Decision {
-        capability: Capability::Net,
-        request: crate::net::pattern::declared_url(n),
-        host_path: None,
-        guest_path: None,
-        recursive: None,
-        names: None,
-        withheld: Vec::new(),
-        reach: Vec::new(),
-        rule: NO_RULE.into(),
-        reason: String::new(),
-        outcome: Outcome::Denied,
-        grant: None,
-    };
+    let mut d = Decision::undecided(
+        Capability::Net,
+        crate::net::pattern::declared_url(n),
+        Outcome::Denied,
+    );
     let declared = match Endpoint::declared(n) {
         Ok(endpoint) => endpoint,
         Err(problem) => {
