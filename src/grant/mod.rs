@@ -29,42 +29,10 @@
 pub mod env;
 mod net;
 mod open;
-mod path;
-
-pub(crate) use open::proc_fd_path;
-
-/// A policy path (`~`, relative to `workdir`) expanded and normalized, as decisions
-/// resolve it.
-///
-/// # Errors
-///
-/// What is wrong (`~` with no home known).
-pub fn expand_path(raw: &str, workdir: &Path, home: Option<&Path>) -> Result<PathBuf, String> {
-    path::expand(raw, workdir, home).map(|p| path::normalize(&p))
-}
-
-/// The name in `path`'s parent folder closest to `path`'s own (a misspelt `reprots`
-/// finds `reports`), when one is close.
-pub fn nearest_sibling(path: &Path) -> Option<String> {
-    let name = path.file_name()?.to_str()?;
-    let parent = path.parent()?;
-    std::fs::read_dir(parent)
-        .ok()?
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .map(|candidate| (strsim::levenshtein(name, &candidate), candidate))
-        .filter(|(distance, _)| *distance <= 2)
-        .min()
-        .map(|(_, candidate)| candidate)
-}
-
-/// `rel` (a guest path relative to a preopen) joined onto the preopen's host
-/// directory `base`, `.` and `..` resolved lexically (for records; nothing is opened).
-pub(crate) fn lexical_join(base: &Path, rel: &str) -> PathBuf {
-    path::normalize(&base.join(rel.trim_start_matches('/')))
-}
 
 use crate::abi::{Capabilities, PathPattern};
 use crate::limits::Limits;
+use crate::paths;
 use crate::policy::{Entry, Mode, OnDenied, Policy, Rules, Stream};
 use env::EnvPattern;
 use serde::Serialize;
@@ -465,15 +433,15 @@ struct PathRule<'p> {
     lexical: Option<PathBuf>,
     /// Canonical (or canonical ancestor plus the rest).
     effective: Option<PathBuf>,
-    problem: Option<String>,
+    problem: Option<paths::ExpandError>,
 }
 
 impl<'p> PathRule<'p> {
     fn resolve(entry: &'p Entry<String>, host: &Host) -> Self {
-        match path::expand(&entry.value, &host.workdir, host.home.as_deref()) {
+        match paths::expand(&entry.value, &host.workdir, host.home.as_deref()) {
             Ok(expanded) => {
-                let lexical = path::normalize(&expanded);
-                let effective = path::effective(&lexical).ok();
+                let lexical = paths::normalize(&expanded);
+                let effective = paths::effective(&lexical).ok();
                 PathRule {
                     entry,
                     lexical: Some(lexical),
@@ -555,8 +523,8 @@ impl<'p> Effective<'p> {
         let tls_roots = tables
             .iter()
             .flat_map(|t| &t.net_tls_roots)
-            .filter_map(|e| path::expand(&e.value, &host.workdir, host.home.as_deref()).ok())
-            .map(|p| path::normalize(&p))
+            .filter_map(|e| paths::expand(&e.value, &host.workdir, host.home.as_deref()).ok())
+            .map(|p| paths::normalize(&p))
             .collect();
         Effective {
             read,
@@ -799,7 +767,7 @@ fn protected_paths(host: &Host, policy_file: Option<&Path>) -> Vec<Protected> {
     // above them must not hide them). More forms only deny more.
     let mut forms = Vec::with_capacity(out.len() * 2);
     for p in out {
-        if let Ok(resolved) = path::effective(&p.path)
+        if let Ok(resolved) = paths::effective(&p.path)
             && resolved != p.path
         {
             forms.push(Protected {
@@ -828,21 +796,21 @@ fn decide_dir(
     };
     let mut d = Decision::undecided(capability, raw.to_owned(), Outcome::Denied);
     d.recursive = Some(declared.recursive);
-    let lexical = match path::expand(raw, &host.workdir, host.home.as_deref()) {
-        Ok(p) => path::normalize(&p),
+    let lexical = match paths::expand(raw, &host.workdir, host.home.as_deref()) {
+        Ok(p) => paths::normalize(&p),
         Err(problem) => {
-            d.reason = problem;
+            d.reason = problem.to_string();
             return d;
         }
     };
-    let guest = path::guest_path(raw, &lexical);
+    let guest = paths::guest_path(raw, &lexical);
     d.guest_path = Some(guest.clone());
     // The directory is opened once, without following any symlink, and every check
     // below runs on where that descriptor really is (`open` module docs).
     let opened = directory(raw, &lexical);
     let effective = match &opened {
         Ok(o) => Some(o.real_path.clone()),
-        Err(_) => path::effective(&lexical).ok(),
+        Err(_) => paths::effective(&lexical).ok(),
     };
     d.host_path = Some(show(effective.as_deref().unwrap_or(&lexical)));
     // Deny entries compare with the lexical form too: more denial is safe.
@@ -877,7 +845,7 @@ fn decide_dir(
             if d.outcome != Outcome::Denied
                 && let Some(protected) = protected
                     .iter()
-                    .find(|p| forms.iter().any(|f| path::overlaps(f, &p.path)))
+                    .find(|p| forms.iter().any(|f| paths::overlaps(f, &p.path)))
             {
                 d.outcome = Outcome::Denied;
                 d.rule = protected.rule.into();
@@ -942,9 +910,11 @@ fn directory(raw: &str, lexical: &Path) -> Result<open::Opened, String> {
 /// contains; or, failing that, a deny entry that cannot be resolved (fail closed).
 fn deny_verdict(raw: &str, forms: &[&Path], rules: &Effective<'_>) -> Option<Verdict> {
     let hit = rules.deny.iter().find_map(|r| {
-        forms
-            .iter()
-            .find_map(|f| r.forms().find(|x| path::overlaps(f, x)).map(|x| (r, *f, x)))
+        forms.iter().find_map(|f| {
+            r.forms()
+                .find(|x| paths::overlaps(f, x))
+                .map(|x| (r, *f, x))
+        })
     });
     if let Some((rule, declared, denied)) = hit {
         let relation = if declared == denied {
@@ -981,7 +951,9 @@ fn deny_verdict(raw: &str, forms: &[&Path], rules: &Effective<'_>) -> Option<Ver
             reason: format!(
                 "deny entry `{}` cannot be checked: {}",
                 r.entry.key,
-                r.problem.as_deref().unwrap_or("it does not resolve")
+                r.problem
+                    .as_ref()
+                    .map_or("it does not resolve".to_owned(), ToString::to_string)
             ),
         })
 }

@@ -281,7 +281,7 @@ impl Policy {
         let tables = std::iter::once(&self.defaults).chain(self.plugins.values().map(|t| &t.rules));
         for rules in tables {
             for entry in &rules.net_tls_roots {
-                let Ok(path) = crate::grant::expand_path(&entry.value, workdir, home) else {
+                let Ok(path) = crate::paths::expand_path(&entry.value, workdir, home) else {
                     continue;
                 };
                 if path.is_file() {
@@ -302,7 +302,7 @@ impl Policy {
                 }
             }
             for entry in rules.fs_read.iter().chain(&rules.fs_write) {
-                let Ok(path) = crate::grant::expand_path(&entry.value, workdir, home) else {
+                let Ok(path) = crate::paths::expand_path(&entry.value, workdir, home) else {
                     continue;
                 };
                 if path.is_dir() {
@@ -316,7 +316,7 @@ impl Policy {
                 } else {
                     "does not exist"
                 };
-                let near = crate::grant::nearest_sibling(&path)
+                let near = crate::paths::nearest_sibling(&path)
                     .map(|name| {
                         let written = entry.value.trim_end_matches('/');
                         match written.rsplit_once('/') {
@@ -370,7 +370,7 @@ impl Policy {
             )));
         }
         // Where the opened file really is (symlinks resolved by the kernel).
-        let real = std::fs::read_link(crate::grant::proc_fd_path(&file)).map_err(read_error)?;
+        let real = std::fs::read_link(crate::paths::proc_fd_path(&file)).map_err(read_error)?;
         if !allow_insecure {
             check_ownership(&meta, &real)
                 .map_err(|problem| LoadError::Invalid(PolicyErrors::file_level(&name, problem)))?;

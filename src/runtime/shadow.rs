@@ -369,7 +369,7 @@ impl ShadowState {
                     Access {
                         call: a.call,
                         host_path: preopen.map(|p| {
-                            crate::grant::lexical_join(p.host_path(), &a.path)
+                            crate::paths::lexical_join(p.host_path(), &a.path)
                                 .display()
                                 .to_string()
                         }),
