@@ -166,7 +166,7 @@ fn check_rules(rules: &Rules, table: &str) {
         keyed(entries, list);
         for e in entries {
             assert!(
-                crate::grant::env::pattern_problem(&e.value).is_none(),
+                crate::policy::env::pattern_problem(&e.value).is_none(),
                 "{e:?}"
             );
         }

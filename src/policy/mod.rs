@@ -17,6 +17,7 @@
 //! `StrictModes` refuses a writable `authorized_keys`, unless the run opts out.
 
 mod coverage;
+pub(crate) mod env;
 pub mod error;
 pub(crate) mod parse;
 pub mod pin;

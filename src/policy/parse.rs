@@ -950,7 +950,7 @@ impl Parser<'_> {
                     ),
                 );
             }
-            match crate::grant::env::pattern_problem(&s) {
+            match super::env::pattern_problem(&s) {
                 Some(problem) => self.error(span, format!("`{entry_key}` {problem}")),
                 None => out.push(Entry {
                     key: entry_key,
