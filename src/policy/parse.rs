@@ -8,7 +8,7 @@
 //! column, with a "did you mean" where a key is misspelt.
 
 use super::error::{LineIndex, PolicyError, PolicyErrors};
-use super::{
+use super::model::{
     Entry, MAX_MEMORY, MAX_STACK, Mode, OnDenied, POLICY_VERSION, PluginTable, Rules, Stream,
     toml_key,
 };

@@ -496,7 +496,7 @@ impl PluginSuggestion {
                 String::new()
             }
         );
-        let _ = writeln!(out, "[plugins.{}]", super::toml_key(&self.name));
+        let _ = writeln!(out, "[plugins.{}]", super::model::toml_key(&self.name));
         let digests: Vec<String> = self.sha256.iter().map(|d| toml_string(d)).collect();
         match digests.as_slice() {
             [] => {}
