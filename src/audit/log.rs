@@ -1125,9 +1125,9 @@ mod tests {
             fuel_consumed: 1,
             duration: Duration::from_millis(1),
             output_bytes: 2,
-            runtime_denials: crate::runtime::shadow::RuntimeDenials::default(),
+            runtime_denials: crate::runtime::observed::RuntimeDenials::default(),
             effects,
-            accesses: crate::runtime::shadow::Accesses::default(),
+            accesses: crate::runtime::observed::Accesses::default(),
         }
     }
 
@@ -1235,14 +1235,14 @@ mod tests {
         effects.extend((0..50).map(|i| request(format!("http://127.0.0.1:8000/{i}"), true)));
         effects.extend((0..4).map(|_| sleep_record()));
         let mut report = report(effects);
-        let escaped = "\u{1}".repeat(crate::runtime::shadow::MAX_DENIED_PATH);
+        let escaped = "\u{1}".repeat(crate::runtime::observed::MAX_DENIED_PATH);
         report.runtime_denials.recorded = (0..MAX_LOGGED_DENIALS)
             .map(|_| RuntimeDeny {
                 call: "path_rename",
                 path: escaped.clone(),
                 target: Some(escaped.clone()),
                 preopen: None,
-                errno: crate::runtime::shadow::Refusal::Perm,
+                errno: crate::runtime::observed::Refusal::Perm,
                 reason: None,
             })
             .collect();
