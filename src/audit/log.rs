@@ -3,12 +3,13 @@
 
 use super::chain::PART_SEPARATOR;
 use super::layer::{self, AUDIT_TARGET, AuditLayer};
+use super::log_set::Rotation;
 use super::record::{
     DeclaredFields, ErrorFields, Event, LimitFields, LimitsRecord, PluginInfo, PolicyInfo,
     RESERVED_FIELDS, RunEnd, RunOutcome, RunStartFields,
 };
 use super::redact::{self, Redactor};
-use super::writer::{Appender, ChainWriter, MSG_BARRIER, Rotation, Shared};
+use super::writer::{Appender, ChainWriter, MSG_BARRIER, Shared};
 use super::{AuditError, Clock};
 use crate::limits::{LimitKind, Limits};
 use crate::runtime::{RunReport, RuntimeDeny};

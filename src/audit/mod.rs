@@ -43,6 +43,7 @@ mod error;
 pub(crate) mod json;
 pub(crate) mod layer;
 mod log;
+mod log_set;
 pub mod query;
 pub mod read;
 pub mod record;
@@ -56,6 +57,7 @@ pub use log::{
     AuditLog, AuditRun, CLOSING_RESERVE, MAX_ERROR_TEXT, MAX_LOGGED_DENIALS, MAX_LOGGED_SLEEPS,
     MAX_RECORD_BYTES, RunStart, SYNC_TIMEOUT,
 };
+pub use log_set::{Rotation, UnknownRotation};
 pub use record::{
     Event, GENESIS, LimitsRecord, PluginInfo, PolicyInfo, RunEnd, RunOutcome, SCHEMA_VERSION,
 };
@@ -65,7 +67,6 @@ pub use verify::{
     SignedCheckpoint, UnsignedCheckpointFile, UnsignedTail, Verdict, VerifyError, VerifyOptions,
     VerifyReport, verify_files, verify_files_with,
 };
-pub use writer::{Rotation, UnknownRotation};
 
 /// The clock that stamps records: `SystemTime::now` unless a test gives another.
 pub type Clock = std::sync::Arc<dyn Fn() -> std::time::SystemTime + Send + Sync>;
