@@ -37,8 +37,10 @@
 //! log; every string of a run's records passes the run's [`Redactor`] and is written
 //! by `json`.
 
+mod bounds;
 pub mod chain;
 pub mod checkpoint;
+mod closing;
 mod error;
 pub(crate) mod json;
 pub(crate) mod layer;
@@ -51,12 +53,12 @@ pub mod redact;
 pub mod verify;
 pub mod writer;
 
+pub use bounds::{
+    CLOSING_RESERVE, MAX_ERROR_TEXT, MAX_LOGGED_DENIALS, MAX_LOGGED_SLEEPS, MAX_RECORD_BYTES,
+};
 pub use error::{AuditError, EXIT_AUDIT};
 pub use layer::AUDIT_TARGET;
-pub use log::{
-    AuditLog, AuditRun, CLOSING_RESERVE, MAX_ERROR_TEXT, MAX_LOGGED_DENIALS, MAX_LOGGED_SLEEPS,
-    MAX_RECORD_BYTES, RunStart, SYNC_TIMEOUT,
-};
+pub use log::{AuditLog, AuditRun, RunStart, SYNC_TIMEOUT};
 pub use log_set::{Rotation, UnknownRotation};
 pub use record::{
     Event, GENESIS, LimitsRecord, PluginInfo, PolicyInfo, RunEnd, RunOutcome, SCHEMA_VERSION,

@@ -722,7 +722,7 @@ fn write_at(
 const RUN_START_HEAD: &[u8] = b"\"event\":\"run_start\"";
 
 /// Reserves, before a `run_start` of `len` bytes is written at `end`, the blocks that
-/// record and the run's closing records need ([`super::log::CLOSING_RESERVE`]):
+/// record and the run's closing records need ([`super::bounds::CLOSING_RESERVE`]):
 /// `fallocate(FALLOC_FL_KEEP_SIZE)` allocates them past the end of the file without
 /// changing its length, so the appends after the plugin ran need no new space.
 ///
@@ -734,7 +734,7 @@ const RUN_START_HEAD: &[u8] = b"\"event\":\"run_start\"";
 fn reserve_closing_space(file: &File, path: &Path, end: u64, len: u64) -> Result<(), AuditError> {
     use rustix::fs::{FallocateFlags, fallocate};
     use rustix::io::Errno;
-    let total = len.saturating_add(super::log::CLOSING_RESERVE);
+    let total = len.saturating_add(super::bounds::CLOSING_RESERVE);
     match fallocate(file, FallocateFlags::KEEP_SIZE, end, total) {
         Ok(()) | Err(Errno::OPNOTSUPP | Errno::NOSYS) => Ok(()),
         Err(e) => Err(AuditError::write(
