@@ -1,6 +1,7 @@
 //! The public handle: [`AuditLog`] (one open log, one background writer) and
 //! [`AuditRun`] (the records of one load/run, sharing one `run_id`).
 
+use super::appender::Appender;
 use super::bounds::{MAX_RECORD_BYTES, bounded};
 use super::chain::PART_SEPARATOR;
 use super::layer::{self, AUDIT_TARGET, AuditLayer};
@@ -10,7 +11,7 @@ use super::record::{
     RESERVED_FIELDS, RunEnd, RunStartFields,
 };
 use super::redact::{self, Redactor};
-use super::writer::{Appender, ChainWriter, MSG_BARRIER, Shared};
+use super::writer::{ChainWriter, MSG_BARRIER, Shared};
 use super::{AuditError, Clock};
 use crate::limits::{LimitKind, Limits};
 use crate::runtime::RuntimeDeny;

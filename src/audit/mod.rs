@@ -6,9 +6,15 @@
 //!   (the one choke point), and of what `warden run` prints from them;
 //! - [`chain`]: `seq` and `prev` (SHA-256 of the previous line), the chain head read
 //!   back from a file;
-//! - [`writer`]: lock, read head, append, unlock; rotation;
+//! - `bounds`: the largest record, what one run may write, the room reserved for a
+//!   run's closing records;
+//! - `log_set`: which files make one log and their names ([`Rotation`]);
+//! - `writer`: lock, read head, append, unlock (one append routine for every record);
+//!   rotation;
+//! - `appender`: the emitting thread or the worker, whichever appends without waiting;
 //! - `layer`: the `tracing` layer between emitters and the writer;
 //! - `log`: the public handle, [`AuditLog`] and [`AuditRun`];
+//! - `closing`: a finished call's records, kept within the reserved room;
 //! - [`read`]: logs read back (rotated sets, records, times) for `audit show`,
 //!   `audit summary` and `policy suggest`;
 //! - [`query`]: `warden audit show` and `warden audit summary`;
@@ -37,6 +43,7 @@
 //! log; every string of a run's records passes the run's [`Redactor`] and is written
 //! by `json`.
 
+mod appender;
 mod bounds;
 pub mod chain;
 pub mod checkpoint;
@@ -51,7 +58,7 @@ pub mod read;
 pub mod record;
 pub mod redact;
 pub mod verify;
-pub mod writer;
+mod writer;
 
 pub use bounds::{
     CLOSING_RESERVE, MAX_ERROR_TEXT, MAX_LOGGED_DENIALS, MAX_LOGGED_SLEEPS, MAX_RECORD_BYTES,
