@@ -166,20 +166,17 @@ impl AuditRun<'_> {
             .filter(|(e, slot)| !is_sleep(e) && slot.is_none())
             .count();
         end.effects_dropped = dropped(requests_unwritten as u64);
-        end.runtime_denials_dropped = dropped(
-            report
-                .runtime_denials
-                .dropped
-                .saturating_add((denials.len() - deny_fields.len()) as u64)
-                .saturating_add(unwritten(&deny_fields) as u64),
-        );
-        end.accesses_dropped = dropped(
-            report
-                .accesses
-                .dropped
-                .saturating_add((accesses.len() - access_fields.len()) as u64)
-                .saturating_add(unwritten(&access_fields) as u64),
-        );
+        // Dropped before the call ended, past the cap, and for want of room.
+        let not_written = |before: u64, recorded: usize, slots: &[Option<Redacted>]| {
+            dropped(
+                before
+                    .saturating_add((recorded - slots.len()) as u64)
+                    .saturating_add(unwritten(slots) as u64),
+            )
+        };
+        end.runtime_denials_dropped =
+            not_written(report.runtime_denials.dropped, denials.len(), &deny_fields);
+        end.accesses_dropped = not_written(report.accesses.dropped, accesses.len(), &access_fields);
         self.run_end(&end)
     }
 
@@ -212,15 +209,6 @@ mod tests {
     use crate::runtime::RuntimeDeny;
     use std::sync::Arc;
     use std::time::Duration;
-
-    fn limits_start<'a>(args: &'a [String], limits: &'a Limits) -> RunStart<'a> {
-        RunStart {
-            args,
-            load: None,
-            log_args: false,
-            limits,
-        }
-    }
 
     fn request(url: String, sent: bool) -> crate::net::EffectRecord {
         use crate::net::effects::{CHECK_ADDRESS, CHECK_URL, EffectOutcome};
@@ -297,7 +285,7 @@ mod tests {
         run.set_plugin(&PluginInfo::new("p", Some(version.to_owned()), [7; 32]))
             .unwrap();
         let (args, limits) = (Vec::new(), Limits::default());
-        run.run_start(limits_start(&args, &limits)).unwrap();
+        run.run_start(RunStart::for_test(&args, &limits)).unwrap();
         let before = std::fs::metadata(&path).unwrap().len();
         run.run_finished(report, 0).unwrap();
         drop(run);

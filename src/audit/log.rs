@@ -375,6 +375,19 @@ pub struct RunStart<'a> {
     pub load: Option<&'a str>,
 }
 
+#[cfg(test)]
+impl<'a> RunStart<'a> {
+    /// A start with `args` (not logged) and `limits`, and no `load` record.
+    pub(super) fn for_test(args: &'a [String], limits: &'a Limits) -> Self {
+        RunStart {
+            args,
+            load: None,
+            log_args: false,
+            limits,
+        }
+    }
+}
+
 /// The records of one load/run: all share its `run_id`, and once known its `plugin`
 /// and `policy`; every string in them passes the run's [`Redactor`]
 /// ([`AuditRun::set_redactor`]).
@@ -709,13 +722,12 @@ mod tests {
         assert_eq!(log.finish().unwrap(), 1);
     }
 
-    fn limits_start<'a>(args: &'a [String], limits: &'a Limits) -> RunStart<'a> {
-        RunStart {
-            args,
-            load: None,
-            log_args: false,
-            limits,
-        }
+    /// A lock on `path` that another open file description holds, as another process
+    /// would.
+    fn held_elsewhere(path: &Path) -> std::fs::File {
+        let other = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+        other.lock().unwrap();
+        other
     }
 
     /// The `run_id`s of the records in `path`, in file order.
@@ -736,12 +748,7 @@ mod tests {
         let path = dir.path().join("audit.jsonl");
         let log = AuditLog::open(&path, Rotation::Never).unwrap();
         let (args, limits) = (Vec::new(), Limits::default());
-        // Another open file description holds the lock, as another process would.
-        let other = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap();
-        other.lock().unwrap();
+        let other = held_elsewhere(&path);
         let first = log.run().unwrap();
         // Emitting does not wait for the lock: the record is queued for the worker.
         first.run_end(&RunEnd::refused(77, "test")).unwrap();
@@ -750,7 +757,9 @@ mod tests {
             let syncing = s.spawn(|| {
                 let second = log.run().unwrap();
                 // Must wait for the queued record, then follow it.
-                second.run_start(limits_start(&args, &limits)).unwrap();
+                second
+                    .run_start(RunStart::for_test(&args, &limits))
+                    .unwrap();
                 second.run_id().to_owned()
             });
             std::thread::sleep(Duration::from_millis(50));
@@ -776,7 +785,7 @@ mod tests {
                     s.spawn(|| {
                         let run = log.run().unwrap();
                         for _ in 0..200 {
-                            run.run_start(limits_start(&args, &limits)).unwrap();
+                            run.run_start(RunStart::for_test(&args, &limits)).unwrap();
                             run.run_end(&RunEnd::refused(77, "test")).unwrap();
                         }
                         run.run_id().to_owned()
@@ -814,11 +823,7 @@ mod tests {
         let mut log = AuditLog::open(&path, Rotation::Never).unwrap();
         log.set_sync_timeout(Duration::from_millis(200));
         let (args, limits) = (Vec::new(), Limits::default());
-        let other = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap();
-        other.lock().unwrap();
+        let other = held_elsewhere(&path);
         // The worker takes this record and waits for the lock, holding the writer.
         let first = log.run().unwrap();
         first.run_end(&RunEnd::refused(77, "test")).unwrap();
@@ -826,7 +831,7 @@ mod tests {
         let second = log.run().unwrap();
         let started = std::time::Instant::now();
         let err = second
-            .run_start(limits_start(&args, &limits))
+            .run_start(RunStart::for_test(&args, &limits))
             .expect_err("the plugin must not run");
         assert!(matches!(err, AuditError::Timeout { .. }), "{err}");
         assert!(started.elapsed() < Duration::from_secs(10));
