@@ -21,8 +21,8 @@
 //! to, inside, nor containing the lexical or canonical form of a deny entry) and no
 //! denied name. The sandbox built from the decisions holds nothing else.
 
-use super::Source;
 use super::oracle::{canonical, lexical, wildcard};
+use super::source::Source;
 use crate::abi::{Capabilities, NetPattern, NetProtocol, PathPattern, StdioCapability};
 use crate::grant::{Capability, Decisions, GrantKind, Host, Outcome, Refusal, decide};
 use crate::policy::{Mode, OnDenied, Policy};

@@ -19,7 +19,7 @@
 //! with a syntax mistake must be rejected; after an unsure mutation (a stray character)
 //! only the first oracle applies.
 
-use super::Source;
+use super::source::Source;
 use crate::abi::validate::is_valid_command_name;
 use crate::policy::{
     Entry, LimitOverrides, MAX_MEMORY, MAX_STACK, Mode, Policy, PolicyErrors, Rules, toml_key,
