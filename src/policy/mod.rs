@@ -19,10 +19,12 @@
 mod coverage;
 pub(crate) mod env;
 pub mod error;
+mod lint;
 mod model;
 pub(crate) mod parse;
 pub mod pin;
 pub mod suggest;
+mod values;
 
 pub use error::{PolicyError, PolicyErrors};
 pub(crate) use model::toml_key;
@@ -30,7 +32,7 @@ pub use model::{
     BUILTIN_NAME, BUILTIN_TEXT, Entry, LimitOverrides, MAX_MEMORY, MAX_STACK, Mode, OnDenied,
     POLICY_VERSION, PluginTable, Rules, Stream,
 };
-pub use parse::format_size;
+pub use values::format_size;
 
 use crate::limits::{Limits, MIB};
 use sha2::{Digest, Sha256};
@@ -82,7 +84,8 @@ impl Policy {
     ///
     /// [`PolicyErrors`] with every problem found, in order of position.
     pub fn parse(file: &str, text: &str) -> Result<Policy, PolicyErrors> {
-        let parsed = parse::parse(file, text)?;
+        let mut parsed = parse::parse(file, text)?;
+        parsed.warnings.extend(lint::warnings(&parsed, file));
         Ok(Policy {
             path: file.to_owned(),
             file: None,
