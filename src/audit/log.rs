@@ -1,5 +1,9 @@
 //! The public handle: [`AuditLog`] (one open log, one background writer) and
 //! [`AuditRun`] (the records of one load/run, sharing one `run_id`).
+//!
+//! Size: the handle and one method per record a run emits, with the unit tests of its
+//! threading (shared fsyncs, queued records, a lock held elsewhere); the closing
+//! records' budget is `closing`, the numbers `bounds`.
 
 use super::appender::Appender;
 use super::bounds::{MAX_RECORD_BYTES, bounded};

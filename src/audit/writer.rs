@@ -20,6 +20,10 @@
 //! So any number of warden processes may append to one log, and the chain stays
 //! valid across them and across rotated files.
 //!
+//! Size: lock, head, append and rotation are one protocol, every step under the same
+//! locks, so they are read in one file; its unit tests (rotation across files and
+//! writers, torn lines) stay beside it.
+//!
 //! # Rotation
 //!
 //! `never` appends to `PATH`. `hourly` and `daily` append to `PATH.YYYY-MM-DD-HH` and

@@ -20,6 +20,10 @@
 //! applies; names an allow pattern covers), and touches no denied path (neither equal
 //! to, inside, nor containing the lexical or canonical form of a deny entry) and no
 //! denied name. The sandbox built from the decisions holds nothing else.
+//!
+//! Size: the generator of policies, declarations and hosts and the independent oracle
+//! for each capability are one target; split, each half would be read only with the
+//! other.
 
 use super::oracle::{canonical, lexical, wildcard};
 use super::source::Source;

@@ -18,6 +18,10 @@
 //! with a semantic mistake must be rejected with an error on each mistaken line, one
 //! with a syntax mistake must be rejected; after an unsure mutation (a stray character)
 //! only the first oracle applies.
+//!
+//! Size: a generator for every key of the policy language and its mistakes, in one
+//! place beside the oracle that knows what was generated, so a new key or rule changes
+//! one file.
 
 use super::source::Source;
 use crate::abi::validate::is_valid_command_name;
