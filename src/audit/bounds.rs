@@ -46,10 +46,10 @@ pub const MAX_ACCESS_PATH: usize = 1024;
 /// `run_end`. The first group always fits: a call makes at most 256 requests, and a
 /// request's record is at most 10 KiB (a URL cut at 2 KiB, a reason cut at 512 bytes
 /// and 4 header names cut at 32, each byte of those escaped at most six-fold and each
-/// string grown by redaction at most [`redact::MAX_GROWTH`] bytes, the plugin's name
-/// and a version cut at 64 bytes) besides the paths of the module and the policy,
-/// which the host chooses: under 3 MiB for 256 when each of those paths is under
-/// 1 KiB.
+/// string grown by redaction at most [`super::redact::MAX_GROWTH`] bytes, the
+/// plugin's name and a version cut at 64 bytes) besides the paths of the module and
+/// the policy, which the host chooses: under 3 MiB for 256 when each of those paths
+/// is under 1 KiB.
 pub const CLOSING_RESERVE: u64 = 4 * 1024 * 1024;
 
 /// Bytes a record's line takes besides its `plugin`, `policy` and event fields: `v`,

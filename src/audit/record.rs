@@ -345,7 +345,7 @@ pub struct RunEnd {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub effects_dropped: Option<u64>,
     /// Audit mode: uses beyond those recorded one by one (see
-    /// [`crate::audit::bounds::MAX_LOGGED_ACCESSES`]).
+    /// `MAX_LOGGED_ACCESSES`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accesses_dropped: Option<u64>,
     /// `Sleep` effects of the call, all of them (only the first

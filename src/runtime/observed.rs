@@ -2,7 +2,7 @@
 //! grants ([`RuntimeDeny`], `runtime_deny` records) and, in audit mode, what the
 //! plugin really used ([`Access`], `access` records, for `policy suggest`).
 //!
-//! [`ShadowState`] is kept in each store and filled in by the wrappers of
+//! `ShadowState` is kept in each store and filled in by the wrappers of
 //! [`super::shadow`]; when the call ends, the instance takes its records, naming each
 //! preopen from the sandbox. These types sit below the store, the wrappers and the
 //! instance, so that each of those reads on its own.
