@@ -890,6 +890,48 @@ mod tests {
     }
 
     #[test]
+    fn a_new_sized_file_continues_the_newest_rotated_record_or_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("audit.jsonl");
+        let size = Rotation::Size(1 << 20);
+        // Two records, then moved aside as a rotation would; a newer rotated file that
+        // holds no record yet; `PATH` empty, as another process leaves it.
+        let mut w = writer(&base, size, "2024-03-05T13:00:00.000Z");
+        for n in 0..2 {
+            w.write_all(&message("2024-03-05T13:00:00.000Z", n))
+                .unwrap();
+        }
+        w.shared.check().unwrap();
+        drop(w);
+        let older = rotated_path(&base, "2024-03-05-13-00-00");
+        std::fs::rename(&base, &older).unwrap();
+        std::fs::write(rotated_path(&base, "2024-03-05-13-00-01"), "").unwrap();
+        std::fs::write(&base, "").unwrap();
+        let mut w = writer(&base, size, "2024-03-05T13:00:02.000Z");
+        w.write_all(&message("2024-03-05T13:00:02.000Z", 2))
+            .unwrap();
+        w.shared.check().unwrap();
+        drop(w);
+        let report = verify_files(&[older.clone(), base.clone()]).unwrap();
+        assert!(matches!(report.verdict, Verdict::Ok), "{report:?}");
+        assert_eq!(report.records, 3);
+
+        // A newest rotated file that ends with something else: no second chain.
+        std::fs::rename(&base, rotated_path(&base, "2024-03-05-13-00-02")).unwrap();
+        std::fs::write(rotated_path(&base, "2024-03-05-13-00-03"), "not a record\n").unwrap();
+        std::fs::write(&base, "").unwrap();
+        let mut w = writer(&base, size, "2024-03-05T13:00:04.000Z");
+        w.write_all(&message("2024-03-05T13:00:04.000Z", 3))
+            .unwrap();
+        assert!(
+            matches!(w.shared.check(), Err(AuditError::NotAnAuditLog { .. })),
+            "{:?}",
+            w.shared.check()
+        );
+        assert_eq!(std::fs::read_to_string(&base).unwrap(), "");
+    }
+
+    #[test]
     fn opening_refuses_what_is_not_a_log() {
         let dir = tempfile::tempdir().unwrap();
         let shared = || Shared::new(dir.path().into());
