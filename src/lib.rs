@@ -17,6 +17,8 @@
 //! - [`cache`]: the compiled-module cache of the command line (the one `unsafe` block);
 //! - [`audit`]: the tamper-evident audit log (records, hash chain, writer, verify);
 //! - [`escape`]: the one way plugin-controlled text reaches a terminal or a JSON output;
+//! - [`paths`]: path text as decisions resolve it (`~`, relative, `..`, canonical
+//!   forms) and as the guest sees it;
 //! - [`files`]: the one way warden creates or replaces a file (never through a symlink,
 //!   keeping a replaced file's mode and owner);
 //! - [`host`]: the whole pipeline as one type an application embeds ([`Warden`]), and
@@ -37,6 +39,7 @@ pub mod grant;
 pub mod host;
 pub mod limits;
 pub mod net;
+pub mod paths;
 pub mod policy;
 pub mod runtime;
 pub mod sandbox;

@@ -194,7 +194,7 @@ impl Sandbox {
             } else {
                 FsPerms::ReadOnly
             };
-            let handle = crate::grant::proc_fd_path(&*p.dir);
+            let handle = crate::paths::proc_fd_path(&*p.dir);
             builder
                 .preopened_dir(&handle, &p.guest_path, perms)
                 .map_err(|e| {

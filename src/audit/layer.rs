@@ -9,8 +9,9 @@
 //! of no interest to the layer (`Interest::never`), so the `tracing` instrumentation
 //! elsewhere (wasmtime-wasi's, for one) costs nothing here.
 
+use super::appender::Appender;
 use super::chain::Pending;
-use super::writer::{Appender, MSG_RECORD, Shared};
+use super::writer::{MSG_RECORD, Shared};
 use super::{AuditError, Clock};
 use std::cell::Cell;
 use std::io::Write as _;

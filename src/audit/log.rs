@@ -1,17 +1,24 @@
 //! The public handle: [`AuditLog`] (one open log, one background writer) and
 //! [`AuditRun`] (the records of one load/run, sharing one `run_id`).
+//!
+//! Size: the handle and one method per record a run emits, with the unit tests of its
+//! threading (shared fsyncs, queued records, a lock held elsewhere); the closing
+//! records' budget is `closing`, the numbers `bounds`.
 
+use super::appender::Appender;
+use super::bounds::{MAX_RECORD_BYTES, bounded};
 use super::chain::PART_SEPARATOR;
 use super::layer::{self, AUDIT_TARGET, AuditLayer};
+use super::log_set::Rotation;
 use super::record::{
     DeclaredFields, ErrorFields, Event, LimitFields, LimitsRecord, PluginInfo, PolicyInfo,
-    RESERVED_FIELDS, RunEnd, RunOutcome, RunStartFields,
+    RESERVED_FIELDS, RunEnd, RunStartFields,
 };
 use super::redact::{self, Redactor};
-use super::writer::{Appender, ChainWriter, MSG_BARRIER, Rotation, Shared};
+use super::writer::{ChainWriter, MSG_BARRIER, Shared};
 use super::{AuditError, Clock};
 use crate::limits::{LimitKind, Limits};
-use crate::runtime::{RunReport, RuntimeDeny};
+use crate::runtime::RuntimeDeny;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -26,59 +33,6 @@ use tracing_subscriber::layer::SubscriberExt as _;
 /// How long [`AuditLog::sync`] and [`AuditLog::finish`] wait for the writer by default
 /// ([`AuditLog::set_sync_timeout`]).
 pub const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Largest record the log takes, in bytes: half of how far back a writer looks for the
-/// chain head ([`crate::audit::chain::MAX_TAIL_SCAN`]), so a record can never hide it.
-pub const MAX_RECORD_BYTES: usize = 8 * 1024 * 1024;
-
-/// `runtime_deny` records one run may write; the rest are counted in `run_end`
-/// (`runtime_denials_dropped`).
-pub const MAX_LOGGED_DENIALS: usize = 32;
-
-/// `effect` records of `Sleep` effects one run may write; `run_end` counts and sums
-/// every sleep (`sleeps`, `slept_ms`). Requests are not capped here: every request
-/// gets its own record (a call makes at most
-/// [`crate::runtime::instance::MAX_EFFECT_ROUNDS`] effects), and sleeps never take
-/// the place of one.
-pub const MAX_LOGGED_SLEEPS: usize = 16;
-
-/// `access` records one run may write (audit mode); the rest are counted in `run_end`
-/// (`accesses_dropped`). Their paths are cut at [`MAX_ACCESS_PATH`] bytes.
-pub const MAX_LOGGED_ACCESSES: usize = 64;
-
-/// Longest path an `access` record keeps, in bytes.
-pub const MAX_ACCESS_PATH: usize = 1024;
-
-/// Bytes reserved on the log's file system, beyond its end, when `run_start` is
-/// written: room for what the run writes after the plugin ran, so that a plugin that
-/// fills the disk cannot erase its own `runtime_deny`, `effect` and `run_end` records.
-///
-/// [`AuditRun::run_finished`] keeps to it by construction: it measures each closing
-/// record as it will be written (redacted and escaped) and writes them within this
-/// many bytes, `limit_exceeded` and `run_end` set aside first, then in this order of
-/// importance: requests that passed every check (sent, or about to be), runtime
-/// denials, other requests, accesses, sleeps; what does not fit is counted in
-/// `run_end`. The first group always fits: a call makes at most 256 requests, and a
-/// request's record is at most 10 KiB (a URL cut at 2 KiB, a reason cut at 512 bytes
-/// and 4 header names cut at 32, each byte of those escaped at most six-fold and each
-/// string grown by redaction at most [`redact::MAX_GROWTH`] bytes, the plugin's name
-/// and a version cut at 64 bytes) besides the paths of the module and the policy,
-/// which the host chooses: under 3 MiB for 256 when each of those paths is under
-/// 1 KiB.
-pub const CLOSING_RESERVE: u64 = 4 * 1024 * 1024;
-
-/// Bytes a record's line takes besides its `plugin`, `policy` and event fields: `v`,
-/// `ts`, `seq`, `event`, `run_id`, `prev`, the braces and the newline (about 210).
-const RECORD_HEAD: u64 = 256;
-
-/// Longest error text a record carries (wasmtime's messages include backtraces, whose
-/// function names the plugin chose); longer text is cut and marked.
-pub const MAX_ERROR_TEXT: usize = 16 * 1024;
-
-/// `text` cut to [`MAX_ERROR_TEXT`] bytes at a character boundary, marked when cut.
-fn bounded(text: &str) -> std::borrow::Cow<'_, str> {
-    crate::escape::cut(text, MAX_ERROR_TEXT)
-}
 
 /// An open audit log.
 ///
@@ -425,6 +379,19 @@ pub struct RunStart<'a> {
     pub load: Option<&'a str>,
 }
 
+#[cfg(test)]
+impl<'a> RunStart<'a> {
+    /// A start with `args` (not logged) and `limits`, and no `load` record.
+    pub(super) fn for_test(args: &'a [String], limits: &'a Limits) -> Self {
+        RunStart {
+            args,
+            load: None,
+            log_args: false,
+            limits,
+        }
+    }
+}
+
 /// The records of one load/run: all share its `run_id`, and once known its `plugin`
 /// and `policy`; every string in them passes the run's [`Redactor`]
 /// ([`AuditRun::set_redactor`]).
@@ -437,14 +404,14 @@ pub struct AuditRun<'log> {
     /// The run's granted values, taken out of every string of every record.
     redactor: Arc<Redactor>,
     /// Whether the run's first record (which carries `who`) is still to come.
-    first: std::sync::atomic::AtomicBool,
+    pub(super) first: std::sync::atomic::AtomicBool,
 }
 
 /// A record's part (its fields, `plugin`, `policy`, `who`) serialized through the
 /// run's redactor. Only [`AuditRun::fields`] makes one, and a record is emitted only
 /// from these: no string reaches the log past the redactor.
 #[derive(Debug)]
-struct Redacted(String);
+pub(super) struct Redacted(pub(super) String);
 
 fn record_error(event: Event, e: serde_json::Error) -> AuditError {
     AuditError::Record {
@@ -487,7 +454,7 @@ impl AuditRun<'_> {
 
     /// `fields` as JSON, through the run's redactor: the choke point every part of
     /// every record passes (only this makes a [`Redacted`]).
-    fn fields<T: Serialize + ?Sized>(
+    pub(super) fn fields<T: Serialize + ?Sized>(
         &self,
         event: Event,
         fields: &T,
@@ -498,7 +465,7 @@ impl AuditRun<'_> {
     }
 
     /// `,"plugin":{…},"policy":{…}` as every record of the run carries them.
-    fn common(&self, event: Event) -> Result<String, AuditError> {
+    pub(super) fn common(&self, event: Event) -> Result<String, AuditError> {
         let mut common = String::new();
         if let Some(plugin) = &self.plugin {
             common.push_str(",\"plugin\":");
@@ -511,7 +478,11 @@ impl AuditRun<'_> {
         Ok(common)
     }
 
-    fn emit_json(&self, event: Event, fields: Option<&Redacted>) -> Result<(), AuditError> {
+    pub(super) fn emit_json(
+        &self,
+        event: Event,
+        fields: Option<&Redacted>,
+    ) -> Result<(), AuditError> {
         let mut body = String::new();
         if self.first.swap(false, std::sync::atomic::Ordering::Relaxed) {
             let who = self.fields(event, &crate::audit::record::Who::current())?;
@@ -693,186 +664,6 @@ impl AuditRun<'_> {
     pub fn run_end(&self, end: &RunEnd) -> Result<(), AuditError> {
         self.emit(Event::RunEnd, end)
     }
-
-    /// Everything a finished call says: an `access` record for each use (audit mode),
-    /// an `effect` record for each request and for the first [`MAX_LOGGED_SLEEPS`]
-    /// sleeps, a `runtime_deny` for each of the first [`MAX_LOGGED_DENIALS`] denials,
-    /// a `limit_exceeded` when a limit ended the call, and `run_end` with `exit_code`
-    /// (which counts what was not written one by one, and every sleep).
-    ///
-    /// What one run adds to the log is bounded, so the space reserved for it before
-    /// the plugin ran ([`CLOSING_RESERVE`]) holds it: each record is composed and
-    /// measured before any is written, and they are kept within the reserve in the
-    /// order its documentation gives. A plugin that fills the disk and then makes a
-    /// thousand escape attempts still gets its `run_end`, and a request it sent is
-    /// never pushed out by sleeps or denials.
-    ///
-    /// # Errors
-    ///
-    /// Any failure of these or an earlier record.
-    pub fn run_finished(&self, report: &RunReport, exit_code: u8) -> Result<(), AuditError> {
-        let shared = (self.common(Event::RunEnd)?.len() as u64)
-            .saturating_add(RECORD_HEAD)
-            .saturating_add(self.who_len(Event::RunEnd)?);
-        let cost = |fields: &Redacted| shared.saturating_add(fields.0.len() as u64);
-
-        let error = report.result.as_ref().err();
-        let limit = error.and_then(|e| e.limit());
-        let sleeps: Vec<&crate::net::EffectRecord> =
-            report.effects.iter().filter(|e| is_sleep(e)).collect();
-        let mut end = RunEnd {
-            outcome: RunOutcome::of(&report.result),
-            exit_code,
-            fuel_consumed: report.fuel_consumed,
-            duration_ms: (report.duration.as_secs_f64() * 1e6).round() / 1e3,
-            output_bytes: report.output_bytes,
-            error: error.map(|e| bounded(&e.to_string()).into_owned()),
-            runtime_denials_dropped: None,
-            effects_dropped: None,
-            accesses_dropped: None,
-            sleeps: (!sleeps.is_empty()).then_some(sleeps.len() as u64),
-            slept_ms: (!sleeps.is_empty()).then(|| {
-                sleeps
-                    .iter()
-                    .fold(0u64, |sum, e| sum.saturating_add(e.sleep_ms.unwrap_or(0)))
-            }),
-        };
-        // `run_end` (at its longest: every count at its widest) and `limit_exceeded`
-        // come out of the reserve first.
-        let widest = RunEnd {
-            runtime_denials_dropped: Some(u64::MAX),
-            effects_dropped: Some(u64::MAX),
-            accesses_dropped: Some(u64::MAX),
-            ..end.clone()
-        };
-        let mut room = CLOSING_RESERVE.saturating_sub(cost(&self.fields(Event::RunEnd, &widest)?));
-        let limit_fields = match limit {
-            Some((limit, value)) => {
-                let fields = self.fields(Event::LimitExceeded, &LimitFields { limit, value })?;
-                room = room.saturating_sub(cost(&fields));
-                Some(fields)
-            }
-            None => None,
-        };
-
-        // Every closing record, composed (and so redacted) now, in the order of
-        // importance in which the reserve is shared out.
-        let accesses = &report.accesses.recorded;
-        let mut access_fields = Vec::new();
-        for access in accesses.iter().take(MAX_LOGGED_ACCESSES) {
-            let mut access = access.clone();
-            access.path = crate::escape::cut(&access.path, MAX_ACCESS_PATH).into_owned();
-            access.host_path = access
-                .host_path
-                .map(|p| crate::escape::cut(&p, MAX_ACCESS_PATH).into_owned());
-            access_fields.push(Some(self.fields(Event::Access, &access)?));
-        }
-        let mut effect_fields = Vec::new();
-        let mut logged_sleeps = 0;
-        for effect in &report.effects {
-            let logged = !is_sleep(effect) || {
-                logged_sleeps += 1;
-                logged_sleeps <= MAX_LOGGED_SLEEPS
-            };
-            effect_fields.push(if logged {
-                Some(self.fields(Event::Effect, effect)?)
-            } else {
-                None
-            });
-        }
-        let denials = &report.runtime_denials.recorded;
-        let mut deny_fields = Vec::new();
-        for deny in denials.iter().take(MAX_LOGGED_DENIALS) {
-            deny_fields.push(Some(self.fields(Event::RuntimeDeny, deny)?));
-        }
-        let mut share = |slot: &mut Option<Redacted>| {
-            if let Some(fields) = slot {
-                let needed = cost(fields);
-                if needed <= room {
-                    room -= needed;
-                } else {
-                    *slot = None;
-                }
-            }
-        };
-        let share_effects =
-            |wanted: fn(&crate::net::EffectRecord) -> bool,
-             slots: &mut [Option<Redacted>],
-             share: &mut dyn FnMut(&mut Option<Redacted>)| {
-                for (effect, slot) in report.effects.iter().zip(slots) {
-                    if wanted(effect) {
-                        share(slot);
-                    }
-                }
-            };
-        share_effects(was_sent, &mut effect_fields, &mut share);
-        deny_fields.iter_mut().for_each(&mut share);
-        share_effects(
-            |e| !is_sleep(e) && !was_sent(e),
-            &mut effect_fields,
-            &mut share,
-        );
-        access_fields.iter_mut().for_each(&mut share);
-        share_effects(is_sleep, &mut effect_fields, &mut share);
-
-        // Written in the log's order.
-        for fields in access_fields.iter().flatten() {
-            self.emit_json(Event::Access, Some(fields))?;
-        }
-        for fields in effect_fields.iter().flatten() {
-            self.emit_json(Event::Effect, Some(fields))?;
-        }
-        for fields in deny_fields.iter().flatten() {
-            self.emit_json(Event::RuntimeDeny, Some(fields))?;
-        }
-        if let Some(fields) = &limit_fields {
-            self.emit_json(Event::LimitExceeded, Some(fields))?;
-        }
-        let unwritten = |slots: &[Option<Redacted>]| slots.iter().filter(|s| s.is_none()).count();
-        let dropped = |n: u64| (n > 0).then_some(n);
-        let requests_unwritten = report
-            .effects
-            .iter()
-            .zip(&effect_fields)
-            .filter(|(e, slot)| !is_sleep(e) && slot.is_none())
-            .count();
-        end.effects_dropped = dropped(requests_unwritten as u64);
-        end.runtime_denials_dropped = dropped(
-            report
-                .runtime_denials
-                .dropped
-                .saturating_add((denials.len() - deny_fields.len()) as u64)
-                .saturating_add(unwritten(&deny_fields) as u64),
-        );
-        end.accesses_dropped = dropped(
-            report
-                .accesses
-                .dropped
-                .saturating_add((accesses.len() - access_fields.len()) as u64)
-                .saturating_add(unwritten(&access_fields) as u64),
-        );
-        self.run_end(&end)
-    }
-
-    /// Bytes `who` adds to the next record, when it is the run's first.
-    fn who_len(&self, event: Event) -> Result<u64, AuditError> {
-        if !self.first.load(std::sync::atomic::Ordering::Relaxed) {
-            return Ok(0);
-        }
-        let who = self.fields(event, &crate::audit::record::Who::current())?;
-        Ok(",\"who\":".len() as u64 + who.0.len() as u64)
-    }
-}
-
-/// Whether `effect` is a `Sleep`.
-fn is_sleep(effect: &crate::net::EffectRecord) -> bool {
-    effect.kind == crate::net::effects::KIND_SLEEP
-}
-
-/// Whether `effect` is a request that passed every check (it was sent, or was about
-/// to be when it failed).
-fn was_sent(effect: &crate::net::EffectRecord) -> bool {
-    effect.passed(crate::net::effects::CHECK_ADDRESS)
 }
 
 #[cfg(test)]
@@ -909,15 +700,6 @@ mod tests {
     }
 
     #[test]
-    fn error_text_is_bounded_at_a_character_boundary() {
-        assert_eq!(bounded("short"), "short");
-        let long = "é".repeat(MAX_ERROR_TEXT);
-        let cut = bounded(&long);
-        assert!(cut.ends_with("...[cut]"));
-        assert!(cut.len() <= MAX_ERROR_TEXT + 8);
-    }
-
-    #[test]
     fn oversized_records_are_refused_not_written() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
@@ -944,13 +726,12 @@ mod tests {
         assert_eq!(log.finish().unwrap(), 1);
     }
 
-    fn limits_start<'a>(args: &'a [String], limits: &'a Limits) -> RunStart<'a> {
-        RunStart {
-            args,
-            load: None,
-            log_args: false,
-            limits,
-        }
+    /// A lock on `path` that another open file description holds, as another process
+    /// would.
+    fn held_elsewhere(path: &Path) -> std::fs::File {
+        let other = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+        other.lock().unwrap();
+        other
     }
 
     /// The `run_id`s of the records in `path`, in file order.
@@ -971,12 +752,7 @@ mod tests {
         let path = dir.path().join("audit.jsonl");
         let log = AuditLog::open(&path, Rotation::Never).unwrap();
         let (args, limits) = (Vec::new(), Limits::default());
-        // Another open file description holds the lock, as another process would.
-        let other = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap();
-        other.lock().unwrap();
+        let other = held_elsewhere(&path);
         let first = log.run().unwrap();
         // Emitting does not wait for the lock: the record is queued for the worker.
         first.run_end(&RunEnd::refused(77, "test")).unwrap();
@@ -985,7 +761,9 @@ mod tests {
             let syncing = s.spawn(|| {
                 let second = log.run().unwrap();
                 // Must wait for the queued record, then follow it.
-                second.run_start(limits_start(&args, &limits)).unwrap();
+                second
+                    .run_start(RunStart::for_test(&args, &limits))
+                    .unwrap();
                 second.run_id().to_owned()
             });
             std::thread::sleep(Duration::from_millis(50));
@@ -1011,7 +789,7 @@ mod tests {
                     s.spawn(|| {
                         let run = log.run().unwrap();
                         for _ in 0..200 {
-                            run.run_start(limits_start(&args, &limits)).unwrap();
+                            run.run_start(RunStart::for_test(&args, &limits)).unwrap();
                             run.run_end(&RunEnd::refused(77, "test")).unwrap();
                         }
                         run.run_id().to_owned()
@@ -1049,11 +827,7 @@ mod tests {
         let mut log = AuditLog::open(&path, Rotation::Never).unwrap();
         log.set_sync_timeout(Duration::from_millis(200));
         let (args, limits) = (Vec::new(), Limits::default());
-        let other = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap();
-        other.lock().unwrap();
+        let other = held_elsewhere(&path);
         // The worker takes this record and waits for the lock, holding the writer.
         let first = log.run().unwrap();
         first.run_end(&RunEnd::refused(77, "test")).unwrap();
@@ -1061,7 +835,7 @@ mod tests {
         let second = log.run().unwrap();
         let started = std::time::Instant::now();
         let err = second
-            .run_start(limits_start(&args, &limits))
+            .run_start(RunStart::for_test(&args, &limits))
             .expect_err("the plugin must not run");
         assert!(matches!(err, AuditError::Timeout { .. }), "{err}");
         assert!(started.elapsed() < Duration::from_secs(10));
@@ -1074,200 +848,5 @@ mod tests {
         let report = crate::audit::verify_files(&[&path]).unwrap();
         assert_eq!(report.verdict, crate::audit::Verdict::Ok);
         assert_eq!(report.records, 2);
-    }
-
-    fn request(url: String, sent: bool) -> crate::net::EffectRecord {
-        use crate::net::effects::{CHECK_ADDRESS, CHECK_URL, EffectOutcome};
-        crate::net::EffectRecord {
-            kind: "http_get",
-            url: Some(url),
-            address: sent.then(|| "127.0.0.1:8000".to_owned()),
-            status: sent.then_some(200),
-            bytes_out: 0,
-            bytes_in: 0,
-            duration_ms: 1.0,
-            rule: "plugins.p.net.allow[0]".into(),
-            checked: Some(if sent {
-                vec![CHECK_URL, CHECK_ADDRESS]
-            } else {
-                vec![]
-            }),
-            outcome: if sent {
-                EffectOutcome::Performed
-            } else {
-                EffectOutcome::Denied
-            },
-            reason: (!sent).then(|| "\u{1}".repeat(512)),
-            limit: None,
-            dropped_headers: Vec::new(),
-            sleep_ms: None,
-        }
-    }
-
-    fn sleep_record() -> crate::net::EffectRecord {
-        crate::net::EffectRecord {
-            kind: crate::net::effects::KIND_SLEEP,
-            checked: None,
-            url: None,
-            address: None,
-            status: None,
-            reason: None,
-            sleep_ms: Some(5),
-            ..request(String::new(), true)
-        }
-    }
-
-    fn report(effects: Vec<crate::net::EffectRecord>) -> RunReport {
-        RunReport {
-            result: Ok(crate::abi::ExecuteResult::Success("ok".into())),
-            stdout: Vec::new(),
-            stderr: Vec::new(),
-            fuel_consumed: 1,
-            duration: Duration::from_millis(1),
-            output_bytes: 2,
-            runtime_denials: crate::runtime::shadow::RuntimeDenials::default(),
-            effects,
-            accesses: crate::runtime::shadow::Accesses::default(),
-        }
-    }
-
-    /// Runs `report` through `run_finished` after a `run_start`, and returns the
-    /// records it wrote and how many bytes they took.
-    fn finish(report: &RunReport) -> (Vec<serde_json::Value>, u64) {
-        finish_with(report, Redactor::default(), &"v".repeat(4096)).0
-    }
-
-    /// [`finish`] with a redactor and a plugin version; also the closing lines.
-    fn finish_with(
-        report: &RunReport,
-        redactor: Redactor,
-        version: &str,
-    ) -> ((Vec<serde_json::Value>, u64), Vec<String>) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.jsonl");
-        let log = AuditLog::open(&path, Rotation::Never).unwrap();
-        let mut run = log.run().unwrap();
-        run.set_redactor(Arc::new(redactor));
-        run.set_plugin(&PluginInfo::new("p", Some(version.to_owned()), [7; 32]))
-            .unwrap();
-        let (args, limits) = (Vec::new(), Limits::default());
-        run.run_start(limits_start(&args, &limits)).unwrap();
-        let before = std::fs::metadata(&path).unwrap().len();
-        run.run_finished(report, 0).unwrap();
-        drop(run);
-        log.finish().unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let after = text.len() as u64;
-        let records = text
-            .lines()
-            .skip(1)
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        let lines = text.lines().skip(1).map(str::to_owned).collect();
-        ((records, after - before), lines)
-    }
-
-    #[test]
-    fn a_request_record_is_at_most_ten_kib_besides_the_host_paths() {
-        use crate::net::effects::{
-            MAX_DROPPED_HEADERS, MAX_RECORDED_HEADER, MAX_RECORDED_REASON, MAX_RECORDED_URL,
-        };
-        // Every string at its longest, escaped six-fold where the plugin can make it
-        // so, and full of a granted value whose marker is as long as markers get.
-        let places = crate::audit::redact::MAX_REDACTIONS + 1;
-        let worst = |fill: &str, len: usize| {
-            let text = format!("{}{}", fill.repeat(len), "abcd".repeat(places));
-            let cut = crate::escape::cut(&text, len).into_owned();
-            format!("{}{}", &cut[..cut.len() - 8], "abcd".repeat(places))
-        };
-        let mut record = request(worst("a", MAX_RECORDED_URL), true);
-        record.reason = Some(worst("\u{1}", MAX_RECORDED_REASON));
-        record.dropped_headers = (0..MAX_DROPPED_HEADERS)
-            .map(|_| worst("\u{1}", MAX_RECORDED_HEADER))
-            .chain(["...[cut]".to_owned()])
-            .collect();
-        let redactor = Redactor::new([("N".repeat(200), "abcd")]);
-        let version = worst("\u{1}", 4096);
-        let ((records, _), lines) = finish_with(&report(vec![record]), redactor, &version);
-        assert_eq!(records[0]["event"], "effect");
-        assert!(lines[0].contains("<redacted:NNNN"), "{}", lines[0]);
-        // The module and the policy have no paths here.
-        assert!(lines[0].len() <= 10 * 1024, "{}", lines[0].len());
-    }
-
-    #[test]
-    fn sleeps_never_take_the_place_of_a_request() {
-        let mut effects: Vec<_> = (0..200).map(|_| sleep_record()).collect();
-        effects.push(request("http://127.0.0.1:8000/".into(), true));
-        let (records, _) = finish(&report(effects));
-        let kinds: Vec<&str> = records
-            .iter()
-            .filter(|r| r["event"] == "effect")
-            .map(|r| r["kind"].as_str().unwrap())
-            .collect();
-        assert_eq!(kinds.len(), MAX_LOGGED_SLEEPS + 1);
-        assert_eq!(kinds.last(), Some(&"http_get"));
-        let end = records.last().unwrap();
-        assert_eq!(end["event"], "run_end");
-        assert_eq!(end["sleeps"], 200);
-        assert_eq!(end["slept_ms"], 1000);
-        assert!(end.get("effects_dropped").is_none(), "{end}");
-    }
-
-    #[test]
-    fn every_request_of_a_call_is_recorded_within_the_reserve() {
-        // 256 requests that passed every check, each with a URL of the longest kept.
-        let url = format!("http://127.0.0.1:8000/{}", "a".repeat(4096));
-        let url = crate::escape::cut(&url, crate::net::effects::MAX_RECORDED_URL).into_owned();
-        let effects = (0..256).map(|_| request(url.clone(), true)).collect();
-        let (records, bytes) = finish(&report(effects));
-        let written = records.iter().filter(|r| r["event"] == "effect").count();
-        assert_eq!(written, 256);
-        assert!(bytes <= CLOSING_RESERVE, "{bytes}");
-    }
-
-    #[test]
-    fn closing_records_that_would_not_fit_the_reserve_are_counted_sent_requests_first() {
-        // Refused requests whose URLs escape to six bytes a byte, then sent ones, and
-        // runtime denials of the longest escaped paths: more than the reserve holds.
-        let wide = format!("http://x/{}", "\u{1}".repeat(2048));
-        let mut effects: Vec<_> = (0..200).map(|_| request(wide.clone(), false)).collect();
-        effects.extend((0..50).map(|i| request(format!("http://127.0.0.1:8000/{i}"), true)));
-        effects.extend((0..4).map(|_| sleep_record()));
-        let mut report = report(effects);
-        let escaped = "\u{1}".repeat(crate::runtime::shadow::MAX_DENIED_PATH);
-        report.runtime_denials.recorded = (0..MAX_LOGGED_DENIALS)
-            .map(|_| RuntimeDeny {
-                call: "path_rename",
-                path: escaped.clone(),
-                target: Some(escaped.clone()),
-                preopen: None,
-                errno: crate::runtime::shadow::Refusal::Perm,
-                reason: None,
-            })
-            .collect();
-        let (records, bytes) = finish(&report);
-        let denials = records
-            .iter()
-            .filter(|r| r["event"] == "runtime_deny")
-            .count();
-        assert_eq!(denials, MAX_LOGGED_DENIALS);
-        assert!(bytes <= CLOSING_RESERVE, "{bytes}");
-        let effects: Vec<&serde_json::Value> =
-            records.iter().filter(|r| r["event"] == "effect").collect();
-        let sent = effects
-            .iter()
-            .filter(|e| e["kind"] == "http_get" && e["outcome"] == "performed")
-            .count();
-        let refused = effects.iter().filter(|e| e["outcome"] == "denied").count();
-        assert_eq!(sent, 50);
-        assert!(refused < 200, "{refused}");
-        let end = records.last().unwrap();
-        assert_eq!(end["event"], "run_end");
-        assert_eq!(end["effects_dropped"], 200 - refused as u64, "{end}");
-        assert_eq!(end["sleeps"], 4, "{end}");
-        // Still in the call's order.
-        let first_sent = effects.iter().position(|e| e["outcome"] == "performed");
-        assert_eq!(first_sent, Some(refused));
     }
 }

@@ -6,9 +6,15 @@
 //!   (the one choke point), and of what `warden run` prints from them;
 //! - [`chain`]: `seq` and `prev` (SHA-256 of the previous line), the chain head read
 //!   back from a file;
-//! - [`writer`]: lock, read head, append, unlock; rotation;
+//! - `bounds`: the largest record, what one run may write, the room reserved for a
+//!   run's closing records;
+//! - `log_set`: which files make one log and their names ([`Rotation`]);
+//! - `writer`: lock, read head, append, unlock (one append routine for every record);
+//!   rotation;
+//! - `appender`: the emitting thread or the worker, whichever appends without waiting;
 //! - `layer`: the `tracing` layer between emitters and the writer;
 //! - `log`: the public handle, [`AuditLog`] and [`AuditRun`];
+//! - `closing`: a finished call's records, kept within the reserved room;
 //! - [`read`]: logs read back (rotated sets, records, times) for `audit show`,
 //!   `audit summary` and `policy suggest`;
 //! - [`query`]: `warden audit show` and `warden audit summary`;
@@ -37,25 +43,30 @@
 //! log; every string of a run's records passes the run's [`Redactor`] and is written
 //! by `json`.
 
+mod appender;
+mod bounds;
 pub mod chain;
 pub mod checkpoint;
+mod closing;
 mod error;
 pub(crate) mod json;
 pub(crate) mod layer;
 mod log;
+mod log_set;
 pub mod query;
 pub mod read;
 pub mod record;
 pub mod redact;
 pub mod verify;
-pub mod writer;
+mod writer;
 
+pub use bounds::{
+    CLOSING_RESERVE, MAX_ERROR_TEXT, MAX_LOGGED_DENIALS, MAX_LOGGED_SLEEPS, MAX_RECORD_BYTES,
+};
 pub use error::{AuditError, EXIT_AUDIT};
 pub use layer::AUDIT_TARGET;
-pub use log::{
-    AuditLog, AuditRun, CLOSING_RESERVE, MAX_ERROR_TEXT, MAX_LOGGED_DENIALS, MAX_LOGGED_SLEEPS,
-    MAX_RECORD_BYTES, RunStart, SYNC_TIMEOUT,
-};
+pub use log::{AuditLog, AuditRun, RunStart, SYNC_TIMEOUT};
+pub use log_set::{Rotation, UnknownRotation};
 pub use record::{
     Event, GENESIS, LimitsRecord, PluginInfo, PolicyInfo, RunEnd, RunOutcome, SCHEMA_VERSION,
 };
@@ -65,7 +76,6 @@ pub use verify::{
     SignedCheckpoint, UnsignedCheckpointFile, UnsignedTail, Verdict, VerifyError, VerifyOptions,
     VerifyReport, verify_files, verify_files_with,
 };
-pub use writer::{Rotation, UnknownRotation};
 
 /// The clock that stamps records: `SystemTime::now` unless a test gives another.
 pub type Clock = std::sync::Arc<dyn Fn() -> std::time::SystemTime + Send + Sync>;

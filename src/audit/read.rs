@@ -10,8 +10,9 @@
 //! type is treated as absent. Whether the chain is intact is `audit verify`'s
 //! question, not theirs.
 
+pub use super::log_set::{ReadError, log_set};
 use std::io::BufRead as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 /// One record read back.
@@ -42,59 +43,6 @@ impl ReadRecord {
     pub fn time(&self) -> Option<SystemTime> {
         humantime::parse_rfc3339_weak(self.str("ts")?.trim_end_matches('Z')).ok()
     }
-}
-
-/// A log file could not be read.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot read audit log `{path}`: {source}")]
-pub struct ReadError {
-    /// The file.
-    pub path: PathBuf,
-    /// Why.
-    pub source: std::io::Error,
-}
-
-/// The rotated files of the log at `base` (oldest first), then `base` itself, those
-/// that exist.
-///
-/// # Errors
-///
-/// [`ReadError`] when the folder cannot be listed.
-pub fn log_set(base: &Path) -> Result<Vec<PathBuf>, ReadError> {
-    let error = |source| ReadError {
-        path: base.to_path_buf(),
-        source,
-    };
-    let Some(name) = base.file_name().and_then(|n| n.to_str()) else {
-        return Ok(vec![base.to_path_buf()]);
-    };
-    let folder = match base.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut rotated: Vec<(String, PathBuf)> = match std::fs::read_dir(&folder) {
-        Ok(entries) => entries
-            .filter_map(|e| {
-                let e = e.ok()?;
-                let file = e.file_name().into_string().ok()?;
-                let stamp = file.strip_prefix(name)?.strip_prefix('.')?;
-                super::writer::is_stamp(stamp).then(|| (stamp.to_owned(), e.path()))
-            })
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(error(e)),
-    };
-    // By the numbers in the stamp: `2026-01-02` before `2026-01-02-05` (its hourly
-    // files), `...-13` before `...-13-2` before `...-13-10` (size rotation): oldest
-    // first.
-    let numbers =
-        |stamp: &str| -> Vec<u64> { stamp.split('-').map(|n| n.parse().unwrap_or(0)).collect() };
-    rotated.sort_by_cached_key(|(stamp, _)| numbers(stamp));
-    let mut files: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
-    if base.exists() {
-        files.push(base.to_path_buf());
-    }
-    Ok(files)
 }
 
 /// Calls `each` with every record of `files`, in order. Lines that are not JSON
@@ -190,40 +138,5 @@ mod tests {
         assert_eq!(at("2026-11-30"), "2026-11-30T00:00:00Z");
         assert_eq!(at("2026-11-30T08:00:00Z"), "2026-11-30T08:00:00Z");
         assert!(parse_time("last tuesday", now).is_err());
-    }
-
-    #[test]
-    fn a_log_set_is_its_rotated_files_oldest_first_then_itself() {
-        let dir = tempfile::tempdir().unwrap();
-        let base = dir.path().join("audit.jsonl");
-        for name in [
-            "audit.jsonl.2026-12-02",
-            "audit.jsonl.2026-12-01",
-            "audit.jsonl.2026-12-01-05",
-            "audit.jsonl.bak",
-            "audit.jsonl.2026-12-01-05-10-11-10",
-            "audit.jsonl.2026-12-01-05-10-11-2",
-            "audit.jsonl.2026-12-01-05-10-11",
-            "audit.jsonl",
-        ] {
-            std::fs::write(dir.path().join(name), "").unwrap();
-        }
-        let names: Vec<String> = log_set(&base)
-            .unwrap()
-            .iter()
-            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(
-            names,
-            [
-                "audit.jsonl.2026-12-01",
-                "audit.jsonl.2026-12-01-05",
-                "audit.jsonl.2026-12-01-05-10-11",
-                "audit.jsonl.2026-12-01-05-10-11-2",
-                "audit.jsonl.2026-12-01-05-10-11-10",
-                "audit.jsonl.2026-12-02",
-                "audit.jsonl"
-            ]
-        );
     }
 }

@@ -337,7 +337,7 @@ pub struct RunEnd {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Runtime denials beyond those recorded one by one (see
-    /// [`crate::runtime::shadow::MAX_RUNTIME_DENIALS`]).
+    /// [`crate::runtime::observed::MAX_RUNTIME_DENIALS`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime_denials_dropped: Option<u64>,
     /// Requests not recorded one by one: only when the run's closing records would
@@ -345,7 +345,7 @@ pub struct RunEnd {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub effects_dropped: Option<u64>,
     /// Audit mode: uses beyond those recorded one by one (see
-    /// [`crate::audit::log::MAX_LOGGED_ACCESSES`]).
+    /// `MAX_LOGGED_ACCESSES`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accesses_dropped: Option<u64>,
     /// `Sleep` effects of the call, all of them (only the first

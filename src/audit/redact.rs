@@ -11,6 +11,10 @@
 //! ([`super::log::AuditRun::set_redactor`]). Object keys are warden's own and are
 //! left as they are (changing one could repeat a key, which `verify` rejects).
 //!
+//! Size: the one choke point, the forms a value takes on its way into a record
+//! (percent-encoded, in another case, URL-normalized, cut) and the unit tests that pin
+//! each form, kept together so that no form is read without its test.
+//!
 //! # What is matched
 //!
 //! [`Redactor::redact`] replaces, by `<redacted:NAME>`, each granted value of at

@@ -20,6 +20,10 @@
 //! So any number of warden processes may append to one log, and the chain stays
 //! valid across them and across rotated files.
 //!
+//! Size: lock, head, append and rotation are one protocol, every step under the same
+//! locks, so they are read in one file; its unit tests (rotation across files and
+//! writers, torn lines) stay beside it.
+//!
 //! # Rotation
 //!
 //! `never` appends to `PATH`. `hourly` and `daily` append to `PATH.YYYY-MM-DD-HH` and
@@ -38,6 +42,9 @@
 
 use super::chain::{self, Head, Pending, Tail, TailError};
 use super::error::AuditError;
+use super::log_set::{
+    Rotation, is_stamp, lock_path_for, log_set, rotated_path, unused_rotated_path,
+};
 use crate::files::{self, FileError};
 use std::fs::File;
 use std::io::{self, Write as _};
@@ -46,116 +53,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
-
-/// How often the log rotates (`--audit-rotate`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum Rotation {
-    /// One file, `PATH` (the default).
-    #[default]
-    Never,
-    /// `PATH.YYYY-MM-DD-HH`, UTC.
-    Hourly,
-    /// `PATH.YYYY-MM-DD`, UTC.
-    Daily,
-    /// `PATH`, moved to `PATH.YYYY-MM-DD-HH-MM-SS[-N]` (UTC) when the next record
-    /// would take it past this many bytes.
-    Size(u64),
-}
-
-impl Rotation {
-    /// The accepted values, for messages.
-    pub const VALUES: &'static str = "never, hourly, daily, size:SIZE (like size:64MiB)";
-
-    /// The value as written on the command line.
-    pub fn as_str(self) -> String {
-        match self {
-            Rotation::Never => "never".into(),
-            Rotation::Hourly => "hourly".into(),
-            Rotation::Daily => "daily".into(),
-            Rotation::Size(bytes) => format!("size:{bytes}"),
-        }
-    }
-
-    /// The file-name suffix for a record stamped `ts` (RFC 3339 UTC), if this rotation
-    /// uses one.
-    fn stamp(self, ts: &[u8]) -> Option<String> {
-        let date = ts.get(..10).and_then(|d| std::str::from_utf8(d).ok())?;
-        match self {
-            Rotation::Never | Rotation::Size(_) => None,
-            Rotation::Daily => Some(date.to_owned()),
-            Rotation::Hourly => {
-                let hour = ts.get(11..13).and_then(|h| std::str::from_utf8(h).ok())?;
-                Some(format!("{date}-{hour}"))
-            }
-        }
-    }
-}
-
-impl std::fmt::Display for Rotation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.as_str())
-    }
-}
-
-/// A rotation name that is not one of [`Rotation::VALUES`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown rotation `{0}`: write never, hourly, daily, or size:SIZE (like size:64MiB)")]
-pub struct UnknownRotation(pub String);
-
-impl std::str::FromStr for Rotation {
-    type Err = UnknownRotation;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "never" => Ok(Rotation::Never),
-            "hourly" => Ok(Rotation::Hourly),
-            "daily" => Ok(Rotation::Daily),
-            other => match other
-                .strip_prefix("size:")
-                .map(str::parse::<bytesize::ByteSize>)
-            {
-                Some(Ok(size)) if size.as_u64() >= 4096 => Ok(Rotation::Size(size.as_u64())),
-                _ => Err(UnknownRotation(other.to_owned())),
-            },
-        }
-    }
-}
-
-/// Whether `suffix` is a stamp some rotation writes: `YYYY-MM-DD[-HH]`, or, for a
-/// size bound, `YYYY-MM-DD-HH-MM-SS` with an optional `-N`.
-pub(crate) fn is_stamp(suffix: &str) -> bool {
-    if suffix.len() > 19
-        && suffix.is_char_boundary(19)
-        && is_time_stamp(&suffix[..19])
-        && (suffix.len() == 19
-            || suffix[19..].strip_prefix('-').is_some_and(|n| {
-                !n.is_empty() && n.len() <= 6 && n.bytes().all(|b| b.is_ascii_digit())
-            }))
-    {
-        return true;
-    }
-    is_time_stamp(suffix) || is_hour_stamp(suffix)
-}
-
-fn stamp_shape(s: &str, pattern: &str) -> bool {
-    s.len() == pattern.len()
-        && s.bytes().zip(pattern.bytes()).all(|(c, p)| {
-            if p == b'9' {
-                c.is_ascii_digit()
-            } else {
-                c == p
-            }
-        })
-}
-
-fn is_time_stamp(s: &str) -> bool {
-    stamp_shape(s, "9999-99-99-99-99-99")
-}
-
-/// `YYYY-MM-DD[-HH]`.
-fn is_hour_stamp(suffix: &str) -> bool {
-    stamp_shape(suffix, "9999-99-99") || stamp_shape(suffix, "9999-99-99-99")
-}
 
 /// State shared by the writer thread and the `super::AuditLog` handle.
 #[derive(Debug)]
@@ -475,7 +372,7 @@ impl ChainWriter {
                     &mut period.known,
                     &pending,
                     line,
-                    || previous_head(base, stamp),
+                    || head_before(base, Some(stamp)),
                 )?;
                 if newest.as_deref() != Some(period.stamp.as_str()) {
                     write_memo(lock, &period.stamp)
@@ -491,7 +388,7 @@ impl ChainWriter {
     /// Appends the record in `message` (`MSG_RECORD` first) if no other process holds
     /// the file's lock right now; `false` when nothing was done. A failure is kept in
     /// `Shared`, as for queued records.
-    fn append_now(&mut self, message: &[u8]) -> bool {
+    pub(super) fn append_now(&mut self, message: &[u8]) -> bool {
         let Some((&MSG_RECORD, record)) = message.split_first() else {
             return false;
         };
@@ -555,104 +452,6 @@ impl io::Write for ChainWriter {
     }
 }
 
-/// How long an emitter waits for the writer another thread of this process holds
-/// before it hands its record to the worker instead.
-const BRIEF_WAIT: std::time::Duration = std::time::Duration::from_micros(100);
-
-/// The log's one [`ChainWriter`], shared by the threads that emit records and
-/// `tracing-appender`'s non-blocking worker.
-///
-/// A record is appended by the thread that emits it when it can take the writer and
-/// the file's lock at once and nothing waits in the worker's queue: no hand-off and
-/// no wake-up of another thread (on this 2-core VM a hand-off and its confirmation
-/// cost ~30 µs of each audited call), and a failure is known to the emitter at once.
-/// Otherwise (another thread or process is appending, or records are queued, which
-/// must keep their order) it goes through the worker's queue.
-pub(crate) struct Appender {
-    chain: Mutex<ChainWriter>,
-    /// Messages sent to the worker and not yet handled by it; decremented under
-    /// `chain`'s lock, so "zero while holding the lock" means none is outstanding.
-    queued: AtomicU64,
-}
-
-impl Appender {
-    pub fn new(chain: ChainWriter) -> Arc<Self> {
-        Arc::new(Appender {
-            chain: Mutex::new(chain),
-            queued: AtomicU64::new(0),
-        })
-    }
-
-    /// Appends `message` (a record) now if that can be done without waiting long and
-    /// without overtaking a queued message; `false` when it must be queued instead.
-    pub fn try_append_now(&self, message: &[u8]) -> bool {
-        let Some(mut chain) = self.take_briefly() else {
-            return false;
-        };
-        self.queued.load(Ordering::Acquire) == 0 && chain.append_now(message)
-    }
-
-    /// The writer, if it is free now or within [`BRIEF_WAIT`] while nothing is queued.
-    ///
-    /// Another thread of this process holds it only for one append (a few µs), so
-    /// waiting that long is cheaper than the hand-off to the worker and the wake-up
-    /// that confirms it; but the worker may hold it while it waits for a lock another
-    /// process holds, so the wait is bounded, never a blocking `lock`.
-    fn take_briefly(&self) -> Option<std::sync::MutexGuard<'_, ChainWriter>> {
-        let start = std::time::Instant::now();
-        loop {
-            match self.chain.try_lock() {
-                Ok(chain) => return Some(chain),
-                Err(std::sync::TryLockError::Poisoned(p)) => return Some(p.into_inner()),
-                Err(std::sync::TryLockError::WouldBlock) => {
-                    if self.queued.load(Ordering::Acquire) != 0 || start.elapsed() > BRIEF_WAIT {
-                        return None;
-                    }
-                    std::thread::yield_now();
-                }
-            }
-        }
-    }
-
-    /// Counts a message about to be sent to the worker.
-    pub fn enqueue(&self) {
-        self.queued.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// Runs `f` with the writer if no message is outstanding and the writer is free
-    /// right now; `None` otherwise. Never waits: the worker may hold the writer while
-    /// it waits for a lock another process holds, and only the queued barrier's wait
-    /// is bounded.
-    pub fn when_idle<R>(&self, f: impl FnOnce(&ChainWriter) -> R) -> Option<R> {
-        let chain = self.take_briefly()?;
-        (self.queued.load(Ordering::Acquire) == 0).then(|| f(&chain))
-    }
-
-    /// The writer end handed to `tracing-appender`'s worker.
-    pub fn worker(self: &Arc<Self>) -> QueuedWriter {
-        QueuedWriter(Arc::clone(self))
-    }
-}
-
-/// The worker's end of an [`Appender`]: handles one queued message per `write`.
-pub(crate) struct QueuedWriter(Arc<Appender>);
-
-impl io::Write for QueuedWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut chain = self.0.chain.lock().unwrap_or_else(PoisonError::into_inner);
-        let written = chain.write(buf);
-        let _ = self
-            .0
-            .queued
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-        written
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Appends to `PATH` under a size bound: takes the file's lock (reopening `PATH` when
 /// another process moved the file aside meanwhile), moves `PATH` to
 /// `PATH.YYYY-MM-DD-HH-MM-SS[-N]` when the record would take it past `max` bytes,
@@ -680,9 +479,7 @@ fn append_sized(
             let estimate =
                 (pending.ts.len() + pending.head.len() + pending.tail.len() + 256) as u64;
             if ours.len() == 0 || ours.len().saturating_add(estimate) <= max {
-                append_locked(file, path, known, pending, line, || {
-                    Ok(newest_rotated_head(path))
-                })?;
+                append_locked(file, path, known, pending, line, || head_before(path, None))?;
                 return Ok(Some(()));
             }
             // Move the full file aside, still under its lock, and go on in a new one.
@@ -708,66 +505,12 @@ fn append_sized(
     }
 }
 
-/// `PATH.YYYY-MM-DD-HH-MM-SS` for the record stamped `ts`, or, when a file moved
-/// aside earlier sorts at or after that (the same second, or a clock that went back),
-/// that file's stamp with the next `-N`: a new file always sorts last, so retention
-/// never takes it for an old one.
-fn unused_rotated_path(base: &Path, ts: &[u8]) -> PathBuf {
-    let ts = String::from_utf8_lossy(ts);
-    let ours: String = ts
-        .chars()
-        .take(19)
-        .map(|c| if c.is_ascii_digit() { c } else { '-' })
-        .collect();
-    let ours = if is_time_stamp(&ours) {
-        ours
-    } else {
-        "0000-00-00-00-00-00".to_owned()
-    };
-    let key =
-        |stamp: &str| -> Vec<u64> { stamp.split('-').map(|n| n.parse().unwrap_or(0)).collect() };
-    let newest = super::read::log_set(base)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|p| {
-            let name = p.file_name()?.to_str()?;
-            let stamp = name
-                .strip_prefix(base.file_name()?.to_str()?)?
-                .strip_prefix('.')?;
-            stamp
-                .get(..19)
-                .is_some_and(is_time_stamp)
-                .then(|| stamp.to_owned())
-        })
-        .max_by_key(|stamp| key(stamp));
-    let stamp = match newest {
-        Some(newest) if key(&newest) >= key(&ours) => {
-            let n = newest
-                .get(20..)
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or(0);
-            format!("{}-{}", newest.get(..19).unwrap_or(&ours), n + 1)
-        }
-        _ => ours,
-    };
-    rotated_path(base, &stamp)
-}
-
-/// The chain head at the end of the newest file moved aside from `base` (a new `PATH`
-/// continues from it).
-fn newest_rotated_head(base: &Path) -> Option<Head> {
-    let set = super::read::log_set(base).ok()?;
-    let newest = set.iter().rev().find(|p| p.as_path() != base)?;
-    let file = File::open(newest).ok()?;
-    chain::scan_tail(&file).ok()?.head
-}
-
 /// Deletes the oldest rotated files of `base` beyond `keep` (never `current`).
 /// Deletion is best effort: a file that cannot be removed stays, and is tried again
 /// at the next rotation.
 fn apply_retention(base: &Path, keep: Option<usize>, current: Option<&Path>) {
     let Some(keep) = keep else { return };
-    let Ok(set) = super::read::log_set(base) else {
+    let Ok(set) = log_set(base) else {
         return;
     };
     let rotated: Vec<&PathBuf> = set
@@ -783,7 +526,8 @@ fn apply_retention(base: &Path, keep: Option<usize>, current: Option<&Path>) {
     }
 }
 
-/// Appends the record for `pending` to `file`, whose lock the caller holds.
+/// Appends the record for `pending` to `file`, whose lock the caller holds, after
+/// the head [`head_at`] finds (`previous` for a file that holds no record yet).
 fn append_locked(
     file: &File,
     path: &Path,
@@ -792,52 +536,99 @@ fn append_locked(
     line: &mut Vec<u8>,
     previous: impl FnOnce() -> Result<Option<Head>, AuditError>,
 ) -> Result<(), AuditError> {
-    let before = file
+    let at = head_at(file, path, known, previous)?;
+    write_at(file, path, known, at, pending, line, false).map(|_| ())
+}
+
+/// Where the next record of a locked file goes: the file's length, the chain head the
+/// record follows, and whether the last line is torn.
+struct At {
+    len: u64,
+    head: Head,
+    unterminated: bool,
+}
+
+/// Where the next record of `file` (whose lock the caller holds) goes: after the head
+/// this writer left (`known`) when the file still has the length it left it at, else
+/// after the head read from the file's tail, else, for a file that holds no record,
+/// after `previous()`'s head or at genesis.
+fn head_at(
+    file: &File,
+    path: &Path,
+    known: &mut Option<Known>,
+    previous: impl FnOnce() -> Result<Option<Head>, AuditError>,
+) -> Result<At, AuditError> {
+    let len = file
         .metadata()
         .map_err(|e| AuditError::write(path, e))?
         .len();
-    let (head, unterminated) = match known.take() {
-        Some(k) if k.len == before => (k.head, false),
-        _ => {
-            let tail = tail_of(file, path)?;
-            let head = match tail.head {
-                Some(head) => head,
-                None => previous()?.unwrap_or_else(Head::genesis),
-            };
-            (head, tail.unterminated)
-        }
+    if let Some(k) = known.take().filter(|k| k.len == len) {
+        return Ok(At {
+            len,
+            head: k.head,
+            unterminated: false,
+        });
+    }
+    let tail = tail_of(file, path)?;
+    let head = match tail.head {
+        Some(head) => head,
+        None => previous()?.unwrap_or_else(Head::genesis),
     };
+    Ok(At {
+        len,
+        head,
+        unterminated: tail.unterminated,
+    })
+}
+
+/// Writes the record for `pending` at `at` with one `write` (after the `\n` that ends
+/// a torn line), `fsync`ing it when `sync`, and remembers the new end in `known`. A
+/// `run_start` first reserves the space of the run's closing records. On failure the
+/// file is cut back to its old length: the caller still holds the lock, so no partial
+/// line stays behind. Returns where the record (without `\n`) is in `line`.
+fn write_at(
+    file: &File,
+    path: &Path,
+    known: &mut Option<Known>,
+    at: At,
+    pending: &Pending<'_>,
+    line: &mut Vec<u8>,
+    sync: bool,
+) -> Result<std::ops::Range<usize>, AuditError> {
     line.clear();
-    if unterminated {
+    if at.unterminated {
         line.push(b'\n');
     }
     let start = line.len();
-    chain::compose(pending, &head, line);
+    chain::compose(pending, &at.head, line);
+    let record = start..line.len();
     let next = Head {
-        next_seq: head.next_seq.saturating_add(1),
-        prev: chain::line_hash(&line[start..]),
+        next_seq: at.head.next_seq.saturating_add(1),
+        prev: chain::line_hash(&line[record.clone()]),
     };
     line.push(b'\n');
     if pending.head.starts_with(RUN_START_HEAD) {
-        reserve_closing_space(file, path, before, line.len() as u64)?;
+        reserve_closing_space(file, path, at.len, line.len() as u64)?;
     }
-    if let Err(e) = (&*file).write_all(line) {
-        // Leave no partial line behind: we still hold the lock.
-        let _ = file.set_len(before);
+    let written = (&*file)
+        .write_all(line)
+        .and_then(|()| if sync { file.sync_data() } else { Ok(()) });
+    if let Err(e) = written {
+        let _ = file.set_len(at.len);
         return Err(AuditError::write(path, e));
     }
     *known = Some(Known {
-        len: before + line.len() as u64,
+        len: at.len + line.len() as u64,
         head: next,
     });
-    Ok(())
+    Ok(record)
 }
 
 /// How a `run_start` record's head begins ([`Pending::head`]).
 const RUN_START_HEAD: &[u8] = b"\"event\":\"run_start\"";
 
 /// Reserves, before a `run_start` of `len` bytes is written at `end`, the blocks that
-/// record and the run's closing records need ([`super::log::CLOSING_RESERVE`]):
+/// record and the run's closing records need ([`super::bounds::CLOSING_RESERVE`]):
 /// `fallocate(FALLOC_FL_KEEP_SIZE)` allocates them past the end of the file without
 /// changing its length, so the appends after the plugin ran need no new space.
 ///
@@ -849,7 +640,7 @@ const RUN_START_HEAD: &[u8] = b"\"event\":\"run_start\"";
 fn reserve_closing_space(file: &File, path: &Path, end: u64, len: u64) -> Result<(), AuditError> {
     use rustix::fs::{FallocateFlags, fallocate};
     use rustix::io::Errno;
-    let total = len.saturating_add(super::log::CLOSING_RESERVE);
+    let total = len.saturating_add(super::bounds::CLOSING_RESERVE);
     match fallocate(file, FallocateFlags::KEEP_SIZE, end, total) {
         Ok(()) | Err(Errno::OPNOTSUPP | Errno::NOSYS) => Ok(()),
         Err(e) => Err(AuditError::write(
@@ -887,59 +678,23 @@ pub(crate) fn append_at_head(
         Some(lock) => Some(Locked::exclusive(lock, &lock_path)?),
         None => None,
     };
-    let newest = super::read::log_set(base)
+    let newest = log_set(base)
         .ok()
         .and_then(|set| set.last().cloned())
         .unwrap_or_else(|| base.to_path_buf());
     let file = open_append(&newest)?;
     let _lock = Locked::exclusive(&file, &newest)?;
-    let tail = tail_of(&file, &newest)?;
-    let head = match tail.head {
-        Some(head) => head,
-        None => Head::genesis(),
-    };
-    let tail_text = make_tail(&head);
+    let at = head_at(&file, &newest, &mut None, || Ok(None))?;
+    let head = at.head.clone();
+    let tail = make_tail(&head);
     let pending = Pending {
         ts: ts.as_bytes(),
         head: event_head.as_bytes(),
-        tail: tail_text.as_bytes(),
+        tail: tail.as_bytes(),
     };
     let mut line = Vec::new();
-    if tail.unterminated {
-        line.push(b'\n');
-    }
-    let start = line.len();
-    chain::compose(&pending, &head, &mut line);
-    let record = String::from_utf8_lossy(&line[start..]).into_owned();
-    line.push(b'\n');
-    let before = file
-        .metadata()
-        .map_err(|e| AuditError::write(&newest, e))?
-        .len();
-    if let Err(e) = (&file).write_all(&line).and_then(|()| file.sync_data()) {
-        let _ = file.set_len(before);
-        return Err(AuditError::write(&newest, e));
-    }
-    Ok((record, head))
-}
-
-/// `.NAME.lock` next to `path`.
-fn lock_path_for(path: &Path) -> Result<PathBuf, AuditError> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| AuditError::NotAFile { path: path.into() })?;
-    let mut lock_name = std::ffi::OsString::from(".");
-    lock_name.push(name);
-    lock_name.push(".lock");
-    Ok(path.with_file_name(lock_name))
-}
-
-/// `PATH.STAMP`.
-fn rotated_path(base: &Path, stamp: &str) -> PathBuf {
-    let mut name = base.as_os_str().to_owned();
-    name.push(".");
-    name.push(stamp);
-    PathBuf::from(name)
+    let record = write_at(&file, &newest, &mut None, at, &pending, &mut line, true)?;
+    Ok((String::from_utf8_lossy(&line[record]).into_owned(), head))
 }
 
 /// The newest stamp written, as remembered in the lock file.
@@ -998,27 +753,36 @@ fn period<'c>(
         .ok_or_else(|| AuditError::Stopped { path: base.into() })
 }
 
-/// The chain head at the end of the newest rotated file older than `stamp`.
-fn previous_head(base: &Path, stamp: &str) -> Result<Option<Head>, AuditError> {
-    let dir = match base.parent().filter(|p| !p.as_os_str().is_empty()) {
-        Some(dir) => dir.to_path_buf(),
-        None => PathBuf::from("."),
+/// The chain head a new file of `base`'s set continues from: the head at the end of
+/// the newest rotated file that holds a record and, with `before`, whose stamp sorts
+/// before it (a new period's file); without, the newest moved aside (a new `PATH`
+/// under a size bound).
+///
+/// # Errors
+///
+/// [`AuditError`] when the set cannot be listed or a file in it cannot be read, or
+/// ends with something other than a record: a new file must not start a new chain
+/// where it cannot see the old one's end.
+fn head_before(base: &Path, before: Option<&str>) -> Result<Option<Head>, AuditError> {
+    let set = log_set(base).map_err(|e| AuditError::write(&e.path, e.source))?;
+    let name = base
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let older = |path: &Path| match before {
+        None => true,
+        Some(before) => path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix(name)?.strip_prefix('.'))
+            .is_some_and(|stamp| stamp < before),
     };
-    let Some(name) = base.file_name().and_then(|n| n.to_str()) else {
-        return Ok(None);
-    };
-    let prefix = format!("{name}.");
-    let mut older: Vec<String> = std::fs::read_dir(&dir)
-        .map_err(|e| AuditError::write(&dir, e))?
-        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .filter_map(|file| Some(file.strip_prefix(&prefix)?.to_owned()))
-        .filter(|suffix| is_stamp(suffix) && suffix.as_str() < stamp)
-        .collect();
-    older.sort_unstable();
-    for old in older.iter().rev() {
-        let path = rotated_path(base, old);
-        let file = File::open(&path).map_err(|e| AuditError::write(&path, e))?;
-        if let Some(head) = tail_of(&file, &path)?.head {
+    for path in set.iter().rev().filter(|p| p.as_path() != base) {
+        if !older(path) {
+            continue;
+        }
+        let file = File::open(path).map_err(|e| AuditError::write(path, e))?;
+        if let Some(head) = tail_of(&file, path)?.head {
             return Ok(Some(head));
         }
     }
@@ -1043,31 +807,6 @@ mod tests {
 
     fn writer(path: &Path, rotation: Rotation, ts: &str) -> ChainWriter {
         ChainWriter::open(path, rotation, ts, Shared::new(path.into())).unwrap()
-    }
-
-    #[test]
-    fn rotation_names_and_values() {
-        let ts = b"2024-03-05T07:08:09.123Z";
-        assert_eq!(Rotation::Hourly.stamp(ts).as_deref(), Some("2024-03-05-07"));
-        assert_eq!(Rotation::Daily.stamp(ts).as_deref(), Some("2024-03-05"));
-        assert_eq!(Rotation::Never.stamp(ts), None);
-        assert_eq!("hourly".parse::<Rotation>(), Ok(Rotation::Hourly));
-        assert_eq!(
-            "weekly".parse::<Rotation>().unwrap_err().to_string(),
-            "unknown rotation `weekly`: write never, hourly, daily, or size:SIZE (like size:64MiB)"
-        );
-        assert_eq!(
-            "size:64MiB".parse::<Rotation>(),
-            Ok(Rotation::Size(64 * 1024 * 1024))
-        );
-        assert!(
-            "size:12".parse::<Rotation>().is_err(),
-            "too small to hold a record"
-        );
-        assert!(is_stamp("2024-03-05") && is_stamp("2024-03-05-07"));
-        assert!(is_stamp("2024-03-05-07-08-09") && is_stamp("2024-03-05-07-08-09-12"));
-        assert!(!is_stamp("2024-03-05.gz") && !is_stamp("lock"));
-        assert!(!is_stamp("2024-03-05-07-08-09-x") && !is_stamp("2024-03-05-07-08"));
     }
 
     #[test]
@@ -1148,6 +887,48 @@ mod tests {
         assert_eq!(report.records, 2);
         assert_eq!(report.torn_skipped.len(), 1);
         assert_eq!(report.torn_skipped[0].line, 2);
+    }
+
+    #[test]
+    fn a_new_sized_file_continues_the_newest_rotated_record_or_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("audit.jsonl");
+        let size = Rotation::Size(1 << 20);
+        // Two records, then moved aside as a rotation would; a newer rotated file that
+        // holds no record yet; `PATH` empty, as another process leaves it.
+        let mut w = writer(&base, size, "2024-03-05T13:00:00.000Z");
+        for n in 0..2 {
+            w.write_all(&message("2024-03-05T13:00:00.000Z", n))
+                .unwrap();
+        }
+        w.shared.check().unwrap();
+        drop(w);
+        let older = rotated_path(&base, "2024-03-05-13-00-00");
+        std::fs::rename(&base, &older).unwrap();
+        std::fs::write(rotated_path(&base, "2024-03-05-13-00-01"), "").unwrap();
+        std::fs::write(&base, "").unwrap();
+        let mut w = writer(&base, size, "2024-03-05T13:00:02.000Z");
+        w.write_all(&message("2024-03-05T13:00:02.000Z", 2))
+            .unwrap();
+        w.shared.check().unwrap();
+        drop(w);
+        let report = verify_files(&[older.clone(), base.clone()]).unwrap();
+        assert!(matches!(report.verdict, Verdict::Ok), "{report:?}");
+        assert_eq!(report.records, 3);
+
+        // A newest rotated file that ends with something else: no second chain.
+        std::fs::rename(&base, rotated_path(&base, "2024-03-05-13-00-02")).unwrap();
+        std::fs::write(rotated_path(&base, "2024-03-05-13-00-03"), "not a record\n").unwrap();
+        std::fs::write(&base, "").unwrap();
+        let mut w = writer(&base, size, "2024-03-05T13:00:04.000Z");
+        w.write_all(&message("2024-03-05T13:00:04.000Z", 3))
+            .unwrap();
+        assert!(
+            matches!(w.shared.check(), Err(AuditError::NotAnAuditLog { .. })),
+            "{:?}",
+            w.shared.check()
+        );
+        assert_eq!(std::fs::read_to_string(&base).unwrap(), "");
     }
 
     #[test]

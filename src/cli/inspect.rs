@@ -2,7 +2,7 @@
 
 use super::CliError;
 use super::escape::{escape_line, escape_text, json_text};
-use super::policy::host_failure;
+use super::host_failure;
 use crate::abi::{CommandSpec, PluginManifest};
 use crate::host::{Inspection, Warden};
 use std::fmt::Write as _;

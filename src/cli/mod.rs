@@ -1,13 +1,16 @@
 //! The `warden` command line (`CLI.md`): argument definitions and command dispatch.
 //!
-//! Like ripgrep's flags, the raw arguments are parsed by clap here and each command
-//! module turns them into library calls: the pipeline itself is
-//! [`crate::host::Warden`]'s, and this module holds argument parsing, output and exit
-//! codes only. Every command returns a [`CliError`] that carries its exit code, so
-//! `main.rs` stays a thin shell.
+//! Like ripgrep's flags, the raw arguments are parsed by clap ([`Cli`], in `command`,
+//! which dispatches) and each command module turns them into library calls: the
+//! pipeline itself is [`crate::host::Warden`]'s, and the command line holds argument
+//! parsing, output and exit codes only. Every command returns a [`CliError`] that
+//! carries its exit code, so `main.rs` stays a thin shell. This file holds what the
+//! commands share (the error, the policy a command runs under, how a host failure is
+//! reported), below every command module.
 
 pub mod audit;
 pub use crate::escape;
+mod command;
 mod inspect;
 mod panic;
 mod pin;
@@ -15,7 +18,10 @@ pub mod policy;
 mod run;
 mod suggest;
 
-use clap::{Parser, Subcommand};
+use crate::host::{HostError, Warden, WardenBuilder};
+use crate::policy::LoadError;
+use escape::escape_line;
+use std::path::{Path, PathBuf};
 
 /// A command's failure: what to print and which exit code to use.
 #[derive(Debug, thiserror::Error)]
@@ -44,46 +50,37 @@ impl CliError {
     }
 }
 
+pub use command::{Cli, Command, dispatch};
 pub use panic::{EXIT_INTERNAL, exit_code_of, install_panic_hook, panic_line};
 
 /// Exit code: invalid plugin.
 pub const EXIT_INVALID_PLUGIN: u8 = 65;
 pub use crate::host::EXIT_NO_INPUT;
 
-/// warden: run WebAssembly plugins with only what a policy allows.
-#[derive(Debug, Parser)]
-#[command(name = "warden", version, about, long_about = None)]
-pub struct Cli {
-    /// The command to run.
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-/// The commands.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Load a plugin, decide its grants, and run it with ARGS.
-    Run(run::RunArgs),
-    /// Show a plugin's manifest, declared capabilities and SHA-256 (runs only
-    /// `plugin_manifest`).
-    Inspect(inspect::InspectArgs),
-    /// Check policy files, or explain what a policy grants a plugin.
-    Policy(policy::PolicyArgs),
-    /// Check the audit log's hash chain.
-    Audit(audit::AuditArgs),
-}
-
-/// Runs the parsed command; returns the exit code on success paths too (a plugin's
-/// `Error` result exits with its code).
-///
-/// # Errors
-///
-/// A [`CliError`] with the exit code and message.
-pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
-    match cli.command {
-        Command::Run(args) => run::run(args),
-        Command::Inspect(args) => inspect::inspect(args),
-        Command::Policy(args) => policy::policy(args),
-        Command::Audit(args) => audit::audit(args),
+/// A [`WardenBuilder`] with the policy named by `--policy`, else by `$WARDEN_POLICY`
+/// (an empty value counts as unset), else the built-in one.
+fn warden_builder(arg: Option<&Path>, allow_insecure: bool) -> WardenBuilder {
+    let from_env = std::env::var_os("WARDEN_POLICY")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    let builder = Warden::builder().allow_insecure_policy(allow_insecure);
+    match arg.map(Path::to_path_buf).or(from_env) {
+        Some(path) => builder.policy_file(path),
+        None => builder,
     }
+}
+
+/// A host failure as the command line reports it: every policy error on a line of its
+/// own (`FILE:LINE:COLUMN: message`), everything escaped, with `CLI.md`'s exit code.
+fn host_failure(e: &HostError) -> CliError {
+    let message = match e {
+        HostError::Policy(LoadError::Invalid(errors)) => errors
+            .errors()
+            .iter()
+            .map(|e| escape_line(&e.to_string()))
+            .collect::<Vec<_>>()
+            .join("\nwarden: "),
+        other => escape_line(&other.to_string()),
+    };
+    CliError::new(e.exit_code(), message)
 }

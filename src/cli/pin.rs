@@ -10,9 +10,10 @@
 //! file that was; the link itself stays a link.
 
 use super::escape::escape_line;
-use super::policy::{EXIT_POLICY_INVALID, host_failure};
+use super::host_failure;
 use super::{CliError, EXIT_NO_INPUT};
 use crate::files::{Edit, FileError};
+use crate::host::EXIT_POLICY_INVALID;
 use crate::host::{Inspection, Warden};
 use crate::policy::Policy;
 use crate::policy::pin::{PinChange, pin};

@@ -3,12 +3,13 @@
 
 use super::escape::{escape_line, json_text};
 use super::{CliError, EXIT_NO_INPUT};
+use super::{host_failure, warden_builder};
 use crate::grant::{Decision, Decisions};
-use crate::host::{Explanation, HostError, Warden, WardenBuilder, default_audit_log};
+use crate::host::{Explanation, default_audit_log};
 use crate::limits::Limits;
 use crate::policy::{LoadError, Mode, Policy};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub use crate::host::{EXIT_POLICY_INVALID, EXIT_REFUSED};
 /// Exit code of `policy check` when a file has errors.
@@ -136,34 +137,6 @@ fn check(args: &CheckArgs) -> u8 {
         }
     }
     code
-}
-
-/// A [`WardenBuilder`] with the policy named by `--policy`, else by `$WARDEN_POLICY`
-/// (an empty value counts as unset), else the built-in one.
-pub(super) fn warden_builder(arg: Option<&Path>, allow_insecure: bool) -> WardenBuilder {
-    let from_env = std::env::var_os("WARDEN_POLICY")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from);
-    let builder = Warden::builder().allow_insecure_policy(allow_insecure);
-    match arg.map(Path::to_path_buf).or(from_env) {
-        Some(path) => builder.policy_file(path),
-        None => builder,
-    }
-}
-
-/// A host failure as the command line reports it: every policy error on a line of its
-/// own (`FILE:LINE:COLUMN: message`), everything escaped, with `CLI.md`'s exit code.
-pub(super) fn host_failure(e: &HostError) -> CliError {
-    let message = match e {
-        HostError::Policy(LoadError::Invalid(errors)) => errors
-            .errors()
-            .iter()
-            .map(|e| escape_line(&e.to_string()))
-            .collect::<Vec<_>>()
-            .join("\nwarden: "),
-        other => escape_line(&other.to_string()),
-    };
-    CliError::new(e.exit_code(), message)
 }
 
 fn explain(args: &ExplainArgs) -> Result<u8, CliError> {

@@ -12,7 +12,8 @@
 
 use super::CliError;
 use super::escape::{escape_line, escape_text, json_text};
-use super::policy::{AUDIT_WARNING, host_failure, warden_builder};
+use super::policy::AUDIT_WARNING;
+use super::{host_failure, warden_builder};
 use crate::abi::ExecuteResult;
 use crate::audit::{Redactor, Rotation};
 use crate::grant::{Decision, Decisions, Outcome};

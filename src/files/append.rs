@@ -1,7 +1,8 @@
 //! The audit log's files: opened for appending ([`open_append`]) and moved aside at
 //! rotation ([`rename_aside`]), never through a symlink and never onto an existing name.
 
-use super::{FileError, is_symlink_at};
+use super::error::FileError;
+use super::look::is_symlink_at;
 use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 use std::fs::File;

@@ -1,8 +1,10 @@
 //! [`Edit`]: a file read, then replaced by its new contents, keeping its mode and
 //! owner; through a symbolic link only when the command says so.
 
+use super::error::FileError;
+use super::folder::{Folder, split};
+use super::look::is_symlink_at;
 use super::write::{Target, write_then_rename};
-use super::{FileError, Folder, is_symlink_at, split};
 use rustix::fs::{Mode, OFlags};
 use std::ffi::OsString;
 use std::fs::{File, Metadata};

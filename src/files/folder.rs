@@ -1,10 +1,11 @@
 //! [`Folder`]: a folder held open, every write in it relative to its descriptor.
 
+use super::error::FileError;
+use super::look::{is_symlink_at, metadata};
 use super::write::{Target, write_then_rename};
-use super::{FileError, create_dirs, is_symlink_at, metadata};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
@@ -129,4 +130,42 @@ impl Folder {
         let shown = self.path.join(name);
         write_then_rename(self, name, &shown, bytes, Target::Supersede { mode })
     }
+}
+
+/// The folder that holds `path`, held open, and the file's own name.
+pub(super) fn split(path: &Path) -> Result<(Folder, OsString), FileError> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| FileError::NotAFile { path: path.into() })?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let folder = Folder::open(parent).map_err(|e| match e {
+        FileError::Io { source, .. } => FileError::Io {
+            action: "open the folder of",
+            path: path.into(),
+            source,
+        },
+        other => other,
+    })?;
+    Ok((folder, name.to_owned()))
+}
+
+/// Creates the folder `path` and its missing parents, each with `mode` (existing
+/// ones are left as they are).
+///
+/// # Errors
+///
+/// [`FileError::Io`] when one cannot be created.
+pub fn create_dirs(path: &Path, mode: u32) -> Result<(), FileError> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    if path.as_os_str().is_empty() || path.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
+        .map_err(|e| FileError::io("create the folder", path, e))
 }

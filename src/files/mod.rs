@@ -3,12 +3,14 @@
 //! log moved aside at rotation, and the folders they live in.
 //!
 //! - [`Folder`] (`folder.rs`): a folder held open, and new or superseded files in it;
-//! - [`create_new`], [`replace`], [`check_replaceable`], [`create_dirs`] (here): files
-//!   and folders named by path;
+//! - [`create_new`], [`replace`], [`check_replaceable`] (here), [`create_dirs`]
+//!   (`folder.rs`): files and folders named by path;
 //! - [`Edit`] (`edit.rs`): read a file, then replace it, following a link on purpose;
 //! - [`open_append`], [`rename_aside`] (`append.rs`): the audit log and its rotation;
 //! - `write.rs`: the one routine every write ends in (temporary file, owner and
-//!   mode, `fsync`, rename).
+//!   mode, `fsync`, rename);
+//! - `look.rs`: what has a name, looked at without following it;
+//! - [`FileError`] (`error.rs`): why a file could not be written.
 //!
 //! Anything else in warden that wants to write a file calls this module: `clippy.toml`
 //! disallows the raw ways (`std::fs::write`, `File::create`, `OpenOptions::open`,
@@ -57,168 +59,22 @@
 
 mod append;
 mod edit;
+mod error;
 mod folder;
+mod look;
 #[cfg(test)]
 mod tests;
 mod write;
 
 pub use append::{open_append, rename_aside};
 pub use edit::Edit;
-pub use folder::Folder;
+pub use error::FileError;
+pub use folder::{Folder, create_dirs};
 
-use rustix::fs::{Mode, OFlags};
-use rustix::io::Errno;
-use std::ffi::{OsStr, OsString};
-use std::fs::{File, Metadata};
-use std::os::fd::{AsFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use folder::split;
+use look::look;
+use std::path::Path;
 use write::{Target, write_then_rename};
-
-/// How a name is looked at without following it: `O_PATH | O_NOFOLLOW` opens a
-/// symlink itself, and opening never blocks on a FIFO.
-pub(super) const LOOK: OFlags = OFlags::PATH.union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
-
-/// Why a file could not be written. Nothing was written under the file's name when
-/// any of these is returned.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum FileError {
-    /// The name is a symbolic link, and this write does not follow links.
-    #[error(
-        "`{}` is a symbolic link to `{}`; warden does not write through a symbolic link, so nothing was written: name the real file, or remove the link",
-        .path.display(), .target.display()
-    )]
-    Symlink {
-        /// The name given.
-        path: PathBuf,
-        /// Where the link leads (resolved as far as it exists).
-        target: PathBuf,
-    },
-    /// Something already has the name of a file that must be new.
-    #[error(
-        "`{}` already exists, and warden never overwrites it: choose another name, or move that file away",
-        .path.display()
-    )]
-    Exists {
-        /// The name.
-        path: PathBuf,
-    },
-    /// The name is a directory, a FIFO, a socket or a device.
-    #[error("`{}` is not a regular file; nothing was written", .path.display())]
-    NotAFile {
-        /// The name.
-        path: PathBuf,
-    },
-    /// A folder warden keeps its own files in is not private to this user.
-    #[error(
-        "the folder `{}` {problem}; warden keeps its own files only in a folder of this user's that nobody else can write",
-        .path.display()
-    )]
-    NotPrivate {
-        /// The folder.
-        path: PathBuf,
-        /// What is wrong (its owner, its mode).
-        problem: String,
-    },
-    /// The replaced file's owner could not be given to the new file.
-    #[error(
-        "cannot keep the owner of `{}` (uid {uid}, gid {gid}): {source}; nothing was written: run as its owner, or as root",
-        .path.display()
-    )]
-    Owner {
-        /// The file.
-        path: PathBuf,
-        /// Its owner.
-        uid: u32,
-        /// Its group.
-        gid: u32,
-        /// Why `fchown` failed.
-        source: std::io::Error,
-    },
-    /// The file was replaced by another (or removed) while it was being written.
-    #[error(
-        "`{}` was replaced or removed by someone else while warden was writing it; nothing was written: run the command again",
-        .path.display()
-    )]
-    Changed {
-        /// The file.
-        path: PathBuf,
-    },
-    /// The operating system refused a step.
-    #[error("cannot {action} `{}`: {source}", .path.display())]
-    Io {
-        /// What warden was doing (`create`, `write`, `open the folder of`, ...).
-        action: &'static str,
-        /// The file or folder.
-        path: PathBuf,
-        /// The operating system's error.
-        source: std::io::Error,
-    },
-}
-
-impl FileError {
-    /// The file or folder the error is about.
-    pub fn path(&self) -> &Path {
-        match self {
-            FileError::Symlink { path, .. }
-            | FileError::Exists { path }
-            | FileError::NotAFile { path }
-            | FileError::NotPrivate { path, .. }
-            | FileError::Owner { path, .. }
-            | FileError::Changed { path }
-            | FileError::Io { path, .. } => path,
-        }
-    }
-
-    pub(super) fn io(action: &'static str, path: &Path, source: impl Into<std::io::Error>) -> Self {
-        FileError::Io {
-            action,
-            path: path.into(),
-            source: source.into(),
-        }
-    }
-
-    pub(super) fn symlink(path: &Path) -> Self {
-        FileError::Symlink {
-            path: path.into(),
-            target: link_target(path),
-        }
-    }
-}
-
-/// Where the symbolic link `path` leads: its fully resolved path, or, for a link
-/// that leads nowhere, its target as written, taken relative to its folder.
-fn link_target(path: &Path) -> PathBuf {
-    if let Ok(real) = std::fs::canonicalize(path) {
-        return real;
-    }
-    match std::fs::read_link(path) {
-        Ok(target) => path
-            .parent()
-            .map_or(target.clone(), |dir| dir.join(&target)),
-        Err(_) => PathBuf::from("?"),
-    }
-}
-
-/// The folder that holds `path`, held open, and the file's own name.
-pub(super) fn split(path: &Path) -> Result<(Folder, OsString), FileError> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| FileError::NotAFile { path: path.into() })?;
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let folder = Folder::open(parent).map_err(|e| match e {
-        FileError::Io { source, .. } => FileError::Io {
-            action: "open the folder of",
-            path: path.into(),
-            source,
-        },
-        other => other,
-    })?;
-    Ok((folder, name.to_owned()))
-}
 
 /// Writes `bytes` to a new file at `path`, with exactly `mode`; never replaces
 /// anything, a symlink included. The file appears complete or not at all.
@@ -279,49 +135,4 @@ pub fn check_replaceable(path: &Path) -> Result<(), FileError> {
         Some((_, meta)) if !meta.is_file() => Err(FileError::NotAFile { path: path.into() }),
         _ => Ok(()),
     }
-}
-
-/// Creates the folder `path` and its missing parents, each with `mode` (existing
-/// ones are left as they are).
-///
-/// # Errors
-///
-/// [`FileError::Io`] when one cannot be created.
-pub fn create_dirs(path: &Path, mode: u32) -> Result<(), FileError> {
-    use std::os::unix::fs::DirBuilderExt as _;
-    if path.as_os_str().is_empty() || path.is_dir() {
-        return Ok(());
-    }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(mode)
-        .create(path)
-        .map_err(|e| FileError::io("create the folder", path, e))
-}
-
-/// What has the name `name` in `folder`, not following a symlink: `None` when
-/// nothing does. The descriptor (`O_PATH`) holds it: while it is open, its inode
-/// number is not given to another file.
-pub(super) fn look(folder: &Folder, name: &OsStr) -> std::io::Result<Option<(OwnedFd, Metadata)>> {
-    match rustix::fs::openat(folder, name, LOOK, Mode::empty()) {
-        Ok(fd) => {
-            let meta = metadata(&fd)?;
-            Ok(Some((fd, meta)))
-        }
-        Err(Errno::NOENT) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Whether `name` in `dir` is a symbolic link (without following it).
-pub(super) fn is_symlink_at(dir: impl AsFd, name: &OsStr) -> bool {
-    rustix::fs::openat(dir, name, LOOK, Mode::empty())
-        .ok()
-        .and_then(|fd| metadata(&fd).ok())
-        .is_some_and(|m| m.file_type().is_symlink())
-}
-
-/// `fstat` of a descriptor, as std's [`Metadata`].
-pub(super) fn metadata(fd: &OwnedFd) -> std::io::Result<Metadata> {
-    File::from(fd.try_clone()?).metadata()
 }

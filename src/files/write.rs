@@ -1,12 +1,14 @@
 //! The one routine every write ends in: a temporary file created exclusively in the
 //! same folder, given its contents, owner and mode, synced, then renamed into place.
 
-use super::{FileError, Folder, look};
+use super::error::FileError;
+use super::look::look;
 use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 use std::ffi::{OsStr, OsString};
 use std::fs::{File, Metadata};
 use std::io::Write as _;
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 
@@ -33,7 +35,7 @@ pub(super) enum Target<'a> {
 /// owner), syncs it, and renames it to `name` as `target` says; the temporary file is
 /// removed on any failure.
 pub(super) fn write_then_rename(
-    folder: &Folder,
+    folder: &impl AsFd,
     name: &OsStr,
     shown: &Path,
     bytes: &[u8],
@@ -95,7 +97,7 @@ pub(super) fn fill(
 
 /// Renames the temporary file `tmp` to `name` as `target` says.
 pub(super) fn put_in_place(
-    folder: &Folder,
+    folder: &impl AsFd,
     tmp: &OsStr,
     name: &OsStr,
     shown: &Path,

@@ -20,9 +20,13 @@
 //! applies; names an allow pattern covers), and touches no denied path (neither equal
 //! to, inside, nor containing the lexical or canonical form of a deny entry) and no
 //! denied name. The sandbox built from the decisions holds nothing else.
+//!
+//! Size: the generator of policies, declarations and hosts and the independent oracle
+//! for each capability are one target; split, each half would be read only with the
+//! other.
 
-use super::Source;
 use super::oracle::{canonical, lexical, wildcard};
+use super::source::Source;
 use crate::abi::{Capabilities, NetPattern, NetProtocol, PathPattern, StdioCapability};
 use crate::grant::{Capability, Decisions, GrantKind, Host, Outcome, Refusal, decide};
 use crate::policy::{Mode, OnDenied, Policy};

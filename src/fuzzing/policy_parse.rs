@@ -18,8 +18,12 @@
 //! with a semantic mistake must be rejected with an error on each mistaken line, one
 //! with a syntax mistake must be rejected; after an unsure mutation (a stray character)
 //! only the first oracle applies.
+//!
+//! Size: a generator for every key of the policy language and its mistakes, in one
+//! place beside the oracle that knows what was generated, so a new key or rule changes
+//! one file.
 
-use super::Source;
+use super::source::Source;
 use crate::abi::validate::is_valid_command_name;
 use crate::policy::{
     Entry, LimitOverrides, MAX_MEMORY, MAX_STACK, Mode, Policy, PolicyErrors, Rules, toml_key,
@@ -166,7 +170,7 @@ fn check_rules(rules: &Rules, table: &str) {
         keyed(entries, list);
         for e in entries {
             assert!(
-                crate::grant::env::pattern_problem(&e.value).is_none(),
+                crate::policy::env::pattern_problem(&e.value).is_none(),
                 "{e:?}"
             );
         }

@@ -1,134 +1,131 @@
-//! Environment variable patterns: exact names or globs where only `*` is special.
+//! The environment part of the intersection (`POLICY.md` rule 5): one declared
+//! variable name or glob against the `env.allow` and `env.deny` patterns, decided per
+//! host variable.
 //!
-//! Patterns are compiled with `globset`. Every character but `*` is escaped, runs of
-//! `*` collapse to one (so globset's `**` path rules never apply), and backslash is an
-//! ordinary character. A `*` matches any run of characters, `/` included.
-//!
-//! `EnvPattern::covers` decides whether every name one pattern can match is matched by
-//! another: for `*`-only globs, `P` covers `D` exactly when `P` matches `D` with each
-//! `*` replaced by a character `P` cannot contain literally (`\u{1}`), since that
-//! character can only be consumed by one of `P`'s own stars.
+//! A declaration is granted when one allow pattern covers every name it can match and
+//! no deny pattern covers it whole; the variables it then passes are the host's that
+//! it matches, less those a deny pattern matches (each withheld with its rule).
 //!
 //! # Security
 //!
-//! Names and patterns with control characters are never matched: a regex `.` does not
-//! match a newline, so a name like `A\nSECRET` could otherwise slip past `*SECRET*`.
+//! Values never leave the host through a decision: a decision names variables, never
+//! their values, and only the grant carries them, to the sandbox.
 
-use globset::{GlobBuilder, GlobMatcher};
+use super::decision::{Capability, Decision, Grant, GrantKind, Outcome, Withheld, policy_denial};
+use super::rules::{Effective, Host};
+use crate::policy::Mode;
+use crate::policy::env::EnvPattern;
 
-/// Stands for "any run of characters" when one pattern is matched against another.
-const STAR_PROXY: char = '\u{1}';
-
-/// Why `pattern` cannot be an env pattern, or `None` when it can.
-pub(crate) fn pattern_problem(pattern: &str) -> Option<&'static str> {
-    if pattern.is_empty() {
-        Some("is empty; write a variable name such as `HOME` or a glob such as `APP_*`")
-    } else if pattern.contains('=') {
-        Some("contains `=`, which no variable name can")
-    } else if pattern.chars().any(char::is_control) {
-        Some("contains a control character, which warden never matches")
-    } else {
-        None
-    }
-}
-
-/// Whether a host variable name may ever be passed to a plugin.
-pub(crate) fn is_passable_name(name: &str) -> bool {
-    pattern_problem(name).is_none() && !name.contains('*')
-}
-
-/// A compiled env pattern.
-#[derive(Debug, Clone)]
-pub(crate) struct EnvPattern {
-    raw: String,
-    matcher: GlobMatcher,
-}
-
-impl EnvPattern {
-    /// Compiles `raw`, which [`pattern_problem`] must accept.
-    pub(crate) fn new(raw: &str) -> Result<Self, String> {
-        if let Some(problem) = pattern_problem(raw) {
-            return Err(problem.to_owned());
+pub(super) fn decide_env(raw: &str, rules: &Effective<'_>, host: &Host, mode: Mode) -> Decision {
+    let mut d = Decision::undecided(Capability::Env, raw.to_owned(), Outcome::Denied);
+    d.names = Some(Vec::new());
+    let declared = match EnvPattern::new(raw) {
+        Ok(p) => p,
+        Err(problem) => {
+            d.reason = format!("`{raw}` {problem}");
+            return d;
         }
-        let mut glob = String::with_capacity(raw.len() + 8);
-        let mut previous_star = false;
-        for (i, part) in raw.split('*').enumerate() {
-            if i > 0 && !previous_star {
-                glob.push('*');
-            }
-            previous_star = part.is_empty() && i > 0;
-            glob.push_str(&globset::escape(part));
-        }
-        let matcher = GlobBuilder::new(&glob)
-            .literal_separator(false)
-            .backslash_escape(false)
-            .build()
-            .map_err(|e| e.to_string())?
-            .compile_matcher();
-        Ok(EnvPattern {
-            raw: raw.to_owned(),
-            matcher,
+    };
+    let mut matched: Vec<&(String, String)> = host
+        .env
+        .iter()
+        .filter(|(k, _)| declared.matches(k))
+        .collect();
+    matched.sort();
+    matched.dedup_by(|a, b| a.0 == b.0);
+    // Rule 5: decided per variable. A name a deny pattern matches is withheld (and
+    // said so, with the rule); every other matched name is passed.
+    type Vars<'h> = Vec<&'h (String, String)>;
+    let (passed, withheld): (Vars<'_>, Vars<'_>) = matched
+        .into_iter()
+        .partition(|(k, _)| !rules.env_deny.iter().any(|(_, x)| x.matches(k)));
+    let names: Vec<String> = passed.iter().map(|(k, _)| k.clone()).collect();
+    d.names = Some(names.clone());
+    d.withheld = withheld
+        .iter()
+        .filter_map(|(k, _)| {
+            let (entry, _) = rules.env_deny.iter().find(|(_, x)| x.matches(k))?;
+            Some(Withheld {
+                name: k.clone(),
+                rule: entry.key.clone(),
+            })
         })
-    }
+        .collect();
+    let summary = {
+        let mut text = if names.is_empty() {
+            "passes no variable (none it matches is set on the host)".to_owned()
+        } else {
+            format!(
+                "passes {}",
+                names
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        if !d.withheld.is_empty() {
+            if names.is_empty() {
+                text = "passes no variable".to_owned();
+            }
+            let list: Vec<String> = d
+                .withheld
+                .iter()
+                .map(|w| format!("`{}` (`{}`)", w.name, w.rule))
+                .collect();
+            text.push_str(&format!("; withholds {}", list.join(", ")));
+        }
+        text
+    };
 
-    /// Whether `name` is matched (never, for names with control characters).
-    pub(crate) fn matches(&self, name: &str) -> bool {
-        is_passable_name(name) && self.matcher.is_match(name)
+    if let Some((entry, _)) = rules.env_deny.iter().find(|(_, x)| x.covers(&declared)) {
+        // Denied in every mode: deny lists stay in force in audit mode too.
+        d.rule = entry.key.clone();
+        d.reason = format!(
+            "every name `{raw}` can match is denied by `{}` (`{}`)",
+            entry.key, entry.value
+        );
+        d.names = Some(Vec::new());
+        d.withheld.clear();
+        return d;
     }
-
-    /// Whether every name `other` can match is matched by `self`.
-    pub(crate) fn covers(&self, other: &EnvPattern) -> bool {
-        let proxy: String = other
-            .raw
-            .chars()
-            .map(|c| if c == '*' { STAR_PROXY } else { c })
-            .collect();
-        self.matcher.is_match(proxy.as_str())
+    if let Some((entry, _)) = rules.env_allow.iter().find(|(_, p)| p.covers(&declared)) {
+        d.rule = entry.key.clone();
+        let what = if raw.contains('*') {
+            format!("every name `{raw}` can match")
+        } else {
+            format!("`{raw}`")
+        };
+        d.reason = format!(
+            "`{}` (`{}`) allows {what}; {summary}",
+            entry.key, entry.value
+        );
+        d.outcome = Outcome::Granted;
+    } else {
+        let table = rules
+            .own
+            .map_or("plugins.NAME".to_owned(), |o| o.table.clone());
+        let partly = rules
+            .env_allow
+            .iter()
+            .find(|(_, p)| declared.covers(p))
+            .map(|(e, _)| format!(" (`{}` allows only part of it)", e.key))
+            .unwrap_or_default();
+        d.reason = format!(
+            "no `env.allow` pattern covers every name `{raw}` can match{partly}; add `{raw}` to `{table}.env.allow` to grant it"
+        );
+        d.outcome = policy_denial(mode);
+        if d.outcome == Outcome::WouldDeny {
+            d.reason = format!("{}; audit mode {summary}", d.reason);
+        }
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn p(s: &str) -> EnvPattern {
-        EnvPattern::new(s).unwrap()
+    if d.outcome != Outcome::Denied {
+        d.grant = Some(Grant {
+            kind: GrantKind::Env(passed.into_iter().cloned().collect()),
+        });
+    } else {
+        d.names = Some(Vec::new());
+        d.withheld.clear();
     }
-
-    #[test]
-    fn only_star_is_special() {
-        assert!(p("APP_*").matches("APP_NAME"));
-        assert!(p("APP_*").matches("APP_"));
-        assert!(!p("APP_*").matches("XAPP_NAME"));
-        assert!(p("*SECRET*").matches("MY_SECRET_KEY"));
-        assert!(p("A?B").matches("A?B") && !p("A?B").matches("AXB"));
-        assert!(p("A[B]").matches("A[B]") && !p("A[B]").matches("AB"));
-        assert!(p("A{B,C}").matches("A{B,C}") && !p("A{B,C}").matches("AB"));
-        assert!(p(r"A\*").matches(r"A\xyz"));
-        assert!(p("A**/B").matches("A/x/y/B") && p("A**/B").matches("A/B"));
-        assert!(p("HOME").matches("HOME") && !p("HOME").matches("HOMER"));
-    }
-
-    #[test]
-    fn names_with_control_characters_never_match() {
-        assert!(!p("*").matches("A\nSECRET"));
-        assert!(!p("*SECRET*").matches("A\nSECRET"));
-        assert!(EnvPattern::new("A\nB").is_err());
-        assert!(EnvPattern::new("A=B").is_err());
-        assert!(EnvPattern::new("").is_err());
-    }
-
-    #[test]
-    fn covers_is_language_inclusion() {
-        assert!(p("APP_*").covers(&p("APP_*")));
-        assert!(p("APP_*").covers(&p("APP_X*")));
-        assert!(p("APP_*").covers(&p("APP_NAME")));
-        assert!(p("*").covers(&p("APP_*")));
-        assert!(!p("APP_*").covers(&p("*")));
-        assert!(!p("APP_*").covers(&p("AP*")));
-        assert!(p("A*B*").covers(&p("AB*")));
-        assert!(!p("A*B").covers(&p("A*")));
-        assert!(p("*_TOKEN").covers(&p("GITHUB_TOKEN")));
-        assert!(!p("*_TOKEN").covers(&p("*TOKEN")));
-    }
+    d
 }

@@ -18,7 +18,8 @@
 //! the reason and under the rule `none`, as audit mode grants every other declared
 //! item.
 
-use super::{Capability, Decision, Effective, Grant, GrantKind, NO_RULE, Outcome, policy_denial};
+use super::decision::{Capability, Decision, Grant, GrantKind, NO_RULE, Outcome, policy_denial};
+use super::rules::Effective;
 use crate::abi::NetPattern;
 use crate::net::pattern::DeclaredError;
 use crate::net::{Endpoint, NetGrant};

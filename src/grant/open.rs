@@ -22,10 +22,11 @@
 //! path that was canonicalized (it was renamed in between), the decision is refused
 //! rather than made about a path that is not where the descriptor is.
 
+use crate::paths::proc_fd_path;
 use cap_std::fs::Dir;
 use rustix::fs::{Mode, OFlags};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 
 /// A directory opened for a decision: the descriptor and what it really is.
@@ -146,11 +147,6 @@ fn walk(path: &Path) -> io::Result<OwnedFd> {
         current = rustix::fs::openat(&current, *name, traverse, Mode::empty())?;
     }
     Ok(rustix::fs::openat(&current, *last, read, Mode::empty())?)
-}
-
-/// The magic link of an open descriptor.
-pub(crate) fn proc_fd_path(fd: &impl AsFd) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd()))
 }
 
 #[cfg(test)]

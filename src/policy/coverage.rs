@@ -9,7 +9,7 @@
 //! that do so are named. Literals and ranges are what count: they name private
 //! addresses literally, so such a list reaches loopback, the LAN and cloud metadata.
 
-use super::{Entry, Rules};
+use super::model::{Entry, Rules};
 use crate::net::{Endpoint, HostPattern, Ports, Scheme};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 

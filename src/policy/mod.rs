@@ -17,13 +17,22 @@
 //! `StrictModes` refuses a writable `authorized_keys`, unless the run opts out.
 
 mod coverage;
+pub(crate) mod env;
 pub mod error;
+mod lint;
+mod model;
 pub(crate) mod parse;
 pub mod pin;
 pub mod suggest;
+mod values;
 
 pub use error::{PolicyError, PolicyErrors};
-pub use parse::format_size;
+pub(crate) use model::toml_key;
+pub use model::{
+    BUILTIN_NAME, BUILTIN_TEXT, Entry, LimitOverrides, MAX_MEMORY, MAX_STACK, Mode, OnDenied,
+    POLICY_VERSION, PluginTable, Rules, Stream,
+};
+pub use values::format_size;
 
 use crate::limits::{Limits, MIB};
 use sha2::{Digest, Sha256};
@@ -31,190 +40,9 @@ use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-/// The only policy format version.
-pub const POLICY_VERSION: i64 = 1;
-
-/// What the built-in policy is called where a file name would be.
-pub const BUILTIN_NAME: &str = "<built-in>";
-
-/// Rule 10: grants nothing but stdout and stderr, with the default limits.
-pub const BUILTIN_TEXT: &str = "version = 1\n\n[defaults]\nstdio = [\"stdout\", \"stderr\"]\n";
-
-/// Largest `stack` a policy may set: the host thread that runs a plugin must have more
-/// stack than the wasm code may use, or running out of it aborts the process. `warden
-/// run` calls plugins on its main thread (8 MiB by default on Linux), so 4 MiB leaves
-/// the host half of it.
-pub const MAX_STACK: u64 = 4 * MIB;
-
-/// Largest `memory` or `max_output` a policy may set: a wasm32 memory cannot be larger.
-pub const MAX_MEMORY: u64 = 4096 * MIB;
 
 /// Largest policy file warden reads.
 pub const MAX_POLICY_BYTES: u64 = 4 * MIB;
-
-/// `mode`: enforce the policy, or only record what it would deny.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Grant the intersection only (the default).
-    #[default]
-    Enforce,
-    /// Grant what the plugin declares; record would-be denials as `would_deny`.
-    Audit,
-}
-
-impl Mode {
-    /// The value as written in a policy.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Enforce => "enforce",
-            Mode::Audit => "audit",
-        }
-    }
-}
-
-/// `on_denied`: what to do when a declared capability is denied.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnDenied {
-    /// Run with the granted subset (the default).
-    #[default]
-    Run,
-    /// Refuse to run at all.
-    Refuse,
-}
-
-/// A standard stream a policy may grant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Stream {
-    /// Standard input.
-    Stdin,
-    /// Standard output.
-    Stdout,
-    /// Standard error.
-    Stderr,
-}
-
-impl Stream {
-    /// All streams, in order.
-    pub const ALL: [Stream; 3] = [Stream::Stdin, Stream::Stdout, Stream::Stderr];
-
-    /// The stream's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stream::Stdin => "stdin",
-            Stream::Stdout => "stdout",
-            Stream::Stderr => "stderr",
-        }
-    }
-}
-
-/// One list entry of a policy, with the key path that names it in decisions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry<T> {
-    /// Key path, e.g. `defaults.fs.deny[1]`.
-    pub key: String,
-    /// The value as written (paths unresolved).
-    pub value: T,
-}
-
-/// Limits a table sets; unset ones come from `[defaults]`, then from [`Limits::default`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LimitOverrides {
-    /// `fuel`.
-    pub fuel: Option<u64>,
-    /// `memory`, in bytes.
-    pub memory: Option<u64>,
-    /// `stack`, in bytes.
-    pub stack: Option<u64>,
-    /// `timeout`.
-    pub timeout: Option<Duration>,
-    /// `max_output`, in bytes.
-    pub max_output: Option<u64>,
-    /// `net.max_requests`.
-    pub max_requests: Option<u32>,
-    /// `net.max_response`, in bytes.
-    pub max_response: Option<u64>,
-    /// `net.request_timeout`.
-    pub request_timeout: Option<Duration>,
-}
-
-impl LimitOverrides {
-    /// `base` with every limit this table sets replaced.
-    pub fn apply(&self, base: &Limits) -> Limits {
-        let mut limits = base.clone();
-        if let Some(fuel) = self.fuel {
-            limits.fuel = fuel;
-        }
-        if let Some(memory) = self.memory {
-            limits.memory = memory;
-        }
-        if let Some(stack) = self.stack {
-            // Bounded by MAX_STACK at parse time, so this always fits.
-            limits.stack = usize::try_from(stack).unwrap_or(usize::MAX);
-        }
-        if let Some(timeout) = self.timeout {
-            limits.timeout = timeout;
-        }
-        if let Some(max_output) = self.max_output {
-            limits.max_output = max_output;
-        }
-        if let Some(max_requests) = self.max_requests {
-            limits.max_requests = max_requests;
-        }
-        if let Some(max_response) = self.max_response {
-            limits.max_response = max_response;
-        }
-        if let Some(request_timeout) = self.request_timeout {
-            limits.request_timeout = request_timeout;
-        }
-        limits
-    }
-}
-
-/// The rules of `[defaults]` or of one `[plugins.NAME]` table.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Rules {
-    /// The table's key path: `defaults` or `plugins.NAME`.
-    pub table: String,
-    /// Limits the table sets.
-    pub limits: LimitOverrides,
-    /// `stdio`, when set (a plugin's list replaces the default one).
-    pub stdio: Option<Vec<Entry<Stream>>>,
-    /// `fs.read`: directories that may be read.
-    pub fs_read: Vec<Entry<String>>,
-    /// `fs.write`: directories that may be written (and read).
-    pub fs_write: Vec<Entry<String>>,
-    /// `fs.deny`: directories never granted.
-    pub fs_deny: Vec<Entry<String>>,
-    /// `env.allow`: variable names or `*` globs that may be passed.
-    pub env_allow: Vec<Entry<String>>,
-    /// `env.deny`: variable names or `*` globs never passed.
-    pub env_deny: Vec<Entry<String>>,
-    /// `net.allow`: `scheme://host[:port]` destinations that may be reached.
-    pub net_allow: Vec<Entry<crate::net::Endpoint>>,
-    /// `net.deny`: hosts and address ranges never reached.
-    pub net_deny: Vec<Entry<crate::net::HostPattern>>,
-    /// `net.tls_roots`: PEM files of extra roots trusted for HTTPS (a private CA).
-    pub net_tls_roots: Vec<Entry<String>>,
-}
-
-/// One `[plugins.NAME]` table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PluginTable {
-    /// The plugin name it matches (the manifest's command name).
-    pub name: String,
-    /// `sha256`: the pinned digests of the `.wasm` file (one string, or a list during a
-    /// rolling update); empty when the table pins nothing.
-    pub sha256: Vec<Entry<[u8; 32]>>,
-    /// `on_denied`, when the table sets it (it replaces `[defaults]`'s).
-    pub on_denied: Option<Entry<OnDenied>>,
-    /// The table's rules.
-    pub rules: Rules,
-}
 
 /// A validated policy. Only [`Policy::parse`], [`Policy::load`] and [`Policy::builtin`]
 /// make one, so every value in it has passed the checks of `POLICY.md` rule 9.
@@ -256,7 +84,8 @@ impl Policy {
     ///
     /// [`PolicyErrors`] with every problem found, in order of position.
     pub fn parse(file: &str, text: &str) -> Result<Policy, PolicyErrors> {
-        let parsed = parse::parse(file, text)?;
+        let mut parsed = parse::parse(file, text)?;
+        parsed.warnings.extend(lint::warnings(&parsed, file));
         Ok(Policy {
             path: file.to_owned(),
             file: None,
@@ -281,7 +110,7 @@ impl Policy {
         let tables = std::iter::once(&self.defaults).chain(self.plugins.values().map(|t| &t.rules));
         for rules in tables {
             for entry in &rules.net_tls_roots {
-                let Ok(path) = crate::grant::expand_path(&entry.value, workdir, home) else {
+                let Ok(path) = crate::paths::expand_path(&entry.value, workdir, home) else {
                     continue;
                 };
                 if path.is_file() {
@@ -302,7 +131,7 @@ impl Policy {
                 }
             }
             for entry in rules.fs_read.iter().chain(&rules.fs_write) {
-                let Ok(path) = crate::grant::expand_path(&entry.value, workdir, home) else {
+                let Ok(path) = crate::paths::expand_path(&entry.value, workdir, home) else {
                     continue;
                 };
                 if path.is_dir() {
@@ -316,7 +145,7 @@ impl Policy {
                 } else {
                     "does not exist"
                 };
-                let near = crate::grant::nearest_sibling(&path)
+                let near = crate::paths::nearest_sibling(&path)
                     .map(|name| {
                         let written = entry.value.trim_end_matches('/');
                         match written.rsplit_once('/') {
@@ -370,7 +199,7 @@ impl Policy {
             )));
         }
         // Where the opened file really is (symlinks resolved by the kernel).
-        let real = std::fs::read_link(crate::grant::proc_fd_path(&file)).map_err(read_error)?;
+        let real = std::fs::read_link(crate::paths::proc_fd_path(&file)).map_err(read_error)?;
         if !allow_insecure {
             check_ownership(&meta, &real)
                 .map_err(|problem| LoadError::Invalid(PolicyErrors::file_level(&name, problem)))?;
@@ -494,21 +323,6 @@ impl Policy {
     /// The limits of `[defaults]`: what the manifest read runs under.
     pub fn default_limits(&self) -> Limits {
         self.defaults.limits.apply(&Limits::default())
-    }
-}
-
-/// `name` as a TOML key: bare when it can be, quoted otherwise.
-pub(crate) fn toml_key(name: &str) -> String {
-    let bare = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if bare {
-        name.to_owned()
-    } else {
-        // A basic string with every control and bidirectional character escaped:
-        // Rust's `{:?}` writes `\u{1b}`, which is not TOML.
-        crate::escape::toml_string(name)
     }
 }
 

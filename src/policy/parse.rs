@@ -8,10 +8,11 @@
 //! column, with a "did you mean" where a key is misspelt.
 
 use super::error::{LineIndex, PolicyError, PolicyErrors};
-use super::{
+use super::model::{
     Entry, MAX_MEMORY, MAX_STACK, Mode, OnDenied, POLICY_VERSION, PluginTable, Rules, Stream,
     toml_key,
 };
+use super::values;
 use crate::abi::validate::is_valid_command_name;
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -19,7 +20,8 @@ use std::time::Duration;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-/// What [`parse`] extracts; [`super::Policy::parse`] adds the name and digest.
+/// What [`parse`] extracts; [`super::Policy::parse`] adds the rule-9 warnings of
+/// `lint`, the name and the digest.
 pub(super) struct Parsed {
     pub mode: Mode,
     pub require_digest: bool,
@@ -111,8 +113,6 @@ pub(super) fn parse(file: &str, text: &str) -> Result<Parsed, PolicyErrors> {
         p.error(span, syntax_message(e.message()));
     }
     let mut parsed = p.root(root.get_ref(), syntax_ok);
-    p.allow_without_deny(&parsed);
-    p.every_address(&parsed);
     parsed.warnings = std::mem::take(&mut p.warnings);
     parsed.locations = std::mem::take(&mut p.locations);
     if p.errors.is_empty() {
@@ -158,17 +158,6 @@ fn syntax_message(message: &str) -> String {
     } else {
         format!("invalid TOML: {trimmed}")
     }
-}
-
-/// "a string", "an integer", ...
-fn a_type(value: &DeValue<'_>) -> String {
-    let name = value.type_str();
-    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
-        "an"
-    } else {
-        "a"
-    };
-    format!("{article} {name}")
 }
 
 /// The known key closest to `unknown`, if it is close enough to be a likely typo.
@@ -238,10 +227,9 @@ impl Parser<'_> {
     }
 
     fn wrong_type(&mut self, value: &Spanned<DeValue<'_>>, key: &str, expected: &str) {
-        let found = a_type(value.get_ref());
         self.error(
             value.span(),
-            format!("`{key}` must be {expected}, found {found}"),
+            values::wrong_type(value.get_ref(), key, expected),
         );
     }
 
@@ -599,254 +587,30 @@ impl Parser<'_> {
         out
     }
 
-    /// A count of at least 1 that fits in 32 bits.
+    /// `read`'s value, or `None` with its message reported at `value`.
+    fn value<T>(&mut self, value: &Spanned<DeValue<'_>>, read: Result<T, String>) -> Option<T> {
+        read.map_err(|message| self.error(value.span(), message))
+            .ok()
+    }
+
     fn count(&mut self, value: &Spanned<DeValue<'_>>, key: &str) -> Option<u32> {
-        let DeValue::Integer(i) = value.get_ref() else {
-            self.wrong_type(value, key, "a positive integer");
-            return None;
-        };
-        match u32::from_str_radix(i.as_str(), i.radix()) {
-            Ok(0) => {
-                self.error(
-                    value.span(),
-                    format!("`{key}` must be at least 1; to give a plugin no network, leave its `net.allow` empty"),
-                );
-                None
-            }
-            Ok(n) => Some(n),
-            Err(_) => {
-                self.error(
-                    value.span(),
-                    format!(
-                        "`{key}` must be an integer from 1 to {}, found `{i}`",
-                        u32::MAX
-                    ),
-                );
-                None
-            }
-        }
-    }
-
-    /// Rule 9: `net.allow` lists whose literals and ranges add up to every address
-    /// ([`super::coverage`]).
-    fn every_address(&mut self, parsed: &Parsed) {
-        let mut found = super::coverage::every_address(&parsed.defaults, None);
-        for table in parsed.plugins.values() {
-            found.extend(super::coverage::every_address(
-                &parsed.defaults,
-                Some(&table.rules),
-            ));
-        }
-        for warning in found {
-            if let Some(&(line, column)) = self.locations.get(&warning.at) {
-                self.warnings.push(PolicyError {
-                    file: self.file.to_owned(),
-                    line,
-                    column,
-                    message: warning.message,
-                });
-            }
-        }
-    }
-
-    /// Rule 9: an allow list under which no deny list of its kind applies.
-    fn allow_without_deny(&mut self, parsed: &Parsed) {
-        let tables: Vec<&Rules> = std::iter::once(&parsed.defaults)
-            .chain(parsed.plugins.values().map(|t| &t.rules))
-            .collect();
-        for rules in tables {
-            let own_or_default = |own: bool, default: bool| own || default;
-            let kinds = [
-                (
-                    "fs",
-                    [&rules.fs_read, &rules.fs_write]
-                        .into_iter()
-                        .flatten()
-                        .next()
-                        .map(|e| e.key.clone()),
-                    own_or_default(
-                        !rules.fs_deny.is_empty(),
-                        !parsed.defaults.fs_deny.is_empty(),
-                    ),
-                    "[\"~/.ssh\", \"~/.aws\", \"/etc\"]",
-                ),
-                (
-                    "env",
-                    rules.env_allow.first().map(|e| e.key.clone()),
-                    own_or_default(
-                        !rules.env_deny.is_empty(),
-                        !parsed.defaults.env_deny.is_empty(),
-                    ),
-                    "[\"*_TOKEN\", \"*SECRET*\", \"*PASSWORD*\"]",
-                ),
-                (
-                    "net",
-                    rules.net_allow.first().map(|e| e.key.clone()),
-                    own_or_default(
-                        !rules.net_deny.is_empty(),
-                        !parsed.defaults.net_deny.is_empty(),
-                    ),
-                    "[\"169.254.0.0/16\", \"10.0.0.0/8\"]",
-                ),
-            ];
-            for (kind, first_allow, denied_somewhere, example) in kinds {
-                let Some(first) = first_allow else { continue };
-                if denied_somewhere {
-                    continue;
-                }
-                let Some(&(line, column)) = self.locations.get(&first) else {
-                    continue;
-                };
-                self.warnings.push(PolicyError {
-                    file: self.file.to_owned(),
-                    line,
-                    column,
-                    message: format!(
-                        "`{first}` allows, but no `{kind}.deny` list applies to `[{}]`; add `[defaults.{kind}] deny = {example}` so that a broad allow can never reach what must stay private",
-                        rules.table
-                    ),
-                });
-            }
-        }
+        self.value(value, values::count(value.get_ref(), key))
     }
 
     fn fuel(&mut self, value: &Spanned<DeValue<'_>>) -> Option<u64> {
-        let DeValue::Integer(i) = value.get_ref() else {
-            self.wrong_type(value, "fuel", "a positive integer");
-            return None;
-        };
-        match u64::from_str_radix(i.as_str(), i.radix()) {
-            Ok(0) => {
-                self.error(
-                    value.span(),
-                    "`fuel` must be at least 1: a limit of 0 would let no plugin run",
-                );
-                None
-            }
-            Ok(n) => Some(n),
-            Err(_) => {
-                self.error(
-                    value.span(),
-                    format!("`fuel` must be a positive integer, found `{i}`"),
-                );
-                None
-            }
-        }
+        self.value(value, values::fuel(value.get_ref()))
     }
 
-    /// A size: a string like `64 MiB` (parsed by `bytesize`) or an integer of bytes.
     fn size(&mut self, value: &Spanned<DeValue<'_>>, key: &str, max: u64) -> Option<u64> {
-        let (bytes, shown) = match value.get_ref() {
-            DeValue::String(s) => match s.trim().parse::<bytesize::ByteSize>() {
-                Ok(b) if !s.trim().is_empty() => {
-                    let unit: String = s
-                        .trim()
-                        .trim_start_matches(|c: char| c.is_ascii_digit() || c == '.' || c == '_')
-                        .trim()
-                        .to_ascii_lowercase();
-                    if !unit.is_empty() && unit != "b" && !unit.contains('i') {
-                        let binary = format!(
-                            "{} {}iB",
-                            s.trim()
-                                .trim_end_matches(|c: char| c.is_ascii_alphabetic())
-                                .trim(),
-                            unit.chars().next().unwrap_or('m').to_ascii_uppercase()
-                        );
-                        self.warn(
-                            value.span(),
-                            format!(
-                                "`{key}` = `{s}` is {} bytes: `{unit}` is a decimal unit; write `{binary}` for {} bytes",
-                                b.as_u64(),
-                                binary.parse::<bytesize::ByteSize>().map_or(0, |b| b.as_u64())
-                            ),
-                        );
-                    }
-                    (b.as_u64(), s.to_string())
-                }
-                _ => {
-                    self.error(
-                        value.span(),
-                        format!(
-                            "`{key}` is not a size: `{s}`; write a number and a unit, like `64 MiB` or `512 KiB`"
-                        ),
-                    );
-                    return None;
-                }
-            },
-            DeValue::Integer(i) => match u64::from_str_radix(i.as_str(), i.radix()) {
-                Ok(n) => (n, i.to_string()),
-                Err(_) => {
-                    self.error(
-                        value.span(),
-                        format!("`{key}` must not be negative, found `{i}`"),
-                    );
-                    return None;
-                }
-            },
-            _ => {
-                self.wrong_type(value, key, "a size like `64 MiB`");
-                return None;
-            }
-        };
-        if bytes == 0 {
-            self.error(
-                value.span(),
-                format!("`{key}` must be more than 0 bytes, found `{shown}`"),
-            );
-            return None;
+        let (warning, bytes) = values::size(value.get_ref(), key, max);
+        if let Some(warning) = warning {
+            self.warn(value.span(), warning);
         }
-        if bytes > max {
-            let why = if key == "stack" {
-                "the host thread's stack must be larger than the wasm stack"
-            } else {
-                "a wasm32 plugin cannot use more"
-            };
-            self.error(
-                value.span(),
-                format!(
-                    "`{key}` of `{shown}` is more than the maximum of {}: {why}",
-                    format_size(max)
-                ),
-            );
-            return None;
-        }
-        Some(bytes)
+        self.value(value, bytes)
     }
 
-    /// A duration string like `5s` or `1m 30s` (parsed by `humantime`).
     fn duration(&mut self, value: &Spanned<DeValue<'_>>, key: &str) -> Option<Duration> {
-        let DeValue::String(s) = value.get_ref() else {
-            let hint = if matches!(value.get_ref(), DeValue::Integer(_)) {
-                ": write a unit, like `5s` or `500ms`"
-            } else {
-                ""
-            };
-            let found = a_type(value.get_ref());
-            self.error(
-                value.span(),
-                format!("`{key}` must be a duration like `5s`, found {found}{hint}"),
-            );
-            return None;
-        };
-        match humantime::parse_duration(s.trim()) {
-            Ok(d) if d.is_zero() => {
-                self.error(
-                    value.span(),
-                    format!("`{key}` must be longer than 0, found `{s}`"),
-                );
-                None
-            }
-            Ok(d) => Some(d),
-            Err(e) => {
-                self.error(
-                    value.span(),
-                    format!(
-                        "`{key}` is not a duration: `{s}` ({e}); write it like `5s`, `500ms` or `1m 30s`"
-                    ),
-                );
-                None
-            }
-        }
+        self.value(value, values::duration(value.get_ref(), key))
     }
 
     fn array<'t, 'i>(
@@ -950,7 +714,7 @@ impl Parser<'_> {
                     ),
                 );
             }
-            match crate::grant::env::pattern_problem(&s) {
+            match super::env::pattern_problem(&s) {
                 Some(problem) => self.error(span, format!("`{entry_key}` {problem}")),
                 None => out.push(Entry {
                     key: entry_key,
@@ -960,17 +724,6 @@ impl Parser<'_> {
         }
         out
     }
-}
-
-/// `bytes` as `64 MiB`, `512 KiB` or `100 bytes`.
-pub fn format_size(bytes: u64) -> String {
-    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
-    for (factor, unit) in UNITS {
-        if bytes >= factor && bytes.is_multiple_of(factor) {
-            return format!("{} {unit}", bytes / factor);
-        }
-    }
-    format!("{bytes} bytes")
 }
 
 #[cfg(test)]
@@ -1021,13 +774,5 @@ mod tests {
         assert_eq!(p.defaults.limits.memory, Some(32 << 20));
         assert_eq!(p.defaults.limits.max_output, Some(4096));
         assert_eq!(p.defaults.limits.stack, Some(512 << 10));
-    }
-
-    #[test]
-    fn format_size_prefers_exact_units() {
-        assert_eq!(format_size(64 << 20), "64 MiB");
-        assert_eq!(format_size(8 << 30), "8 GiB");
-        assert_eq!(format_size(1536), "1536 bytes");
-        assert_eq!(format_size(1000), "1000 bytes");
     }
 }

@@ -85,7 +85,7 @@ pub fn pin(
     let Some(plugins) = plugins_item.as_table_mut() else {
         return Err(shape("plugins", plugins_item, "a table"));
     };
-    let key = format!("plugins.{}", super::toml_key(name));
+    let key = format!("plugins.{}", super::model::toml_key(name));
     let change = if !plugins.contains_key(name) {
         let mut table = Table::new();
         table.insert("sha256", toml_edit::value(digest));

@@ -423,7 +423,7 @@ impl PluginSuggestion {
                 .iter()
                 .filter(|(_, e)| e.kept_from.is_some())
                 .map(|(p, _)| p)
-                .find(|p| crate::grant::env::EnvPattern::new(p).is_ok_and(|pat| pat.matches(&name)))
+                .find(|p| super::env::EnvPattern::new(p).is_ok_and(|pat| pat.matches(&name)))
                 .cloned();
             let Some(pattern) = pattern else { continue };
             if let Some(withheld) = self.env_deny.remove(&name)
@@ -496,7 +496,7 @@ impl PluginSuggestion {
                 String::new()
             }
         );
-        let _ = writeln!(out, "[plugins.{}]", super::toml_key(&self.name));
+        let _ = writeln!(out, "[plugins.{}]", super::model::toml_key(&self.name));
         let digests: Vec<String> = self.sha256.iter().map(|d| toml_string(d)).collect();
         match digests.as_slice() {
             [] => {}

@@ -54,9 +54,7 @@
 //! host's own processes would. Grant directories that hold only regular files and
 //! directories.
 
-use super::instance::StoreState;
-use super::loader::WASI_MODULE;
-use super::shadow::with_wasi;
+use super::store::{StoreState, WASI_MODULE, with_wasi};
 use std::time::{Duration, Instant};
 use wasmtime::{Caller, Linker};
 // The functions and types wasmtime-wasi's own linker entries use: public but

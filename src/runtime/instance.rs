@@ -17,9 +17,9 @@
 use super::deadline::DeadlineReached;
 use super::error::{GuestCall, RuntimeError, RuntimeErrorKind};
 use super::limiter::GuestLimiter;
-use super::loader::{AbiExports, EPOCH_TICK};
+use super::observed::{RuntimeDenials, ShadowState};
 use super::output::CappedOutput;
-use super::shadow::{RuntimeDenials, ShadowState};
+use super::store::{AbiExports, EPOCH_TICK, StoreState};
 use crate::abi::{self, Capabilities, ExecuteResult, GuestRegion};
 use crate::limits::{LimitKind, Limits};
 use crate::sandbox::Sandbox;
@@ -30,40 +30,11 @@ use wasmtime::{
     WasmResults,
 };
 use wasmtime_wasi::WasiCtxBuilder;
-use wasmtime_wasi::p1::WasiP1Ctx;
 
 /// How many effects one call may ask for, of every kind, before it fails. Requests
 /// past `max_requests` are refused one by one (and recorded); this bounds the rest
 /// (sleeps of no time, for one) and the records a call leaves.
 pub const MAX_EFFECT_ROUNDS: usize = 256;
-
-/// What a store carries for one call.
-pub struct StoreState {
-    pub(crate) wasi: WasiP1Ctx,
-    limiter: GuestLimiter,
-    stdout: Option<CappedOutput>,
-    stderr: Option<CappedOutput>,
-    pub(crate) shadow: ShadowState,
-    /// When the wall-clock limit of this store's call runs out (`None`: a limit too
-    /// far away to name). Host calls that wait end by then
-    /// ([`super::deadline`]); wasm code is stopped by the epoch deadline.
-    pub(crate) deadline: Option<Instant>,
-}
-
-impl StoreState {
-    /// A state with no WASI grants at all, whose deadline is `limits.timeout` from
-    /// now.
-    pub(crate) fn bare(limits: &Limits) -> Self {
-        StoreState {
-            wasi: WasiCtxBuilder::new().build_p1(),
-            limiter: GuestLimiter::new(limits.memory, limits.table_elements),
-            stdout: None,
-            stderr: None,
-            shadow: ShadowState::new(0),
-            deadline: Instant::now().checked_add(limits.timeout),
-        }
-    }
-}
 
 /// What one call produced, whatever its outcome.
 #[derive(Debug)]
@@ -85,7 +56,7 @@ pub struct RunReport {
     /// Every host effect the plugin asked for, performed, denied or failed.
     pub effects: Vec<crate::net::EffectRecord>,
     /// In audit mode: what the plugin really used (paths, streams, effects).
-    pub accesses: super::shadow::Accesses,
+    pub accesses: super::observed::Accesses,
 }
 
 impl RunReport {
@@ -226,7 +197,7 @@ impl PluginInstance {
             output_bytes: 0,
             runtime_denials: RuntimeDenials::default(),
             effects: Vec::new(),
-            accesses: super::shadow::Accesses::default(),
+            accesses: super::observed::Accesses::default(),
         };
         let argv: Vec<&str> = std::iter::once(self.name.as_str())
             .chain(args.iter().map(String::as_str))

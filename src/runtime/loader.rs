@@ -13,7 +13,9 @@
 //! read through [`crate::abi`].
 
 use super::error::{GuestCall, RuntimeError, RuntimeErrorKind};
-use super::instance::{PluginInstance, Session, StoreState};
+use super::instance::{PluginInstance, Session};
+use super::store::{AbiExports, StoreState};
+pub use super::store::{EPOCH_TICK, WASI_MODULE};
 use crate::abi::{self, PluginManifest};
 use crate::limits::Limits;
 use crate::sandbox::{Sandbox, StdioGrant};
@@ -21,18 +23,11 @@ use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+
 use wasmtime::{
-    Config, Enabled, Engine, ExternType, FuncType, Linker, Module, ModuleExport,
-    PoolingAllocationConfig, Store, ValType,
+    Config, Enabled, Engine, ExternType, FuncType, Linker, Module, PoolingAllocationConfig, Store,
+    ValType,
 };
-
-/// How often the epoch ticker advances the engine's epoch: the wall-clock limit's
-/// resolution.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
-
-/// The WASI module plugins may import from.
-pub const WASI_MODULE: &str = "wasi_snapshot_preview1";
 
 /// How a [`Loader`] is set up.
 #[derive(Debug, Clone)]
@@ -58,18 +53,6 @@ impl LoaderConfig {
             limits: Limits::default(),
         }
     }
-}
-
-/// Where each ABI export lives in a module, resolved once per load.
-#[derive(Clone, Copy)]
-pub(crate) struct AbiExports {
-    pub memory: ModuleExport,
-    pub manifest: ModuleExport,
-    pub alloc: ModuleExport,
-    pub dealloc: ModuleExport,
-    pub execute: ModuleExport,
-    pub resume: Option<ModuleExport>,
-    pub initialize: Option<ModuleExport>,
 }
 
 /// A compiled plugin with its manifest, ready to run.

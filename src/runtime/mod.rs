@@ -4,6 +4,8 @@
 //!   import/export checks and the manifest read.
 //! - [`instance`]: a fresh store and WASI context per call; [`PluginInstance::run`].
 //! - [`limiter`], [`output`]: memory/table ceilings and capped stdout/stderr.
+//! - [`store`]: what a store carries for one call, and the names the runtime shares;
+//! - [`observed`]: what a plugin tried past its grants, and used (audit mode);
 //! - [`shadow`]: wrappers around the WASI path functions that record what a plugin
 //!   tried past its grants, and refuse symlinks that lead out.
 //! - [`deadline`]: wrappers around the WASI functions that wait (`poll_oneoff`,
@@ -22,8 +24,10 @@ pub mod error;
 pub mod instance;
 pub mod limiter;
 pub mod loader;
+pub mod observed;
 pub mod output;
 pub mod shadow;
+pub mod store;
 
 pub use error::{GuestCall, RuntimeError, RuntimeErrorKind};
 pub use instance::{PluginInstance, RunReport, WARDEN_EXIT_CODES, plugin_exit_code};
@@ -31,4 +35,4 @@ pub use loader::{
     KEEP_RESIDENT_MEMORY, KEEP_RESIDENT_TABLE, LoadedPlugin, Loader, LoaderConfig, POOL_SLOTS,
     engine_config,
 };
-pub use shadow::{Access, Accesses, Refusal, RuntimeDenials, RuntimeDeny};
+pub use observed::{Access, Accesses, Refusal, RuntimeDenials, RuntimeDeny};

@@ -15,13 +15,13 @@
 //! (instantiating it), a fifth of a whole plugin call. wasmtime and wasmtime-wasi are
 //! pinned to one exact version (`=48.0.8`), so the generated signatures cannot drift
 //! under warden unseen, and `every_shadow_has_the_type_of_the_original` checks that
-//! each wrapper still has the original's type. `with_wasi` does what the generated
+//! each wrapper still has the original's type. `store::with_wasi` does what the generated
 //! linker code does before the call: hand over the store's `hostcall_fuel`, find the
 //! calling instance's `memory` export, and block on the (inline, already ready)
 //! future with wasmtime-wasi's own `in_tokio`.
 //!
 //! A refusal ([`Refusal`]: `NOTCAPABLE`, `PERM`, `ACCES`, `ROFS`) is recorded in the
-//! store as a [`RuntimeDeny`] naming the call, the path as the guest gave it and the
+//! store as a [`RuntimeDeny`](super::observed::RuntimeDeny) naming the call, the path as the guest gave it and the
 //! preopen it was relative to; [`crate::runtime::RunReport::runtime_denials`] returns
 //! them. `NOENT` is not a refusal: a missing file inside a grant is no attempt to
 //! leave it, and a path that leaves a preopen is refused (`PERM`) before it is looked
@@ -58,23 +58,16 @@
 //! wasmtime-wasi; nothing can change it in between: the loader refuses shared
 //! memories and a second memory, and a plugin has no threads.
 
-use super::instance::StoreState;
-use super::loader::WASI_MODULE;
-use crate::sandbox::Sandbox;
-use serde::Serialize;
-use wasmtime::{AsContextMut as _, Caller, Extern, Linker};
-use wasmtime_wasi::p1::WasiP1Ctx;
+use super::observed::{MAX_DENIED_PATH, MAX_RUNTIME_DENIALS, Pending, PendingAccess, Refusal};
+use super::store::{StoreState, WASI_MODULE, with_wasi};
+use wasmtime::{Caller, Extern, Linker};
 // The functions wasmtime-wasi's own linker entries call: public but undocumented
 // (see the module docs); the version is pinned exactly in Cargo.toml.
-use wasmtime_wasi::p1::wasi_snapshot_preview1::{self as preview1, WasiSnapshotPreview1 as _};
+use wasmtime_wasi::p1::wasi_snapshot_preview1 as preview1;
 use wasmtime_wasi::runtime::in_tokio;
-use wiggle::GuestMemory;
 
-/// Runtime denials kept per call; later ones are only counted.
-pub const MAX_RUNTIME_DENIALS: usize = 1000;
-
-/// Longest path recorded, in bytes; longer ones are cut and marked.
-pub const MAX_DENIED_PATH: usize = 4096;
+/// Why warden itself refused a call (rather than wasmtime-wasi).
+pub const SYMLINK_TARGET_REASON: &str = "a symlink target must be relative and without `..`: it would lead outside the grant for the host's users";
 
 /// The WASI functions warden wraps: the path functions here, and the functions that
 /// wait ([`super::deadline::BOUNDED`]), bounded by the call's deadline.
@@ -94,341 +87,6 @@ pub const SHADOWED: [&str; 14] = [
     super::deadline::BOUNDED[0],
     super::deadline::BOUNDED[1],
 ];
-
-/// An errno that means "not allowed", as opposed to "not there" or "bad argument".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Refusal {
-    /// `ACCES` (2): the host's permissions refused.
-    Acces,
-    /// `PERM` (63): outside the preopen, a write in a read-only preopen, or a symlink
-    /// target warden refuses.
-    Perm,
-    /// `ROFS` (69): a read-only file system.
-    Rofs,
-    /// `NOTCAPABLE` (76): the descriptor lacks the right.
-    Notcapable,
-}
-
-impl Refusal {
-    /// The WASI errno value.
-    pub const fn code(self) -> u16 {
-        match self {
-            Refusal::Acces => 2,
-            Refusal::Perm => 63,
-            Refusal::Rofs => 69,
-            Refusal::Notcapable => 76,
-        }
-    }
-
-    /// The refusal an errno value means, if any.
-    #[inline]
-    pub const fn from_errno(errno: i32) -> Option<Self> {
-        match errno {
-            2 => Some(Refusal::Acces),
-            63 => Some(Refusal::Perm),
-            69 => Some(Refusal::Rofs),
-            76 => Some(Refusal::Notcapable),
-            _ => None,
-        }
-    }
-
-    /// The errno's WASI name, upper case.
-    pub fn name(self) -> &'static str {
-        match self {
-            Refusal::Acces => "ACCES",
-            Refusal::Perm => "PERM",
-            Refusal::Rofs => "ROFS",
-            Refusal::Notcapable => "NOTCAPABLE",
-        }
-    }
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({})", self.name(), self.code())
-    }
-}
-
-/// Why warden itself refused a call (rather than wasmtime-wasi).
-pub const SYMLINK_TARGET_REASON: &str = "a symlink target must be relative and without `..`: it would lead outside the grant for the host's users";
-
-/// One refused WASI call.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RuntimeDeny {
-    /// The WASI function.
-    pub call: &'static str,
-    /// The path as the guest gave it (for `path_symlink`, the link).
-    pub path: String,
-    /// The second path: the target of `path_symlink`, the destination of
-    /// `path_rename` and `path_link`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-    /// The guest path of the preopen the path was relative to, or `None` when the
-    /// descriptor was not a preopen (a directory the plugin opened).
-    pub preopen: Option<String>,
-    /// The errno the plugin got.
-    pub errno: Refusal,
-    /// Set when warden refused the call itself, before wasmtime-wasi saw it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<&'static str>,
-}
-
-/// The refusals of one call.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RuntimeDenials {
-    /// The first [`MAX_RUNTIME_DENIALS`] refusals, in order.
-    pub recorded: Vec<RuntimeDeny>,
-    /// How many more there were.
-    pub dropped: u64,
-}
-
-impl RuntimeDenials {
-    /// True when nothing was refused.
-    pub fn is_empty(&self) -> bool {
-        self.recorded.is_empty() && self.dropped == 0
-    }
-}
-
-/// A refusal as recorded in the store (the preopen by index until the call ends).
-#[derive(Debug)]
-struct Pending {
-    call: &'static str,
-    path: String,
-    target: Option<String>,
-    preopen: Option<usize>,
-    errno: Refusal,
-    reason: Option<&'static str>,
-}
-
-/// Which descriptor each preopen has now. WASI gives preopens the descriptors 3, 4,
-/// ... in order; this changes only when the plugin closes or renumbers one.
-#[derive(Debug, Default)]
-struct PreopenFds {
-    count: usize,
-    moved: Option<Vec<Option<u32>>>,
-}
-
-impl PreopenFds {
-    fn new(count: usize) -> Self {
-        PreopenFds { count, moved: None }
-    }
-
-    fn index_of(&self, fd: u32) -> Option<usize> {
-        match &self.moved {
-            None => usize::try_from(fd.checked_sub(3)?)
-                .ok()
-                .filter(|i| *i < self.count),
-            Some(fds) => fds.iter().position(|f| *f == Some(fd)),
-        }
-    }
-
-    fn table(&mut self) -> &mut Vec<Option<u32>> {
-        let count = self.count;
-        self.moved
-            .get_or_insert_with(|| (0..count).map(|i| u32::try_from(i + 3).ok()).collect())
-    }
-
-    fn closed(&mut self, fd: u32) {
-        if self.index_of(fd).is_some() {
-            for f in self.table() {
-                if *f == Some(fd) {
-                    *f = None;
-                }
-            }
-        }
-    }
-
-    fn renumbered(&mut self, from: u32, to: u32) {
-        if from == to || (self.index_of(from).is_none() && self.index_of(to).is_none()) {
-            return;
-        }
-        for f in self.table() {
-            if *f == Some(to) {
-                *f = None;
-            } else if *f == Some(from) {
-                *f = Some(to);
-            }
-        }
-    }
-}
-
-/// Distinct paths [`Access`] records keep per call in audit mode; later ones are
-/// only counted.
-pub const MAX_ACCESSES: usize = 256;
-
-/// What a plugin really used, in audit mode (`access` records, for `policy suggest`):
-/// the first time in a call it opened a path (or used a stream, or asked for an
-/// effect).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Access {
-    /// The WASI function (`path_open`, `path_create_directory`, ...), the stream
-    /// (`stdin`, `stdout`, `stderr`), or the effect (`http_get`, ...).
-    pub call: &'static str,
-    /// The path as the guest gave it (relative to `preopen`), the stream, or the
-    /// destination (`http://host:port`).
-    pub path: String,
-    /// Where that is on the host (the preopen's directory joined with `path`,
-    /// lexically), for paths under a preopen.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub host_path: Option<String>,
-    /// The guest path of the preopen the path was relative to.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub preopen: Option<String>,
-    /// Whether the use writes (a path opened for writing, created, removed, renamed).
-    pub write: bool,
-}
-
-/// Accesses of one call.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Accesses {
-    /// The first [`MAX_ACCESSES`] distinct uses, in order.
-    pub recorded: Vec<Access>,
-    /// How many more distinct uses there were.
-    pub dropped: u64,
-}
-
-/// A use recorded in the store (the preopen by index until the call ends).
-#[derive(Debug, PartialEq, Eq)]
-struct PendingAccess {
-    call: &'static str,
-    path: String,
-    preopen: Option<usize>,
-    write: bool,
-}
-
-/// What the wrappers keep in a store.
-#[derive(Debug, Default)]
-pub(crate) struct ShadowState {
-    preopens: PreopenFds,
-    denials: Vec<Pending>,
-    dropped: u64,
-    /// `Some` in audit mode: what the plugin used.
-    accesses: Option<Vec<PendingAccess>>,
-    accesses_dropped: u64,
-}
-
-impl ShadowState {
-    /// The state for a store whose WASI context has `preopens` preopened directories.
-    pub(crate) fn new(preopens: usize) -> Self {
-        ShadowState {
-            preopens: PreopenFds::new(preopens),
-            ..ShadowState::default()
-        }
-    }
-
-    /// The same, recording what the plugin uses when `track` (audit mode).
-    pub(crate) fn tracking(preopens: usize, track: bool) -> Self {
-        ShadowState {
-            accesses: track.then(Vec::new),
-            ..ShadowState::new(preopens)
-        }
-    }
-
-    /// Records a use of a stream or an effect (audit mode only; once per call).
-    pub(crate) fn used(&mut self, call: &'static str, what: String, write: bool) {
-        self.note(PendingAccess {
-            call,
-            path: what,
-            preopen: None,
-            write,
-        });
-    }
-
-    fn note(&mut self, access: PendingAccess) {
-        let Some(list) = &mut self.accesses else {
-            return;
-        };
-        if list.iter().any(|a| {
-            a.path == access.path && a.preopen == access.preopen && a.write == access.write
-        }) {
-            return;
-        }
-        if list.len() >= MAX_ACCESSES {
-            self.accesses_dropped = self.accesses_dropped.saturating_add(1);
-            return;
-        }
-        list.push(access);
-    }
-
-    /// Takes what the plugin used so far (empty unless tracking), naming preopens and
-    /// their host directories from `sandbox`. The paths are as the guest gave them:
-    /// the audit layer redacts granted values from every record
-    /// (`crate::audit::redact`).
-    pub(crate) fn take_accesses(&mut self, sandbox: &Sandbox) -> Accesses {
-        let preopens = sandbox.preopens();
-        Accesses {
-            recorded: self
-                .accesses
-                .as_mut()
-                .map(std::mem::take)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|a| {
-                    let preopen = a.preopen.and_then(|i| preopens.get(i));
-                    Access {
-                        call: a.call,
-                        host_path: preopen.map(|p| {
-                            crate::grant::lexical_join(p.host_path(), &a.path)
-                                .display()
-                                .to_string()
-                        }),
-                        preopen: preopen.map(|p| p.guest_path().to_owned()),
-                        path: a.path,
-                        write: a.write,
-                    }
-                })
-                .collect(),
-            dropped: std::mem::take(&mut self.accesses_dropped),
-        }
-    }
-
-    /// Takes the refusals recorded so far, naming preopens from `sandbox` (the one the
-    /// store's WASI context was built from). The paths are as the guest gave them:
-    /// the audit layer redacts granted values from every record
-    /// (`crate::audit::redact`).
-    pub(crate) fn take_denials(&mut self, sandbox: &Sandbox) -> RuntimeDenials {
-        let preopens = sandbox.preopens();
-        RuntimeDenials {
-            recorded: std::mem::take(&mut self.denials)
-                .into_iter()
-                .map(|p| RuntimeDeny {
-                    call: p.call,
-                    path: p.path,
-                    target: p.target,
-                    preopen: p
-                        .preopen
-                        .and_then(|i| preopens.get(i))
-                        .map(|p| p.guest_path().to_owned()),
-                    errno: p.errno,
-                    reason: p.reason,
-                })
-                .collect(),
-            dropped: std::mem::take(&mut self.dropped),
-        }
-    }
-}
-
-/// Runs `call` with the store's WASI context and the calling plugin's memory, the way
-/// wasmtime-wasi's own linker functions do (`hostcall_fuel` handed over first).
-///
-/// # Errors
-///
-/// When the calling instance exports no memory named `memory` (the loader refuses
-/// such plugins before they run) or only a shared one (the loader refuses those too).
-#[inline]
-pub(super) fn with_wasi<R>(
-    caller: &mut Caller<'_, StoreState>,
-    call: impl FnOnce(&mut WasiP1Ctx, &mut GuestMemory<'_>) -> R,
-) -> wasmtime::Result<R> {
-    let fuel = caller.as_context_mut().hostcall_fuel();
-    let Some(Extern::Memory(memory)) = caller.get_export("memory") else {
-        wasmtime::bail!("the plugin exports no unshared memory named `memory` for WASI to use");
-    };
-    let (bytes, state) = memory.data_and_store_mut(&mut *caller);
-    state.wasi.set_hostcall_fuel(fuel);
-    Ok(call(&mut state.wasi, &mut GuestMemory::Unshared(bytes)))
-}
 
 /// `memory[ptr .. ptr + len]` with checked bounds (unlike [`crate::abi::read_region`],
 /// address 0 is a valid place for a WASI string).
@@ -677,25 +335,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn refusals_are_the_permission_errnos() {
-        for r in [
-            Refusal::Acces,
-            Refusal::Perm,
-            Refusal::Rofs,
-            Refusal::Notcapable,
-        ] {
-            assert_eq!(Refusal::from_errno(i32::from(r.code())), Some(r));
-        }
-        for other in [0, 8, 20, 28, 44, 54, 76 + 1] {
-            assert_eq!(Refusal::from_errno(other), None, "{other}");
-        }
-        assert_eq!(
-            serde_json::to_string(&Refusal::Notcapable).unwrap(),
-            "\"NOTCAPABLE\""
-        );
-    }
-
-    #[test]
     fn symlink_targets_that_could_leave_are_refused() {
         for bad in [
             "/etc/passwd",
@@ -713,25 +352,6 @@ mod tests {
         for ok in ["x", "a/b/c", "./x", "a/./b", "..x", "x..", "a/..b/c", ""] {
             assert!(!symlink_target_refused(ok.as_bytes()), "{ok}");
         }
-    }
-
-    #[test]
-    fn preopen_descriptors_follow_close_and_renumber() {
-        let mut fds = PreopenFds::new(2);
-        assert_eq!(fds.index_of(2), None);
-        assert_eq!(fds.index_of(3), Some(0));
-        assert_eq!(fds.index_of(4), Some(1));
-        assert_eq!(fds.index_of(5), None);
-        fds.renumbered(7, 8);
-        assert!(fds.moved.is_none(), "unrelated descriptors cost nothing");
-        fds.renumbered(3, 9);
-        assert_eq!((fds.index_of(3), fds.index_of(9)), (None, Some(0)));
-        // A plain directory renumbered onto a preopen's descriptor replaces it.
-        fds.renumbered(12, 4);
-        assert_eq!(fds.index_of(4), None);
-        fds.closed(9);
-        assert_eq!(fds.index_of(9), None);
-        assert_eq!(fds.moved, Some(vec![None, None]));
     }
 
     #[test]
@@ -777,6 +397,7 @@ mod tests {
 #[cfg(test)]
 mod measure {
     use super::*;
+    use crate::runtime::observed::ShadowState;
     use std::time::Instant;
     use wasmtime::{Engine, Store};
     use wasmtime_wasi::{FsPerms, WasiCtxBuilder};

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use warden::abi::{Capabilities, ExecuteResult, PathPattern};
 use warden::host::{Loaded, Plugin, PluginSource, PolicySource, Warden};
 use warden::policy::Policy;
-use warden::runtime::shadow::{MAX_RUNTIME_DENIALS, SYMLINK_TARGET_REASON};
+use warden::runtime::observed::MAX_RUNTIME_DENIALS;
+use warden::runtime::shadow::SYMLINK_TARGET_REASON;
 use warden::runtime::{GuestCall, Refusal, RunReport, RuntimeDeny, RuntimeErrorKind};
 
 /// A host tree: `data/ok.txt`, `data/sub/`, `out/a.txt`, `out/sub/`, `secret` next to

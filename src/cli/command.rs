@@ -1,0 +1,43 @@
+//! The shape of the command line ([`Cli`], clap's derive) and the dispatch of each
+//! command to its module: the top of the CLI, which nothing else imports.
+
+use super::{CliError, audit, inspect, policy, run};
+use clap::{Parser, Subcommand};
+
+/// warden: run WebAssembly plugins with only what a policy allows.
+#[derive(Debug, Parser)]
+#[command(name = "warden", version, about, long_about = None)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load a plugin, decide its grants, and run it with ARGS.
+    Run(run::RunArgs),
+    /// Show a plugin's manifest, declared capabilities and SHA-256 (runs only
+    /// `plugin_manifest`).
+    Inspect(inspect::InspectArgs),
+    /// Check policy files, or explain what a policy grants a plugin.
+    Policy(policy::PolicyArgs),
+    /// Check the audit log's hash chain.
+    Audit(audit::AuditArgs),
+}
+
+/// Runs the parsed command; returns the exit code on success paths too (a plugin's
+/// `Error` result exits with its code).
+///
+/// # Errors
+///
+/// A [`CliError`] with the exit code and message.
+pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
+    match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Inspect(args) => inspect::inspect(args),
+        Command::Policy(args) => policy::policy(args),
+        Command::Audit(args) => audit::audit(args),
+    }
+}
