@@ -701,7 +701,7 @@ fn the_readme_shows_what_policy_explain_really_prints() {
             .unwrap();
         assert_eq!(out.status.code(), Some(0));
         let printed =
-            String::from_utf8_lossy(&out.stdout).replace(workdir.to_str().unwrap(), "/work/main");
+            String::from_utf8_lossy(&out.stdout).replace(workdir.to_str().unwrap(), "/srv/app");
         assert_eq!(
             squeeze(shown),
             squeeze(&printed),
