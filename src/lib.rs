@@ -22,7 +22,11 @@
 //! - [`files`]: the one way warden creates or replaces a file (never through a symlink,
 //!   keeping a replaced file's mode and owner);
 //! - [`host`]: the whole pipeline as one type an application embeds ([`Warden`]), and
-//!   a directory of plugins called by command name ([`host::Registry`]).
+//!   a directory of plugins called by command name ([`host::Registry`]);
+//! - [`exit`]: the exit codes the `warden` command and the library's errors share.
+//!
+//! The `warden` command line is the binary's own (`src/main.rs`, `src/cli/`), not part
+//! of this library.
 
 #![deny(unsafe_code)]
 // Unit tests write their fixtures with std; the library itself writes files only
@@ -32,8 +36,8 @@
 pub mod abi;
 pub mod audit;
 pub mod cache;
-pub mod cli;
 pub mod escape;
+pub mod exit;
 pub mod files;
 pub mod grant;
 pub mod host;

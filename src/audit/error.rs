@@ -7,9 +7,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Exit code for every audit failure: the audit log cannot be opened or written.
-pub const EXIT_AUDIT: u8 = 74;
-
 /// An audit log failure: what happened, to which file, what to do.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -134,9 +131,9 @@ pub enum AuditError {
 }
 
 impl AuditError {
-    /// The exit code `CLI.md` assigns: always 74.
+    /// The exit code ([`crate::exit`]): always [`crate::exit::AUDIT`].
     pub fn exit_code(&self) -> u8 {
-        EXIT_AUDIT
+        crate::exit::AUDIT
     }
 
     pub(crate) fn open(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

@@ -63,7 +63,7 @@ mod writer;
 pub use bounds::{
     CLOSING_RESERVE, MAX_ERROR_TEXT, MAX_LOGGED_DENIALS, MAX_LOGGED_SLEEPS, MAX_RECORD_BYTES,
 };
-pub use error::{AuditError, EXIT_AUDIT};
+pub use error::AuditError;
 pub use layer::AUDIT_TARGET;
 pub use log::{AuditLog, AuditRun, RunStart, SYNC_TIMEOUT};
 pub use log_set::{Rotation, UnknownRotation};

@@ -1,22 +1,19 @@
 //! `warden audit`: verify the chain (with keys, heads and checkpoint files, one host
 //! or a fleet), show and summarize records, make keys and signed checkpoints.
 
+use super::CliError;
 use super::escape::{escape_line, is_disguising, json_text};
 use super::suggest::{logs_or_default, time_arg};
-use super::{CliError, EXIT_NO_INPUT};
-use crate::audit::checkpoint::{self, CheckpointError};
-use crate::audit::query::{Filter, SHOW_HEADER, Summary, show_row};
-use crate::audit::read::{for_each_record, log_set};
-use crate::audit::{
-    SignedCheckpoint, UnsignedCheckpointFile, VerifyOptions, VerifyReport, verify_files_with,
-};
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-
-/// Exit code of `audit verify` when the chain breaks, the log ends torn, or a run has
-/// no `run_end`.
-pub const EXIT_BROKEN: u8 = 1;
+use warden::audit::checkpoint::{self, CheckpointError};
+use warden::audit::query::{Filter, SHOW_HEADER, Summary, show_row};
+use warden::audit::read::{for_each_record, log_set};
+use warden::audit::{
+    SignedCheckpoint, UnsignedCheckpointFile, VerifyOptions, VerifyReport, verify_files_with,
+};
+use warden::exit;
 
 /// Arguments of `warden audit`.
 #[derive(Debug, clap::Args)]
@@ -175,7 +172,7 @@ pub(super) fn audit(args: AuditArgs) -> Result<u8, CliError> {
 }
 
 fn key_error(e: &CheckpointError) -> CliError {
-    CliError::new(EXIT_NO_INPUT, escape_line(&e.to_string()))
+    CliError::new(exit::NO_INPUT, escape_line(&e.to_string()))
 }
 
 fn verify(args: &VerifyArgs) -> Result<u8, CliError> {
@@ -205,14 +202,14 @@ fn verify(args: &VerifyArgs) -> Result<u8, CliError> {
         Err(SignedError::Read(e)) => return Err(key_error(&e)),
         Err(SignedError::Unsigned(e)) => {
             println!("{}", escape_line(&format!("break: {e}")));
-            return Ok(EXIT_BROKEN);
+            return Ok(exit::FAILURE);
         }
     }
     let files = logs_or_default(&args.files)?;
     let report = verify_files_with(&files, &options)
-        .map_err(|e| CliError::new(EXIT_NO_INPUT, escape_line(&e.to_string())))?;
+        .map_err(|e| CliError::new(exit::NO_INPUT, escape_line(&e.to_string())))?;
     print_report(&report, "");
-    Ok(if report.is_ok() { 0 } else { EXIT_BROKEN })
+    Ok(if report.is_ok() { 0 } else { exit::FAILURE })
 }
 
 /// Why checkpoint files cannot be used.
@@ -285,7 +282,7 @@ fn host_checkpoints(paths: &[PathBuf]) -> Result<BTreeMap<String, Vec<PathBuf>>,
         let shown = || escape_line(&path.display().to_string());
         if path.is_dir() {
             let entries = std::fs::read_dir(path).map_err(|e| {
-                CliError::new(EXIT_NO_INPUT, format!("cannot read `{}`: {e}", shown()))
+                CliError::new(exit::NO_INPUT, format!("cannot read `{}`: {e}", shown()))
             })?;
             for entry in entries.filter_map(Result::ok) {
                 let file = entry.path();
@@ -323,7 +320,7 @@ fn verify_fleet(
 ) -> Result<u8, CliError> {
     let read_error = |e: std::io::Error| {
         CliError::new(
-            EXIT_NO_INPUT,
+            exit::NO_INPUT,
             format!(
                 "cannot read `{}`: {e}",
                 escape_line(&dir.display().to_string())
@@ -338,7 +335,7 @@ fn verify_fleet(
     hosts.sort();
     if hosts.is_empty() {
         return Err(CliError::new(
-            EXIT_NO_INPUT,
+            exit::NO_INPUT,
             format!(
                 "`{}` holds no host folders (one folder per host, each with its log files)",
                 escape_line(&dir.display().to_string())
@@ -350,7 +347,7 @@ fn verify_fleet(
     // A failed host's line, escaped: log and file names in it are not ours.
     let say = |code: &mut u8, line: String| {
         println!("{}", escape_line(&line));
-        *code = EXIT_BROKEN;
+        *code = exit::FAILURE;
     };
     for host in hosts {
         let host_name = host
@@ -392,7 +389,7 @@ fn verify_fleet(
             Ok(report) => {
                 print_report(&report, &format!("{name}: "));
                 if !report.is_ok() {
-                    code = EXIT_BROKEN;
+                    code = exit::FAILURE;
                 }
             }
             Err(e) => say(&mut code, format!("{name}: {e}")),
@@ -477,7 +474,7 @@ fn show(args: &ShowArgs) -> Result<u8, CliError> {
             rows.push(show_row(&record));
         }
     })
-    .map_err(|e| CliError::new(EXIT_NO_INPUT, escape_line(&e.to_string())))?;
+    .map_err(|e| CliError::new(exit::NO_INPUT, escape_line(&e.to_string())))?;
     if !args.json {
         let header = SHOW_HEADER.map(str::to_owned);
         let widths: Vec<usize> = (0..4)
@@ -522,7 +519,7 @@ fn summary(args: &SummaryArgs) -> Result<u8, CliError> {
             summary.note_who(&record);
         }
     })
-    .map_err(|e| CliError::new(EXIT_NO_INPUT, escape_line(&e.to_string())))?;
+    .map_err(|e| CliError::new(exit::NO_INPUT, escape_line(&e.to_string())))?;
     if args.json {
         let value = serde_json::to_value(&summary).unwrap_or_default();
         println!("{}", json_text(&value, true));
@@ -539,12 +536,12 @@ fn make_checkpoint(args: &CheckpointArgs) -> Result<u8, CliError> {
         checkpoint::Destination::choose(args.out.as_deref()).map_err(|e| key_error(&e))?;
     let log = match &args.log {
         Some(log) => log.clone(),
-        None => crate::host::default_audit_log()
-            .map_err(|e| CliError::new(EXIT_NO_INPUT, escape_line(&e.to_string())))?,
+        None => warden::host::default_audit_log()
+            .map_err(|e| CliError::new(exit::NO_INPUT, escape_line(&e.to_string())))?,
     };
     if log_set(&log).map_or(true, |set| set.is_empty()) {
         return Err(CliError::new(
-            EXIT_NO_INPUT,
+            exit::NO_INPUT,
             format!(
                 "no audit log at `{}`",
                 escape_line(&log.display().to_string())
@@ -553,9 +550,7 @@ fn make_checkpoint(args: &CheckpointArgs) -> Result<u8, CliError> {
     }
     let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
     let c = checkpoint::checkpoint(&log, &key, &now).map_err(|e| match e {
-        CheckpointError::Audit(a) => {
-            CliError::new(crate::audit::EXIT_AUDIT, escape_line(&a.to_string()))
-        }
+        CheckpointError::Audit(a) => CliError::new(exit::AUDIT, escape_line(&a.to_string())),
         other => key_error(&other),
     })?;
     let out = destination.save(&c).map_err(|e| key_error(&e))?;

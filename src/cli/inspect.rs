@@ -3,10 +3,10 @@
 use super::CliError;
 use super::escape::{escape_line, escape_text, json_text};
 use super::host_failure;
-use crate::abi::{CommandSpec, PluginManifest};
-use crate::host::{Inspection, Warden};
 use std::fmt::Write as _;
 use std::path::PathBuf;
+use warden::abi::{CommandSpec, PluginManifest};
+use warden::host::{Inspection, Warden};
 
 /// Arguments of `warden inspect`.
 #[derive(Debug, clap::Args)]
@@ -92,7 +92,7 @@ fn render_text(path: &std::path::Path, sha256: &str, m: &PluginManifest) -> Stri
         let _ = writeln!(
             out,
             "  net       {}",
-            escape_line(&crate::net::pattern::declared_url(n))
+            escape_line(&warden::net::pattern::declared_url(n))
         );
     }
     let s = caps.stdio;

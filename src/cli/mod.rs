@@ -2,26 +2,28 @@
 //!
 //! Like ripgrep's flags, the raw arguments are parsed by clap ([`Cli`], in `command`,
 //! which dispatches) and each command module turns them into library calls: the
-//! pipeline itself is [`crate::host::Warden`]'s, and the command line holds argument
-//! parsing, output and exit codes only. Every command returns a [`CliError`] that
-//! carries its exit code, so `main.rs` stays a thin shell. This file holds what the
-//! commands share (the error, the policy a command runs under, how a host failure is
-//! reported), below every command module.
+//! pipeline itself is [`warden::host::Warden`]'s, and the command line holds argument
+//! parsing, output and exit codes ([`warden::exit`]) only. Every command returns a
+//! [`CliError`] that carries its exit code, so `main.rs` stays a thin shell. This file
+//! holds what the commands share (the error, the policy a command runs under, how a
+//! host failure is reported), below every command module.
+//!
+//! It is the binary's, not the library's: clap's types are no part of what the library
+//! promises an application that embeds warden.
 
 pub mod audit;
-pub use crate::escape;
+pub use warden::escape;
 mod command;
 mod inspect;
-mod panic;
 mod pin;
 pub mod policy;
 mod run;
 mod suggest;
 
-use crate::host::{HostError, Warden, WardenBuilder};
-use crate::policy::LoadError;
 use escape::escape_line;
 use std::path::{Path, PathBuf};
+use warden::host::{HostError, Warden, WardenBuilder};
+use warden::policy::LoadError;
 
 /// A command's failure: what to print and which exit code to use.
 #[derive(Debug, thiserror::Error)]
@@ -50,12 +52,20 @@ impl CliError {
     }
 }
 
-pub use command::{Cli, Command, dispatch};
-pub use panic::{EXIT_INTERNAL, exit_code_of, install_panic_hook, panic_line};
+pub use command::{Cli, dispatch};
 
-/// Exit code: invalid plugin.
-pub const EXIT_INVALID_PLUGIN: u8 = 65;
-pub use crate::host::EXIT_NO_INPUT;
+/// Runs a command and returns the process's exit code: the command's own, or, with
+/// its message printed to stderr, its error's; [`warden::exit::INTERNAL`] when it
+/// panicked ([`warden::exit::catch_panic`]).
+pub fn exit_code_of(command: impl FnOnce() -> Result<u8, CliError>) -> u8 {
+    warden::exit::catch_panic(|| match command() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("warden: {}", e.message);
+            e.code
+        }
+    })
+}
 
 /// A [`WardenBuilder`] with the policy named by `--policy`, else by `$WARDEN_POLICY`
 /// (an empty value counts as unset), else the built-in one.
@@ -83,4 +93,20 @@ fn host_failure(e: &HostError) -> CliError {
         other => escape_line(&other.to_string()),
     };
     CliError::new(e.exit_code(), message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_command_exits_70_and_an_error_with_its_code() {
+        assert_eq!(exit_code_of(|| Ok(3)), 3);
+        assert_eq!(exit_code_of(|| Err(CliError::new(66, "gone"))), 66);
+        // The default hook runs here (tests do not install ours): it prints, no exit.
+        assert_eq!(
+            exit_code_of(|| -> Result<u8, CliError> { panic!("a bug") }),
+            70
+        );
+    }
 }

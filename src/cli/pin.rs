@@ -1,23 +1,23 @@
 //! `warden policy pin`: add or update `sha256` pins in a policy file, in place,
-//! keeping comments and layout ([`crate::policy::pin`]).
+//! keeping comments and layout ([`warden::policy::pin`]).
 //!
 //! # Security
 //!
-//! The policy is edited through [`crate::files::Edit`]: read once, and replaced by a
+//! The policy is edited through [`warden::files::Edit`]: read once, and replaced by a
 //! temporary file renamed over it that keeps its mode and owner (pin often runs as
 //! root on a policy another account owns, and the policy loader checks both). A
 //! symlinked policy is edited where the link resolves to, and the output says which
 //! file that was; the link itself stays a link.
 
+use super::CliError;
 use super::escape::escape_line;
 use super::host_failure;
-use super::{CliError, EXIT_NO_INPUT};
-use crate::files::{Edit, FileError};
-use crate::host::EXIT_POLICY_INVALID;
-use crate::host::{Inspection, Warden};
-use crate::policy::Policy;
-use crate::policy::pin::{PinChange, pin};
 use std::path::PathBuf;
+use warden::exit;
+use warden::files::{Edit, FileError};
+use warden::host::{Inspection, Warden};
+use warden::policy::Policy;
+use warden::policy::pin::{PinChange, pin};
 
 /// Arguments of `warden policy pin`.
 #[derive(Debug, clap::Args)]
@@ -42,7 +42,7 @@ pub(super) fn pin_plugins(args: &PinArgs) -> Result<u8, CliError> {
     let shown = escape_line(&file);
     let mut text = String::from_utf8(edit.contents().to_vec()).map_err(|_| {
         CliError::new(
-            EXIT_POLICY_INVALID,
+            exit::POLICY_INVALID,
             format!("cannot pin in `{shown}`: it is not UTF-8 text"),
         )
     })?;
@@ -57,7 +57,7 @@ pub(super) fn pin_plugins(args: &PinArgs) -> Result<u8, CliError> {
         let digest = hex::encode(sha256);
         let name = manifest.command.name.clone();
         let (edited, change) = pin(&file, &text, &name, &digest, args.rolling)
-            .map_err(|e| CliError::new(EXIT_POLICY_INVALID, escape_line(&e.to_string())))?;
+            .map_err(|e| CliError::new(exit::POLICY_INVALID, escape_line(&e.to_string())))?;
         text = edited;
         let what = match change {
             PinChange::Unchanged => "already pinned".to_owned(),
@@ -68,7 +68,7 @@ pub(super) fn pin_plugins(args: &PinArgs) -> Result<u8, CliError> {
         };
         report.push(format!(
             "{shown}: [plugins.{}] sha256 {digest}: {what}",
-            escape_line(&crate::policy::toml_key(&name))
+            escape_line(&warden::policy::toml_key(&name))
         ));
     }
     // The edited text must still be a valid policy before it replaces the file.
@@ -79,7 +79,7 @@ pub(super) fn pin_plugins(args: &PinArgs) -> Result<u8, CliError> {
             .map(|e| escape_line(&e.to_string()))
             .collect();
         return Err(CliError::new(
-            EXIT_POLICY_INVALID,
+            exit::POLICY_INVALID,
             format!(
                 "the policy would not be valid after pinning; nothing was written:\n{}",
                 lines.join("\n")
@@ -101,5 +101,5 @@ pub(super) fn pin_plugins(args: &PinArgs) -> Result<u8, CliError> {
 }
 
 fn file_error(e: &FileError) -> CliError {
-    CliError::new(EXIT_NO_INPUT, escape_line(&e.to_string()))
+    CliError::new(exit::NO_INPUT, escape_line(&e.to_string()))
 }

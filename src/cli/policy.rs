@@ -1,19 +1,16 @@
 //! `warden policy check` and `warden policy explain`, and the policy loading that
 //! `run` shares with them.
 
+use super::CliError;
 use super::escape::{escape_line, json_text};
-use super::{CliError, EXIT_NO_INPUT};
 use super::{host_failure, warden_builder};
-use crate::grant::{Decision, Decisions};
-use crate::host::{Explanation, default_audit_log};
-use crate::limits::Limits;
-use crate::policy::{LoadError, Mode, Policy};
 use std::fmt::Write as _;
 use std::path::PathBuf;
-
-pub use crate::host::{EXIT_POLICY_INVALID, EXIT_REFUSED};
-/// Exit code of `policy check` when a file has errors.
-pub const EXIT_CHECK_FAILED: u8 = 1;
+use warden::exit;
+use warden::grant::{Decision, Decisions};
+use warden::host::{Explanation, default_audit_log};
+use warden::limits::Limits;
+use warden::policy::{LoadError, Mode, Policy};
 
 /// The warning printed on every run under an audit-mode policy.
 pub const AUDIT_WARNING: &str = "warden: WARNING: the policy is in audit mode: the plugin gets everything it declares that no deny list or built-in protection denies, and what the policy would deny is only recorded (`would_deny`); never use audit mode in production";
@@ -119,7 +116,7 @@ fn check(args: &CheckArgs) -> u8 {
                     0 => println!("{name}: ok"),
                     n if args.deny_warnings => {
                         println!("{name}: {n} warning(s), failing (--deny-warnings)");
-                        code = code.max(EXIT_CHECK_FAILED);
+                        code = code.max(exit::FAILURE);
                     }
                     n => println!("{name}: ok, with {n} warning(s)"),
                 }
@@ -128,11 +125,11 @@ fn check(args: &CheckArgs) -> u8 {
                 for e in errors.errors() {
                     println!("{}", escape_line(&e.to_string()));
                 }
-                code = code.max(EXIT_CHECK_FAILED);
+                code = code.max(exit::FAILURE);
             }
             Err(e @ LoadError::Read { .. }) => {
                 eprintln!("warden: {}", escape_line(&e.to_string()));
-                code = code.max(EXIT_NO_INPUT);
+                code = code.max(exit::NO_INPUT);
             }
         }
     }
@@ -167,7 +164,7 @@ fn explain(args: &ExplainArgs) -> Result<u8, CliError> {
     }
     // A refusal is the verdict: the same exit code `run` would give.
     Ok(if decisions.refusal().is_some() {
-        EXIT_REFUSED
+        exit::REFUSED
     } else {
         0
     })
@@ -176,7 +173,7 @@ fn explain(args: &ExplainArgs) -> Result<u8, CliError> {
 /// The limits as a JSON object.
 pub(super) fn limits_json(limits: &Limits) -> serde_json::Value {
     // The same fields as `run_start`'s `limits`.
-    serde_json::to_value(crate::audit::LimitsRecord::from(limits)).unwrap_or_default()
+    serde_json::to_value(warden::audit::LimitsRecord::from(limits)).unwrap_or_default()
 }
 
 fn explain_json(policy: &Policy, version: Option<&str>, d: &Decisions) -> serde_json::Value {
@@ -203,7 +200,7 @@ fn explain_json(policy: &Policy, version: Option<&str>, d: &Decisions) -> serde_
 }
 
 fn describe_limits(l: &Limits) -> String {
-    use crate::policy::format_size;
+    use warden::policy::format_size;
     format!(
         "fuel {}, memory {}, stack {}, timeout {}, max_output {}",
         l.fuel,
@@ -228,7 +225,7 @@ fn verdict(d: &Decisions) -> String {
             let would = d
                 .items()
                 .iter()
-                .filter(|i| i.outcome() == crate::grant::Outcome::WouldDeny)
+                .filter(|i| i.outcome() == warden::grant::Outcome::WouldDeny)
                 .count();
             format!(
                 "runs with {in_effect} of {total} declared items (audit mode: {would} would be denied)"
@@ -262,7 +259,7 @@ fn explain_table(policy: &Policy, version: Option<&str>, d: &Decisions) -> Strin
     ];
     if d.items()
         .iter()
-        .any(|i| i.capability() == crate::grant::Capability::Net)
+        .any(|i| i.capability() == warden::grant::Capability::Net)
     {
         let l = d.limits();
         header.push((
@@ -270,7 +267,7 @@ fn explain_table(policy: &Policy, version: Option<&str>, d: &Decisions) -> Strin
             format!(
                 "max_requests {} per call, max_response {}, request_timeout {}",
                 l.max_requests,
-                crate::policy::format_size(l.max_response),
+                warden::policy::format_size(l.max_response),
                 humantime::format_duration(l.request_timeout)
             ),
         ));

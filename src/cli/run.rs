@@ -1,4 +1,4 @@
-//! `warden run`: arguments, output and exit codes around [`crate::host::Warden`], which
+//! `warden run`: arguments, output and exit codes around [`warden::host::Warden`], which
 //! owns the pipeline (load, decide, sandbox, audit, run).
 //!
 //! # Security
@@ -7,21 +7,22 @@
 //! error that ended the call) it prints from the JSON the run's redactor makes of it
 //! ([`Redactor::to_value`], the serializer of the audit log itself), so `-v` and
 //! `--json` show exactly the redacted strings the log holds, never a granted value
-//! (see `crate::audit::redact`). Only the plugin's own output and result are its
+//! (see `warden::audit::redact`). Only the plugin's own output and result are its
 //! own, printed escaped but as they are.
 
 use super::CliError;
 use super::escape::{escape_line, escape_text, json_text};
 use super::policy::AUDIT_WARNING;
 use super::{host_failure, warden_builder};
-use crate::abi::ExecuteResult;
-use crate::audit::{Redactor, Rotation};
-use crate::grant::{Decision, Decisions, Outcome};
-use crate::host::{EXIT_REFUSED, Loaded, Plugin, Warden};
-use crate::policy::Mode;
-use crate::runtime::RunReport;
 use std::io::Write as _;
 use std::path::PathBuf;
+use warden::abi::ExecuteResult;
+use warden::audit::{Redactor, Rotation};
+use warden::exit;
+use warden::grant::{Decision, Decisions, Outcome};
+use warden::host::{Loaded, Plugin, Warden};
+use warden::policy::Mode;
+use warden::runtime::RunReport;
 
 /// Arguments of `warden run`.
 #[derive(Debug, clap::Args)]
@@ -121,13 +122,13 @@ fn load_and_run(args: &RunArgs, warden: &Warden) -> Result<u8, CliError> {
                     refused.run_id(),
                     refused.redactor(),
                 );
-                return Ok(EXIT_REFUSED);
+                return Ok(exit::REFUSED);
             }
             let see = refused
                 .run_id()
                 .map(|id| format!("; see run {id}"))
                 .unwrap_or_default();
-            return Err(CliError::new(EXIT_REFUSED, format!("{message}{see}")));
+            return Err(CliError::new(exit::REFUSED, format!("{message}{see}")));
         }
     };
     let report = plugin.run(&args.args).map_err(|e| host_failure(&e))?;
@@ -189,10 +190,10 @@ fn denial_notice(report: &RunReport, plugin: &Plugin, verbose: bool) -> Vec<Stri
         .filter(|d| d.outcome() == Outcome::WouldDeny)
         .count();
     let calls = report.runtime_denials.recorded.len() as u64 + report.runtime_denials.dropped;
-    let requests: Vec<&crate::net::EffectRecord> = report
+    let requests: Vec<&warden::net::EffectRecord> = report
         .effects
         .iter()
-        .filter(|e| e.outcome == crate::net::EffectOutcome::Denied)
+        .filter(|e| e.outcome == warden::net::EffectOutcome::Denied)
         .collect();
     if denied.is_empty() && calls == 0 && requests.is_empty() {
         return Vec::new();
@@ -310,7 +311,7 @@ fn print_refusal_json(
     let value = serde_json::json!({
         "outcome": "refused",
         "output": message,
-        "exit_code": EXIT_REFUSED,
+        "exit_code": exit::REFUSED,
         "grants": shown(redactor, &grants),
         "denials": shown(redactor, &denials),
         "runtime_denials": [],

@@ -1,14 +1,15 @@
 //! `warden policy suggest`: print the narrowest `[plugins.NAME]` tables that would have
-//! let the audit-mode runs in the logs do what they did ([`crate::policy::suggest`]).
+//! let the audit-mode runs in the logs do what they did ([`warden::policy::suggest`]).
 
+use super::CliError;
 use super::escape::{escape_line, json_text};
-use super::{CliError, EXIT_NO_INPUT};
-use crate::audit::read::{for_each_record, log_set, parse_time};
-use crate::policy::Policy;
-use crate::policy::suggest::{AuditPolicy, PluginSuggestion, Suggester, render_toml};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
+use warden::audit::read::{for_each_record, log_set, parse_time};
+use warden::exit;
+use warden::policy::Policy;
+use warden::policy::suggest::{AuditPolicy, PluginSuggestion, Suggester, render_toml};
 
 /// Arguments of `warden policy suggest`.
 #[derive(Debug, clap::Args)]
@@ -38,13 +39,13 @@ pub(super) fn logs_or_default(named: &[PathBuf]) -> Result<Vec<PathBuf>, CliErro
     if !named.is_empty() {
         return Ok(named.to_vec());
     }
-    let base = crate::host::default_audit_log()
-        .map_err(|e| CliError::new(EXIT_NO_INPUT, escape_line(&e.to_string())))?;
+    let base = warden::host::default_audit_log()
+        .map_err(|e| CliError::new(exit::NO_INPUT, escape_line(&e.to_string())))?;
     let files =
-        log_set(&base).map_err(|e| CliError::new(EXIT_NO_INPUT, escape_line(&e.to_string())))?;
+        log_set(&base).map_err(|e| CliError::new(exit::NO_INPUT, escape_line(&e.to_string())))?;
     if files.is_empty() {
         return Err(CliError::new(
-            EXIT_NO_INPUT,
+            exit::NO_INPUT,
             format!(
                 "no audit log at `{}` (the default); name the log files to read",
                 escape_line(&base.display().to_string())
@@ -75,7 +76,7 @@ fn keep_denials(suggestions: &mut [PluginSuggestion], named: &[PathBuf]) -> Resu
         for path in named {
             let policy = load(path).map_err(|e| {
                 CliError::new(
-                    EXIT_NO_INPUT,
+                    exit::NO_INPUT,
                     format!("--policy: {}", escape_line(&e.to_string())),
                 )
             })?;
@@ -91,13 +92,13 @@ fn keep_denials(suggestions: &mut [PluginSuggestion], named: &[PathBuf]) -> Resu
     let mut loaded: HashMap<AuditPolicy, Policy> = HashMap::new();
     for s in suggestions.iter_mut() {
         for wanted in s.audit_policies.clone() {
-            if wanted.path == crate::policy::BUILTIN_NAME {
+            if wanted.path == warden::policy::BUILTIN_NAME {
                 continue;
             }
             if !loaded.contains_key(&wanted) {
                 let policy = load(Path::new(&wanted.path)).map_err(|e| {
                     CliError::new(
-                        EXIT_NO_INPUT,
+                        exit::NO_INPUT,
                         format!(
                             "the runs of `{}` were decided under `{}`, which cannot be read now ({}); name that audit policy with `--policy FILE` so that the suggestion keeps its deny lists",
                             escape_line(&s.name),
@@ -110,7 +111,7 @@ fn keep_denials(suggestions: &mut [PluginSuggestion], named: &[PathBuf]) -> Resu
                     && *sha != policy.sha256_hex()
                 {
                     return Err(CliError::new(
-                        EXIT_NO_INPUT,
+                        exit::NO_INPUT,
                         format!(
                             "the runs of `{}` were decided under `{}` with SHA-256 {}, but the file has changed since (now {}); name the policy they ran under with `--policy FILE` so that the suggestion keeps its deny lists",
                             escape_line(&s.name),
@@ -144,7 +145,7 @@ pub(super) fn suggest(args: &SuggestArgs) -> Result<u8, CliError> {
             suggester.add(&record);
         }
     })
-    .map_err(|e| CliError::new(EXIT_NO_INPUT, escape_line(&e.to_string())))?;
+    .map_err(|e| CliError::new(exit::NO_INPUT, escape_line(&e.to_string())))?;
     let mut suggestions = suggester.suggestions(args.plugin.as_deref());
     keep_denials(&mut suggestions, &args.policy)?;
     if args.json {

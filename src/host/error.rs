@@ -1,16 +1,10 @@
-//! What can go wrong in the host pipeline, with the exit code `CLI.md` gives each.
+//! What can go wrong in the host pipeline, with the exit code ([`crate::exit`]) of each.
 
 use crate::audit::AuditError;
+use crate::exit;
 use crate::policy::LoadError;
 use crate::runtime::RuntimeError;
 use std::path::PathBuf;
-
-/// Exit code: a named file does not exist or cannot be read.
-pub const EXIT_NO_INPUT: u8 = 66;
-/// Exit code: refused by policy.
-pub const EXIT_REFUSED: u8 = 77;
-/// Exit code: the policy is invalid (nothing ran).
-pub const EXIT_POLICY_INVALID: u8 = 78;
 
 /// Why the host could not load, run, explain or inspect a plugin.
 #[derive(Debug, thiserror::Error)]
@@ -64,15 +58,15 @@ pub enum HostError {
 }
 
 impl HostError {
-    /// The exit code `CLI.md` gives this failure.
+    /// The exit code ([`crate::exit`]) of this failure.
     pub fn exit_code(&self) -> u8 {
         match self {
             HostError::Audit(e) | HostError::AuditUnavailable(e) => e.exit_code(),
-            HostError::Policy(LoadError::Read { .. }) => EXIT_NO_INPUT,
-            HostError::Policy(LoadError::Invalid(_)) => EXIT_POLICY_INVALID,
-            HostError::Read { .. } | HostError::Workdir { .. } => EXIT_NO_INPUT,
+            HostError::Policy(LoadError::Read { .. }) => exit::NO_INPUT,
+            HostError::Policy(LoadError::Invalid(_)) => exit::POLICY_INVALID,
+            HostError::Read { .. } | HostError::Workdir { .. } => exit::NO_INPUT,
             HostError::Plugin { source, .. } => source.exit_code(),
-            HostError::StalePolicy { .. } => EXIT_REFUSED,
+            HostError::StalePolicy { .. } => exit::REFUSED,
         }
     }
 }

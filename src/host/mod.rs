@@ -59,7 +59,7 @@ mod error;
 mod plugin;
 pub mod registry;
 
-pub use error::{EXIT_NO_INPUT, EXIT_POLICY_INVALID, EXIT_REFUSED, HostError};
+pub use error::HostError;
 pub use plugin::{Explanation, Inspection, Loaded, Plugin, PluginSource, Refused};
 pub use registry::{CommandInfo, CommandStatus, Registry, RegistryError};
 
@@ -459,9 +459,9 @@ impl Inner {
 /// # Errors
 ///
 /// Every operation returns a typed [`HostError`] that says what failed and carries the
-/// exit code a command line gives it ([`HostError::exit_code`]): the audit log
-/// (74: nothing ran), the policy (66 unreadable, 78 invalid), the plugin file (66), the
-/// plugin itself (65 invalid, 70 trap, 124/125 limits), a stale policy (77).
+/// exit code ([`crate::exit`]) a command line gives it ([`HostError::exit_code`]): the
+/// audit log (74: nothing ran), the policy (66 unreadable, 78 invalid), the plugin file
+/// (66), the plugin itself (65 invalid, 70 trap, 124/125 limits), a stale policy (77).
 ///
 /// # Security
 ///

@@ -443,7 +443,7 @@ impl Warden {
             let reason = format!("refused to run plugin `{}`: {refusal}", decisions.plugin());
             rec.with(|r| {
                 r.run_end(&RunEnd::refused(
-                    super::EXIT_REFUSED,
+                    crate::exit::REFUSED,
                     crate::escape::escape_line(&reason),
                 ))
             })?;

@@ -80,12 +80,12 @@ pub enum RegistryError {
 }
 
 impl RegistryError {
-    /// The exit code a command line gives this failure: 2 for an unknown command
-    /// (a usage error), 77 for a refused one, the host's otherwise.
+    /// The exit code ([`crate::exit`]) of this failure: [`crate::exit::USAGE`] for an
+    /// unknown command, [`crate::exit::REFUSED`] for a refused one, the host's otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            RegistryError::Unknown { .. } => 2,
-            RegistryError::Unavailable { .. } => super::EXIT_REFUSED,
+            RegistryError::Unknown { .. } => crate::exit::USAGE,
+            RegistryError::Unavailable { .. } => crate::exit::REFUSED,
             RegistryError::Host(e) => e.exit_code(),
         }
     }

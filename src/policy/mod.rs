@@ -27,10 +27,9 @@ pub mod suggest;
 mod values;
 
 pub use error::{PolicyError, PolicyErrors};
-pub(crate) use model::toml_key;
 pub use model::{
     BUILTIN_NAME, BUILTIN_TEXT, Entry, LimitOverrides, MAX_MEMORY, MAX_STACK, Mode, OnDenied,
-    POLICY_VERSION, PluginTable, Rules, Stream,
+    POLICY_VERSION, PluginTable, Rules, Stream, toml_key,
 };
 pub use values::format_size;
 

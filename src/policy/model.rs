@@ -189,8 +189,9 @@ pub struct PluginTable {
     pub rules: Rules,
 }
 
-/// `name` as a TOML key: bare when it can be, quoted otherwise.
-pub(crate) fn toml_key(name: &str) -> String {
+/// `name` as a TOML key: bare when it can be, quoted otherwise (`plugins.file-reader`,
+/// `plugins."my.tool"`), as `policy pin` and `policy suggest` write a plugin's table.
+pub fn toml_key(name: &str) -> String {
     let bare = !name.is_empty()
         && name
             .chars()

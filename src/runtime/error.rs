@@ -206,10 +206,11 @@ impl RuntimeError {
         }
     }
 
-    /// The exit code `CLI.md` assigns to this error.
+    /// The exit code ([`crate::exit`]) of this error.
     pub fn exit_code(&self) -> u8 {
+        use crate::exit;
         match &self.kind {
-            RuntimeErrorKind::Engine { .. } => 70,
+            RuntimeErrorKind::Engine { .. } => exit::INTERNAL,
             RuntimeErrorKind::Compile { .. }
             | RuntimeErrorKind::UnsupportedImport { .. }
             | RuntimeErrorKind::Link { .. }
@@ -218,25 +219,26 @@ impl RuntimeError {
             | RuntimeErrorKind::Abi(_)
             | RuntimeErrorKind::ManifestTooLarge { .. }
             | RuntimeErrorKind::Manifest(_)
-            | RuntimeErrorKind::Result(_) => 65,
-            RuntimeErrorKind::Trap { .. } => 70,
+            | RuntimeErrorKind::Result(_) => exit::INVALID_PLUGIN,
+            RuntimeErrorKind::Trap { .. } => exit::TRAP,
             RuntimeErrorKind::Limit {
                 limit: LimitKind::Timeout,
                 ..
-            } => 124,
-            RuntimeErrorKind::Limit { .. } => 125,
-            RuntimeErrorKind::ArgsTooLarge { .. } => 2,
-            RuntimeErrorKind::EffectRefused { .. } => 77,
-            RuntimeErrorKind::Sandbox { .. } => 66,
+            } => exit::TIMEOUT,
+            RuntimeErrorKind::Limit { .. } => exit::LIMIT,
+            RuntimeErrorKind::ArgsTooLarge { .. } => exit::USAGE,
+            RuntimeErrorKind::EffectRefused { .. } => exit::REFUSED,
+            RuntimeErrorKind::Sandbox { .. } => exit::NO_INPUT,
         }
     }
 
     /// The `run_end` outcome for this error (`AUDIT.md`).
     pub fn outcome(&self) -> &'static str {
+        use crate::exit;
         match self.exit_code() {
-            65 => "abi_violation",
-            124 | 125 => "limit",
-            77 => "refused",
+            exit::INVALID_PLUGIN => "abi_violation",
+            exit::TIMEOUT | exit::LIMIT => "limit",
+            exit::REFUSED => "refused",
             _ => "trap",
         }
     }

@@ -60,35 +60,17 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    /// The exit code `CLI.md` gives this call: 0 for `Success`, the plugin's own code
-    /// for `Error` ([`plugin_exit_code`]: in 1-125, never one of warden's own codes), 77
-    /// for a call that ended asking for an effect, and the error's code otherwise.
+    /// The exit code ([`crate::exit`]) of this call: 0 for `Success`, the plugin's own
+    /// code for `Error` ([`crate::exit::plugin_code`]: in 1-125, never one of warden's own
+    /// codes), [`crate::exit::REFUSED`] for a call that ended asking for an effect, and the
+    /// error's code otherwise.
     pub fn exit_code(&self) -> u8 {
         match &self.result {
-            Ok(ExecuteResult::Success(_)) => 0,
-            Ok(ExecuteResult::Error(e)) => plugin_exit_code(e.code),
-            Ok(ExecuteResult::Effect(_)) => 77,
+            Ok(ExecuteResult::Success(_)) => crate::exit::SUCCESS,
+            Ok(ExecuteResult::Error(e)) => crate::exit::plugin_code(e.code),
+            Ok(ExecuteResult::Effect(_)) => crate::exit::REFUSED,
             Err(e) => e.exit_code(),
         }
-    }
-}
-
-/// The exit codes warden itself gives a run (`CLI.md`): bad command line, invalid
-/// plugin, unreadable file, trap, audit log failure, refused, invalid policy, timeout,
-/// another limit.
-pub const WARDEN_EXIT_CODES: [u8; 9] = [2, 65, 66, 70, 74, 77, 78, 124, 125];
-
-/// The exit code of a plugin's `Error { code }`: the plugin's own code when it is in
-/// 1-125 and not one of [`WARDEN_EXIT_CODES`], else 1, the plain plugin error. So 0
-/// never claims success, warden's own codes never claim that warden refused or that
-/// nothing ran, and 126-255 never look like what a shell reports (126 not
-/// executable, 127 not found, 128+N killed by signal N). The plugin's code itself is
-/// in its result (`run --json`).
-pub fn plugin_exit_code(code: u8) -> u8 {
-    if !(1..=125).contains(&code) || WARDEN_EXIT_CODES.contains(&code) {
-        1
-    } else {
-        code
     }
 }
 

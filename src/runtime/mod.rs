@@ -30,7 +30,7 @@ pub mod shadow;
 pub mod store;
 
 pub use error::{GuestCall, RuntimeError, RuntimeErrorKind};
-pub use instance::{PluginInstance, RunReport, WARDEN_EXIT_CODES, plugin_exit_code};
+pub use instance::{PluginInstance, RunReport};
 pub use loader::{
     KEEP_RESIDENT_MEMORY, KEEP_RESIDENT_TABLE, LoadedPlugin, Loader, LoaderConfig, POOL_SLOTS,
     engine_config,

@@ -251,13 +251,14 @@ fn panic_child() {
     let Some(mode) = std::env::var_os("WARDEN_TEST_PANIC_CHILD") else {
         return;
     };
-    warden::cli::install_panic_hook();
+    warden::exit::install_panic_hook();
     let message = "an assertion about `\u{1b}[2J\nok: \u{202e}` failed";
     let code = if mode == "main" {
-        // The main thread's panic unwinds to `exit_code_of`, which returns 70.
+        // The main thread's panic unwinds to `catch_panic` (the binary's
+        // `exit_code_of` calls it), which returns 70.
         std::thread::Builder::new()
             .name("main".into())
-            .spawn(move || warden::cli::exit_code_of(|| panic!("{message}")))
+            .spawn(move || warden::exit::catch_panic(|| panic!("{message}")))
             .unwrap()
             .join()
             .unwrap()
