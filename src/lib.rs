@@ -48,6 +48,9 @@ pub mod policy;
 pub mod runtime;
 pub mod sandbox;
 
+// The fuzz targets' entry points, behind the `fuzzing` feature (the fuzz crate and the
+// tests turn it on); hidden even then: it is no part of the library's API.
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 

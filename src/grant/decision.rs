@@ -93,7 +93,17 @@ pub(crate) struct DirGrant {
     pub host_path: PathBuf,
     pub guest_path: String,
     pub writable: bool,
+    // The directory's identity when it was opened: the fuzz oracle checks it against
+    // what the host path names.
+    #[cfg_attr(
+        not(feature = "fuzzing"),
+        expect(dead_code, reason = "read by the fuzz oracle")
+    )]
     pub dev: u64,
+    #[cfg_attr(
+        not(feature = "fuzzing"),
+        expect(dead_code, reason = "read by the fuzz oracle")
+    )]
     pub ino: u64,
 }
 
