@@ -83,14 +83,34 @@ pub fn for_each_record(
     Ok(())
 }
 
+/// Why a `--since`/`--until` value is not a time ([`parse_time`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TimeError {
+    /// A duration ago that reaches before 1970.
+    #[error("`{text}` ago is before the epoch; give a shorter duration or a date")]
+    BeforeEpoch {
+        /// The value.
+        text: String,
+    },
+    /// None of the forms understood.
+    #[error(
+        "`{text}` is not a time: write RFC 3339 (`2026-12-01T08:00:00Z`, `2026-12-01`), a duration ago (`1h`, `30m`, `7d`), `today` or `yesterday`"
+    )]
+    NotATime {
+        /// The value.
+        text: String,
+    },
+}
+
 /// Reads a time for `--since`/`--until`: RFC 3339 (`2026-12-01T08:00:00Z`, or a date
 /// `2026-12-01`), a duration ago (`1h`, `30m`, `2d`), `today` or `yesterday` (UTC
 /// midnight), relative to `now`.
 ///
 /// # Errors
 ///
-/// A message saying what forms are understood.
-pub fn parse_time(text: &str, now: SystemTime) -> Result<SystemTime, String> {
+/// A [`TimeError`] saying what forms are understood.
+pub fn parse_time(text: &str, now: SystemTime) -> Result<SystemTime, TimeError> {
     let t = text.trim();
     let midnight = |days_back: u64| {
         let secs = now
@@ -108,7 +128,7 @@ pub fn parse_time(text: &str, now: SystemTime) -> Result<SystemTime, String> {
     if let Ok(ago) = humantime::parse_duration(t) {
         return now
             .checked_sub(ago)
-            .ok_or_else(|| format!("`{t}` ago is before the epoch"));
+            .ok_or_else(|| TimeError::BeforeEpoch { text: t.into() });
     }
     let date_only = t.len() == 10 && t.as_bytes().get(4) == Some(&b'-');
     let stamp = if date_only {
@@ -116,11 +136,7 @@ pub fn parse_time(text: &str, now: SystemTime) -> Result<SystemTime, String> {
     } else {
         t.trim_end_matches('Z').to_owned()
     };
-    humantime::parse_rfc3339_weak(&stamp).map_err(|_| {
-        format!(
-            "`{t}` is not a time: write RFC 3339 (`2026-12-01T08:00:00Z`, `2026-12-01`), a duration ago (`1h`, `30m`, `7d`), `today` or `yesterday`"
-        )
-    })
+    humantime::parse_rfc3339_weak(&stamp).map_err(|_| TimeError::NotATime { text: t.into() })
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! warden records about it: a path it asks to open, a URL, a header name, a result
 //! that does not decode (its error quotes the plugin's bytes), its own version. So
 //! redaction is not done field by field (each new field would be a new leak): the
-//! audit layer serializes every record of a run through [`to_json`], which passes
+//! audit layer serializes every record of a run through `to_json`, which passes
 //! every string value of the record, whatever field it is in, through the run's
 //! [`Redactor`] after the record is composed and before it is JSON text
 //! ([`super::log::AuditRun::set_redactor`]). Object keys are warden's own and are

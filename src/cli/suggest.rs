@@ -60,7 +60,12 @@ pub(super) fn time_arg(flag: &str, value: Option<&str>) -> Result<Option<SystemT
     value
         .map(|t| parse_time(t, SystemTime::now()))
         .transpose()
-        .map_err(|e| CliError::new(2, format!("{flag}: {}", escape_line(&e))))
+        .map_err(|e| {
+            CliError::new(
+                exit::USAGE,
+                format!("{flag}: {}", escape_line(&e.to_string())),
+            )
+        })
 }
 
 /// Keeps the deny lists of the audit policies in every suggestion: those named with

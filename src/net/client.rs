@@ -55,13 +55,47 @@ pub fn is_connection_header(name: &str) -> bool {
     ) || name.starts_with("proxy-")
 }
 
+/// Why a name did not resolve ([`resolve`]). The message goes to the plugin and the
+/// `effect` record.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The lookup thread could not be started.
+    #[error("cannot start the name lookup: {source}")]
+    Spawn {
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The name resolved, to nothing.
+    #[error("`{host}` resolves to no address")]
+    NoAddress {
+        /// The name.
+        host: String,
+    },
+    /// The resolver said no.
+    #[error("cannot resolve `{host}`: {source}")]
+    Lookup {
+        /// The name.
+        host: String,
+        /// The resolver's error.
+        source: std::io::Error,
+    },
+    /// The lookup took longer than the time left.
+    #[error("resolving `{host}` took longer than {}", humantime::format_duration(*.timeout))]
+    Timeout {
+        /// The name.
+        host: String,
+        /// The time it had.
+        timeout: Duration,
+    },
+}
+
 /// Resolves `host` once, within `timeout`.
 ///
 /// # Errors
 ///
-/// A message when the name does not resolve, resolves to nothing, or the lookup takes
-/// longer than `timeout` (the lookup thread is left to finish on its own).
-pub fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>, String> {
+/// A [`ResolveError`] when the name does not resolve, resolves to nothing, or the
+/// lookup takes longer than `timeout` (the lookup thread is left to finish on its own).
+pub fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>, ResolveError> {
     let (tx, rx) = std::sync::mpsc::channel();
     let name = host.to_owned();
     std::thread::Builder::new()
@@ -72,15 +106,13 @@ pub fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAdd
                 .map(|addrs| addrs.collect::<Vec<_>>());
             let _ = tx.send(answer);
         })
-        .map_err(|e| format!("cannot start the name lookup: {e}"))?;
+        .map_err(|source| ResolveError::Spawn { source })?;
+    let host = host.to_owned();
     match rx.recv_timeout(timeout) {
         Ok(Ok(addrs)) if !addrs.is_empty() => Ok(addrs),
-        Ok(Ok(_)) => Err(format!("`{host}` resolves to no address")),
-        Ok(Err(e)) => Err(format!("cannot resolve `{host}`: {e}")),
-        Err(_) => Err(format!(
-            "resolving `{host}` took longer than {}",
-            humantime::format_duration(timeout)
-        )),
+        Ok(Ok(_)) => Err(ResolveError::NoAddress { host }),
+        Ok(Err(source)) => Err(ResolveError::Lookup { host, source }),
+        Err(_) => Err(ResolveError::Timeout { host, timeout }),
     }
 }
 
@@ -117,11 +149,32 @@ fn system_roots() -> &'static [Certificate<'static>] {
     })
 }
 
-/// The TLS settings of one sandbox: the system's roots plus the policy's extra ones.
+/// Why the policy's TLS roots (`net.tls_roots`) cannot be used: every HTTPS request of
+/// the sandbox fails with this message.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TlsRootError {
+    /// A root file cannot be read.
+    #[error("cannot read the TLS root `{}` (net.tls_roots): {source}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: Arc<std::io::Error>,
+    },
+    /// A root file holds no PEM certificate.
+    #[error("the TLS root `{}` (net.tls_roots) holds no PEM certificate", .path.display())]
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// The TLS settings of one sandbox: the system's roots plus the policy's extra ones
+/// (`net.tls_roots`), read at the first HTTPS request.
 #[derive(Debug, Default)]
 pub struct Tls {
     extra: Vec<PathBuf>,
-    config: OnceLock<Result<TlsConfig, String>>,
+    config: OnceLock<Result<TlsConfig, TlsRootError>>,
 }
 
 impl Clone for Tls {
@@ -143,17 +196,16 @@ impl Tls {
     ///
     /// # Errors
     ///
-    /// A message naming the root file that cannot be read or holds no certificate.
-    pub fn config(&self) -> Result<&TlsConfig, String> {
+    /// A [`TlsRootError`] naming the root file that cannot be read or holds no
+    /// certificate.
+    pub(crate) fn config(&self) -> Result<&TlsConfig, TlsRootError> {
         self.config
             .get_or_init(|| {
                 let mut roots: Vec<Certificate<'static>> = system_roots().to_vec();
                 for path in &self.extra {
-                    let pem = std::fs::read(path).map_err(|e| {
-                        format!(
-                            "cannot read the TLS root `{}` (net.tls_roots): {e}",
-                            path.display()
-                        )
+                    let pem = std::fs::read(path).map_err(|e| TlsRootError::Read {
+                        path: path.clone(),
+                        source: Arc::new(e),
                     })?;
                     let before = roots.len();
                     for item in ureq::tls::parse_pem(&pem) {
@@ -162,10 +214,7 @@ impl Tls {
                         }
                     }
                     if roots.len() == before {
-                        return Err(format!(
-                            "the TLS root `{}` (net.tls_roots) holds no PEM certificate",
-                            path.display()
-                        ));
+                        return Err(TlsRootError::NoCertificate { path: path.clone() });
                     }
                 }
                 Ok(TlsConfig::builder()
@@ -242,7 +291,8 @@ pub fn send(
         .timeout_global(Some(timeout))
         .user_agent(USER_AGENT);
     if request.url.scheme() == "https" {
-        config = config.tls_config(tls.config().map_err(Failure::Other)?.clone());
+        let tls = tls.config().map_err(|e| Failure::Other(e.to_string()))?;
+        config = config.tls_config(tls.clone());
     }
     let agent = Agent::with_parts(
         config.build(),

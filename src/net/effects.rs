@@ -321,7 +321,7 @@ impl<'a> EffectRunner<'a> {
                     if past(deadline) {
                         return over_time(record);
                     }
-                    return fail(record, e, None);
+                    return fail(record, e.to_string(), None);
                 }
             },
         };

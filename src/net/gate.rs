@@ -13,7 +13,7 @@
 //!
 //! This is the boundary between a plugin's URL (hostile input) and the host's
 //! network. The name is resolved once, by warden; the client is handed only the
-//! addresses checked here ([`super::client`]), so a DNS answer that changes between
+//! addresses checked here (`net::client`), so a DNS answer that changes between
 //! the check and the connection (rebinding) reaches nothing.
 
 use super::address::{canonical, non_global};

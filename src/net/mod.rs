@@ -9,7 +9,7 @@
 //!   endpoints, normalized as URLs are.
 //! - [`address`]: which addresses are globally routable.
 //! - [`gate`]: the per-request checks, URL then addresses.
-//! - [`client`]: one name lookup, then ureq pinned to the checked address.
+//! - `client`: one name lookup, then ureq pinned to the checked address (internal).
 //! - [`effects`]: the effect loop's performer and the `effect` record.
 //!
 //! # Security
@@ -21,11 +21,14 @@
 //! every request is bounded in count, size and time, never past the call's deadline.
 
 pub mod address;
-pub mod client;
+// The HTTP client is warden's own business: its requests carry ureq types (pinned
+// exactly, and free to change), and it sends wherever it is told, unchecked.
+pub(crate) mod client;
 pub mod effects;
 pub mod gate;
 pub mod pattern;
 
+pub use client::Tls;
 pub use effects::{EffectOutcome, EffectRecord};
 pub use gate::{NetAccess, NetGrant};
-pub use pattern::{Endpoint, HostPattern, Ports, Scheme};
+pub use pattern::{Endpoint, HostPattern, PatternError, Ports, Scheme};

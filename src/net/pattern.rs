@@ -49,6 +49,146 @@ impl Scheme {
     }
 }
 
+/// Why a network entry (`net.allow`, `net.deny`) or a declared host does not parse.
+/// Each message names the text and says what to write instead; a policy error puts the
+/// entry's key before it (`` `net.allow[0]`: ... ``).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PatternError {
+    /// The host is empty.
+    #[error("has no host")]
+    NoHost,
+    /// A CIDR range where only a host may be.
+    #[error("`{text}` is a range, but only a host is allowed here")]
+    RangeNotAllowed {
+        /// The entry.
+        text: String,
+    },
+    /// Something with a `/` that is not a CIDR range.
+    #[error("`{text}` is not a CIDR range like `10.0.0.0/8`")]
+    NotRange {
+        /// The entry.
+        text: String,
+    },
+    /// A range with host bits set (`10.0.0.1/8`).
+    #[error("`{text}` has bits set past its prefix length; write `{network}`")]
+    RangeHostBits {
+        /// The entry.
+        text: String,
+        /// The range it should be written as.
+        network: IpNet,
+    },
+    /// `*.` before an address.
+    #[error("`{text}`: `*.` goes before a DNS name, not an address")]
+    WildcardAddress {
+        /// The entry.
+        text: String,
+    },
+    /// A `*` that is not a leading `*.`.
+    #[error(
+        "`{text}` has a `*` that is not a leading `*.`; write `*.example.com` for every subdomain"
+    )]
+    Wildcard {
+        /// The entry.
+        text: String,
+    },
+    /// A name with an empty label (`a..b`, `.a`).
+    #[error("`{text}` is not a host name (it has an empty label)")]
+    EmptyLabel {
+        /// The host.
+        text: String,
+    },
+    /// A name with a character no DNS name holds (after percent-decoding).
+    #[error(
+        "`{text}` is not a host name: `{}` is not a letter, digit, `-`, `_` or `.`",
+        .character.escape_default()
+    )]
+    HostCharacter {
+        /// The host.
+        text: String,
+        /// The first such character.
+        character: char,
+    },
+    /// Neither a host name nor an address, as the WHATWG host parser says.
+    #[error("`{text}` is not a host name or address ({reason})")]
+    NotHost {
+        /// The host.
+        text: String,
+        /// The parser's words.
+        reason: String,
+    },
+    /// A port that is not a number from 1 to 65535.
+    #[error("`{text}` is not a port (1 to 65535)")]
+    NotPort {
+        /// The port as written.
+        text: String,
+    },
+    /// A port range whose low end is above its high end.
+    #[error("the port range `{text}` is upside down; write `{high}..{low}`")]
+    PortsUpsideDown {
+        /// The range as written.
+        text: String,
+        /// Its first number.
+        low: u16,
+        /// Its second number.
+        high: u16,
+    },
+    /// An allow entry without `scheme://`.
+    #[error("`{text}` has no scheme; write it as `https://{text}` or `http://{text}`")]
+    NoScheme {
+        /// The entry.
+        text: String,
+    },
+    /// A scheme other than `http` and `https`.
+    #[error("`{scheme}` is not a scheme warden performs requests for; use `http` or `https`")]
+    UnknownScheme {
+        /// The scheme as written.
+        scheme: String,
+    },
+    /// An allow entry with `user@`.
+    #[error("`{text}` names a user; allow entries are `scheme://host[:port]`")]
+    User {
+        /// The entry.
+        text: String,
+    },
+    /// An allow entry with a path.
+    #[error("`{text}` has a path; allow entries are `scheme://host[:port]`, nothing after")]
+    Path {
+        /// The entry.
+        text: String,
+    },
+    /// `[` without `]`.
+    #[error("`{text}` opens `[` but never closes it")]
+    UnclosedBracket {
+        /// The host and port.
+        text: String,
+    },
+    /// Something after `[address]` that is not `:port`.
+    #[error("`{after}` after `{host}` is not `:port`")]
+    AfterAddress {
+        /// The bracketed address.
+        host: String,
+        /// What follows it.
+        after: String,
+    },
+    /// An IPv6 address outside brackets, where a port may follow.
+    #[error("`{text}`: write an IPv6 address in brackets, like `[2001:db8::1]:443`")]
+    UnbracketedIpv6 {
+        /// The host and port.
+        text: String,
+    },
+    /// A deny entry with a scheme.
+    #[error(
+        "`{text}` has a scheme; deny entries are hosts (`*.corp.example`) and ranges (`10.0.0.0/8`), denied on every scheme and port: write `{host}`"
+    )]
+    DenyScheme {
+        /// The entry.
+        text: String,
+        /// The entry without its scheme.
+        host: String,
+    },
+}
+
 /// The host part of a pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostPattern {
@@ -68,41 +208,36 @@ impl HostPattern {
     ///
     /// # Errors
     ///
-    /// What is wrong with `text`, in words for a policy error or a denial.
-    pub fn parse(text: &str, ranges: bool) -> Result<HostPattern, String> {
+    /// A [`PatternError`] saying what is wrong with `text`, for a policy error or a
+    /// denial.
+    pub fn parse(text: &str, ranges: bool) -> Result<HostPattern, PatternError> {
         if text.is_empty() {
-            return Err("has no host".into());
+            return Err(PatternError::NoHost);
         }
         if text.contains('/') {
             if !ranges {
-                return Err(format!(
-                    "`{text}` is a range, but only a host is allowed here"
-                ));
+                return Err(PatternError::RangeNotAllowed { text: text.into() });
             }
             let bare = text.trim_start_matches('[').replacen(']', "", 1);
             let net: IpNet = bare
                 .parse()
-                .map_err(|_| format!("`{text}` is not a CIDR range like `10.0.0.0/8`"))?;
+                .map_err(|_| PatternError::NotRange { text: text.into() })?;
             if net.trunc() != net {
-                return Err(format!(
-                    "`{text}` has bits set past its prefix length; write `{}`",
-                    net.trunc()
-                ));
+                return Err(PatternError::RangeHostBits {
+                    text: text.into(),
+                    network: net.trunc(),
+                });
             }
             return Ok(HostPattern::Range(net));
         }
         if let Some(rest) = text.strip_prefix("*.") {
             return match parse_host(rest)? {
                 HostPattern::Name(name) => Ok(HostPattern::Subdomains(name)),
-                _ => Err(format!(
-                    "`{text}`: `*.` goes before a DNS name, not an address"
-                )),
+                _ => Err(PatternError::WildcardAddress { text: text.into() }),
             };
         }
         if text.contains('*') {
-            return Err(format!(
-                "`{text}` has a `*` that is not a leading `*.`; write `*.example.com` for every subdomain"
-            ));
+            return Err(PatternError::Wildcard { text: text.into() });
         }
         parse_host(text)
     }
@@ -154,7 +289,7 @@ fn is_under(name: &str, parent: &str) -> bool {
 }
 
 /// One host through the WHATWG host parser.
-fn parse_host(text: &str) -> Result<HostPattern, String> {
+fn parse_host(text: &str) -> Result<HostPattern, PatternError> {
     let bracketed;
     let input = if text.contains(':') && !text.starts_with('[') {
         bracketed = format!("[{text}]");
@@ -170,26 +305,27 @@ fn parse_host(text: &str) -> Result<HostPattern, String> {
                 || name.starts_with('.')
                 || name.ends_with('.')
             {
-                Err(format!(
-                    "`{text}` is not a host name (it has an empty label)"
-                ))
-            } else if let Some(c) = name
+                Err(PatternError::EmptyLabel { text: text.into() })
+            } else if let Some(character) = name
                 .chars()
                 .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
             {
                 // What the WHATWG parser lets through but no DNS name holds (`*` from
                 // `%2a`, `%` from `%25`): refused, so an entry means what it shows.
-                Err(format!(
-                    "`{text}` is not a host name: `{}` is not a letter, digit, `-`, `_` or `.`",
-                    c.escape_default()
-                ))
+                Err(PatternError::HostCharacter {
+                    text: text.into(),
+                    character,
+                })
             } else {
                 Ok(HostPattern::Name(name.to_owned()))
             }
         }
         Ok(url::Host::Ipv4(ip)) => Ok(HostPattern::Ip(IpAddr::V4(ip))),
         Ok(url::Host::Ipv6(ip)) => Ok(HostPattern::Ip(IpAddr::V6(ip))),
-        Err(e) => Err(format!("`{text}` is not a host name or address ({e})")),
+        Err(e) => Err(PatternError::NotHost {
+            text: text.into(),
+            reason: e.to_string(),
+        }),
     }
 }
 
@@ -247,12 +383,12 @@ impl Ports {
         (low <= high).then_some(Ports { low, high })
     }
 
-    fn parse(text: &str) -> Result<Ports, String> {
+    fn parse(text: &str) -> Result<Ports, PatternError> {
         let number = |t: &str| {
             t.parse::<u16>()
                 .ok()
                 .filter(|p| *p != 0)
-                .ok_or_else(|| format!("`{t}` is not a port (1 to 65535)"))
+                .ok_or_else(|| PatternError::NotPort { text: t.into() })
         };
         if text == "*" {
             return Ok(Ports::ALL);
@@ -260,9 +396,11 @@ impl Ports {
         if let Some((a, b)) = text.split_once("..") {
             let (low, high) = (number(a)?, number(b)?);
             if low > high {
-                return Err(format!(
-                    "the port range `{text}` is upside down; write `{high}..{low}`"
-                ));
+                return Err(PatternError::PortsUpsideDown {
+                    text: text.into(),
+                    low,
+                    high,
+                });
             }
             return Ok(Ports { low, high });
         }
@@ -301,20 +439,16 @@ impl Endpoint {
     ///
     /// # Errors
     ///
-    /// What is wrong, for a policy error.
-    pub fn parse_allow(text: &str) -> Result<Endpoint, String> {
-        let (scheme, rest) = text.split_once("://").ok_or_else(|| {
-            format!("`{text}` has no scheme; write it as `https://{text}` or `http://{text}`")
-        })?;
-        let scheme = Scheme::parse(scheme).ok_or_else(|| {
-            format!(
-                "`{scheme}` is not a scheme warden performs requests for; use `http` or `https`"
-            )
+    /// A [`PatternError`] saying what is wrong, for a policy error.
+    pub fn parse_allow(text: &str) -> Result<Endpoint, PatternError> {
+        let (scheme, rest) = text
+            .split_once("://")
+            .ok_or_else(|| PatternError::NoScheme { text: text.into() })?;
+        let scheme = Scheme::parse(scheme).ok_or_else(|| PatternError::UnknownScheme {
+            scheme: scheme.into(),
         })?;
         if rest.contains('@') {
-            return Err(format!(
-                "`{text}` names a user; allow entries are `scheme://host[:port]`"
-            ));
+            return Err(PatternError::User { text: text.into() });
         }
         let (host, port) = split_port(rest)?;
         if host.contains('/') && (host.starts_with('[') || !host.contains(':')) {
@@ -322,9 +456,7 @@ impl Endpoint {
             let (_, len) = host.rsplit_once('/').unwrap_or(("", ""));
             let len = len.trim_end_matches(']');
             if len.is_empty() || !len.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(format!(
-                    "`{text}` has a path; allow entries are `scheme://host[:port]`, nothing after"
-                ));
+                return Err(PatternError::Path { text: text.into() });
             }
         }
         let host = HostPattern::parse(host, true)?;
@@ -403,30 +535,31 @@ pub enum DeclaredError {
     Range,
     /// Port 0, which no request can use.
     PortZero,
-    /// The host does not parse (in words).
-    Host(String),
+    /// The host does not parse.
+    Host(PatternError),
 }
 
 /// Splits `host[:port]` (with `[v6]` hosts); the host keeps its brackets.
-fn split_port(rest: &str) -> Result<(&str, Option<&str>), String> {
+fn split_port(rest: &str) -> Result<(&str, Option<&str>), PatternError> {
     if rest.starts_with('[') {
         let close = rest
             .find(']')
-            .ok_or_else(|| format!("`{rest}` opens `[` but never closes it"))?;
+            .ok_or_else(|| PatternError::UnclosedBracket { text: rest.into() })?;
         let (host, after) = rest.split_at(close + 1);
         return match after {
             "" => Ok((host, None)),
             _ => match after.strip_prefix(':') {
                 Some(port) => Ok((host, Some(port))),
-                None => Err(format!("`{after}` after `{host}` is not `:port`")),
+                None => Err(PatternError::AfterAddress {
+                    host: host.into(),
+                    after: after.into(),
+                }),
             },
         };
     }
     match rest.rsplit_once(':') {
         Some((host, port)) if !host.contains(':') => Ok((host, Some(port))),
-        Some(_) => Err(format!(
-            "`{rest}`: write an IPv6 address in brackets, like `[2001:db8::1]:443`"
-        )),
+        Some(_) => Err(PatternError::UnbracketedIpv6 { text: rest.into() }),
         None => Ok((rest, None)),
     }
 }
@@ -463,13 +596,13 @@ pub fn declared_url(n: &crate::abi::NetPattern) -> String {
 ///
 /// # Errors
 ///
-/// What is wrong, for a policy error.
-pub fn parse_deny(text: &str) -> Result<HostPattern, String> {
+/// A [`PatternError`] saying what is wrong, for a policy error.
+pub fn parse_deny(text: &str) -> Result<HostPattern, PatternError> {
     if let Some((_, rest)) = text.split_once("://") {
-        return Err(format!(
-            "`{text}` has a scheme; deny entries are hosts (`*.corp.example`) and ranges (`10.0.0.0/8`), denied on every scheme and port: write `{}`",
-            rest.trim_end_matches('/')
-        ));
+        return Err(PatternError::DenyScheme {
+            text: text.into(),
+            host: rest.trim_end_matches('/').into(),
+        });
     }
     HostPattern::parse(text, true)
 }
@@ -514,7 +647,7 @@ mod tests {
             ("https://a*.example", "leading `*.`"),
             ("https://user@x.example", "names a user"),
         ] {
-            let e = Endpoint::parse_allow(text).unwrap_err();
+            let e = Endpoint::parse_allow(text).unwrap_err().to_string();
             assert!(e.contains(says), "{text}: {e}");
         }
     }

@@ -5,6 +5,7 @@
 //! first, in the order of their positions.
 
 use std::fmt;
+use std::path::PathBuf;
 
 /// One problem in a policy file, at a 1-based line and column.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,5 +128,87 @@ mod tests {
         };
         let errors = PolicyErrors::new(vec![e(3, 1, "b"), e(1, 5, "a")]);
         assert_eq!(errors.to_string(), "p.toml:1:5: a\np.toml:3:1: b");
+    }
+}
+
+/// Why a policy file fails its ownership checks ([`super::check_ownership`], sshd's
+/// `StrictModes`): another user could change what plugins may do. Each message names
+/// the file or folder and says how to fix it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OwnershipError {
+    /// The file is owned by someone other than root or the user running warden.
+    #[error(
+        "the policy file is owned by uid {uid}, not by root or you (uid {me}), so another user could change what plugins may do; \
+         `chown` it or pass `--allow-insecure-policy`"
+    )]
+    FileOwner {
+        /// The file's owner.
+        uid: u32,
+        /// The user running warden.
+        me: u32,
+    },
+    /// Group or others may write the file.
+    #[error(
+        "the policy file is writable by {} (mode {:04o}), so another user could change what plugins may do; run `chmod go-w {}` or pass `--allow-insecure-policy`",
+        writable_by(*.mode),
+        .mode & 0o7777,
+        .path.display()
+    )]
+    FileWritable {
+        /// Where the file really is.
+        path: PathBuf,
+        /// Its mode.
+        mode: u32,
+    },
+    /// A folder above the file cannot be examined.
+    #[error(
+        "cannot check the folder `{}` above the policy file: {source}",
+        .folder.display()
+    )]
+    Folder {
+        /// The folder.
+        folder: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// A folder above the file is owned by someone other than root or the user running
+    /// warden.
+    #[error(
+        "the folder `{}` above the policy file is owned by uid {uid}, not by root or you (uid {me}), so another user could change what plugins may do; \
+         move the policy or pass `--allow-insecure-policy`",
+        .folder.display()
+    )]
+    FolderOwner {
+        /// The folder.
+        folder: PathBuf,
+        /// Its owner.
+        uid: u32,
+        /// The user running warden.
+        me: u32,
+    },
+    /// Group or others may write a folder above the file, and it is not sticky.
+    #[error(
+        "the folder `{}` above the policy file is writable by {} (mode {:04o}), so another user could change what plugins may do; \
+         run `chmod go-w {}`, move the policy, or pass `--allow-insecure-policy`",
+        .folder.display(),
+        writable_by(*.mode),
+        .mode & 0o7777,
+        .folder.display()
+    )]
+    FolderWritable {
+        /// The folder.
+        folder: PathBuf,
+        /// Its mode.
+        mode: u32,
+    },
+}
+
+/// Who besides the owner may write, from a mode with 0o022 bits set.
+fn writable_by(mode: u32) -> &'static str {
+    match (mode & 0o020 != 0, mode & 0o002 != 0) {
+        (true, true) => "group and others",
+        (true, false) => "its group",
+        _ => "others",
     }
 }

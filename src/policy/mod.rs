@@ -26,7 +26,7 @@ pub mod pin;
 pub mod suggest;
 mod values;
 
-pub use error::{PolicyError, PolicyErrors};
+pub use error::{OwnershipError, PolicyError, PolicyErrors};
 pub use model::{
     BUILTIN_NAME, BUILTIN_TEXT, Entry, LimitOverrides, MAX_MEMORY, MAX_STACK, Mode, OnDenied,
     POLICY_VERSION, PluginTable, Rules, Stream, toml_key,
@@ -200,8 +200,9 @@ impl Policy {
         // Where the opened file really is (symlinks resolved by the kernel).
         let real = std::fs::read_link(crate::paths::proc_fd_path(&file)).map_err(read_error)?;
         if !allow_insecure {
-            check_ownership(&meta, &real)
-                .map_err(|problem| LoadError::Invalid(PolicyErrors::file_level(&name, problem)))?;
+            check_ownership(&meta, &real).map_err(|problem| {
+                LoadError::Invalid(PolicyErrors::file_level(&name, problem.to_string()))
+            })?;
         }
         let mut bytes = Vec::new();
         file.take(MAX_POLICY_BYTES + 1)
@@ -333,65 +334,45 @@ impl Policy {
 ///
 /// # Errors
 ///
-/// What is wrong, with the fix, for the first item that fails.
-pub fn check_ownership(meta: &std::fs::Metadata, real: &Path) -> Result<(), String> {
+/// An [`OwnershipError`] for the first item that fails, saying how to fix it.
+pub fn check_ownership(meta: &std::fs::Metadata, real: &Path) -> Result<(), OwnershipError> {
     use std::os::unix::fs::MetadataExt as _;
     let me = rustix::process::geteuid().as_raw();
     let owned = |uid: u32| uid == 0 || uid == me;
-    let how = "so another user could change what plugins may do";
     let mode = meta.permissions().mode();
     if !owned(meta.uid()) {
-        return Err(format!(
-            "the policy file is owned by uid {}, not by root or you (uid {me}), {how}; \
-             `chown` it or pass `--allow-insecure-policy`",
-            meta.uid()
-        ));
+        return Err(OwnershipError::FileOwner {
+            uid: meta.uid(),
+            me,
+        });
     }
     if mode & 0o022 != 0 {
-        return Err(format!(
-            "the policy file is writable by {} (mode {:04o}), {how}; run `chmod go-w {}` or pass `--allow-insecure-policy`",
-            writable_by(mode),
-            mode & 0o7777,
-            real.display()
-        ));
+        return Err(OwnershipError::FileWritable {
+            path: real.to_owned(),
+            mode,
+        });
     }
     for folder in real.ancestors().skip(1) {
-        let meta = std::fs::symlink_metadata(folder).map_err(|e| {
-            format!(
-                "cannot check the folder `{}` above the policy file: {e}",
-                folder.display()
-            )
+        let meta = std::fs::symlink_metadata(folder).map_err(|source| OwnershipError::Folder {
+            folder: folder.to_owned(),
+            source,
         })?;
         let mode = meta.permissions().mode();
         if !owned(meta.uid()) {
-            return Err(format!(
-                "the folder `{}` above the policy file is owned by uid {}, not by root or you (uid {me}), {how}; \
-                 move the policy or pass `--allow-insecure-policy`",
-                folder.display(),
-                meta.uid()
-            ));
+            return Err(OwnershipError::FolderOwner {
+                folder: folder.to_owned(),
+                uid: meta.uid(),
+                me,
+            });
         }
         if mode & 0o022 != 0 && mode & 0o1000 == 0 {
-            return Err(format!(
-                "the folder `{}` above the policy file is writable by {} (mode {:04o}), {how}; \
-                 run `chmod go-w {}`, move the policy, or pass `--allow-insecure-policy`",
-                folder.display(),
-                writable_by(mode),
-                mode & 0o7777,
-                folder.display()
-            ));
+            return Err(OwnershipError::FolderWritable {
+                folder: folder.to_owned(),
+                mode,
+            });
         }
     }
     Ok(())
-}
-
-/// Who besides the owner may write, from a mode with 0o022 bits set.
-fn writable_by(mode: u32) -> &'static str {
-    match (mode & 0o020 != 0, mode & 0o002 != 0) {
-        (true, true) => "group and others",
-        (true, false) => "its group",
-        _ => "others",
-    }
 }
 
 #[cfg(test)]

@@ -572,7 +572,7 @@ impl Parser<'_> {
         &mut self,
         value: &Spanned<DeValue<'_>>,
         key: &str,
-        parse: impl Fn(&str) -> Result<T, String>,
+        parse: impl Fn(&str) -> Result<T, crate::net::PatternError>,
     ) -> Vec<Entry<T>> {
         let mut out = Vec::new();
         for (s, span, entry_key) in self.strings(value, key) {
