@@ -17,7 +17,7 @@
 //! # Security
 //!
 //! A panic message can quote text a plugin or a log controls (a value that failed an
-//! assertion): [`panic_line`] escapes it with [`crate::escape::escape_line`] and makes
+//! assertion): the hook escapes it with [`crate::escape::escape_line`] and makes
 //! it one line.
 
 use crate::escape::escape_line;
@@ -85,7 +85,7 @@ pub fn plugin_code(code: u8) -> u8 {
 }
 
 /// The one line the hook prints for a panic with `payload` at `location`.
-pub fn panic_line(payload: &(dyn Any + Send), location: Option<&Location<'_>>) -> String {
+fn panic_line(payload: &(dyn Any + Send), location: Option<&Location<'_>>) -> String {
     let message = payload
         .downcast_ref::<&str>()
         .copied()
@@ -99,7 +99,7 @@ pub fn panic_line(payload: &(dyn Any + Send), location: Option<&Location<'_>>) -
     )
 }
 
-/// Installs the hook of the `warden` binary: every panic prints [`panic_line`] to
+/// Installs the hook of the `warden` binary: every panic prints one escaped line to
 /// stderr; a panic off the main thread also exits the process with [`INTERNAL`] (the
 /// main thread's panic unwinds to [`catch_panic`], which returns that code, so the
 /// audit log's destructors still flush the records already made).
