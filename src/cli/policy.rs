@@ -213,7 +213,7 @@ fn describe_limits(l: &Limits) -> String {
 
 fn verdict(d: &Decisions) -> String {
     if let Some(r) = d.refusal() {
-        return format!("refused (exit 77): {r}");
+        return format!("refused (exit {}): {r}", exit::REFUSED);
     }
     let total = d.items().len();
     if total == 0 {
