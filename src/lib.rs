@@ -21,6 +21,9 @@
 //!   forms) and as the guest sees it;
 //! - [`files`]: the one way warden creates or replaces a file (never through a symlink,
 //!   keeping a replaced file's mode and owner);
+//! - [`confinement`]: what the kernel enforces around a plugin's guest code;
+//! - [`worker`]: the confined worker process guest code runs in under
+//!   `isolation = "process"`, and the parent's side of its channel;
 //! - [`host`]: the whole pipeline as one type an application embeds ([`Warden`]), and
 //!   a directory of plugins called by command name ([`host::Registry`]);
 //! - [`exit`]: the exit codes the `warden` command and the library's errors share.
@@ -36,6 +39,7 @@
 pub mod abi;
 pub mod audit;
 pub mod cache;
+pub mod confinement;
 pub mod escape;
 pub mod exit;
 pub mod files;
@@ -47,6 +51,7 @@ pub mod paths;
 pub mod policy;
 pub mod runtime;
 pub mod sandbox;
+pub mod worker;
 
 // The fuzz targets' entry points, behind the `fuzzing` feature (the fuzz crate and the
 // tests turn it on); hidden even then: it is no part of the library's API.

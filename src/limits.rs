@@ -11,7 +11,7 @@ use std::time::Duration;
 pub const MIB: u64 = 1024 * 1024;
 
 /// The ceilings applied to one guest call.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     /// Instructions per call (wasmtime fuel units).
     pub fuel: u64,
@@ -57,7 +57,7 @@ impl Default for Limits {
 }
 
 /// Which limit a plugin ran into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LimitKind {
     /// Fuel ran out.

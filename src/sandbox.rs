@@ -157,6 +157,37 @@ impl Sandbox {
         sandbox
     }
 
+    /// The sandbox of a worker (`crate::worker`): the directories the parent opened,
+    /// checked and passed (their descriptors, in the parent's order), and the rest as
+    /// the parent's sandbox has it. Network effects go through the parent.
+    pub(crate) fn for_worker(
+        dirs: Vec<(Dir, String, PathBuf, bool)>,
+        env: Vec<(String, String)>,
+        stdio: StdioGrant,
+        track_access: bool,
+    ) -> Sandbox {
+        Sandbox {
+            preopens: dirs
+                .into_iter()
+                .map(|(dir, guest_path, host_path, writable)| Preopen {
+                    dir: Arc::new(dir),
+                    host_path,
+                    guest_path,
+                    writable,
+                })
+                .collect(),
+            env,
+            stdio,
+            net: crate::net::NetAccess::default(),
+            track_access,
+        }
+    }
+
+    /// The granted variables, names and values (what a worker is sent).
+    pub(crate) fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
     /// The granted directories.
     pub fn preopens(&self) -> &[Preopen] {
         &self.preopens

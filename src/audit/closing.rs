@@ -20,7 +20,7 @@ use super::bounds::{
 };
 use super::log::{AuditRun, Redacted};
 use super::record::{Event, LimitFields, RunEnd, RunOutcome};
-use crate::runtime::RunReport;
+use crate::runtime::{RunReport, RuntimeError};
 
 impl AuditRun<'_> {
     /// Everything a finished call says: an `access` record for each use (audit mode),
@@ -65,6 +65,7 @@ impl AuditRun<'_> {
                     .iter()
                     .fold(0u64, |sum, e| sum.saturating_add(e.sleep_ms.unwrap_or(0)))
             }),
+            signal: error.and_then(RuntimeError::worker_signal),
         };
         // `run_end` (at its longest: every count at its widest) and `limit_exceeded`
         // come out of the reserve first.

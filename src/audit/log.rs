@@ -377,17 +377,22 @@ pub struct RunStart<'a> {
     /// The `run_id` of the load whose decisions this run runs under, when the run has
     /// an id of its own (a plugin loaded once and run many times).
     pub load: Option<&'a str>,
+    /// What the kernel enforces around the plugin's guest code.
+    pub confinement: &'a crate::confinement::Confinement,
 }
 
 #[cfg(test)]
 impl<'a> RunStart<'a> {
     /// A start with `args` (not logged) and `limits`, and no `load` record.
     pub(super) fn for_test(args: &'a [String], limits: &'a Limits) -> Self {
+        static IN_PROCESS: std::sync::LazyLock<crate::confinement::Confinement> =
+            std::sync::LazyLock::new(crate::confinement::Confinement::in_process);
         RunStart {
             args,
             load: None,
             log_args: false,
             limits,
+            confinement: &IN_PROCESS,
         }
     }
 }
@@ -624,6 +629,7 @@ impl AuditRun<'_> {
                 args_count: start.args.len(),
                 args: start.log_args.then_some(start.args),
                 limits: LimitsRecord::from(start.limits),
+                confinement: start.confinement,
             },
         )?;
         self.log.sync()
@@ -711,6 +717,7 @@ mod tests {
             load: None,
             log_args: true,
             limits: &Limits::default(),
+            confinement: &crate::confinement::Confinement::in_process(),
         };
         assert!(matches!(
             run.run_start(start),

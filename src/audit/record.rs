@@ -219,6 +219,8 @@ pub enum RunOutcome {
     /// The host dropped a loaded plugin without ever running it (an embedding
     /// application's registry that never called it): the load's story ends here.
     Unloaded,
+    /// The worker process running the call died (`signal` says how).
+    WorkerDied,
 }
 
 impl RunOutcome {
@@ -232,6 +234,7 @@ impl RunOutcome {
                 "abi_violation" => RunOutcome::AbiViolation,
                 "limit" => RunOutcome::Limit,
                 "refused" => RunOutcome::Refused,
+                "worker_died" => RunOutcome::WorkerDied,
                 _ => RunOutcome::Trap,
             },
         }
@@ -247,6 +250,7 @@ pub(crate) struct RunStartFields<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub args: Option<&'a [String]>,
     pub limits: LimitsRecord,
+    pub confinement: &'a crate::confinement::Confinement,
 }
 
 /// Fields of `limit_exceeded`.
@@ -355,6 +359,9 @@ pub struct RunEnd {
     /// What those sleeps asked for in all, milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slept_ms: Option<u64>,
+    /// For outcome `worker_died`: the signal that ended the worker, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
 }
 
 impl RunEnd {
@@ -391,6 +398,7 @@ impl RunEnd {
             accesses_dropped: None,
             sleeps: None,
             slept_ms: None,
+            signal: None,
         }
     }
 }

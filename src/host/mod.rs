@@ -129,6 +129,7 @@ pub struct WardenBuilder {
     protected_log: Option<PathBuf>,
     home: Option<PathBuf>,
     sync_each_run: bool,
+    worker_program: Option<PathBuf>,
 }
 
 impl Default for WardenBuilder {
@@ -145,6 +146,7 @@ impl Default for WardenBuilder {
             protected_log: None,
             home: None,
             sync_each_run: false,
+            worker_program: None,
         }
     }
 }
@@ -241,6 +243,17 @@ impl WardenBuilder {
         self
     }
 
+    /// Start confined workers (plugins under `isolation = "process"`, the default)
+    /// from `program`, a `warden` executable, instead of this process's own
+    /// executable. Needed when the application's `main` does not call
+    /// [`crate::worker::main_if_worker`] first; the `WARDEN_WORKER` variable does
+    /// the same. Nothing here weakens the policy: a plugin the policy runs in a
+    /// worker runs in one, or not at all.
+    pub fn worker_program(mut self, program: impl Into<PathBuf>) -> Self {
+        self.worker_program = Some(program.into());
+        self
+    }
+
     /// Use no compiled-module cache: every load compiles.
     pub fn without_cache(mut self) -> Self {
         self.cache = CacheChoice::Disabled;
@@ -310,6 +323,7 @@ impl WardenBuilder {
             cache_warning,
             loaders: Mutex::new(Vec::new()),
             sync_each_run: self.sync_each_run,
+            worker_program: self.worker_program.clone(),
         };
         let policy = inner.read_policy(&self.policy)?;
         inner.install(policy);
@@ -361,6 +375,8 @@ struct Inner {
     loaders: Mutex<Vec<Loader>>,
     /// `fsync` after `run_start` and `run_end` ([`WardenBuilder::sync_each_run`]).
     sync_each_run: bool,
+    /// The executable workers start from ([`WardenBuilder::worker_program`]).
+    worker_program: Option<PathBuf>,
 }
 
 impl Inner {

@@ -3,6 +3,9 @@
 use super::{HostError, Inner, PolicyState, Warden};
 use crate::abi::PluginManifest;
 use crate::audit::{AuditRun, PluginInfo, Redactor, RunEnd, RunStart};
+use crate::confinement::Confinement;
+use crate::policy::{Confine, Isolation};
+use crate::worker::WorkerPool;
 use crate::grant::{Decisions, GrantKind, Outcome, decide};
 use crate::runtime::{PluginInstance, RunReport, RuntimeError};
 use crate::sandbox::Sandbox;
@@ -162,6 +165,10 @@ pub struct Plugin {
 struct PluginInner {
     host: Arc<Inner>,
     instance: PluginInstance,
+    /// Where calls run: warden's own process, or the plugin's confined workers.
+    workers: Option<WorkerPool>,
+    /// What the kernel enforces around the plugin's guest code (`run_start`).
+    confinement: Confinement,
     manifest: PluginManifest,
     decisions: Decisions,
     path: Option<PathBuf>,
@@ -242,9 +249,15 @@ impl Plugin {
     }
 
     /// The underlying instance (lower level: running it directly bypasses the audit
-    /// log).
+    /// log, and runs the plugin in this process whatever its isolation).
     pub fn instance(&self) -> &PluginInstance {
         &self.inner.instance
+    }
+
+    /// What the kernel enforces around the plugin's guest code: its isolation and, in
+    /// a worker, what Landlock and the syscall filter enforce on this machine.
+    pub fn confinement(&self) -> &Confinement {
+        &self.inner.confinement
     }
 
     /// Runs `plugin_execute` with `args`: `run_start` is appended before the guest runs,
@@ -266,7 +279,7 @@ impl Plugin {
             if !Arc::ptr_eq(&current, &inner.policy) {
                 return Err(self.stale(&current));
             }
-            return Ok(inner.instance.run(args));
+            return Ok(inner.call(args));
         };
         let first = !inner.load_id_taken.swap(true, Ordering::AcqRel);
         let mut rec = if first {
@@ -287,11 +300,12 @@ impl Plugin {
             log_args: inner.policy.policy.log_args(),
             limits: inner.instance.limits(),
             load: (!first).then_some(inner.load_id.as_str()),
+            confinement: &inner.confinement,
         })?;
         if inner.host.sync_each_run {
             log.sync_data()?;
         }
-        let report = inner.instance.run(args);
+        let report = inner.call(args);
         rec.run_finished(&report, report.exit_code())?;
         if inner.host.sync_each_run {
             log.sync_data()?;
@@ -304,6 +318,16 @@ impl Plugin {
             plugin: self.inner.manifest.command.name.clone(),
             loaded_under: self.inner.policy.policy.sha256_hex(),
             current: current.policy.sha256_hex(),
+        }
+    }
+}
+
+impl PluginInner {
+    /// One call, where the policy says it runs.
+    fn call(&self, args: &[String]) -> RunReport {
+        match &self.workers {
+            Some(workers) => workers.run(args),
+            None => self.instance.run(args),
         }
     }
 }
@@ -470,11 +494,57 @@ impl Warden {
         loaded
             .instance
             .set_sandbox(Sandbox::from_decisions(&decisions));
+        let (isolation, _) = decisions.isolation();
+        let (confine, confine_rule) = decisions.confine();
+        let workers = match isolation {
+            Isolation::InProcess => None,
+            Isolation::Process => {
+                let started = crate::worker::program(inner.worker_program.as_deref())
+                    .map_err(|message| {
+                        RuntimeError::new(crate::runtime::RuntimeErrorKind::Worker { message })
+                    })
+                    .and_then(|program| WorkerPool::start(program, &loaded.instance));
+                match started {
+                    Ok(pool) => Some(pool),
+                    Err(e) => return Err(rec.rejected(sha256, failed(e))),
+                }
+            }
+        };
+        let confinement = workers
+            .as_ref()
+            .map_or_else(Confinement::in_process, |w| w.confinement().clone());
+        if isolation == Isolation::Process
+            && confine == Confine::Required
+            && let Err(why) = confinement.check_required()
+        {
+            let reason = format!(
+                "refused to run plugin `{}`: {why}; `{confine_rule}` requires it",
+                decisions.plugin()
+            );
+            rec.with(|r| {
+                r.run_end(&RunEnd::refused(
+                    crate::exit::REFUSED,
+                    crate::escape::escape_line(&reason),
+                ))
+            })?;
+            if let Some(log) = &inner.audit {
+                log.sync()?;
+            }
+            return Ok(Loaded::Refused(Box::new(Refused {
+                manifest: loaded.manifest,
+                decisions,
+                reason: redactor.redact(&reason).into_owned(),
+                run_id: rec.id(),
+                redactor,
+            })));
+        }
         let load_id = rec.id().unwrap_or_default();
         Ok(Loaded::Ready(Plugin {
             inner: Arc::new(PluginInner {
                 host: Arc::clone(inner),
                 instance: loaded.instance,
+                workers,
+                confinement,
                 manifest: loaded.manifest,
                 decisions,
                 path,

@@ -28,7 +28,8 @@ mod values;
 
 pub use error::{OwnershipError, PolicyError, PolicyErrors};
 pub use model::{
-    BUILTIN_NAME, BUILTIN_TEXT, Entry, LimitOverrides, MAX_MEMORY, MAX_STACK, Mode, OnDenied,
+    BUILTIN_NAME, BUILTIN_TEXT, Confine, Entry, Isolation, LimitOverrides, MAX_MEMORY, MAX_STACK,
+    Mode, OnDenied,
     POLICY_VERSION, PluginTable, Rules, Stream, toml_key,
 };
 pub use values::format_size;

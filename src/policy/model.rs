@@ -204,3 +204,45 @@ pub fn toml_key(name: &str) -> String {
         crate::escape::toml_string(name)
     }
 }
+
+/// `isolation`: where a plugin's guest code runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// In a confined worker process (the default).
+    #[default]
+    Process,
+    /// In warden's own process: the fastest, with wasm as the only wall.
+    InProcess,
+}
+
+impl Isolation {
+    /// The value as written in a policy.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Process => "process",
+            Isolation::InProcess => "in-process",
+        }
+    }
+}
+
+/// `confine`: what happens where the kernel cannot confine a worker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Confine {
+    /// Enforce what the kernel offers and record it (the default).
+    #[default]
+    BestEffort,
+    /// Refuse to run without Landlock's filesystem rules and the syscall filter.
+    Required,
+}
+
+impl Confine {
+    /// The value as written in a policy.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Confine::BestEffort => "best-effort",
+            Confine::Required => "required",
+        }
+    }
+}

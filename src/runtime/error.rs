@@ -8,7 +8,7 @@ use crate::abi::{AbiViolation, DecodeError, ManifestError};
 use crate::limits::LimitKind;
 
 /// The guest function warden was calling when something went wrong.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GuestCall {
     /// Instantiation, including a start function.
@@ -142,6 +142,36 @@ pub enum RuntimeErrorKind {
         /// What failed.
         message: String,
     },
+    /// The guest broke the ABI or returned something invalid, as its worker reported
+    /// it (the worker's words, checked and bounded by the parent).
+    #[error("broke the ABI: {message}")]
+    Invalid {
+        /// What was wrong.
+        message: String,
+    },
+    /// The worker process running the call died or misbehaved before it reported:
+    /// killed by a signal (the seccomp filter's, the kernel's, warden's own for a
+    /// malformed message), or exited. The worker is replaced for the next call.
+    #[error("ran in a worker that died{}: {why}", signal_text(*.signal))]
+    WorkerDied {
+        /// The signal that ended it, if a signal did.
+        signal: Option<i32>,
+        /// What warden saw.
+        why: String,
+    },
+    /// The worker process that would run the call could not be started or confined.
+    #[error("cannot run in a confined worker: {message}")]
+    Worker {
+        /// What failed, and what to do.
+        message: String,
+    },
+}
+
+fn signal_text(signal: Option<i32>) -> String {
+    match signal {
+        Some(s) => format!(" (signal {s})"),
+        None => String::new(),
+    }
 }
 
 fn limit_unit(limit: LimitKind) -> &'static str {
@@ -166,7 +196,8 @@ pub struct RuntimeError {
 }
 
 impl RuntimeError {
-    pub(crate) fn new(kind: RuntimeErrorKind) -> Self {
+    /// An error of `kind`, in no particular call.
+    pub fn new(kind: RuntimeErrorKind) -> Self {
         RuntimeError {
             plugin: None,
             call: None,
@@ -219,8 +250,10 @@ impl RuntimeError {
             | RuntimeErrorKind::Abi(_)
             | RuntimeErrorKind::ManifestTooLarge { .. }
             | RuntimeErrorKind::Manifest(_)
+            | RuntimeErrorKind::Invalid { .. }
             | RuntimeErrorKind::Result(_) => exit::INVALID_PLUGIN,
-            RuntimeErrorKind::Trap { .. } => exit::TRAP,
+            RuntimeErrorKind::Trap { .. } | RuntimeErrorKind::WorkerDied { .. } => exit::TRAP,
+            RuntimeErrorKind::Worker { .. } => exit::INTERNAL,
             RuntimeErrorKind::Limit {
                 limit: LimitKind::Timeout,
                 ..
@@ -232,9 +265,20 @@ impl RuntimeError {
         }
     }
 
+    /// The signal that ended the worker, for [`RuntimeErrorKind::WorkerDied`].
+    pub fn worker_signal(&self) -> Option<i32> {
+        match self.kind {
+            RuntimeErrorKind::WorkerDied { signal, .. } => signal,
+            _ => None,
+        }
+    }
+
     /// The `run_end` outcome for this error (`AUDIT.md`).
     pub fn outcome(&self) -> &'static str {
         use crate::exit;
+        if matches!(self.kind, RuntimeErrorKind::WorkerDied { .. }) {
+            return "worker_died";
+        }
         match self.exit_code() {
             exit::INVALID_PLUGIN => "abi_violation",
             exit::TIMEOUT | exit::LIMIT => "limit",

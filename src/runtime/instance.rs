@@ -36,6 +36,40 @@ use wasmtime_wasi::WasiCtxBuilder;
 /// (sleeps of no time, for one) and the records a call leaves.
 pub const MAX_EFFECT_ROUNDS: usize = 256;
 
+/// Why an effect cannot be answered: the plugin has no `plugin_resume`.
+pub(crate) const NO_RESUME: &str = "the plugin exports no `plugin_resume` to answer it through";
+
+/// Why an effect cannot be answered: the call asked for too many.
+pub(crate) const TOO_MANY_EFFECTS: &str =
+    "the plugin already asked for 256 effects in this call (the most one call may)";
+
+/// Who performs the effects a call asks for: warden's [`EffectRunner`] in warden's
+/// own process; in a worker, the parent, over the channel (`crate::worker`).
+///
+/// [`EffectRunner`]: crate::net::effects::EffectRunner
+pub(crate) trait EffectPort {
+    /// Performs `effect`; the call's wall-clock limit ends at `deadline`.
+    fn perform(&mut self, effect: &crate::abi::Effect, deadline: Option<Instant>)
+    -> crate::net::effects::Answer;
+    /// The records of the effects performed so far (none where another process keeps
+    /// them).
+    fn take_records(&mut self) -> Vec<crate::net::EffectRecord>;
+}
+
+impl EffectPort for crate::net::effects::EffectRunner<'_> {
+    fn perform(
+        &mut self,
+        effect: &crate::abi::Effect,
+        deadline: Option<Instant>,
+    ) -> crate::net::effects::Answer {
+        crate::net::effects::EffectRunner::perform(self, effect, deadline)
+    }
+
+    fn take_records(&mut self) -> Vec<crate::net::EffectRecord> {
+        std::mem::take(&mut self.records)
+    }
+}
+
 /// What one call produced, whatever its outcome.
 #[derive(Debug)]
 pub struct RunReport {
@@ -145,9 +179,19 @@ impl PluginInstance {
         &self.sandbox
     }
 
+    /// The same sandbox, shared (a worker pool keeps it for its calls).
+    pub(crate) fn sandbox_arc(&self) -> Arc<Sandbox> {
+        Arc::clone(&self.sandbox)
+    }
+
     /// Replaces the sandbox (built from policy decisions).
     pub fn set_sandbox(&mut self, sandbox: Sandbox) {
         self.sandbox = Arc::new(sandbox);
+    }
+
+    /// The compiled module (what a worker is sent, serialized).
+    pub(crate) fn module(&self) -> &wasmtime::Module {
+        self.pre.module()
     }
 
     /// Replaces the per-call limits. The wasm stack ceiling is the loader's and does
@@ -167,6 +211,13 @@ impl PluginInstance {
 
     /// Runs `plugin_execute` with `args` and reports everything about the call.
     pub fn run(&self, args: &[String]) -> RunReport {
+        let mut runner = crate::net::effects::EffectRunner::new(self.sandbox.net(), &self.limits);
+        self.run_with(args, &mut runner)
+    }
+
+    /// Like [`PluginInstance::run`], with `effects` performing what the plugin asks
+    /// for (in a worker: the parent, over the channel).
+    pub(crate) fn run_with(&self, args: &[String], effects: &mut dyn EffectPort) -> RunReport {
         let started = Instant::now();
         let mut report = RunReport {
             result: Err(RuntimeError::new(RuntimeErrorKind::Sandbox {
@@ -197,8 +248,9 @@ impl PluginInstance {
                     &mut session,
                     args,
                     &mut report.output_bytes,
-                    &mut report.effects,
+                    effects,
                 );
+                report.effects = effects.take_records();
                 report.fuel_consumed = session.fuel_consumed();
                 report.runtime_denials =
                     session.store.data_mut().shadow.take_denials(&self.sandbox);
@@ -244,7 +296,7 @@ impl PluginInstance {
         session: &mut Session,
         args: &[String],
         output_bytes: &mut u64,
-        effects: &mut Vec<crate::net::EffectRecord>,
+        effects: &mut dyn EffectPort,
     ) -> Result<ExecuteResult, RuntimeError> {
         let encoded = rmp_serde::to_vec(args).map_err(|e| {
             RuntimeError::new(RuntimeErrorKind::Sandbox {
@@ -265,10 +317,7 @@ impl PluginInstance {
         )?;
         session.dealloc(ptr, len);
         let mut result = self.read_result(session, GuestCall::Execute, packed, output_bytes)?;
-        let mut runner = crate::net::effects::EffectRunner::new(self.sandbox.net(), &self.limits);
-        let outcome = self.effect_loop(session, &mut result, &mut runner, output_bytes);
-        *effects = runner.records;
-        outcome?;
+        self.effect_loop(session, &mut result, effects, output_bytes)?;
         Ok(result)
     }
 
@@ -278,7 +327,7 @@ impl PluginInstance {
         &self,
         session: &mut Session,
         result: &mut ExecuteResult,
-        runner: &mut crate::net::effects::EffectRunner<'_>,
+        runner: &mut dyn EffectPort,
         output_bytes: &mut u64,
     ) -> Result<(), RuntimeError> {
         let mut last_call = GuestCall::Execute;
@@ -291,7 +340,7 @@ impl PluginInstance {
                     last_call,
                     RuntimeErrorKind::EffectRefused {
                         effect: effect.kind(),
-                        why: "the plugin exports no `plugin_resume` to answer it through",
+                        why: NO_RESUME,
                     },
                 ));
             };
@@ -331,7 +380,7 @@ impl PluginInstance {
                 GuestCall::Resume,
                 RuntimeErrorKind::EffectRefused {
                     effect: effect.kind(),
-                    why: "the plugin already asked for 256 effects in this call (the most one call may)",
+                    why: TOO_MANY_EFFECTS,
                 },
             )),
             _ => Ok(()),

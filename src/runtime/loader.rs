@@ -164,6 +164,8 @@ impl Loader {
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut StoreState| &mut s.wasi)
             .map_err(engine_error)?;
         super::shadow::add_to_linker(&mut linker).map_err(engine_error)?;
+        #[cfg(feature = "escape-simulator")]
+        super::escape_sim::add_to_linker(&mut linker).map_err(engine_error)?;
         let mut store = Store::new(&engine, StoreState::bare(&config.limits));
         let wasi_names = linker
             .iter(&mut store)
@@ -267,8 +269,43 @@ impl Loader {
         Ok(LoadedPlugin { manifest, instance })
     }
 
+    /// The instance a worker runs calls on: `module` (the parent's, already checked
+    /// and its manifest read there), checked again and prepared, with no manifest
+    /// call. Its sandbox and limits are the caller's to set.
+    ///
+    /// # Errors
+    ///
+    /// As [`Loader::load_module`], less the manifest.
+    pub(crate) fn prepare_for_worker(
+        &self,
+        module: Module,
+        name: String,
+    ) -> Result<PluginInstance, RuntimeError> {
+        self.check_imports(&module)?;
+        let exports = check_exports(&module)?;
+        let pre = self.linker.instantiate_pre(&module).map_err(|e| {
+            RuntimeError::new(RuntimeErrorKind::Link {
+                message: format!("{e:#}"),
+            })
+        })?;
+        Ok(PluginInstance::new(
+            self.engine.clone(),
+            pre,
+            exports,
+            self.config.limits.clone(),
+            name,
+            crate::abi::Capabilities::default(),
+            [0; 32],
+            Sandbox::empty(),
+        ))
+    }
+
     fn check_imports(&self, module: &Module) -> Result<(), RuntimeError> {
         for import in module.imports() {
+            #[cfg(feature = "escape-simulator")]
+            if import.module() == super::escape_sim::MODULE {
+                continue;
+            }
             let provided = import.module() == WASI_MODULE
                 && matches!(import.ty(), ExternType::Func(_))
                 && self.wasi_names.contains(import.name());

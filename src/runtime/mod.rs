@@ -21,6 +21,8 @@
 
 pub mod deadline;
 pub mod error;
+#[cfg(feature = "escape-simulator")]
+pub mod escape_sim;
 pub mod instance;
 pub mod limiter;
 pub mod loader;

@@ -95,6 +95,7 @@ fn hello_run(log: &AuditLog, loaded: &warden::LoadedPlugin) {
         load: None,
         log_args: false,
         limits: loaded.instance.limits(),
+        confinement: &warden::confinement::Confinement::in_process(),
     })
     .unwrap();
     let report = loaded.instance.run(&args);
@@ -125,6 +126,7 @@ fn synthetic_run(log: &AuditLog) {
         load: None,
         log_args: false,
         limits: &Limits::default(),
+        confinement: &warden::confinement::Confinement::in_process(),
     })
     .unwrap();
     run.run_end(&RunEnd {
@@ -722,6 +724,7 @@ fn timeouts_fuel_and_traps_leave_run_start_the_cause_and_run_end() {
             load: None,
             log_args: false,
             limits: &limits,
+            confinement: &warden::confinement::Confinement::in_process(),
         })
         .unwrap();
         let report = loaded.instance.run(&[]);

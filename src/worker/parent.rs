@@ -1,0 +1,489 @@
+//! The parent's side: start workers, run calls in them, perform their effects, and
+//! turn what they report into a [`RunReport`], or into the worker's death.
+//!
+//! A [`WorkerPool`] belongs to one loaded plugin. It keeps idle workers for reuse (a
+//! host calls the same plugin many times; starting a worker costs about a
+//! millisecond) and starts another when every worker is busy. A worker that timed
+//! out, died or sent something it should not have is killed and never reused.
+//!
+//! # Security
+//!
+//! The parent trusts nothing a worker sends ([`super::wire`]). It enforces the wall
+//! clock itself: a worker that has not reported by the call's deadline (plus a short
+//! grace for its own epoch deadline to fire and report) is killed with `SIGKILL`, and
+//! the call ends as a timeout. It performs every network effect itself, with the
+//! plugin's own checks ([`crate::net::effects::EffectRunner`]), and keeps their
+//! records; a worker has no say in them.
+
+use super::wire::{self, FromWorker, RecvError, Setup, ToWorker, WirePreopen};
+use crate::confinement::Confinement;
+use crate::limits::{LimitKind, Limits};
+use crate::net::effects::{Answer, EffectRunner};
+use crate::runtime::instance::MAX_EFFECT_ROUNDS;
+use crate::runtime::observed::Access;
+use crate::runtime::{PluginInstance, RunReport, RuntimeError, RuntimeErrorKind};
+use crate::sandbox::Sandbox;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a worker may take to start, confine itself and load the plugin.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long past a call's deadline the parent waits for the worker's own report of
+/// the timeout before it kills the worker.
+pub const DEADLINE_GRACE: Duration = Duration::from_millis(100);
+
+/// Idle workers a pool keeps for reuse; more are stopped when their call ends.
+pub const MAX_IDLE: usize = 8;
+
+/// The argument that makes warden's executable a worker.
+pub const WORKER_ARG: &str = "__worker";
+
+/// The environment variable a worker is started with (and nothing else): together
+/// with [`WORKER_ARG`] it tells [`super::main_if_worker`] this process is a worker.
+pub const WORKER_ENV: &str = "WARDEN_WORKER_CHANNEL";
+
+/// One worker process and its channel.
+pub struct Worker {
+    child: Child,
+    channel: UnixStream,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How a call in a worker ended without a report.
+enum Ended {
+    /// The deadline passed: the worker was killed.
+    Timeout,
+    /// The worker died, or misbehaved and was killed.
+    Died { signal: Option<i32>, why: String },
+}
+
+impl Worker {
+    /// Starts `program` as a worker and sends it `setup` and `fds`; returns once it
+    /// says it is confined and ready, with what confines it.
+    fn start(
+        program: &Path,
+        setup: &[u8],
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<(Worker, Confinement), String> {
+        let (ours, theirs) =
+            UnixStream::pair().map_err(|e| format!("cannot create the worker's channel: {e}"))?;
+        let child = Command::new(program)
+            .arg(WORKER_ARG)
+            .env_clear()
+            .env(WORKER_ENV, "0")
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start the worker `{}`: {e}", program.display()))?;
+        let mut worker = Worker {
+            child,
+            channel: ours,
+        };
+        let started = (|| {
+            super::fds::send(&worker.channel, fds)?;
+            std::io::Write::write_all(&mut &worker.channel, setup)
+        })();
+        if let Err(e) = started {
+            return Err(worker.failed_to_start(format!("cannot send the worker its setup: {e}")));
+        }
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        match worker.recv(deadline, wire::MAX_SMALL_MESSAGE) {
+            Ok(FromWorker::Ready {
+                confinement,
+                error: None,
+            }) => Ok((worker, check_confinement(confinement)?)),
+            Ok(FromWorker::Ready {
+                error: Some(error), ..
+            }) => Err(format!(
+                "the worker cannot run the plugin: {}",
+                crate::escape::cut(&error, wire::MAX_WORKER_TEXT)
+            )),
+            Ok(_) => Err(worker.failed_to_start("the worker spoke out of turn".to_owned())),
+            Err(RecvError::Io(e)) if is_timeout(&e) => Err(worker.failed_to_start(format!(
+                "the worker did not say it was ready within {} s",
+                STARTUP_TIMEOUT.as_secs()
+            ))),
+            Err(e) => Err(worker.failed_to_start(format!(
+                "the worker ended before it was ready ({e}); is `{}` a warden executable, \
+                 or does the application call `warden::worker::main_if_worker()` first in `main`?",
+                program.display()
+            ))),
+        }
+    }
+
+    fn failed_to_start(&mut self, why: String) -> String {
+        let _ = self.child.kill();
+        match self.child.wait() {
+            Ok(status) => match status.signal() {
+                Some(signal) if signal != libc::SIGKILL => format!("{why} (signal {signal})"),
+                _ => why,
+            },
+            Err(_) => why,
+        }
+    }
+
+    /// Reads one message, waiting at most until `deadline`.
+    fn recv(&self, deadline: Instant, max: usize) -> Result<FromWorker, RecvError> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(RecvError::Io(std::io::ErrorKind::TimedOut.into()));
+        }
+        self.channel.set_read_timeout(Some(left))?;
+        wire::recv(ReadBy {
+            channel: &self.channel,
+            deadline,
+        }, max)
+    }
+
+    fn send(&self, message: &ToWorker) -> std::io::Result<()> {
+        wire::send(&self.channel, message)
+    }
+
+    /// Runs one call.
+    fn call(
+        &mut self,
+        args: &[String],
+        deadline: Instant,
+        runner: &mut EffectRunner<'_>,
+        sandbox: &Sandbox,
+        limits: &Limits,
+    ) -> Result<wire::ReportParts, Ended> {
+        if let Err(e) = self.send(&ToWorker::Call {
+            args: args.to_vec(),
+        }) {
+            return Err(self.died(format!("cannot send the call: {e}")));
+        }
+        let bound = wire::report_bound(limits);
+        let mut rounds = 0usize;
+        loop {
+            match self.recv(deadline + DEADLINE_GRACE, bound) {
+                Ok(FromWorker::Report(report)) => {
+                    return report
+                        .into_parts(sandbox, limits)
+                        .map_err(|m| self.killed(m.to_string()));
+                }
+                Ok(FromWorker::Effect { effect }) => {
+                    rounds += 1;
+                    if rounds > MAX_EFFECT_ROUNDS {
+                        return Err(self.killed(format!(
+                            "the worker asked for more than {MAX_EFFECT_ROUNDS} effects in one call"
+                        )));
+                    }
+                    let message = match runner.perform(&effect, Some(deadline)) {
+                        Answer::Resume(result) => rmp_serde::to_vec_named(&result).ok(),
+                        Answer::Message(bytes) => Some(bytes),
+                        Answer::DeadlinePassed => None,
+                    };
+                    if let Err(e) = self.send(&ToWorker::Answer { message }) {
+                        return Err(self.died(format!("cannot answer the worker's effect: {e}")));
+                    }
+                }
+                Ok(FromWorker::Ready { .. }) => {
+                    return Err(self.killed("the worker sent a second `Ready`".to_owned()));
+                }
+                Err(RecvError::Io(e)) if is_timeout(&e) => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return Err(Ended::Timeout);
+                }
+                Err(RecvError::Malformed(m)) => return Err(self.killed(m.to_string())),
+                Err(RecvError::Closed) => {
+                    return Err(self.died("the worker closed its channel".to_owned()));
+                }
+                Err(RecvError::Io(e)) => {
+                    return Err(self.died(format!("cannot read from the worker: {e}")));
+                }
+            }
+        }
+    }
+
+    /// The worker broke the protocol: kill it.
+    fn killed(&mut self, why: String) -> Ended {
+        let _ = self.child.kill();
+        let signal = self.child.wait().ok().and_then(|s| s.signal());
+        Ended::Died {
+            signal,
+            why: format!("{why}; warden killed it"),
+        }
+    }
+
+    /// The worker went away: reap it (briefly waiting for it to finish dying) and
+    /// say how it ended.
+    fn died(&mut self, why: String) -> Ended {
+        let until = Instant::now() + Duration::from_millis(500);
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(2)),
+                _ => {
+                    let _ = self.child.kill();
+                    break self.child.wait().ok();
+                }
+            }
+        };
+        let signal = status.and_then(|s| s.signal());
+        let why = match status.and_then(|s| s.code()) {
+            Some(code) => format!("{why}; it exited with status {code}"),
+            None => why,
+        };
+        Ended::Died { signal, why }
+    }
+}
+
+/// A reader that keeps the socket's timeout at what is left until `deadline`, so a
+/// worker that trickles bytes cannot stretch a read past it.
+struct ReadBy<'a> {
+    channel: &'a UnixStream,
+    deadline: Instant,
+}
+
+impl std::io::Read for ReadBy<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.channel.set_read_timeout(Some(left))?;
+        std::io::Read::read(&mut &*self.channel, buf)
+    }
+}
+
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// Bounds what a worker says of its confinement (its reasons are its words).
+fn check_confinement(mut c: Confinement) -> Result<Confinement, String> {
+    for e in [&mut c.fs, &mut c.net, &mut c.syscalls] {
+        if let Some(reason) = &mut e.reason {
+            *reason = crate::escape::cut(reason, 512).into_owned();
+        }
+    }
+    if c.landlock_abi > 64 || c.isolation != crate::policy::Isolation::Process {
+        return Err("the worker reported an impossible confinement".to_owned());
+    }
+    Ok(c)
+}
+
+/// The workers of one loaded plugin.
+pub struct WorkerPool {
+    program: PathBuf,
+    setup: Vec<u8>,
+    name: String,
+    limits: Limits,
+    sandbox: Arc<Sandbox>,
+    stdin: bool,
+    idle: Mutex<Vec<Worker>>,
+    confinement: Confinement,
+}
+
+impl std::fmt::Debug for WorkerPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerPool")
+            .field("program", &self.program)
+            .field("name", &self.name)
+            .field("confinement", &self.confinement)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WorkerPool {
+    /// Starts the first worker for `instance` (its module, sandbox and limits) from
+    /// `program`.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeErrorKind::Worker`] when the module cannot be serialized or the worker
+    /// cannot be started, confined and made ready.
+    pub fn start(program: PathBuf, instance: &PluginInstance) -> Result<WorkerPool, RuntimeError> {
+        let fail = |message: String| RuntimeError::new(RuntimeErrorKind::Worker { message });
+        let artifact = instance
+            .module()
+            .serialize()
+            .map_err(|e| fail(format!("cannot serialize the compiled plugin: {e:#}")))?;
+        let sandbox = instance.sandbox_arc();
+        let stdio = sandbox.stdio();
+        let setup = Setup {
+            artifact,
+            name: instance.name().to_owned(),
+            limits: instance.limits().clone(),
+            preopens: sandbox
+                .preopens()
+                .iter()
+                .map(|p| WirePreopen {
+                    guest_path: p.guest_path().to_owned(),
+                    host_path: p.host_path().display().to_string(),
+                    writable: p.writable(),
+                })
+                .collect(),
+            env: sandbox.env().to_vec(),
+            stdio: (stdio.stdin, stdio.stdout, stdio.stderr),
+            track_access: sandbox.tracks_access(),
+            simulate_no_landlock: simulate_no_landlock(),
+        };
+        let setup = wire::encode(&setup).map_err(|e| fail(e.to_string()))?;
+        let mut pool = WorkerPool {
+            program,
+            setup,
+            name: instance.name().to_owned(),
+            limits: instance.limits().clone(),
+            sandbox,
+            stdin: stdio.stdin,
+            idle: Mutex::new(Vec::new()),
+            confinement: Confinement::in_process(),
+        };
+        let (worker, confinement) = pool.spawn().map_err(fail)?;
+        pool.confinement = confinement;
+        pool.idle_workers().push(worker);
+        Ok(pool)
+    }
+
+    /// What confines this plugin's workers.
+    pub fn confinement(&self) -> &Confinement {
+        &self.confinement
+    }
+
+    fn idle_workers(&self) -> std::sync::MutexGuard<'_, Vec<Worker>> {
+        match self.idle.lock() {
+            Ok(idle) => idle,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn spawn(&self) -> Result<(Worker, Confinement), String> {
+        let stdin = std::io::stdin();
+        let mut fds: Vec<BorrowedFd<'_>> = self
+            .sandbox
+            .preopens()
+            .iter()
+            .map(|p| p.dir().as_fd())
+            .collect();
+        if self.stdin {
+            fds.push(stdin.as_fd());
+        }
+        Worker::start(&self.program, &self.setup, &fds)
+    }
+
+    /// Runs `plugin_execute` with `args` in a worker and reports the call as
+    /// [`PluginInstance::run`] does, plus the worker's death when it died.
+    pub fn run(&self, args: &[String]) -> RunReport {
+        let started = Instant::now();
+        let mut report = RunReport {
+            result: Err(RuntimeError::new(RuntimeErrorKind::Sandbox {
+                message: "the call did not start".into(),
+            })),
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            fuel_consumed: 0,
+            duration: Duration::ZERO,
+            output_bytes: 0,
+            runtime_denials: Default::default(),
+            effects: Vec::new(),
+            accesses: Default::default(),
+        };
+        let taken = self.idle_workers().pop();
+        let worker = match taken {
+            Some(worker) => Ok(worker),
+            None => self.spawn().map(|(worker, _)| worker),
+        };
+        let mut worker = match worker {
+            Ok(worker) => worker,
+            Err(message) => {
+                report.result = Err(RuntimeError::new(RuntimeErrorKind::Worker { message })
+                    .for_plugin(&self.name));
+                report.duration = started.elapsed();
+                return report;
+            }
+        };
+        let deadline = started.checked_add(self.limits.timeout).unwrap_or(started + Duration::from_secs(86_400 * 365));
+        let mut runner = EffectRunner::new(self.sandbox.net(), &self.limits);
+        let outcome = worker.call(args, deadline, &mut runner, &self.sandbox, &self.limits);
+        report.effects = std::mem::take(&mut runner.records);
+        let result = match outcome {
+            Ok(parts) => {
+                report.stdout = parts.stdout;
+                report.stderr = parts.stderr;
+                report.fuel_consumed = parts.fuel_consumed;
+                report.output_bytes = parts.output_bytes;
+                report.runtime_denials = parts.runtime_denials;
+                report.accesses = parts.accesses;
+                if self.sandbox.tracks_access() {
+                    note_effect_uses(&mut report);
+                }
+                let mut idle = self.idle_workers();
+                if idle.len() < MAX_IDLE {
+                    idle.push(worker);
+                }
+                parts.result
+            }
+            Err(Ended::Timeout) => Err(RuntimeError::new(RuntimeErrorKind::Limit {
+                limit: LimitKind::Timeout,
+                value: u64::try_from(self.limits.timeout.as_millis()).unwrap_or(u64::MAX),
+            })),
+            Err(Ended::Died { signal, why }) => {
+                Err(RuntimeError::new(RuntimeErrorKind::WorkerDied { signal, why }))
+            }
+        };
+        report.result = result.map_err(|e| e.for_plugin(&self.name));
+        report.duration = started.elapsed();
+        report
+    }
+}
+
+/// Audit mode: the effects the plugin asked for are uses too, as in warden's own
+/// process (the worker does not know them; the parent performed them).
+fn note_effect_uses(report: &mut RunReport) {
+    for effect in &report.effects {
+        let use_ = Access {
+            call: effect.kind,
+            path: effect.destination(),
+            host_path: None,
+            preopen: None,
+            write: effect.kind == "http_post",
+        };
+        let seen = report
+            .accesses
+            .recorded
+            .iter()
+            .any(|a| a.path == use_.path && a.preopen.is_none() && a.write == use_.write);
+        if seen {
+            continue;
+        }
+        if report.accesses.recorded.len() >= crate::runtime::observed::MAX_ACCESSES {
+            report.accesses.dropped = report.accesses.dropped.saturating_add(1);
+        } else {
+            report.accesses.recorded.push(use_);
+        }
+    }
+}
+
+/// Tests only: the parent asks its workers to behave as on a kernel without Landlock
+/// when `WARDEN_TEST_NO_LANDLOCK=1` (so that `confine = "required"` can be seen to
+/// refuse). Without the `escape-simulator` feature this is always `false`: no
+/// variable can weaken a worker in a real build.
+fn simulate_no_landlock() -> bool {
+    #[cfg(feature = "escape-simulator")]
+    {
+        std::env::var_os("WARDEN_TEST_NO_LANDLOCK").is_some_and(|v| v == "1")
+    }
+    #[cfg(not(feature = "escape-simulator"))]
+    {
+        false
+    }
+}
