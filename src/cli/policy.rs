@@ -191,6 +191,14 @@ fn explain_json(policy: &Policy, version: Option<&str>, d: &Decisions) -> serde_
         "table": d.table(),
         "on_denied": d.on_denied(),
         "limits": limits_json(d.limits()),
+        "isolation": {
+            "value": d.isolation().0,
+            "rule": d.isolation().1,
+        },
+        "confine": {
+            "value": d.confine().0,
+            "rule": d.confine().1,
+        },
         "refusal": d.refusal().map(|r| serde_json::json!({
             "rule": r.rule(),
             "reason": r.to_string(),
@@ -272,6 +280,10 @@ fn explain_table(policy: &Policy, version: Option<&str>, d: &Decisions) -> Strin
             ),
         ));
     }
+    let (isolation, rule) = d.isolation();
+    header.push(("isolation", format!("{} ({rule})", isolation.as_str())));
+    let (confine, rule) = d.confine();
+    header.push(("confine", format!("{} ({rule})", confine.as_str())));
     header.push(("verdict", verdict(d)));
     for (k, v) in header {
         let _ = writeln!(out, "{k:<8} {}", escape_line(&v));

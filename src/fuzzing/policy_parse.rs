@@ -6,9 +6,9 @@
 //! such a file before parsing, so nothing real is lost). An input that starts with a
 //! NUL byte (which no policy file does) is read by [`Source`] as choices for a
 //! near-valid policy: `version`, `mode`, `[defaults]` limits with sizes and durations,
-//! `fs`/`env` lists in dotted, inline and table form, `[plugins.NAME]` tables and
-//! `[audit]`, with a misspelt key, a zero, a value of the wrong type, a bad path, a
-//! duplicate line or a stray character here and there.
+//! `isolation` and `confine`, `fs`/`env` lists in dotted, inline and table form,
+//! `[plugins.NAME]` tables and `[audit]`, with a misspelt key, a zero, a value of the
+//! wrong type, a bad path, a duplicate line or a stray character here and there.
 //!
 //! The oracle, in both modes: the result is a policy that obeys every bound of rule 9,
 //! or errors whose every line and column lie inside the text (line 1 up to the number
@@ -180,6 +180,12 @@ fn check_rules(rules: &Rules, table: &str) {
             assert_eq!(e.key, format!("{table}.stdio[{i}]"));
         }
     }
+    if let Some(e) = &rules.isolation {
+        assert_eq!(e.key, format!("{table}.isolation"), "{e:?}");
+    }
+    if let Some(e) = &rules.confine {
+        assert_eq!(e.key, format!("{table}.confine"), "{e:?}");
+    }
 }
 
 /// What the generator knows about a line it wrote. Ordered: a document is as bad as its
@@ -254,6 +260,24 @@ const ON_DENIED: &[(&str, V)] = &[
     ("\"refuse\"", Good),
     ("\"deny\"", Bad),
     ("\"Run\"", Bad),
+    ("[]", Bad),
+];
+const ISOLATIONS: &[(&str, V)] = &[
+    ("\"process\"", Good),
+    ("\"in-process\"", Good),
+    ("\"in_process\"", Bad),
+    ("\"Process\"", Bad),
+    ("\"none\"", Bad),
+    ("\"\"", Bad),
+    ("true", Bad),
+];
+const CONFINES: &[(&str, V)] = &[
+    ("\"best-effort\"", Good),
+    ("\"required\"", Good),
+    ("\"best_effort\"", Bad),
+    ("\"require\"", Bad),
+    ("\"off\"", Bad),
+    ("1", Bad),
     ("[]", Bad),
 ];
 const FUEL: &[(&str, V)] = &[
@@ -497,6 +521,8 @@ fn table_body(s: &mut Source<'_>, doc: &mut Doc, path: &str, defaults: bool, ign
     } else {
         scalars.push(("sha256", |s| value(s, PINS)));
     }
+    scalars.push(("isolation", |s| value(s, ISOLATIONS)));
+    scalars.push(("confine", |s| value(s, CONFINES)));
     scalars.push(("fuel", |s| value(s, FUEL)));
     scalars.push(("memory", |s| size(s, MAX_MEMORY)));
     scalars.push(("stack", |s| size(s, MAX_STACK)));
@@ -754,6 +780,8 @@ mod tests {
         };
         one("require_digest", BOOLS);
         one("on_denied", ON_DENIED);
+        one("isolation", ISOLATIONS);
+        one("confine", CONFINES);
         one("fuel", FUEL);
         one("timeout", TIMEOUTS);
         for (text, v) in VERSIONS {
@@ -780,6 +808,11 @@ mod tests {
         }
         for (text, v) in PINS {
             cases.push((format!("version = 1\n[plugins.p]\nsha256 = {text}\n"), *v));
+        }
+        for (key, choices) in [("isolation", ISOLATIONS), ("confine", CONFINES)] {
+            for (text, v) in choices {
+                cases.push((format!("version = 1\n[plugins.p]\n{key} = {text}\n"), *v));
+            }
         }
         for (written, _, v) in NAMES {
             cases.push((format!("version = 1\n[plugins.{written}]\n"), *v));

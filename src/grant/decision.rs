@@ -9,12 +9,16 @@
 //! not grant.
 
 use crate::limits::Limits;
-use crate::policy::{Mode, OnDenied, Stream};
+use crate::policy::{Confine, Isolation, Mode, OnDenied, Stream};
 use serde::Serialize;
 use std::path::PathBuf;
 
 /// The rule key of a decision no rule made.
 pub const NO_RULE: &str = "none";
+
+/// The rule key of a setting (`isolation`, `confine`) that neither the plugin's table
+/// nor `[defaults]` writes: the built-in default decided it.
+pub(crate) const DEFAULT_RULE: &str = "default";
 
 /// The kind of a declared item (`AUDIT.md`'s `capability`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -311,6 +315,8 @@ pub struct Decisions {
     pub(super) mode: Mode,
     pub(super) on_denied: OnDenied,
     pub(super) limits: Limits,
+    pub(super) isolation: (Isolation, String),
+    pub(super) confine: (Confine, String),
     pub(super) items: Vec<Decision>,
     pub(super) refusal: Option<Refusal>,
     pub(super) net: crate::net::NetAccess,
@@ -340,6 +346,18 @@ impl Decisions {
     /// The limits every call runs under.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+    /// Where the plugin's guest code runs, and the rule that decided it:
+    /// `plugins.NAME.isolation`, `defaults.isolation`, or `default` when neither is
+    /// written.
+    pub fn isolation(&self) -> (Isolation, &str) {
+        (self.isolation.0, &self.isolation.1)
+    }
+    /// Whether a run needs the kernel to enforce all of its confinement, and the rule
+    /// that decided it: `plugins.NAME.confine`, `defaults.confine`, or `default` when
+    /// neither is written.
+    pub fn confine(&self) -> (Confine, &str) {
+        (self.confine.0, &self.confine.1)
     }
     /// One decision per declared item, in declaration order (fs_read, fs_write, env,
     /// stdio, net).

@@ -48,7 +48,7 @@ pub use fs::{PROTECTED_RULE, SYSTEM_PATHS, SYSTEM_RULE};
 pub use rules::Host;
 
 use crate::abi::Capabilities;
-use crate::policy::{Mode, OnDenied, Policy, Stream};
+use crate::policy::{Entry, Mode, OnDenied, Policy, Stream};
 use rules::Effective;
 
 /// Decides every item `capabilities` declares for plugin `name` (whose file has SHA-256
@@ -170,6 +170,15 @@ pub fn decide(
             });
         }
     }
+    // A plugin table's `isolation` and `confine` replace the defaults' (rule 2).
+    let isolation = setting(
+        own.and_then(|o| o.isolation.as_ref()),
+        policy.defaults().isolation.as_ref(),
+    );
+    let confine = setting(
+        own.and_then(|o| o.confine.as_ref()),
+        policy.defaults().confine.as_ref(),
+    );
     Decisions {
         plugin: name.to_owned(),
         sha256,
@@ -177,9 +186,20 @@ pub fn decide(
         mode,
         on_denied,
         limits,
+        isolation,
+        confine,
         items,
         refusal,
         net,
+    }
+}
+
+/// The value of a setting the plugin's table (`own`) or `[defaults]` may write, the
+/// table's first, with the key that set it; the built-in default when neither does.
+fn setting<T: Copy + Default>(own: Option<&Entry<T>>, defaults: Option<&Entry<T>>) -> (T, String) {
+    match own.or(defaults) {
+        Some(entry) => (entry.value, entry.key.clone()),
+        None => (T::default(), decision::DEFAULT_RULE.to_owned()),
     }
 }
 
@@ -621,6 +641,76 @@ mod tests {
         assert_eq!(d.limits().memory, 1 << 20);
         assert_eq!(d.limits().stack, 2 << 20);
         assert_eq!(d.limits().timeout, Limits::default().timeout);
+    }
+
+    #[test]
+    fn isolation_and_confine_carry_their_value_and_rule() {
+        use crate::policy::{Confine, Isolation};
+        let f = fixture();
+        let host = f.host(&[]);
+        let decided = |text: &str, name: &str, sha256: [u8; 32]| {
+            let d = decide(&Capabilities::default(), name, sha256, &policy(text), &host);
+            (
+                d.isolation().0,
+                d.isolation().1.to_owned(),
+                d.confine().0,
+                d.confine().1.to_owned(),
+            )
+        };
+        let unset = (
+            Isolation::Process,
+            "default".to_owned(),
+            Confine::BestEffort,
+            "default".to_owned(),
+        );
+        // Neither written: the built-in defaults, under the built-in policy too.
+        assert_eq!(decided("version = 1\n", "p", [0; 32]), unset);
+        let d = decide(
+            &Capabilities::default(),
+            "p",
+            [0; 32],
+            &Policy::builtin(),
+            &host,
+        );
+        assert_eq!(d.isolation(), (Isolation::Process, "default"));
+        assert_eq!(d.confine(), (Confine::BestEffort, "default"));
+        // `[defaults]` only, then a plugin table that replaces one of them.
+        let text = "version = 1\n[defaults]\nisolation = \"in-process\"\nconfine = \"required\"\n[plugins.p]\nisolation = \"process\"\n";
+        assert_eq!(
+            decided(text, "other", [0; 32]),
+            (
+                Isolation::InProcess,
+                "defaults.isolation".to_owned(),
+                Confine::Required,
+                "defaults.confine".to_owned()
+            )
+        );
+        assert_eq!(
+            decided(text, "p", [0; 32]),
+            (
+                Isolation::Process,
+                "plugins.p.isolation".to_owned(),
+                Confine::Required,
+                "defaults.confine".to_owned()
+            )
+        );
+        // A table whose pin does not match does not apply: the defaults decide (and
+        // the plugin is refused anyway).
+        let pinned = format!("{text}sha256 = \"{}\"\n", "11".repeat(32));
+        assert_eq!(
+            decided(&pinned, "p", [0; 32]).1,
+            "defaults.isolation".to_owned()
+        );
+        let text = "version = 1\n[plugins.\"my.tool\"]\nconfine = \"required\"\n";
+        assert_eq!(
+            decided(text, "my.tool", [0; 32]),
+            (
+                Isolation::Process,
+                "default".to_owned(),
+                Confine::Required,
+                "plugins.\"my.tool\".confine".to_owned()
+            )
+        );
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! Rule 9's warnings about a whole policy, legal but probably wrong: an allow list
-//! under which no deny list of its kind applies, and `net.allow` entries that add up
-//! to every address ([`super::coverage`]). Each names the line and column of the entry
-//! it is about.
+//! under which no deny list of its kind applies, `net.allow` entries that add up
+//! to every address ([`super::coverage`]), and `confine = "required"` where the plugin
+//! runs in-process (there is no worker to confine). Each names the line and column of
+//! the entry it is about.
 //!
 //! The parser warns about single values as it reads them (decimal units, a grant of
 //! the whole filesystem); these look at the tables together, once parsing is done.
 
 use super::error::PolicyError;
-use super::model::Rules;
+use super::model::{Confine, Isolation, Rules};
 use super::parse::Parsed;
 
 /// Rule 9's warnings about `parsed`, which was read from `file`.
@@ -15,7 +16,47 @@ pub(super) fn warnings(parsed: &Parsed, file: &str) -> Vec<PolicyError> {
     let mut out = Vec::new();
     allow_without_deny(parsed, file, &mut out);
     every_address(parsed, file, &mut out);
+    confine_in_process(parsed, file, &mut out);
     out
+}
+
+/// `confine = "required"` in a table whose plugins run in-process: its own `isolation`,
+/// or, for a plugin table that writes none, `[defaults]`'s. (`[defaults]` requiring
+/// confinement while one plugin's table opts into `in-process` is a deliberate
+/// exception, not a mistake.)
+fn confine_in_process(parsed: &Parsed, file: &str, out: &mut Vec<PolicyError>) {
+    let defaults = &parsed.defaults;
+    let tables = std::iter::once((defaults, None))
+        .chain(parsed.plugins.values().map(|t| (&t.rules, Some(defaults))));
+    for (rules, inherited) in tables {
+        let Some(confine) = rules
+            .confine
+            .as_ref()
+            .filter(|c| c.value == Confine::Required)
+        else {
+            continue;
+        };
+        let Some(isolation) = rules
+            .isolation
+            .as_ref()
+            .or_else(|| inherited.and_then(|d| d.isolation.as_ref()))
+            .filter(|i| i.value == Isolation::InProcess)
+        else {
+            continue;
+        };
+        let Some(&(line, column)) = parsed.locations.get(&confine.key) else {
+            continue;
+        };
+        out.push(PolicyError {
+            file: file.to_owned(),
+            line,
+            column,
+            message: format!(
+                "`{}` = `required`: confine has no effect in-process (`{}` = `in-process`), so nothing is confined and nothing is refused; set `isolation = \"process\"` to run the plugin in a confined worker, or remove `confine`",
+                confine.key, isolation.key
+            ),
+        });
+    }
 }
 
 /// Rule 9: `net.allow` lists whose literals and ranges add up to every address

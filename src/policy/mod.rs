@@ -29,8 +29,7 @@ mod values;
 pub use error::{OwnershipError, PolicyError, PolicyErrors};
 pub use model::{
     BUILTIN_NAME, BUILTIN_TEXT, Confine, Entry, Isolation, LimitOverrides, MAX_MEMORY, MAX_STACK,
-    Mode, OnDenied,
-    POLICY_VERSION, PluginTable, Rules, Stream, toml_key,
+    Mode, OnDenied, POLICY_VERSION, PluginTable, Rules, Stream, toml_key,
 };
 pub use values::format_size;
 
@@ -402,5 +401,154 @@ mod tests {
     fn plugin_keys_are_quoted_only_when_needed() {
         assert_eq!(toml_key("file-reader"), "file-reader");
         assert_eq!(toml_key("my.tool"), "\"my.tool\"");
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        match Policy::parse("p.toml", text) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.errors().iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    fn warnings(text: &str) -> Vec<String> {
+        let policy = Policy::parse("p.toml", text).unwrap_or_else(|e| panic!("{e}"));
+        policy
+            .warnings(Path::new("/"), None)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn isolation_and_confine_default_to_process_and_best_effort() {
+        assert_eq!(Isolation::default(), Isolation::Process);
+        assert_eq!(Confine::default(), Confine::BestEffort);
+        let names = [
+            (Isolation::Process.as_str(), "process"),
+            (Isolation::InProcess.as_str(), "in-process"),
+            (Confine::BestEffort.as_str(), "best-effort"),
+            (Confine::Required.as_str(), "required"),
+        ];
+        for (name, expected) in names {
+            assert_eq!(name, expected);
+        }
+        assert_eq!(
+            serde_json::to_value([Isolation::Process, Isolation::InProcess]).unwrap(),
+            serde_json::json!(["process", "in-process"])
+        );
+        assert_eq!(
+            serde_json::to_value([Confine::BestEffort, Confine::Required]).unwrap(),
+            serde_json::json!(["best-effort", "required"])
+        );
+        // Neither the built-in policy nor a policy without the keys writes them: the
+        // defaults above apply (`grant::decide` names the rule `default`).
+        for policy in [
+            Policy::builtin(),
+            Policy::parse("p.toml", "version = 1\n").unwrap(),
+        ] {
+            assert_eq!(policy.defaults().isolation, None);
+            assert_eq!(policy.defaults().confine, None);
+        }
+    }
+
+    #[test]
+    fn isolation_and_confine_are_read_in_defaults_and_plugin_tables() {
+        let policy = Policy::parse(
+            "p.toml",
+            "version = 1\n[defaults]\nisolation = \"in-process\"\nconfine = \"best-effort\"\n[plugins.a]\nisolation = \"process\"\nconfine = \"required\"\n[plugins.\"my.tool\"]\nconfine = \"required\"\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        fn entry<T>(key: &str, value: T) -> Option<Entry<T>> {
+            Some(Entry {
+                key: key.into(),
+                value,
+            })
+        }
+        assert_eq!(
+            policy.defaults().isolation,
+            entry("defaults.isolation", Isolation::InProcess)
+        );
+        assert_eq!(
+            policy.defaults().confine,
+            entry("defaults.confine", Confine::BestEffort)
+        );
+        let a = &policy.plugin("a").unwrap().rules;
+        assert_eq!(
+            a.isolation,
+            entry("plugins.a.isolation", Isolation::Process)
+        );
+        assert_eq!(a.confine, entry("plugins.a.confine", Confine::Required));
+        let tool = &policy.plugin("my.tool").unwrap().rules;
+        assert_eq!(tool.isolation, None);
+        assert_eq!(
+            tool.confine,
+            entry("plugins.\"my.tool\".confine", Confine::Required)
+        );
+    }
+
+    #[test]
+    fn unknown_isolation_and_confine_values_are_errors_at_the_value() {
+        assert_eq!(
+            errors(
+                "version = 1\n[defaults]\nisolation = \"inprocess\"\n[plugins.a]\nconfine = \"strict\"\nisolation = true\n"
+            ),
+            [
+                "p.toml:3:13: `isolation` must be one of `process`, `in-process`, found `inprocess`: did you mean `in-process`?",
+                "p.toml:5:11: `confine` must be one of `best-effort`, `required`, found `strict`",
+                "p.toml:6:13: `isolation` must be a string, found a boolean",
+            ]
+        );
+        assert_eq!(
+            errors("version = 1\n[defaults]\nisolaton = \"process\"\n"),
+            ["p.toml:3:1: unknown key `isolaton` in `[defaults]`: did you mean `isolation`?"]
+        );
+    }
+
+    #[test]
+    fn confine_required_in_process_is_warned_about_not_rejected() {
+        let message = |confine: &str, isolation: &str| {
+            format!(
+                "`{confine}` = `required`: confine has no effect in-process (`{isolation}` = `in-process`), so nothing is confined and nothing is refused; set `isolation = \"process\"` to run the plugin in a confined worker, or remove `confine`"
+            )
+        };
+        // The same table.
+        assert_eq!(
+            warnings(
+                "version = 1\n[defaults]\nisolation = \"in-process\"\nconfine = \"required\"\n"
+            ),
+            [format!(
+                "p.toml:4:11: {}",
+                message("defaults.confine", "defaults.isolation")
+            )]
+        );
+        assert_eq!(
+            warnings(
+                "version = 1\n[plugins.a]\nconfine = \"required\"\nisolation = \"in-process\"\n"
+            ),
+            [format!(
+                "p.toml:3:11: {}",
+                message("plugins.a.confine", "plugins.a.isolation")
+            )]
+        );
+        // A plugin table requiring confinement while it inherits `in-process`.
+        assert_eq!(
+            warnings(
+                "version = 1\n[defaults]\nisolation = \"in-process\"\n[plugins.a]\nconfine = \"required\"\n"
+            ),
+            [format!(
+                "p.toml:5:11: {}",
+                message("plugins.a.confine", "defaults.isolation")
+            )]
+        );
+        // Not warned: a process plugin, and one plugin's deliberate `in-process`
+        // exception to a `required` default.
+        for text in [
+            "version = 1\n[defaults]\nisolation = \"process\"\nconfine = \"required\"\n",
+            "version = 1\n[defaults]\nisolation = \"in-process\"\n[plugins.a]\nisolation = \"process\"\nconfine = \"required\"\n",
+            "version = 1\n[defaults]\nconfine = \"required\"\n[plugins.a]\nisolation = \"in-process\"\n",
+            "version = 1\n[defaults]\nisolation = \"in-process\"\nconfine = \"best-effort\"\n",
+        ] {
+            assert_eq!(warnings(text), Vec::<String>::new(), "{text}");
+        }
     }
 }

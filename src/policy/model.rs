@@ -59,6 +59,51 @@ pub enum OnDenied {
     Refuse,
 }
 
+/// `isolation`: where a plugin's guest code runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// In a separate worker process that confines itself (filesystem rules and a
+    /// syscall filter) before it runs any guest code (the default): an escape from the
+    /// wasm runtime finds only what the policy granted.
+    #[default]
+    Process,
+    /// In warden's own process: the fastest, with the wasm runtime as the only wall.
+    InProcess,
+}
+
+impl Isolation {
+    /// The value as written in a policy.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Process => "process",
+            Isolation::InProcess => "in-process",
+        }
+    }
+}
+
+/// `confine`: what to do where the kernel cannot enforce all of a worker's confinement.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Confine {
+    /// Enforce what the kernel offers and record what it did not (the default).
+    #[default]
+    BestEffort,
+    /// Refuse to run where the kernel cannot enforce the filesystem rules and the
+    /// syscall filter.
+    Required,
+}
+
+impl Confine {
+    /// The value as written in a policy.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Confine::BestEffort => "best-effort",
+            Confine::Required => "required",
+        }
+    }
+}
+
 /// A standard stream a policy may grant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -157,6 +202,10 @@ pub struct Rules {
     pub limits: LimitOverrides,
     /// `stdio`, when set (a plugin's list replaces the default one).
     pub stdio: Option<Vec<Entry<Stream>>>,
+    /// `isolation`, when the table sets it (a plugin's replaces the default).
+    pub isolation: Option<Entry<Isolation>>,
+    /// `confine`, when the table sets it (a plugin's replaces the default).
+    pub confine: Option<Entry<Confine>>,
     /// `fs.read`: directories that may be read.
     pub fs_read: Vec<Entry<String>>,
     /// `fs.write`: directories that may be written (and read).
@@ -202,47 +251,5 @@ pub fn toml_key(name: &str) -> String {
         // A basic string with every control and bidirectional character escaped:
         // Rust's `{:?}` writes `\u{1b}`, which is not TOML.
         crate::escape::toml_string(name)
-    }
-}
-
-/// `isolation`: where a plugin's guest code runs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Isolation {
-    /// In a confined worker process (the default).
-    #[default]
-    Process,
-    /// In warden's own process: the fastest, with wasm as the only wall.
-    InProcess,
-}
-
-impl Isolation {
-    /// The value as written in a policy.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Isolation::Process => "process",
-            Isolation::InProcess => "in-process",
-        }
-    }
-}
-
-/// `confine`: what happens where the kernel cannot confine a worker.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Confine {
-    /// Enforce what the kernel offers and record it (the default).
-    #[default]
-    BestEffort,
-    /// Refuse to run without Landlock's filesystem rules and the syscall filter.
-    Required,
-}
-
-impl Confine {
-    /// The value as written in a policy.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Confine::BestEffort => "best-effort",
-            Confine::Required => "required",
-        }
     }
 }

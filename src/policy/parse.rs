@@ -9,8 +9,8 @@
 
 use super::error::{LineIndex, PolicyError, PolicyErrors};
 use super::model::{
-    Entry, MAX_MEMORY, MAX_STACK, Mode, OnDenied, POLICY_VERSION, PluginTable, Rules, Stream,
-    toml_key,
+    Confine, Entry, Isolation, MAX_MEMORY, MAX_STACK, Mode, OnDenied, POLICY_VERSION, PluginTable,
+    Rules, Stream, toml_key,
 };
 use super::values;
 use crate::abi::validate::is_valid_command_name;
@@ -39,6 +39,8 @@ pub(crate) const ROOT_KEYS: &[&str] = &["version", "mode", "defaults", "audit", 
 pub(crate) const DEFAULTS_KEYS: &[&str] = &[
     "require_digest",
     "on_denied",
+    "isolation",
+    "confine",
     "fuel",
     "memory",
     "stack",
@@ -52,6 +54,8 @@ pub(crate) const DEFAULTS_KEYS: &[&str] = &[
 pub(crate) const PLUGIN_KEYS: &[&str] = &[
     "sha256",
     "on_denied",
+    "isolation",
+    "confine",
     "fuel",
     "memory",
     "stack",
@@ -74,6 +78,8 @@ pub(crate) const NET_KEYS: &[&str] = &[
 ];
 const AUDIT_KEYS: &[&str] = &["log_args"];
 const STREAMS: &[&str] = &["stdin", "stdout", "stderr"];
+const ISOLATIONS: &[&str] = &["process", "in-process"];
+const CONFINES: &[&str] = &["best-effort", "required"];
 
 /// Parses and validates `text`.
 pub(super) fn parse(file: &str, text: &str) -> Result<Parsed, PolicyErrors> {
@@ -483,6 +489,20 @@ impl Parser<'_> {
         }
     }
 
+    fn isolation(&mut self, value: &Spanned<DeValue<'_>>) -> Option<Isolation> {
+        match self.choice(value, "isolation", ISOLATIONS)? {
+            "in-process" => Some(Isolation::InProcess),
+            _ => Some(Isolation::Process),
+        }
+    }
+
+    fn confine(&mut self, value: &Spanned<DeValue<'_>>) -> Option<Confine> {
+        match self.choice(value, "confine", CONFINES)? {
+            "required" => Some(Confine::Required),
+            _ => Some(Confine::BestEffort),
+        }
+    }
+
     /// Handles a key shared by `[defaults]` and plugin tables; false when `key` is not
     /// one of them.
     fn rule_key(
@@ -499,6 +519,16 @@ impl Parser<'_> {
             "max_output" => rules.limits.max_output = self.size(value, "max_output", MAX_MEMORY),
             "timeout" => rules.limits.timeout = self.duration(value, "timeout"),
             "stdio" => rules.stdio = self.stdio(value, &table),
+            "isolation" => {
+                let key = format!("{table}.isolation");
+                self.locate(&key, &value.span());
+                rules.isolation = self.isolation(value).map(|value| Entry { key, value });
+            }
+            "confine" => {
+                let key = format!("{table}.confine");
+                self.locate(&key, &value.span());
+                rules.confine = self.confine(value).map(|value| Entry { key, value });
+            }
             "fs" => {
                 let Some(t) = self.table(value, "fs") else {
                     return true;
@@ -759,7 +789,7 @@ mod tests {
                 "p.toml:2:8: `mode` must be one of `enforce`, `audit`, found `audti`: did you mean `audit`?",
                 "p.toml:4:8: `fuel` must be at least 1: a limit of 0 would let no plugin run",
                 "p.toml:5:10: `memory` is not a size: `lots`; write a number and a unit, like `64 MiB` or `512 KiB`",
-                "p.toml:6:1: unknown key `colour` in `[defaults]`; expected one of `require_digest`, `on_denied`, `fuel`, `memory`, `stack`, `timeout`, `max_output`, `stdio`, `fs`, `env`, `net`",
+                "p.toml:6:1: unknown key `colour` in `[defaults]`; expected one of `require_digest`, `on_denied`, `isolation`, `confine`, `fuel`, `memory`, `stack`, `timeout`, `max_output`, `stdio`, `fs`, `env`, `net`",
             ]
         );
     }

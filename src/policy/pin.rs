@@ -201,4 +201,29 @@ mod tests {
         let e = pin("p.toml", "version = [\n", "a", D1, false).unwrap_err();
         assert!(matches!(e, PinError::NotToml { .. }), "{e}");
     }
+
+    #[test]
+    fn a_pinned_table_keeps_its_isolation_and_confine() {
+        let text = "version = 1\n[defaults]\nconfine = \"required\"  # the fleet\n\n[plugins.a]\nisolation = \"in-process\"  # a trusted build tool\nconfine = \"best-effort\"\n";
+        let (pinned, change) = pin("p.toml", text, "a", D1, false).unwrap();
+        assert_eq!(change, PinChange::Added);
+        assert_eq!(
+            pinned,
+            format!("{text}sha256 = \"{D1}\"\n"),
+            "only the pin is added"
+        );
+        let policy = crate::policy::Policy::parse("p.toml", &pinned).unwrap();
+        let a = &policy.plugin("a").unwrap().rules;
+        assert_eq!(
+            a.isolation.as_ref().map(|e| e.value),
+            Some(crate::policy::Isolation::InProcess)
+        );
+        assert_eq!(
+            a.confine.as_ref().map(|e| e.value),
+            Some(crate::policy::Confine::BestEffort)
+        );
+        let (new, _) = pin("p.toml", text, "b", D1, false).unwrap();
+        assert!(new.starts_with(text), "{new}");
+        assert!(!new[text.len()..].contains("isolation") && !new[text.len()..].contains("confine"));
+    }
 }

@@ -652,4 +652,37 @@ mod tests {
         assert_eq!(good["fs"]["read"][0].as_str(), Some(evil));
         assert!(!text.contains('\u{7f}') && !text.contains('\u{1b}'));
     }
+
+    /// A suggestion is the narrowest grant the runs needed: where the plugin runs
+    /// (`isolation`, `confine`) stays the policy's to say, so none is suggested, even
+    /// from an audit policy that sets them.
+    #[test]
+    fn isolation_and_confine_are_never_suggested() {
+        let policy = serde_json::json!({"path": "p", "mode": "audit"});
+        let plugin = serde_json::json!({"name": "good", "sha256": "00"});
+        let mut s = Suggester::new();
+        for v in [
+            serde_json::json!({"run_id": "r1", "ts": "t", "event": "run_start", "plugin": plugin, "policy": policy}),
+            serde_json::json!({"run_id": "r1", "ts": "t", "event": "access", "plugin": plugin, "policy": policy,
+                "call": "stdout", "path": "stdout", "write": true}),
+        ] {
+            s.add(&rec(v));
+        }
+        let audit = crate::policy::Policy::parse(
+            "p",
+            "version = 1\nmode = \"audit\"\n[defaults]\nisolation = \"in-process\"\nconfine = \"required\"\nenv.deny = [\"*_TOKEN\"]\n[plugins.good]\nisolation = \"process\"\n",
+        )
+        .unwrap();
+        let mut suggestions = s.suggestions(None);
+        assert_eq!(suggestions.len(), 1);
+        suggestions[0].keep_denials(&audit);
+        let text = render_toml("log", &suggestions);
+        let table: toml::Table = text.parse().unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let good = table["plugins"]["good"].as_table().unwrap();
+        assert_eq!(good["env"]["deny"][0].as_str(), Some("*_TOKEN"), "{text}");
+        assert!(
+            !good.contains_key("isolation") && !good.contains_key("confine"),
+            "{text}"
+        );
+    }
 }

@@ -652,6 +652,123 @@ fn policy_explain_prints_a_table_or_json() {
     assert_eq!(v["decisions"].as_array().unwrap().len(), 4);
 }
 
+#[test]
+fn policy_explain_shows_isolation_and_confine_with_the_deciding_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_file(
+        dir.path(),
+        "p.toml",
+        "version = 1\n[defaults]\nisolation = \"in-process\"\n[plugins.hello]\nconfine = \"required\"\n",
+    );
+    let hello = example_plugin("hello");
+    let explain = |policy: Option<&Path>, json: bool| {
+        let mut a = vec!["policy", "explain"];
+        if let Some(p) = policy {
+            a.extend(["--policy", p.to_str().unwrap()]);
+        }
+        a.extend(["--workdir", dir.path().to_str().unwrap()]);
+        if json {
+            a.push("--json");
+        }
+        a.push(hello.to_str().unwrap());
+        let out = warden(&a);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let lines = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("isolation ") || l.starts_with("confine "))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    let table = explain(Some(&policy), false);
+    assert_eq!(
+        lines(&table),
+        [
+            "isolation in-process (defaults.isolation)",
+            "confine required (plugins.hello.confine)"
+        ],
+        "{table}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&explain(Some(&policy), true)).unwrap();
+    assert_eq!(
+        v["isolation"],
+        serde_json::json!({"value": "in-process", "rule": "defaults.isolation"})
+    );
+    assert_eq!(
+        v["confine"],
+        serde_json::json!({"value": "required", "rule": "plugins.hello.confine"})
+    );
+    // The built-in policy writes neither: the defaults, decided by no key.
+    let table = explain(None, false);
+    assert_eq!(
+        lines(&table),
+        [
+            "isolation process (default)",
+            "confine best-effort (default)"
+        ],
+        "{table}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&explain(None, true)).unwrap();
+    assert_eq!(
+        v["isolation"],
+        serde_json::json!({"value": "process", "rule": "default"})
+    );
+    assert_eq!(
+        v["confine"],
+        serde_json::json!({"value": "best-effort", "rule": "default"})
+    );
+}
+
+#[test]
+fn policy_check_accepts_isolation_and_confine_and_warns_about_required_in_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |p: &PathBuf| p.to_str().unwrap().to_owned();
+    let good = policy_file(
+        dir.path(),
+        "good.toml",
+        "version = 1\n[defaults]\nisolation = \"process\"\nconfine = \"required\"\n[plugins.tool]\nisolation = \"in-process\"\nconfine = \"best-effort\"\n",
+    );
+    let out = warden(&["policy", "check", &path(&good)]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{}: ok\n", good.display())
+    );
+    let lint = policy_file(
+        dir.path(),
+        "lint.toml",
+        "version = 1\n[plugins.tool]\nisolation = \"in-process\"\nconfine = \"required\"\n",
+    );
+    let out = warden(&["policy", "check", &path(&lint)]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with(&format!(
+            "{}:4:11: warning: `plugins.tool.confine` = `required`: confine has no effect in-process (`plugins.tool.isolation` = `in-process`)",
+            lint.display()
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with(": ok, with 1 warning(s)\n"), "{stdout}");
+    let out = warden(&["policy", "check", "--deny-warnings", &path(&lint)]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let bad = policy_file(
+        dir.path(),
+        "bad.toml",
+        "version = 1\n[defaults]\nconfine = \"strict\"\n",
+    );
+    let out = warden(&["policy", "check", &path(&bad)]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "{}:3:11: `confine` must be one of `best-effort`, `required`, found `strict`\n",
+            bad.display()
+        )
+    );
+}
+
 /// `text` with runs of spaces collapsed, so that column widths do not matter.
 fn squeeze(text: &str) -> String {
     text.lines()
