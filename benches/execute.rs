@@ -529,6 +529,9 @@ fn print_effect_ratio() {
 }
 
 fn main() {
+    // Plugins under `isolation = "process"` run in workers started from this
+    // executable.
+    warden::worker::main_if_worker();
     let mut c = Criterion::default().configure_from_args();
     load(&mut c);
     execute(&mut c);

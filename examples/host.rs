@@ -8,6 +8,10 @@
 //! cargo run --example host                     # lists the commands
 //! ```
 //!
+//! Plugins run in confined worker processes started from this very executable:
+//! `main` hands such a start to [`warden::worker::main_if_worker`] before anything
+//! else.
+//!
 //! Relative paths (file-reader's `./data`) resolve against the current directory; the
 //! audit records go to warden's default log (`$WARDEN_AUDIT_LOG`, else
 //! `~/.local/state/warden/audit.jsonl`).
@@ -19,6 +23,9 @@ use warden::escape::{escape_line, escape_text};
 use warden::host::{CommandStatus, Registry, RegistryError, Warden};
 
 fn main() -> ExitCode {
+    // First thing: when warden starts this executable as a confined worker for a
+    // plugin (`isolation = "process"`, the default), it becomes that worker here.
+    warden::worker::main_if_worker();
     match run() {
         Ok(code) => ExitCode::from(code),
         Err((code, message)) => {

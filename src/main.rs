@@ -11,6 +11,8 @@ use cli::{Cli, dispatch, exit_code_of};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // First: a start as a confined worker never reaches the command line.
+    warden::worker::main_if_worker();
     warden::exit::install_panic_hook();
     let cli = Cli::parse();
     ExitCode::from(exit_code_of(|| dispatch(cli)))

@@ -69,6 +69,7 @@ fn resident_memory_is_flat_over_10_000_executes() {
     std::fs::create_dir(work.path().join("data")).unwrap();
     std::fs::write(work.path().join("data/hello.txt"), "greetings").unwrap();
     let warden = Warden::builder()
+        .worker_program(env!("CARGO_BIN_EXE_warden"))
         .policy_file(root.join("policies/examples.toml"))
         .audit_log(work.path().join("audit.jsonl"))
         .workdir(work.path())

@@ -128,6 +128,7 @@ fn audit_mode_never_passes_a_variable_a_deny_list_names() {
     std::fs::write(site.path("env-dumper.wasm"), env_dumper()).unwrap();
     let log = site.path("audit.jsonl");
     let warden = Warden::builder()
+        .worker_program(env!("CARGO_BIN_EXE_warden"))
         .policy_file(&policy)
         .audit_log(&log)
         .workdir(site.dir.path())

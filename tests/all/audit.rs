@@ -141,6 +141,7 @@ fn synthetic_run(log: &AuditLog) {
         accesses_dropped: None,
         sleeps: None,
         slept_ms: None,
+        signal: None,
     })
     .unwrap();
 }
@@ -907,6 +908,7 @@ fn env_values_and_args_stay_out_of_the_log_unless_log_args() {
         .zip(policies)
     {
         let warden = Warden::builder()
+        .worker_program(env!("CARGO_BIN_EXE_warden"))
             .policy(PolicySource::Policy(Box::new(policy)))
             .audit_log(&path)
             .without_cache()

@@ -36,6 +36,7 @@ impl Site {
 
     fn warden(&self) -> Warden {
         Warden::builder()
+        .worker_program(env!("CARGO_BIN_EXE_warden"))
             .policy_file(self.path("policy.toml"))
             .audit_log(self.log())
             .workdir(self.dir.path())
@@ -180,6 +181,7 @@ fn a_plugin_does_not_run_when_its_run_start_cannot_be_written() {
     let disk = site.path("disk");
     let _tmpfs = crate::run_audit::Tmpfs::mount(&disk, "1m");
     let warden = Warden::builder()
+        .worker_program(env!("CARGO_BIN_EXE_warden"))
         .policy_file(site.path("policy.toml"))
         .audit_log(disk.join("audit.jsonl"))
         .workdir(site.path(""))
@@ -406,6 +408,7 @@ fn a_changed_file_is_a_new_load_never_a_silent_swap() {
 fn a_policy_given_as_text_and_an_environment_are_used_as_given() {
     let site = Site::new(READER_POLICY);
     let warden = Warden::builder()
+        .worker_program(env!("CARGO_BIN_EXE_warden"))
         .policy(PolicySource::Text {
             name: "inline".into(),
             text: "version = 1\n[plugins.file-reader]\nenv.allow = [\"APP_*\"]\nstdio = [\"stdout\"]\n".into(),

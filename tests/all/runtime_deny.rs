@@ -40,6 +40,7 @@ pub fn examples_policy() -> Policy {
 /// log.
 pub fn load_sandboxed(root: &Path, wasm: &[u8], policy: &Policy, env: &[(&str, &str)]) -> Plugin {
     let warden = Warden::builder()
+        .worker_program(env!("CARGO_BIN_EXE_warden"))
         .policy(PolicySource::Policy(Box::new(policy.clone())))
         .without_audit()
         .without_cache()
