@@ -18,10 +18,12 @@ mod net_request;
 pub mod oracle;
 mod policy_parse;
 mod source;
+mod worker_message;
 
 pub use grant_intersection::grant_intersection;
 pub use net_request::net_request;
 pub use policy_parse::policy_parse;
+pub use worker_message::worker_message;
 
 use crate::abi::{self, AbiViolation, GuestRegion};
 

@@ -99,3 +99,12 @@ fn plugin_module_regressions() {
         }
     }
 }
+
+#[test]
+fn worker_message_inputs() {
+    let all = inputs("worker_message");
+    assert!(all.len() >= 5, "seeds are missing");
+    for (_, bytes) in all {
+        warden::fuzzing::worker_message(&bytes);
+    }
+}
