@@ -489,20 +489,6 @@ impl Parser<'_> {
         }
     }
 
-    fn isolation(&mut self, value: &Spanned<DeValue<'_>>) -> Option<Isolation> {
-        match self.choice(value, "isolation", ISOLATIONS)? {
-            "in-process" => Some(Isolation::InProcess),
-            _ => Some(Isolation::Process),
-        }
-    }
-
-    fn confine(&mut self, value: &Spanned<DeValue<'_>>) -> Option<Confine> {
-        match self.choice(value, "confine", CONFINES)? {
-            "required" => Some(Confine::Required),
-            _ => Some(Confine::BestEffort),
-        }
-    }
-
     /// Handles a key shared by `[defaults]` and plugin tables; false when `key` is not
     /// one of them.
     fn rule_key(
@@ -522,12 +508,24 @@ impl Parser<'_> {
             "isolation" => {
                 let key = format!("{table}.isolation");
                 self.locate(&key, &value.span());
-                rules.isolation = self.isolation(value).map(|value| Entry { key, value });
+                rules.isolation = self.choice(value, "isolation", ISOLATIONS).map(|c| Entry {
+                    key,
+                    value: match c {
+                        "in-process" => Isolation::InProcess,
+                        _ => Isolation::Process,
+                    },
+                });
             }
             "confine" => {
                 let key = format!("{table}.confine");
                 self.locate(&key, &value.span());
-                rules.confine = self.confine(value).map(|value| Entry { key, value });
+                rules.confine = self.choice(value, "confine", CONFINES).map(|c| Entry {
+                    key,
+                    value: match c {
+                        "required" => Confine::Required,
+                        _ => Confine::BestEffort,
+                    },
+                });
             }
             "fs" => {
                 let Some(t) = self.table(value, "fs") else {
