@@ -24,6 +24,10 @@
 //!   directly (`http_get-direct`). The ratio (get - no effect) / direct is what
 //!   warden's checks (parse, resolve, address check, record) add to a request.
 //!
+//! - `isolation`: one host call of hello and of file-reader under
+//!   `isolation = "process"` (a confined worker, reused) and `"in-process"`, and a
+//!   whole cached `warden run hello` under each (`cli-run-hello-*`).
+//!
 //! After the groups, the ratios warden / floor are printed from criterion's estimates.
 //! Run with `cargo bench --bench execute`.
 
@@ -200,17 +204,38 @@ fn execute(c: &mut Criterion) {
     g.finish();
 }
 
-/// A host for `policies/examples.toml` in `work`, with or without its audit log.
+/// `policies/examples.toml` with `isolation` set in `[defaults]`, written once per
+/// isolation into a private folder that lives as long as the bench.
+fn examples_policy(isolation: &str) -> PathBuf {
+    static DIR: std::sync::LazyLock<tempfile::TempDir> =
+        std::sync::LazyLock::new(|| tempfile::tempdir().unwrap());
+    let path = DIR.path().join(format!("examples-{isolation}.toml"));
+    if !path.exists() {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(root.join("policies/examples.toml")).unwrap();
+        let text = text.replacen(
+            "[defaults]\n",
+            &format!("[defaults]\nisolation = \"{isolation}\"\n"),
+            1,
+        );
+        std::fs::write(&path, text).unwrap();
+    }
+    path
+}
+
+/// A host for `policies/examples.toml` in `work`, with or without its audit log, its
+/// plugins in warden's own process (the audit and sandbox costs, next to raw
+/// wasmtime; `isolation` measures the worker's).
 fn host(work: &Path, log: Option<&Path>) -> Warden {
-    host_with(work, log, false)
+    host_with(work, log, false, "in-process")
 }
 
 /// [`host`], `fsync`ing the log after every run's `run_start` and `run_end` when
-/// `synced` (group commit shares the `fsync`s of threads running at once).
-fn host_with(work: &Path, log: Option<&Path>, synced: bool) -> Warden {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+/// `synced` (group commit shares the `fsync`s of threads running at once), under
+/// `isolation`.
+fn host_with(work: &Path, log: Option<&Path>, synced: bool, isolation: &str) -> Warden {
     let builder = Warden::builder()
-        .policy_file(root.join("policies/examples.toml"))
+        .policy_file(examples_policy(isolation))
         .workdir(work)
         .env([("HOME".to_string(), "/home/bench".to_string())])
         .sync_each_run(synced)
@@ -353,6 +378,7 @@ fn file_reader_and_host(c: &mut Criterion) {
         work.path(),
         Some(&log_dir.path().join("synced.jsonl")),
         true,
+        "in-process",
     );
     let synced = ready(&synced_host, "file-reader");
     let synced_call = || {
@@ -528,6 +554,88 @@ fn print_effect_ratio() {
     }
 }
 
+/// The second wall's price: one call of hello and of file-reader through the host
+/// (unaudited) with `isolation = "process"` (a worker, reused) and `"in-process"`;
+/// and a whole cached `warden run hello` (a process, its audit log, its cache) under
+/// each.
+fn isolation(c: &mut Criterion) {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("hello.txt"), "greetings").unwrap();
+    let process_host = host_with(work.path(), None, false, "process");
+    let in_process_host = host_with(work.path(), None, false, "in-process");
+    let mut g = c.benchmark_group("isolation");
+    for (name, args) in [
+        ("hello", vec!["bench".to_string()]),
+        ("file-reader", vec!["read".to_string(), "hello.txt".to_string()]),
+    ] {
+        let process = ready(&process_host, name);
+        let in_process = ready(&in_process_host, name);
+        assert_eq!(process.confinement().isolation.as_str(), "process");
+        assert_eq!(
+            process.run(&args).unwrap().result.unwrap(),
+            in_process.run(&args).unwrap().result.unwrap()
+        );
+        g.bench_function(format!("{name}-process"), |b| {
+            b.iter(|| black_box(process.run(&args).unwrap()))
+        });
+        g.bench_function(format!("{name}-in-process"), |b| {
+            b.iter(|| black_box(in_process.run(&args).unwrap()))
+        });
+    }
+    // Whole `warden run` processes, cache warm, each its own audit log.
+    let state = tempfile::tempdir().unwrap();
+    let hello = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/plugins/hello.wasm");
+    let cli = |isolation: &str| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_warden"));
+        command
+            .arg("run")
+            .arg("--policy")
+            .arg(examples_policy(isolation))
+            .arg("--audit-log")
+            .arg(state.path().join(format!("{isolation}.jsonl")))
+            .arg(&hello)
+            .current_dir(work.path())
+            .env("XDG_CACHE_HOME", state.path().join("cache"))
+            .stdout(std::process::Stdio::null());
+        command
+    };
+    for isolation in ["process", "in-process"] {
+        assert!(cli(isolation).status().unwrap().success(), "warden run under {isolation}");
+        g.bench_function(format!("cli-run-hello-{isolation}"), |b| {
+            b.iter(|| assert!(cli(isolation).status().unwrap().success()))
+        });
+    }
+    g.finish();
+}
+
+fn print_isolation() {
+    println!("\nisolation (the worker's price, same run):");
+    for what in ["hello", "file-reader"] {
+        let p = mean_ns("isolation", &format!("{what}-process"));
+        let i = mean_ns("isolation", &format!("{what}-in-process"));
+        if let (Some(p), Some(i)) = (p, i) {
+            println!(
+                "  host call {what:<12} process {:>8.1} µs   in-process {:>8.1} µs   the wall costs {:>6.1} µs a call (target <= 25)",
+                p / 1000.0,
+                i / 1000.0,
+                (p - i) / 1000.0
+            );
+        }
+    }
+    let p = mean_ns("isolation", "cli-run-hello-process");
+    let i = mean_ns("isolation", "cli-run-hello-in-process");
+    if let (Some(p), Some(i)) = (p, i) {
+        println!(
+            "  cached `warden run hello`: process {:>6.2} ms   in-process {:>6.2} ms   ratio {:.2}x (target <= 1.25)",
+            p / 1e6,
+            i / 1e6,
+            p / i
+        );
+    }
+}
+
 fn main() {
     // Plugins under `isolation = "process"` run in workers started from this
     // executable.
@@ -537,7 +645,9 @@ fn main() {
     execute(&mut c);
     file_reader_and_host(&mut c);
     effect(&mut c);
+    isolation(&mut c);
     c.final_summary();
     print_ratios();
     print_effect_ratio();
+    print_isolation();
 }
