@@ -152,15 +152,26 @@ fn explain(args: &ExplainArgs) -> Result<u8, CliError> {
         manifest,
         decisions,
         policy,
+        confinement,
     } = warden.explain(&args.plugin).map_err(|e| host_failure(&e))?;
     let version = manifest.command.version.as_deref();
     if args.json {
-        println!(
-            "{}",
-            json_text(&explain_json(&policy, version, &decisions), true)
-        );
+        let mut value = explain_json(&policy, version, &decisions);
+        value["confinement"] = match &confinement {
+            Ok(c) => serde_json::to_value(c).unwrap_or_default(),
+            Err(why) => serde_json::json!({ "error": why }),
+        };
+        println!("{}", json_text(&value, true));
     } else {
-        print!("{}", explain_table(&policy, version, &decisions));
+        let mut table = explain_table(&policy, version, &decisions);
+        // After the header's `confine` line: what this machine's kernel enforces.
+        let kernel = match &confinement {
+            Ok(c) => c.summary(),
+            Err(why) => format!("no worker could start: {why}"),
+        };
+        let at = table.find("\nverdict").map_or(0, |i| i + 1);
+        table.insert_str(at, &format!("kernel   {}\n", escape_line(&kernel)));
+        print!("{table}");
     }
     // A refusal is the verdict: the same exit code `run` would give.
     Ok(if decisions.refusal().is_some() {

@@ -173,6 +173,12 @@ fn load_and_run(args: &RunArgs, warden: &Warden) -> Result<u8, CliError> {
     for line in denial_notice(&report, &plugin, args.verbose) {
         eprintln!("{line}");
     }
+    if args.verbose {
+        eprintln!(
+            "warden: confinement: {}",
+            escape_line(&plugin.confinement().summary())
+        );
+    }
     outcome
 }
 
@@ -352,6 +358,7 @@ fn print_json(report: &RunReport, code: u8, plugin: &Plugin) {
         "fuel_consumed": report.fuel_consumed,
         "duration_ms": report.duration.as_secs_f64() * 1000.0,
         "run_id": plugin.load_id(),
+        "confinement": r.to_value(plugin.confinement()).unwrap_or_default(),
     });
     println!("{}", json_text(&value, false));
 }

@@ -353,6 +353,10 @@ pub struct Explanation {
     pub decisions: Decisions,
     /// The policy that decided.
     pub policy: crate::policy::Policy,
+    /// What would confine the plugin's guest code on this machine: under
+    /// `isolation = "process"`, what a worker started for it reports (it runs no
+    /// guest code); the reason when no worker could start.
+    pub confinement: Result<Confinement, String>,
 }
 
 /// What [`Warden::inspect`] says about a plugin.
@@ -584,10 +588,29 @@ impl Warden {
             &policy.policy,
             &self.inner.host,
         );
+        let confinement = match decisions.isolation().0 {
+            Isolation::InProcess => Ok(Confinement::in_process()),
+            Isolation::Process => {
+                let mut instance = loaded.instance;
+                // The engine's stack ceiling stays the one the module was compiled for.
+                let stack = instance.limits().stack;
+                instance.set_limits(crate::limits::Limits {
+                    stack,
+                    ..decisions.limits().clone()
+                });
+                instance.set_sandbox(Sandbox::from_decisions(&decisions));
+                crate::worker::program(self.inner.worker_program.as_deref()).and_then(|program| {
+                    WorkerPool::start(program, &instance)
+                        .map(|pool| pool.confinement().clone())
+                        .map_err(|e| e.to_string())
+                })
+            }
+        };
         Ok(Explanation {
             manifest: loaded.manifest,
             decisions,
             policy: policy.policy.clone(),
+            confinement,
         })
     }
 
