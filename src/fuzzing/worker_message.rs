@@ -78,7 +78,10 @@ fn check(message: FromWorker, limits: &Limits) {
         ..
     } = parts;
     let max = limits.max_output as usize;
-    assert!(stdout.len() <= max && stderr.len() <= max, "a stream past max_output");
+    assert!(
+        stdout.len() <= max && stderr.len() <= max,
+        "a stream past max_output"
+    );
     assert!(fuel_consumed <= limits.fuel, "fuel past the limit");
     match &result {
         Ok(ExecuteResult::Success(text)) => assert!(text.len() <= max, "result past max_output"),
@@ -95,9 +98,16 @@ fn check(message: FromWorker, limits: &Limits) {
     }
     let preopens: Vec<&str> = SANDBOX.preopens().iter().map(|p| p.guest_path()).collect();
     let calls = crate::runtime::shadow::SHADOWED;
-    assert!(runtime_denials.recorded.len() <= MAX_RUNTIME_DENIALS, "too many denials");
+    assert!(
+        runtime_denials.recorded.len() <= MAX_RUNTIME_DENIALS,
+        "too many denials"
+    );
     for d in &runtime_denials.recorded {
-        assert!(calls.contains(&d.call), "a denial of an unknown call `{}`", d.call);
+        assert!(
+            calls.contains(&d.call),
+            "a denial of an unknown call `{}`",
+            d.call
+        );
         if let Some(p) = &d.preopen {
             assert!(preopens.contains(&p.as_str()), "an unknown preopen `{p}`");
         }
@@ -166,7 +176,11 @@ mod tests {
             ),
             (
                 "report-success",
-                report(Ok(ExecuteResult::Success("hi".into())), Vec::new(), Vec::new()),
+                report(
+                    Ok(ExecuteResult::Success("hi".into())),
+                    Vec::new(),
+                    Vec::new(),
+                ),
             ),
             (
                 "report-denials",
@@ -217,7 +231,10 @@ mod tests {
             if let FromWorker::Report(report) = message {
                 let parts = report.into_parts(&SANDBOX, &limits()).unwrap();
                 if name == "report-denials" {
-                    assert_eq!(parts.runtime_denials.recorded[0].preopen.as_deref(), Some("/data"));
+                    assert_eq!(
+                        parts.runtime_denials.recorded[0].preopen.as_deref(),
+                        Some("/data")
+                    );
                     assert_eq!(
                         parts.accesses.recorded[0].host_path.as_deref(),
                         Some("/srv/app/out/notes.txt")
@@ -250,13 +267,37 @@ mod tests {
             symlink_target: false,
         };
         let cases = [
-            (WireDeny { call: "execve".into(), ..deny() }, "an unknown WASI call `execve`"),
-            (WireDeny { preopen: Some(7), ..deny() }, "preopen 7, which the plugin does not have"),
-            (WireDeny { errno: 0, ..deny() }, "a runtime denial with errno 0"),
-            (WireDeny { path: "a".repeat(8000), ..deny() }, "a denied path of 8000 bytes"),
+            (
+                WireDeny {
+                    call: "execve".into(),
+                    ..deny()
+                },
+                "an unknown WASI call `execve`",
+            ),
+            (
+                WireDeny {
+                    preopen: Some(7),
+                    ..deny()
+                },
+                "preopen 7, which the plugin does not have",
+            ),
+            (
+                WireDeny { errno: 0, ..deny() },
+                "a runtime denial with errno 0",
+            ),
+            (
+                WireDeny {
+                    path: "a".repeat(8000),
+                    ..deny()
+                },
+                "a denied path of 8000 bytes",
+            ),
         ];
         for (denial, expected) in cases {
-            let err = hostile(denial).into_parts(&SANDBOX, &limits()).err().unwrap();
+            let err = hostile(denial)
+                .into_parts(&SANDBOX, &limits())
+                .err()
+                .unwrap();
             assert!(err.to_string().contains(expected), "{err} / {expected}");
         }
         let big = WireReport {
@@ -269,7 +310,10 @@ mod tests {
         let mut frame = u32::MAX.to_le_bytes().to_vec();
         frame.extend_from_slice(&[0; 16]);
         let err = wire::recv::<FromWorker>(&frame[..], 1 << 20).err().unwrap();
-        assert!(err.to_string().contains("a message of 4294967295 bytes"), "{err}");
+        assert!(
+            err.to_string().contains("a message of 4294967295 bytes"),
+            "{err}"
+        );
         // Trailing bytes after a message are refused.
         let mut ready = wire::encode(&FromWorker::Ready {
             confinement: crate::confinement::Confinement::in_process(),
@@ -288,7 +332,8 @@ mod tests {
     #[test]
     #[ignore = "writes the committed fuzz seeds"]
     fn write_worker_message_seeds() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/worker_message");
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/worker_message");
         std::fs::create_dir_all(&dir).unwrap();
         for (name, frame) in seeds() {
             std::fs::write(dir.join(name), frame).unwrap();

@@ -49,8 +49,11 @@ pub(crate) const TOO_MANY_EFFECTS: &str =
 /// [`EffectRunner`]: crate::net::effects::EffectRunner
 pub(crate) trait EffectPort {
     /// Performs `effect`; the call's wall-clock limit ends at `deadline`.
-    fn perform(&mut self, effect: &crate::abi::Effect, deadline: Option<Instant>)
-    -> crate::net::effects::Answer;
+    fn perform(
+        &mut self,
+        effect: &crate::abi::Effect,
+        deadline: Option<Instant>,
+    ) -> crate::net::effects::Answer;
     /// The records of the effects performed so far (none where another process keeps
     /// them).
     fn take_records(&mut self) -> Vec<crate::net::EffectRecord>;
@@ -244,12 +247,8 @@ impl PluginInstance {
             &argv,
         ) {
             Ok(mut session) => {
-                report.result = self.execute_in(
-                    &mut session,
-                    args,
-                    &mut report.output_bytes,
-                    effects,
-                );
+                report.result =
+                    self.execute_in(&mut session, args, &mut report.output_bytes, effects);
                 report.effects = effects.take_records();
                 report.fuel_consumed = session.fuel_consumed();
                 report.runtime_denials =

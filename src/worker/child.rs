@@ -47,7 +47,12 @@ fn stop<E>(_: E) -> Stop {
 fn serve() -> Result<(), Stop> {
     close_inherited_descriptors();
     // The channel is standard input; keep a descriptor of it of our own.
-    let channel = UnixStream::from(std::io::stdin().as_fd().try_clone_to_owned().map_err(stop)?);
+    let channel = UnixStream::from(
+        std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(stop)?,
+    );
     confine::harden_process().map_err(stop)?;
     let mut fds = super::fds::recv(&channel).map_err(stop)?;
     let setup: Setup = wire::recv(&channel, usize::MAX >> 1).map_err(stop)?;
@@ -69,12 +74,26 @@ fn serve() -> Result<(), Stop> {
         .collect();
     let confinement = confine::confine(&granted, setup.simulate_no_landlock);
     // Confined: from here on, threads may start.
-    let prepared = prepare(setup, fds, StdioGrant { stdin, stdout, stderr });
+    let prepared = prepare(
+        setup,
+        fds,
+        StdioGrant {
+            stdin,
+            stdout,
+            stderr,
+        },
+    );
     let (instance, error) = match prepared {
         Ok(instance) => (Some(instance), None),
         Err(e) => (None, Some(e)),
     };
-    send(&channel, &FromWorker::Ready { confinement: confinement.clone(), error })?;
+    send(
+        &channel,
+        &FromWorker::Ready {
+            confinement: confinement.clone(),
+            error,
+        },
+    )?;
     let Some(instance) = instance else {
         return Ok(());
     };
@@ -87,11 +106,17 @@ fn serve_calls(
     _confinement: &Confinement,
 ) -> Result<(), Stop> {
     loop {
-        match wire::recv::<ToWorker>(channel, wire::MAX_SMALL_MESSAGE.max(instance.limits().max_input as usize * 2)) {
+        match wire::recv::<ToWorker>(
+            channel,
+            wire::MAX_SMALL_MESSAGE.max(instance.limits().max_input as usize * 2),
+        ) {
             Ok(ToWorker::Call { args }) => {
                 let mut effects = ParentEffects { channel };
                 let report = instance.run_with(&args, &mut effects);
-                send(channel, &FromWorker::Report(Box::new(wire_report(report, instance.sandbox()))))?;
+                send(
+                    channel,
+                    &FromWorker::Report(Box::new(wire_report(report, instance.sandbox()))),
+                )?;
             }
             Ok(ToWorker::Answer { .. }) => return Err(Stop),
             Err(wire::RecvError::Closed) => return Ok(()),
@@ -178,9 +203,9 @@ impl EffectPort for ParentEffects<'_> {
                 effect: effect.clone(),
             },
         );
-        let answer = asked.ok().and_then(|()| {
-            wire::recv::<ToWorker>(self.channel, usize::MAX >> 1).ok()
-        });
+        let answer = asked
+            .ok()
+            .and_then(|()| wire::recv::<ToWorker>(self.channel, usize::MAX >> 1).ok());
         match answer {
             Some(ToWorker::Answer {
                 message: Some(message),

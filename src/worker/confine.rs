@@ -159,9 +159,9 @@ pub fn confine<F: AsFd>(dirs: &[GrantedDir<'_, F>], no_landlock: bool) -> Confin
             ),
         }
     };
-    let syscalls = match syscall_filter().and_then(|program| {
-        seccompiler::apply_filter(&program).map_err(|e| e.to_string())
-    }) {
+    let syscalls = match syscall_filter()
+        .and_then(|program| seccompiler::apply_filter(&program).map_err(|e| e.to_string()))
+    {
         Ok(()) => Enforcement::enforced(),
         Err(e) => Enforcement::because(
             Status::Unsupported,
@@ -254,20 +254,20 @@ fn landlock<F: AsFd>(dirs: &[GrantedDir<'_, F>]) -> Result<(u8, Enforcement), St
 /// When the architecture is not one seccompiler knows, or compiling fails.
 pub fn syscall_filter() -> Result<BpfProgram, String> {
     let rule = |conditions| SeccompRule::new(conditions).map_err(|e| e.to_string());
-    let condition = |arg, len, op, value| {
-        SeccompCondition::new(arg, len, op, value).map_err(|e| e.to_string())
-    };
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = DENIED
-        .iter()
-        .map(|(_, nr)| (*nr, Vec::new()))
-        .collect();
+    let condition =
+        |arg, len, op, value| SeccompCondition::new(arg, len, op, value).map_err(|e| e.to_string());
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
+        DENIED.iter().map(|(_, nr)| (*nr, Vec::new())).collect();
+    // `TIOCSTI`'s type is the C library's `Ioctl`, which differs between targets.
+    #[allow(clippy::unnecessary_cast)]
+    let tiocsti = libc::TIOCSTI as u64;
     rules.insert(
         libc::SYS_ioctl,
         vec![rule(vec![condition(
             1,
             SeccompCmpArgLen::Dword,
             SeccompCmpOp::Eq,
-            libc::TIOCSTI as u64,
+            tiocsti,
         )?])?],
     );
     let mut clone_rules = Vec::new();
@@ -291,7 +291,9 @@ pub fn syscall_filter() -> Result<BpfProgram, String> {
         arch,
     )
     .map_err(|e| e.to_string())?;
-    filter.try_into().map_err(|e: seccompiler::BackendError| e.to_string())
+    filter
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| e.to_string())
 }
 
 #[cfg(test)]
@@ -301,6 +303,10 @@ mod tests {
     #[test]
     fn the_filter_compiles_for_this_machine() {
         let program = syscall_filter().unwrap();
-        assert!(program.len() > DENIED.len(), "{} instructions", program.len());
+        assert!(
+            program.len() > DENIED.len(),
+            "{} instructions",
+            program.len()
+        );
     }
 }

@@ -26,14 +26,24 @@ pub fn send(channel: impl AsFd, fds: &[BorrowedFd<'_>]) -> std::io::Result<()> {
             fds.len()
         )));
     }
-    let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(fds.len().max(1)))];
+    let mut space =
+        vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(fds.len().max(1)))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
-        return Err(std::io::Error::other("cannot fit the descriptors in one message"));
+        return Err(std::io::Error::other(
+            "cannot fit the descriptors in one message",
+        ));
     }
-    let sent = rustix::net::sendmsg(channel, &[IoSlice::new(&[1])], &mut control, SendFlags::NOSIGNAL)?;
+    let sent = rustix::net::sendmsg(
+        channel,
+        &[IoSlice::new(&[1])],
+        &mut control,
+        SendFlags::NOSIGNAL,
+    )?;
     if sent != 1 {
-        return Err(std::io::Error::other("the descriptor message was not sent whole"));
+        return Err(std::io::Error::other(
+            "the descriptor message was not sent whole",
+        ));
     }
     Ok(())
 }
@@ -54,7 +64,9 @@ pub fn recv(channel: impl AsFd) -> std::io::Result<Vec<OwnedFd>> {
         RecvFlags::CMSG_CLOEXEC,
     )?;
     if got.bytes != 1 {
-        return Err(std::io::Error::other("the channel closed before the descriptors came"));
+        return Err(std::io::Error::other(
+            "the channel closed before the descriptors came",
+        ));
     }
     if got.flags.contains(rustix::net::ReturnFlags::CTRUNC) {
         return Err(std::io::Error::other("the descriptors were cut short"));

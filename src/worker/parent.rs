@@ -142,10 +142,13 @@ impl Worker {
             return Err(RecvError::Io(std::io::ErrorKind::TimedOut.into()));
         }
         self.channel.set_read_timeout(Some(left))?;
-        wire::recv(ReadBy {
-            channel: &self.channel,
-            deadline,
-        }, max)
+        wire::recv(
+            ReadBy {
+                channel: &self.channel,
+                deadline,
+            },
+            max,
+        )
     }
 
     fn send(&self, message: &ToWorker) -> std::io::Result<()> {
@@ -419,13 +422,16 @@ impl WorkerPool {
         let mut worker = match worker {
             Ok(worker) => worker,
             Err(message) => {
-                report.result = Err(RuntimeError::new(RuntimeErrorKind::Worker { message })
-                    .for_plugin(&self.name));
+                report.result =
+                    Err(RuntimeError::new(RuntimeErrorKind::Worker { message })
+                        .for_plugin(&self.name));
                 report.duration = started.elapsed();
                 return report;
             }
         };
-        let deadline = started.checked_add(self.limits.timeout).unwrap_or(started + Duration::from_secs(86_400 * 365));
+        let deadline = started
+            .checked_add(self.limits.timeout)
+            .unwrap_or(started + Duration::from_secs(86_400 * 365));
         let mut runner = EffectRunner::new(self.sandbox.net(), &self.limits);
         let outcome = worker.call(args, deadline, &mut runner, &self.sandbox, &self.limits);
         report.effects = std::mem::take(&mut runner.records);
@@ -451,7 +457,10 @@ impl WorkerPool {
                 value: u64::try_from(self.limits.timeout.as_millis()).unwrap_or(u64::MAX),
             })),
             Err(Ended::Died { signal, why }) => {
-                Err(RuntimeError::new(RuntimeErrorKind::WorkerDied { signal, why }))
+                Err(RuntimeError::new(RuntimeErrorKind::WorkerDied {
+                    signal,
+                    why,
+                }))
             }
         };
         report.result = result.map_err(|e| e.for_plugin(&self.name));

@@ -262,24 +262,35 @@ fn malformed(what: impl Into<String>) -> Malformed {
 /// `s`, unless it is longer than `max` bytes.
 fn bounded(s: String, max: usize, what: &str) -> Result<String, Malformed> {
     if s.len() > max {
-        return Err(malformed(format!("a {what} of {} bytes (at most {max})", s.len())));
+        return Err(malformed(format!(
+            "a {what} of {} bytes (at most {max})",
+            s.len()
+        )));
     }
     Ok(s)
 }
 
 /// The one of warden's own names `name` is, or an error.
 fn intern(name: &str, names: &[&'static str], what: &str) -> Result<&'static str, Malformed> {
-    names
-        .iter()
-        .find(|n| **n == name)
-        .copied()
-        .ok_or_else(|| malformed(format!("an unknown {what} `{}`", crate::escape::escape_line(name))))
+    names.iter().find(|n| **n == name).copied().ok_or_else(|| {
+        malformed(format!(
+            "an unknown {what} `{}`",
+            crate::escape::escape_line(name)
+        ))
+    })
 }
 
 /// The calls a refusal or a use may name.
 fn known_calls() -> Vec<&'static str> {
     let mut names: Vec<&'static str> = crate::runtime::shadow::SHADOWED.to_vec();
-    names.extend(["stdin", "stdout", "stderr", "http_get", "http_post", "sleep"]);
+    names.extend([
+        "stdin",
+        "stdout",
+        "stderr",
+        "http_get",
+        "http_post",
+        "sleep",
+    ]);
     names
 }
 
@@ -328,18 +339,24 @@ impl WireReport {
         }
         let calls = known_calls();
         let preopens = sandbox.preopens();
-        let preopen_at = |index: Option<u32>| -> Result<Option<&crate::sandbox::Preopen>, Malformed> {
-            match index {
-                None => Ok(None),
-                Some(i) => usize::try_from(i)
-                    .ok()
-                    .and_then(|i| preopens.get(i))
-                    .map(Some)
-                    .ok_or_else(|| malformed(format!("preopen {i}, which the plugin does not have"))),
-            }
-        };
+        let preopen_at =
+            |index: Option<u32>| -> Result<Option<&crate::sandbox::Preopen>, Malformed> {
+                match index {
+                    None => Ok(None),
+                    Some(i) => usize::try_from(i)
+                        .ok()
+                        .and_then(|i| preopens.get(i))
+                        .map(Some)
+                        .ok_or_else(|| {
+                            malformed(format!("preopen {i}, which the plugin does not have"))
+                        }),
+                }
+            };
         if self.denials.len() > MAX_RUNTIME_DENIALS {
-            return Err(malformed(format!("{} runtime denials (at most {MAX_RUNTIME_DENIALS})", self.denials.len())));
+            return Err(malformed(format!(
+                "{} runtime denials (at most {MAX_RUNTIME_DENIALS})",
+                self.denials.len()
+            )));
         }
         let path_max = MAX_DENIED_PATH + 16;
         let mut recorded = Vec::with_capacity(self.denials.len());
@@ -349,7 +366,10 @@ impl WireReport {
             recorded.push(RuntimeDeny {
                 call: intern(&d.call, &calls, "WASI call")?,
                 path: bounded(d.path, path_max, "denied path")?,
-                target: d.target.map(|t| bounded(t, path_max, "denied path")).transpose()?,
+                target: d
+                    .target
+                    .map(|t| bounded(t, path_max, "denied path"))
+                    .transpose()?,
                 preopen: preopen_at(d.preopen)?.map(|p| p.guest_path().to_owned()),
                 errno,
                 reason: d
@@ -358,7 +378,10 @@ impl WireReport {
             });
         }
         if self.accesses.len() > MAX_ACCESSES {
-            return Err(malformed(format!("{} accesses (at most {MAX_ACCESSES})", self.accesses.len())));
+            return Err(malformed(format!(
+                "{} accesses (at most {MAX_ACCESSES})",
+                self.accesses.len()
+            )));
         }
         let mut used = Vec::with_capacity(self.accesses.len());
         for a in self.accesses {
@@ -406,7 +429,9 @@ fn check_result(result: ExecuteResult, max_output: usize) -> Result<ExecuteResul
         ExecuteResult::Effect(_) => return Err(malformed("a result that is an effect")),
     };
     if len > max_output {
-        return Err(malformed(format!("a result of {len} bytes, past max_output {max_output}")));
+        return Err(malformed(format!(
+            "a result of {len} bytes, past max_output {max_output}"
+        )));
     }
     Ok(result)
 }
@@ -534,5 +559,6 @@ pub fn recv<T: serde::de::DeserializeOwned>(
 ///
 /// [`Malformed`] naming what did not decode.
 pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Malformed> {
-    crate::abi::decode(bytes, "worker message").map_err(|e| malformed(format!("a message that does not decode: {e}")))
+    crate::abi::decode(bytes, "worker message")
+        .map_err(|e| malformed(format!("a message that does not decode: {e}")))
 }

@@ -908,7 +908,7 @@ fn env_values_and_args_stay_out_of_the_log_unless_log_args() {
         .zip(policies)
     {
         let warden = Warden::builder()
-        .worker_program(env!("CARGO_BIN_EXE_warden"))
+            .worker_program(env!("CARGO_BIN_EXE_warden"))
             .policy(PolicySource::Policy(Box::new(policy)))
             .audit_log(&path)
             .without_cache()

@@ -36,7 +36,7 @@ impl Site {
 
     fn warden(&self) -> Warden {
         Warden::builder()
-        .worker_program(env!("CARGO_BIN_EXE_warden"))
+            .worker_program(env!("CARGO_BIN_EXE_warden"))
             .policy_file(self.path("policy.toml"))
             .audit_log(self.log())
             .workdir(self.dir.path())

@@ -366,7 +366,7 @@ impl Site {
     /// Loads and runs the plugin through the embedding API.
     fn run(&self) -> (RunReport, Vec<EffectResult>) {
         let warden = Warden::builder()
-        .worker_program(env!("CARGO_BIN_EXE_warden"))
+            .worker_program(env!("CARGO_BIN_EXE_warden"))
             .policy_file(self.path("policy.toml"))
             .audit_log(self.log())
             .workdir(self.dir.path())

@@ -823,7 +823,11 @@ fn the_readme_shows_what_policy_explain_really_prints() {
         // one machine's; every machine prints its own.
         let kernel = |text: &str| text.lines().filter(|l| l.starts_with("kernel ")).count();
         assert_eq!(kernel(&printed), 1, "{printed}");
-        assert_eq!(kernel(shown), 1, "the README shows a `kernel` line for {plugin}");
+        assert_eq!(
+            kernel(shown),
+            1,
+            "the README shows a `kernel` line for {plugin}"
+        );
         let without_kernel = |text: &str| {
             text.lines()
                 .filter(|l| !l.starts_with("kernel "))

@@ -240,7 +240,7 @@ impl Site {
     /// A host for this site with `env` as its environment.
     pub fn warden(&self, env: &[(&str, &str)]) -> Warden {
         Warden::builder()
-        .worker_program(env!("CARGO_BIN_EXE_warden"))
+            .worker_program(env!("CARGO_BIN_EXE_warden"))
             .policy_file(self.path("policy.toml"))
             .audit_log(self.log())
             .workdir(self.dir.path())
