@@ -261,13 +261,16 @@ pub fn syscall_filter() -> Result<BpfProgram, String> {
         .iter()
         .map(|(_, nr)| (*nr, Vec::new()))
         .collect();
+    // `TIOCSTI` is a `c_ulong` on glibc and a `c_int` on musl.
+    #[allow(clippy::unnecessary_cast)]
+    let tiocsti = libc::TIOCSTI as u64;
     rules.insert(
         libc::SYS_ioctl,
         vec![rule(vec![condition(
             1,
             SeccompCmpArgLen::Dword,
             SeccompCmpOp::Eq,
-            libc::TIOCSTI as u64,
+            tiocsti,
         )?])?],
     );
     let mut clone_rules = Vec::new();
