@@ -5,14 +5,19 @@
 //! | import (`warden_escape`) | signature (all i32) | does |
 //! |---|---|---|
 //! | `open` | `(path_ptr, path_len, write) -> errno` | `open(path, write ? O_WRONLY\|O_CREAT : O_RDONLY)`, then closes it |
-//! | `exec` | `(path_ptr, path_len) -> errno` | runs `path` (fork and `execve`), killing it at once if it started |
+//! | `exec` | `(path_ptr, path_len) -> errno` | runs `path` (fork and `execve`, keeping this process's streams), killing it at once if it started |
 //! | `connect` | `(host_ptr, host_len, port) -> errno` | a TCP connect to the IP literal and port |
 //! | `write_fd` | `(fd, ptr, len) -> errno` | `write(fd, bytes)` |
+//! | `parent_pid` | `() -> pid` | `getppid()`: the process that started this one |
+//! | `kill` | `(pid, sig) -> errno` | `kill(pid, sig)` |
+//! | `ptrace_attach` | `(pid) -> errno` | `ptrace(PTRACE_ATTACH, pid)`, detaching at once if it worked |
+//! | `abort` | `()` | `abort()`: the process dies of `SIGABRT`, as a crash would end it |
 //!
-//! Each returns 0 or the errno (positive). Under `isolation = "process"` these run in
-//! the confined worker, where the kernel refuses what the policy did not grant; under
-//! `isolation = "in-process"` they run in warden's own process and succeed wherever
-//! the user could: the tests show that the wall, not luck, stops an escape.
+//! Each returns 0 or the errno (positive), except `parent_pid` and `abort`. Under
+//! `isolation = "process"` these run in the confined worker, where the kernel refuses
+//! what the policy did not grant; under `isolation = "in-process"` they run in warden's
+//! own process and succeed wherever the user could: the tests show that the wall, not
+//! luck, stops an escape.
 //!
 //! # Security
 //!
@@ -52,6 +57,16 @@ fn errno_of(e: &std::io::Error) -> i32 {
     e.raw_os_error().unwrap_or(libc::EIO)
 }
 
+fn last_errno() -> i32 {
+    errno_of(&std::io::Error::last_os_error())
+}
+
+/// A crash: the process dies of `SIGABRT` (no unwinding, no cleanup, no core file in
+/// a worker).
+fn abort(_: Caller<'_, StoreState>) {
+    std::process::abort()
+}
+
 /// Adds the `warden_escape` functions to `linker`.
 ///
 /// # Errors
@@ -71,7 +86,11 @@ pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
             } else {
                 options.read(true);
             }
-            match options.open(&path) {
+            // Raw, following symlinks: what an escaped plugin would do, not what
+            // warden does (`warden::files`).
+            #[allow(clippy::disallowed_methods)]
+            let opened = options.open(&path);
+            match opened {
                 Ok(_file) => 0,
                 Err(e) => errno_of(&e),
             }
@@ -84,12 +103,9 @@ pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
             let Some(path) = guest_text(&mut caller, ptr, len) else {
                 return EFAULT;
             };
-            match std::process::Command::new(&path)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-            {
+            // The child keeps this process's streams: opening `/dev/null` for it
+            // would be refused first (Landlock) and hide what `execve` itself does.
+            match std::process::Command::new(&path).spawn() {
                 Ok(mut child) => {
                     let _ = child.kill();
                     let _ = child.wait();
@@ -131,12 +147,36 @@ pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
             // SAFETY: a raw write to a descriptor the guest names is what this
             // simulator exists to do (an escaped plugin could); the buffer is ours.
             let written = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
-            if written < 0 {
-                errno_of(&std::io::Error::last_os_error())
-            } else {
-                0
-            }
+            if written < 0 { last_errno() } else { 0 }
         },
     )?;
+    linker.func_wrap(MODULE, "parent_pid", || -> i32 {
+        // SAFETY: `getppid` takes nothing and cannot fail.
+        unsafe { libc::getppid() }
+    })?;
+    linker.func_wrap(MODULE, "kill", |pid: i32, sig: i32| -> i32 {
+        // SAFETY: sending a signal touches no memory of ours; which process and
+        // signal is the guest's choice, as it would be an escaped attacker's.
+        if unsafe { libc::kill(pid, sig) } < 0 {
+            last_errno()
+        } else {
+            0
+        }
+    })?;
+    linker.func_wrap(MODULE, "ptrace_attach", |pid: i32| -> i32 {
+        // SAFETY: `PTRACE_ATTACH` and `PTRACE_DETACH` take no pointers of ours (the
+        // address and data arguments are null); the wait is for the tracee's stop.
+        unsafe {
+            let null = std::ptr::null_mut::<libc::c_void>();
+            if libc::ptrace(libc::PTRACE_ATTACH, pid, null, null) < 0 {
+                return last_errno();
+            }
+            let mut status = 0;
+            libc::waitpid(pid, &mut status, libc::__WALL);
+            libc::ptrace(libc::PTRACE_DETACH, pid, null, null);
+        }
+        0
+    })?;
+    linker.func_wrap(MODULE, "abort", abort)?;
     Ok(())
 }

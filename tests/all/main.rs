@@ -21,6 +21,9 @@
 //!   requests, SSRF attempts, the bounds, HTTPS with a private CA;
 //! - [`plugins`]: the example plugins built with `sen-plugin-sdk` 0.8;
 //! - [`cli`]: the `warden` binary's commands and exit codes;
+//! - `confine` (with the `escape-simulator` feature): the second wall: a simulated
+//!   escape from wasm in a confined worker cannot read, write, exec, connect, signal
+//!   or reach the log beyond its grants, and a stuck or crashing worker is recorded;
 //! - [`fuzz_inputs`]: committed fuzz seeds and crash regressions, replayed;
 //! - [`policy`]: malformed policies rejected at their line and column, `policy check`;
 //! - [`escape`]: escape attempts with real plugins against the policy engine's grants;
@@ -54,6 +57,8 @@ mod blocking;
 mod checkpoints;
 mod cli;
 mod common;
+#[cfg(feature = "escape-simulator")]
+mod confine;
 mod escape;
 mod fuzz_inputs;
 mod host;
