@@ -79,6 +79,16 @@ impl std::fmt::Display for Enforcement {
     }
 }
 
+/// A confinement that falls short of `confine = "required"`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the kernel cannot confine the worker as `confine = \"required\"` demands ({missing}); run it on a kernel with Landlock and seccomp, or relax `confine`"
+)]
+pub struct NotConfined {
+    /// Each area not enforced, and why.
+    pub missing: String,
+}
+
 /// What confined one plugin's guest code (`run_start.confinement`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Confinement {
@@ -118,8 +128,8 @@ impl Confinement {
     ///
     /// # Errors
     ///
-    /// A sentence naming each area that is not enforced, and why.
-    pub fn check_required(&self) -> Result<(), String> {
+    /// [`NotConfined`], naming each area that is not enforced, and why.
+    pub fn check_required(&self) -> Result<(), NotConfined> {
         let mut missing = Vec::new();
         for (area, e) in [("filesystem", &self.fs), ("system calls", &self.syscalls)] {
             if e.status != Status::Enforced {
@@ -129,10 +139,9 @@ impl Confinement {
         if missing.is_empty() {
             Ok(())
         } else {
-            Err(format!(
-                "the kernel cannot confine the worker as `confine = \"required\"` demands ({})",
-                missing.join("; ")
-            ))
+            Err(NotConfined {
+                missing: missing.join("; "),
+            })
         }
     }
 
@@ -164,7 +173,7 @@ mod tests {
         let json = serde_json::to_value(&c).unwrap();
         assert_eq!(json["isolation"], "in-process");
         assert_eq!(json["fs"]["status"], "off");
-        let why = c.check_required().unwrap_err();
+        let why = c.check_required().unwrap_err().to_string();
         assert!(why.contains("filesystem: off"), "{why}");
         assert!(why.contains("system calls: off"), "{why}");
     }

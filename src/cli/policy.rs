@@ -159,7 +159,7 @@ fn explain(args: &ExplainArgs) -> Result<u8, CliError> {
         let mut value = explain_json(&policy, version, &decisions);
         value["confinement"] = match &confinement {
             Ok(c) => serde_json::to_value(c).unwrap_or_default(),
-            Err(why) => serde_json::json!({ "error": why }),
+            Err(why) => serde_json::json!({ "error": why.to_string() }),
         };
         println!("{}", json_text(&value, true));
     } else {

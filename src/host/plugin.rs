@@ -355,8 +355,8 @@ pub struct Explanation {
     pub policy: crate::policy::Policy,
     /// What would confine the plugin's guest code on this machine: under
     /// `isolation = "process"`, what a worker started for it reports (it runs no
-    /// guest code); the reason when no worker could start.
-    pub confinement: Result<Confinement, String>,
+    /// guest code); why, when no worker could start.
+    pub confinement: Result<Confinement, RuntimeError>,
 }
 
 /// What [`Warden::inspect`] says about a plugin.
@@ -599,11 +599,12 @@ impl Warden {
                     ..decisions.limits().clone()
                 });
                 instance.set_sandbox(Sandbox::from_decisions(&decisions));
-                crate::worker::program(self.inner.worker_program.as_deref()).and_then(|program| {
-                    WorkerPool::start(program, &instance)
-                        .map(|pool| pool.confinement().clone())
-                        .map_err(|e| e.to_string())
-                })
+                crate::worker::program(self.inner.worker_program.as_deref())
+                    .map_err(|message| {
+                        RuntimeError::new(crate::runtime::RuntimeErrorKind::Worker { message })
+                    })
+                    .and_then(|program| WorkerPool::start(program, &instance))
+                    .map(|pool| pool.confinement().clone())
             }
         };
         Ok(Explanation {

@@ -197,7 +197,7 @@ pub struct RuntimeError {
 
 impl RuntimeError {
     /// An error of `kind`, in no particular call.
-    pub fn new(kind: RuntimeErrorKind) -> Self {
+    pub(crate) fn new(kind: RuntimeErrorKind) -> Self {
         RuntimeError {
             plugin: None,
             call: None,

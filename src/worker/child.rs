@@ -5,7 +5,7 @@
 //! other streams on `/dev/null` and an empty environment. It never opens a file by
 //! path (its granted directories come as descriptors), never touches the audit log
 //! or the cache (it holds neither), and performs no network effect: it asks the
-//! parent ([`ParentEffects`]).
+//! parent (`ParentEffects`).
 //!
 //! # Security
 //!

@@ -7,17 +7,17 @@
 //! can take over an unconfined sibling. warden's process has compiler, timer and
 //! epoch threads by the time a guest runs, and it holds the audit log and the
 //! network. A fresh worker confines itself on its only thread, first thing
-//! ([`confine`]), and holds neither.
+//! (`confine`), and holds neither.
 //!
-//! - [`parent`]: the broker's side. [`WorkerPool`] starts workers from warden's own
+//! - `parent`: the broker's side. `WorkerPool` starts workers from warden's own
 //!   executable (`/proc/self/exe __worker`, or the program an application names),
 //!   passes each the compiled module, the granted directories' descriptors
 //!   (`SCM_RIGHTS`: opened and checked by the parent as always), limits, variables
 //!   and streams; performs the effects a worker asks for; enforces the wall clock
 //!   itself (`SIGKILL` at the deadline) and records a worker that dies.
-//! - [`child`]: the worker's side: confine, load, run calls.
-//! - [`confine`]: hardening, Landlock, seccomp-bpf.
-//! - [`wire`], [`fds`]: the messages and how they travel.
+//! - `child`: the worker's side: confine, load, run calls.
+//! - `confine`: hardening, Landlock, seccomp-bpf.
+//! - `wire`, `fds`: the messages and how they travel.
 //!
 //! # For an application that embeds warden
 //!
@@ -29,19 +29,22 @@
 //!
 //! # Security
 //!
-//! Everything a worker sends is hostile input ([`wire`]): bounded, strictly decoded,
+//! Everything a worker sends is hostile input (`wire`): bounded, strictly decoded,
 //! checked field by field, and fuzzed (`worker_message`). The audit log, the cache,
 //! the policy file and the network never reach a worker: it is started with an
 //! empty environment, its standard output and error on `/dev/null`, every inherited
 //! descriptor beyond them closed, and only the granted directories passed.
 
-pub mod child;
-pub mod confine;
-pub mod fds;
-pub mod parent;
-pub mod wire;
+// The protocol and both sides of it are warden's own: an application sees only
+// `main_if_worker` and how to name a worker executable.
+mod child;
+pub(crate) mod confine;
+mod fds;
+pub(crate) mod parent;
+pub(crate) mod wire;
 
-pub use parent::{WORKER_ARG, WorkerPool};
+pub use parent::WORKER_ARG;
+pub(crate) use parent::WorkerPool;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,7 +81,7 @@ pub fn main_if_worker() {
 /// # Errors
 ///
 /// A sentence naming the three ways to give one.
-pub fn program(explicit: Option<&Path>) -> Result<PathBuf, String> {
+pub(crate) fn program(explicit: Option<&Path>) -> Result<PathBuf, String> {
     if let Some(program) = explicit {
         return Ok(program.to_path_buf());
     }
