@@ -601,3 +601,25 @@ fn json_output_escapes_c1_and_bidi_controls_and_keeps_the_value() {
     let out = warden(&["audit", "verify", log.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
 }
+
+#[test]
+fn run_verbose_and_json_say_what_confines_the_plugin() {
+    let hello = example_plugin("hello");
+    let out = warden(&["run", "-v", hello.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "Hello, World!\n");
+    let line = stderr(&out);
+    assert!(
+        line.lines()
+            .any(|l| l.starts_with("warden: confinement: process, ")
+                && l.contains("syscalls enforced")),
+        "{line}"
+    );
+    let out = warden(&["run", "--json", hello.to_str().unwrap()]);
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(value["confinement"]["isolation"], "process", "{value}");
+    assert_eq!(
+        value["confinement"]["syscalls"]["status"], "enforced",
+        "{value}"
+    );
+}
