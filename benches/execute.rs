@@ -28,6 +28,10 @@
 //!   `isolation = "process"` (a confined worker, reused) and `"in-process"`, and a
 //!   whole cached `warden run hello` under each (`cli-run-hello-*`).
 //!
+//! - `concurrency` (printed after the groups): throughput and p99 latency of hello
+//!   through one audited host from 1, 2, 64 and 256 callers at once, under each
+//!   isolation.
+//!
 //! After the groups, the ratios warden / floor are printed from criterion's estimates.
 //! Run with `cargo bench --bench execute`.
 
@@ -616,6 +620,93 @@ fn isolation(c: &mut Criterion) {
     g.finish();
 }
 
+/// Throughput and p99 latency of hello through one host (audited, 64 call slots)
+/// from 1, 2, 64 and 256 callers at once, under each isolation. Printed, not
+/// criterion: every caller's latency counts, including the wait for a slot.
+fn concurrency() {
+    let work = tempfile::tempdir().unwrap();
+    println!("\nconcurrency (hello through one audited host, 64 call slots):");
+    for isolation in ["in-process", "process"] {
+        let log = work.path().join(format!("{isolation}.jsonl"));
+        let warden = host_with(work.path(), Some(&log), false, isolation);
+        let hello = ready(&warden, "hello");
+        let args = vec!["bench".to_string()];
+        for callers in [1usize, 2, 64, 256] {
+            let calls = (callers * 40).max(4_000);
+            let done = std::sync::atomic::AtomicUsize::new(0);
+            let started = Instant::now();
+            let mut latencies: Vec<Duration> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..callers)
+                    .map(|_| {
+                        s.spawn(|| {
+                            let mut mine = Vec::new();
+                            while done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < calls {
+                                let t = Instant::now();
+                                let report = hello.run(&args).unwrap();
+                                assert!(report.result.is_ok(), "{:?}", report.result);
+                                mine.push(t.elapsed());
+                            }
+                            mine
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap())
+                    .collect()
+            });
+            let wall = started.elapsed();
+            latencies.sort();
+            let p = |q: f64| {
+                latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)]
+            };
+            println!(
+                "  {isolation:<10} {callers:>3} callers: {:>8.0} calls/s   p50 {:>8.1} µs   p99 {:>8.1} µs",
+                latencies.len() as f64 / wall.as_secs_f64(),
+                p(0.50).as_secs_f64() * 1e6,
+                p(0.99).as_secs_f64() * 1e6,
+            );
+        }
+        if isolation == "process" {
+            let (workers, resident) = worker_resident();
+            println!(
+                "  {workers} idle workers after the runs, {:.1} MiB resident each on average",
+                resident as f64 / workers.max(1) as f64 / 1048576.0
+            );
+        }
+        warden.flush().unwrap();
+    }
+}
+
+/// How many child processes this process has, and their resident bytes in all.
+fn worker_resident() -> (u64, u64) {
+    let me = std::process::id().to_string();
+    let page = rustix::param::page_size() as u64;
+    let (mut count, mut bytes) = (0, 0);
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: fields after the last ')'.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        if rest.split_whitespace().nth(1) != Some(me.as_str()) {
+            continue;
+        }
+        if let Ok(statm) = std::fs::read_to_string(entry.path().join("statm"))
+            && let Some(pages) = statm
+                .split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        {
+            count += 1;
+            bytes += pages * page;
+        }
+    }
+    (count, bytes)
+}
+
 fn print_isolation() {
     println!("\nisolation (the worker's price, same run):");
     for what in ["hello", "file-reader"] {
@@ -656,4 +747,5 @@ fn main() {
     print_ratios();
     print_effect_ratio();
     print_isolation();
+    concurrency();
 }

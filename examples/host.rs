@@ -39,6 +39,11 @@ fn run() -> Result<u8, (u8, String)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let warden = Warden::builder()
         .policy_file(root.join("policies/examples.toml"))
+        // Calls in flight at once, over every plugin of the registry: this
+        // application makes one call; a server sizes it for the calls it keeps in
+        // flight (each holds one worker, or one engine slot in process). Calls past it
+        // wait their turn within their own timeout.
+        .max_concurrent_calls(4)
         .build()
         .map_err(|e| (e.exit_code(), e.to_string()))?;
     let registry = Registry::open(warden, root.join("examples/plugins"))

@@ -76,10 +76,13 @@ pub enum LimitKind {
     Stdout,
     /// The plugin wrote more than `max_output` to stderr.
     Stderr,
+    /// Every call slot of the host stayed busy until the call's deadline (the host's
+    /// `max_concurrent_calls`, not a limit of the plugin's).
+    Concurrency,
 }
 
 impl LimitKind {
-    /// The policy key that sets this limit.
+    /// The policy key that sets this limit (for `Concurrency`, the host's setting).
     pub fn policy_key(self) -> &'static str {
         match self {
             LimitKind::Fuel => "fuel",
@@ -87,6 +90,7 @@ impl LimitKind {
             LimitKind::Stack => "stack",
             LimitKind::Timeout => "timeout",
             LimitKind::Output | LimitKind::Stdout | LimitKind::Stderr => "max_output",
+            LimitKind::Concurrency => "max_concurrent_calls",
         }
     }
 
@@ -101,6 +105,7 @@ impl LimitKind {
             LimitKind::Output => "output",
             LimitKind::Stdout => "stdout",
             LimitKind::Stderr => "stderr",
+            LimitKind::Concurrency => "concurrency",
         }
     }
 }

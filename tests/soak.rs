@@ -1,7 +1,10 @@
 //! Soak check: 10,000 executes of `hello`, then 10,000 audited executes of
 //! `file-reader`, each through one loaded plugin, resident memory read from
 //! `/proc/self/statm` after 100 and after 10,000. A per-call leak of even 512 bytes
-//! would add about 5 MiB; the check allows no more than that.
+//! would add about 5 MiB; the check allows no more than that. Then 10,000 audited
+//! calls of `hello` from 256 threads at once through one host (its 64 call slots
+//! full, the rest waiting their turn), resident memory after the first 1,000 and after
+//! all.
 //!
 //! Its own test binary, so no other test allocates in the process while it measures.
 
@@ -37,7 +40,7 @@ fn resident_over(mut call: impl FnMut()) -> (u64, u64) {
 fn report(what: &str, (at_100, at_10_000): (u64, u64)) {
     let growth = at_10_000 as i64 - at_100 as i64;
     println!(
-        "{what}: resident after 100 executes: {:.2} MiB, after 10,000: {:.2} MiB (growth {:+.2} MiB)",
+        "{what}: resident after the first executes: {:.2} MiB, after 10,000: {:.2} MiB (growth {:+.2} MiB)",
         at_100 as f64 / 1048576.0,
         at_10_000 as f64 / 1048576.0,
         growth as f64 / 1048576.0
@@ -96,4 +99,55 @@ fn resident_memory_is_flat_over_10_000_executes() {
     let text = std::fs::read_to_string(work.path().join("audit.jsonl")).unwrap();
     let count = |event: &str| text.matches(&format!("\"event\":\"{event}\"")).count();
     assert_eq!((count("run_start"), count("run_end")), (10_000, 10_000));
+
+    // 256 callers at once on one host, in warden's process: every call waits for one
+    // of the 64 slots, none fails, and memory stays flat.
+    let policy = work.path().join("in-process.toml");
+    std::fs::write(
+        &policy,
+        "version = 1\n[defaults]\nisolation = \"in-process\"\nstdio = [\"stdout\"]\n",
+    )
+    .unwrap();
+    let busy = Warden::builder()
+        .policy_file(&policy)
+        .audit_log(work.path().join("busy.jsonl"))
+        .workdir(work.path())
+        .without_cache()
+        .build()
+        .unwrap();
+    let Loaded::Ready(hello) = busy.load(root.join("examples/plugins/hello.wasm")).unwrap() else {
+        panic!("the built-in policy does not refuse hello");
+    };
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let at_1000 = std::sync::atomic::AtomicU64::new(0);
+    let args = vec!["soak".to_string()];
+    std::thread::scope(|s| {
+        for _ in 0..256 {
+            s.spawn(|| {
+                loop {
+                    let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    if n > 10_000 {
+                        break;
+                    }
+                    let report = hello.run(&args).unwrap();
+                    assert_eq!(
+                        report.result.unwrap(),
+                        ExecuteResult::Success("Hello, soak!".into())
+                    );
+                    if n == 1_000 {
+                        at_1000.store(resident_bytes(), std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    report(
+        "hello from 256 threads, 64 slots",
+        (at_1000.into_inner(), resident_bytes()),
+    );
+    busy.flush().unwrap();
+    let text = std::fs::read_to_string(work.path().join("busy.jsonl")).unwrap();
+    let count = |event: &str| text.matches(&format!("\"event\":\"{event}\"")).count();
+    assert_eq!((count("run_start"), count("run_end")), (10_000, 10_000));
+    assert_eq!(text.matches("\"outcome\":\"success\"").count(), 10_000);
 }

@@ -58,6 +58,7 @@
 mod error;
 mod plugin;
 pub mod registry;
+mod slots;
 
 pub use error::HostError;
 pub use plugin::{Explanation, Inspection, Loaded, Plugin, PluginSource, Refused};
@@ -130,7 +131,12 @@ pub struct WardenBuilder {
     home: Option<PathBuf>,
     sync_each_run: bool,
     worker_program: Option<PathBuf>,
+    max_concurrent_calls: u32,
 }
+
+/// Calls a host runs at once unless told otherwise
+/// ([`WardenBuilder::max_concurrent_calls`]): the engine pool's size.
+pub const DEFAULT_MAX_CONCURRENT_CALLS: u32 = crate::runtime::POOL_SLOTS;
 
 impl Default for WardenBuilder {
     fn default() -> Self {
@@ -147,6 +153,7 @@ impl Default for WardenBuilder {
             home: None,
             sync_each_run: false,
             worker_program: None,
+            max_concurrent_calls: DEFAULT_MAX_CONCURRENT_CALLS,
         }
     }
 }
@@ -254,6 +261,24 @@ impl WardenBuilder {
         self
     }
 
+    /// How many calls run at once, over every plugin of this host (default
+    /// [`DEFAULT_MAX_CONCURRENT_CALLS`], 64; at most 64, the engine pool's size). A
+    /// call that finds every slot taken waits for one, first come first served; the
+    /// wait counts against its own `timeout`, and a call whose deadline passes first
+    /// ends as a `concurrency` limit ([`crate::runtime::RuntimeErrorKind::Busy`],
+    /// recorded as `run_end` outcome `limit`), never as the plugin's fault.
+    ///
+    /// Each call in flight holds, in warden's process, one slot of the engine's pool
+    /// (a 4 GiB virtual reservation of which only the memory the guest touches is
+    /// resident, up to its `memory` limit) and, under `isolation = "process"`, one
+    /// worker process (about 10 MiB resident besides the guest's memory). Size it for
+    /// the calls that wait: plugins that wait on the network hold their slot while
+    /// they wait.
+    pub fn max_concurrent_calls(mut self, calls: u32) -> Self {
+        self.max_concurrent_calls = calls.clamp(1, crate::runtime::POOL_SLOTS);
+        self
+    }
+
     /// Use no compiled-module cache: every load compiles.
     pub fn without_cache(mut self) -> Self {
         self.cache = CacheChoice::Disabled;
@@ -324,6 +349,7 @@ impl WardenBuilder {
             loaders: Mutex::new(Vec::new()),
             sync_each_run: self.sync_each_run,
             worker_program: self.worker_program.clone(),
+            slots: slots::CallSlots::new(self.max_concurrent_calls),
         };
         let policy = inner.read_policy(&self.policy)?;
         inner.install(policy);
@@ -377,6 +403,8 @@ struct Inner {
     sync_each_run: bool,
     /// The executable workers start from ([`WardenBuilder::worker_program`]).
     worker_program: Option<PathBuf>,
+    /// The calls in flight ([`WardenBuilder::max_concurrent_calls`]).
+    slots: slots::CallSlots,
 }
 
 impl Inner {

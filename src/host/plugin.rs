@@ -323,12 +323,29 @@ impl Plugin {
 }
 
 impl PluginInner {
-    /// One call, where the policy says it runs.
+    /// One call, where the policy says it runs, once one of the host's call slots is
+    /// free: the wait counts against the call's `timeout`, and a call whose deadline
+    /// passes while it waits ends as a `concurrency` limit without running.
     fn call(&self, args: &[String]) -> RunReport {
-        match &self.workers {
-            Some(workers) => workers.run(args),
-            None => self.instance.run(args),
-        }
+        let started = std::time::Instant::now();
+        let timeout = self.instance.limits().timeout;
+        let Some(_slot) = self.host.slots.acquire(started.checked_add(timeout)) else {
+            return RunReport::busy(
+                RuntimeError::new(crate::runtime::RuntimeErrorKind::Busy {
+                    slots: self.host.slots.capacity(),
+                    timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                })
+                .for_plugin(&self.manifest.command.name),
+                started.elapsed(),
+            );
+        };
+        let budget = timeout.saturating_sub(started.elapsed());
+        let mut report = match &self.workers {
+            Some(workers) => workers.run(args, budget),
+            None => self.instance.run_within(args, budget),
+        };
+        report.duration = started.elapsed();
+        report
     }
 }
 

@@ -159,6 +159,17 @@ pub enum RuntimeErrorKind {
         /// What warden saw.
         why: String,
     },
+    /// Every call slot of the host stayed busy until the call's deadline: the call
+    /// never started. The host's load, not the plugin's doing.
+    #[error(
+        "waited its whole timeout of {timeout_ms} ms for one of the host's {slots} call slots; raise the host's `max_concurrent_calls` or lower its load"
+    )]
+    Busy {
+        /// How many calls the host runs at once.
+        slots: u32,
+        /// The call's timeout, which the wait used up.
+        timeout_ms: u64,
+    },
     /// The worker process that would run the call could not be started or confined.
     #[error("cannot run in a confined worker: {message}")]
     Worker {
@@ -233,6 +244,9 @@ impl RuntimeError {
     pub fn limit(&self) -> Option<(LimitKind, u64)> {
         match self.kind {
             RuntimeErrorKind::Limit { limit, value } => Some((limit, value)),
+            RuntimeErrorKind::Busy { slots, .. } => {
+                Some((LimitKind::Concurrency, u64::from(slots)))
+            }
             _ => None,
         }
     }
@@ -258,7 +272,7 @@ impl RuntimeError {
                 limit: LimitKind::Timeout,
                 ..
             } => exit::TIMEOUT,
-            RuntimeErrorKind::Limit { .. } => exit::LIMIT,
+            RuntimeErrorKind::Limit { .. } | RuntimeErrorKind::Busy { .. } => exit::LIMIT,
             RuntimeErrorKind::ArgsTooLarge { .. } => exit::USAGE,
             RuntimeErrorKind::EffectRefused { .. } => exit::REFUSED,
             RuntimeErrorKind::Sandbox { .. } => exit::NO_INPUT,

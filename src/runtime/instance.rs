@@ -97,6 +97,21 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// The report of a call that ended with `error` before the plugin ran.
+    pub(crate) fn busy(error: RuntimeError, duration: Duration) -> Self {
+        RunReport {
+            result: Err(error),
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            fuel_consumed: 0,
+            duration,
+            output_bytes: 0,
+            runtime_denials: RuntimeDenials::default(),
+            effects: Vec::new(),
+            accesses: super::observed::Accesses::default(),
+        }
+    }
+
     /// The exit code ([`crate::exit`]) of this call: 0 for `Success`, the plugin's own
     /// code for `Error` ([`crate::exit::plugin_code`]: in 1-125, never one of warden's own
     /// codes), [`crate::exit::REFUSED`] for a call that ended asking for an effect, and the
@@ -214,13 +229,25 @@ impl PluginInstance {
 
     /// Runs `plugin_execute` with `args` and reports everything about the call.
     pub fn run(&self, args: &[String]) -> RunReport {
-        let mut runner = crate::net::effects::EffectRunner::new(self.sandbox.net(), &self.limits);
-        self.run_with(args, &mut runner)
+        self.run_within(args, self.limits.timeout)
     }
 
-    /// Like [`PluginInstance::run`], with `effects` performing what the plugin asks
-    /// for (in a worker: the parent, over the channel).
-    pub(crate) fn run_with(&self, args: &[String], effects: &mut dyn EffectPort) -> RunReport {
+    /// Like [`PluginInstance::run`], ending the call by `budget` from now when that
+    /// comes before its `timeout` (a call that waited for a slot has less left); a
+    /// timeout is still reported as the plugin's `timeout`.
+    pub(crate) fn run_within(&self, args: &[String], budget: Duration) -> RunReport {
+        let mut runner = crate::net::effects::EffectRunner::new(self.sandbox.net(), &self.limits);
+        self.run_with(args, &mut runner, budget)
+    }
+
+    /// Like [`PluginInstance::run_within`], with `effects` performing what the plugin
+    /// asks for (in a worker: the parent, over the channel).
+    pub(crate) fn run_with(
+        &self,
+        args: &[String],
+        effects: &mut dyn EffectPort,
+        budget: Duration,
+    ) -> RunReport {
         let started = Instant::now();
         let mut report = RunReport {
             result: Err(RuntimeError::new(RuntimeErrorKind::Sandbox {
@@ -243,6 +270,7 @@ impl PluginInstance {
             &self.pre,
             &self.exports,
             &self.limits,
+            budget.min(self.limits.timeout),
             &self.sandbox,
             &argv,
         ) {
@@ -447,13 +475,15 @@ impl StartFailure {
 
 impl<'a> Session<'a> {
     /// Builds the WASI context from `sandbox`, sets every limit, instantiates, and runs
-    /// `_initialize` when exported. On failure returns the error, the fuel consumed and
-    /// the refusals recorded so far.
+    /// `_initialize` when exported. The wall clock ends the call `budget` from now (at
+    /// most `limits.timeout`; a timeout is reported as `limits.timeout`). On failure
+    /// returns the error, the fuel consumed and the refusals recorded so far.
     pub(crate) fn start(
         engine: &Engine,
         pre: &InstancePre<StoreState>,
         exports: &'a AbiExports,
         limits: &Limits,
+        budget: Duration,
         sandbox: &Sandbox,
         argv: &[&str],
     ) -> Result<Self, Box<StartFailure>> {
@@ -483,7 +513,7 @@ impl<'a> Session<'a> {
             shadow: ShadowState::tracking(sandbox.preopens().len(), sandbox.tracks_access()),
             // The same limit as the epoch deadline set below, which ends it no sooner
             // (whole ticks, plus one): a host call that waits ends by this instant.
-            deadline: Instant::now().checked_add(limits.timeout),
+            deadline: Instant::now().checked_add(budget),
         };
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -494,7 +524,7 @@ impl<'a> Session<'a> {
             }))
         };
         store.set_fuel(fuel).map_err(setup)?;
-        store.set_epoch_deadline(epoch_ticks(limits.timeout));
+        store.set_epoch_deadline(epoch_ticks(budget));
         store.epoch_deadline_trap();
 
         let instance = match pre.instantiate(&mut store) {

@@ -328,8 +328,16 @@ fn read_manifest(
     exports: &AbiExports,
     limits: &Limits,
 ) -> Result<PluginManifest, RuntimeError> {
-    let mut session = Session::start(engine, pre, exports, limits, &Sandbox::empty(), &[])
-        .map_err(|failure| failure.error)?;
+    let mut session = Session::start(
+        engine,
+        pre,
+        exports,
+        limits,
+        limits.timeout,
+        &Sandbox::empty(),
+        &[],
+    )
+    .map_err(|failure| failure.error)?;
     let packed: i64 = session.call(GuestCall::Manifest, &exports.manifest, ())?;
     let region = abi::GuestRegion::unpack(packed);
     if u64::from(region.len) > limits.max_manifest {

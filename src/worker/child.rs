@@ -110,9 +110,10 @@ fn serve_calls(
             channel,
             wire::MAX_SMALL_MESSAGE.max(instance.limits().max_input as usize * 2),
         ) {
-            Ok(ToWorker::Call { args }) => {
+            Ok(ToWorker::Call { args, budget_ms }) => {
                 let mut effects = ParentEffects { channel };
-                let report = instance.run_with(&args, &mut effects);
+                let budget = std::time::Duration::from_millis(budget_ms);
+                let report = instance.run_with(&args, &mut effects, budget);
                 send(
                     channel,
                     &FromWorker::Report(Box::new(wire_report(report, instance.sandbox()))),

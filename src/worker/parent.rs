@@ -38,8 +38,9 @@ pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// the timeout before it kills the worker.
 pub const DEADLINE_GRACE: Duration = Duration::from_millis(100);
 
-/// Idle workers a pool keeps for reuse; more are stopped when their call ends.
-pub const MAX_IDLE: usize = 8;
+/// Idle workers a pool keeps for reuse; more are stopped when their call ends. As
+/// many as a host may run calls at once (its call slots bound the workers in use).
+pub const MAX_IDLE: usize = crate::runtime::POOL_SLOTS as usize;
 
 /// The argument that makes warden's executable a worker.
 pub const WORKER_ARG: &str = "__worker";
@@ -165,8 +166,10 @@ impl Worker {
         limits: &Limits,
     ) -> Result<wire::ReportParts, Ended> {
         self.follow_caller();
+        let budget = deadline.saturating_duration_since(Instant::now());
         if let Err(e) = self.send(&ToWorker::Call {
             args: args.to_vec(),
+            budget_ms: u64::try_from(budget.as_millis()).unwrap_or(u64::MAX),
         }) {
             return Err(self.died(format!("cannot send the call: {e}")));
         }
@@ -397,10 +400,12 @@ impl WorkerPool {
         Worker::start(&self.program, &self.setup, &fds)
     }
 
-    /// Runs `plugin_execute` with `args` in a worker and reports the call as
-    /// [`PluginInstance::run`] does, plus the worker's death when it died.
-    pub fn run(&self, args: &[String]) -> RunReport {
+    /// Runs `plugin_execute` with `args` in a worker, ending it `budget` from now (at
+    /// most the plugin's `timeout`), and reports the call as [`PluginInstance::run`]
+    /// does, plus the worker's death when it died.
+    pub fn run(&self, args: &[String], budget: Duration) -> RunReport {
         let started = Instant::now();
+        let budget = budget.min(self.limits.timeout);
         let mut report = RunReport {
             result: Err(RuntimeError::new(RuntimeErrorKind::Sandbox {
                 message: "the call did not start".into(),
@@ -430,7 +435,7 @@ impl WorkerPool {
             }
         };
         let deadline = started
-            .checked_add(self.limits.timeout)
+            .checked_add(budget)
             .unwrap_or(started + Duration::from_secs(86_400 * 365));
         let mut runner = EffectRunner::new(self.sandbox.net(), &self.limits);
         let outcome = worker.call(args, deadline, &mut runner, &self.sandbox, &self.limits);

@@ -78,6 +78,9 @@ pub enum ToWorker {
     Call {
         /// The plugin's arguments.
         args: Vec<String>,
+        /// Milliseconds the call may take (at most the plugin's `timeout`: less when
+        /// it waited for a slot).
+        budget_ms: u64,
     },
     /// The answer to the effect the worker asked for: the encoded message to resume
     /// the plugin with, or `None` when the call's deadline passed meanwhile.

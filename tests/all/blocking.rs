@@ -25,7 +25,7 @@ const HOUR_NS: u64 = 3_600_000_000_000;
 
 /// Preview-1 clock ids and subscription flags.
 const REALTIME: u32 = 0;
-const MONOTONIC: u32 = 1;
+pub(crate) const MONOTONIC: u32 = 1;
 const ABSTIME: u16 = 1;
 
 /// Where the fixtures keep subscriptions, events and the event count (below the
@@ -68,7 +68,7 @@ fn wait_bounded(mut child: Child, what: &str) -> Output {
 
 /// A preview-1 clock subscription (48 bytes): userdata u64 at 0, tag 0 at 8, clock id
 /// u32 at 16, timeout u64 at 24, precision u64 at 32, flags u16 at 40.
-fn clock_sub(userdata: u64, clock: u32, timeout: u64, flags: u16) -> Vec<u8> {
+pub(crate) fn clock_sub(userdata: u64, clock: u32, timeout: u64, flags: u16) -> Vec<u8> {
     let mut sub = vec![0u8; 48];
     sub[0..8].copy_from_slice(&userdata.to_le_bytes());
     sub[16..20].copy_from_slice(&clock.to_le_bytes());
@@ -77,7 +77,7 @@ fn clock_sub(userdata: u64, clock: u32, timeout: u64, flags: u16) -> Vec<u8> {
     sub
 }
 
-const POLL_IMPORT: &str = r#"(import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))"#;
+pub(crate) const POLL_IMPORT: &str = r#"(import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))"#;
 
 /// WAT that polls the subscriptions at [`SUBS_AT`] and traps unless the poll
 /// succeeded with at least one event whose userdata is `expect` and whose type is
@@ -97,7 +97,7 @@ fn poll_and_check(count: usize, expect: u64) -> String {
 
 /// A plugin whose `plugin_execute` polls `subs` (checking for an event of userdata
 /// 1) and then answers `Success("ok")`.
-fn polling_plugin(name: &str, subs: &[Vec<u8>]) -> WatPlugin {
+pub(crate) fn polling_plugin(name: &str, subs: &[Vec<u8>]) -> WatPlugin {
     let mut p = WatPlugin::new(name);
     p.imports = POLL_IMPORT.into();
     p.extra = format!(

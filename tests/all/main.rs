@@ -35,6 +35,8 @@
 //!   unsigned tail;
 //! - [`hostile_logs`]: `audit verify`, `show`, `summary` and `policy suggest` on logs
 //!   whose text paints the terminal: nothing raw reaches it, TOML values round-trip;
+//! - [`load`]: calls beyond the host's `max_concurrent_calls` wait their turn within
+//!   their timeout, or end as a `concurrency` limit, never a trap;
 //! - [`redaction`]: granted values out of every record, `--json` and `-v` (URLs in
 //!   every form, errors, paths); requests that sleeps cannot push out of the log; the
 //!   checks an effect record claims; [`redaction_property`]: the same over every
@@ -64,6 +66,7 @@ mod fuzz_inputs;
 mod host;
 mod hostile;
 mod hostile_logs;
+mod load;
 mod network;
 mod plugins;
 mod policy;
