@@ -433,6 +433,17 @@ impl Warden {
         let source = source.into();
         let inner = &self.inner;
         let policy = inner.policy();
+        // A worker starts now, when the policy may run this plugin in one, so that it
+        // builds its engine while this process loads the plugin (it gets nothing until
+        // the plugin is decided; an unused one is killed).
+        let early = policy
+            .policy
+            .may_isolate()
+            .then(|| crate::worker::program(inner.worker_program.as_deref()).ok())
+            .flatten()
+            .and_then(|program| {
+                crate::worker::Spawned::start(program, policy.policy.default_limits().stack).ok()
+            });
         let mut rec = LoadRecords(match &inner.audit {
             Some(log) => Some(log.run()?),
             None => None,
@@ -524,7 +535,7 @@ impl Warden {
                     .map_err(|message| {
                         RuntimeError::new(crate::runtime::RuntimeErrorKind::Worker { message })
                     })
-                    .and_then(|program| WorkerPool::start(program, &loaded.instance));
+                    .and_then(|program| WorkerPool::start(program, &loaded.instance, early));
                 match started {
                     Ok(pool) => Some(pool),
                     Err(e) => return Err(rec.rejected(sha256, failed(e))),
@@ -620,7 +631,7 @@ impl Warden {
                     .map_err(|message| {
                         RuntimeError::new(crate::runtime::RuntimeErrorKind::Worker { message })
                     })
-                    .and_then(|program| WorkerPool::start(program, &instance))
+                    .and_then(|program| WorkerPool::start(program, &instance, None))
                     .map(|pool| pool.confinement().clone())
             }
         };

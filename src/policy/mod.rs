@@ -305,6 +305,22 @@ impl Policy {
         self.log_args
     }
 
+    /// Whether any plugin may run in a worker process under this policy:
+    /// `isolation = "process"` (the default) in `[defaults]` or in a plugin table.
+    pub fn may_isolate(&self) -> bool {
+        let process = |rules: &Rules| {
+            rules
+                .isolation
+                .as_ref()
+                .is_some_and(|e| e.value == Isolation::Process)
+        };
+        self.defaults()
+            .isolation
+            .as_ref()
+            .is_none_or(|e| e.value == Isolation::Process)
+            || self.plugins().any(|p| process(&p.rules))
+    }
+
     /// The `[defaults]` rules.
     pub fn defaults(&self) -> &Rules {
         &self.defaults

@@ -160,6 +160,18 @@ impl Loader {
     ///
     /// [`RuntimeErrorKind::Engine`] when the linker cannot be built.
     pub fn with_engine(engine: Engine, config: LoaderConfig) -> Result<Self, RuntimeError> {
+        let loader = Self::without_ticker(engine, config)?;
+        loader.start_ticker()?;
+        Ok(loader)
+    }
+
+    /// The loader without its epoch ticker (no thread started): a worker builds it
+    /// before it confines itself, and starts the ticker ([`Loader::start_ticker`])
+    /// after. No call may run before the ticker starts.
+    pub(crate) fn without_ticker(
+        engine: Engine,
+        config: LoaderConfig,
+    ) -> Result<Self, RuntimeError> {
         let mut linker: Linker<StoreState> = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut StoreState| &mut s.wasi)
             .map_err(engine_error)?;
@@ -172,16 +184,20 @@ impl Loader {
             .filter(|(module, _, _)| *module == WASI_MODULE)
             .map(|(_, name, _)| name.to_owned())
             .collect();
-        start_epoch_ticker(&engine).map_err(|e| {
-            engine_error(format!(
-                "cannot start the epoch ticker thread, without which wall-clock limits cannot fire: {e}"
-            ))
-        })?;
         Ok(Loader {
             engine,
             linker: Arc::new(linker),
             wasi_names: Arc::new(wasi_names),
             config,
+        })
+    }
+
+    /// Starts the thread that advances the engine's epoch (the wall-clock limit).
+    pub(crate) fn start_ticker(&self) -> Result<(), RuntimeError> {
+        start_epoch_ticker(&self.engine).map_err(|e| {
+            engine_error(format!(
+                "cannot start the epoch ticker thread, without which wall-clock limits cannot fire: {e}"
+            ))
         })
     }
 

@@ -54,6 +54,23 @@ fn serve() -> Result<(), Stop> {
             .map_err(stop)?,
     );
     confine::harden_process().map_err(stop)?;
+    // The engine first, while the parent is still loading the plugin: building it
+    // starts no thread (the epoch ticker starts with the loader, once confined).
+    let stack = std::env::var(super::parent::WORKER_ENV)
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+        .ok_or(Stop)?;
+    let limits = crate::limits::Limits {
+        stack,
+        ..crate::limits::Limits::default()
+    };
+    let loader = wasmtime::Engine::new(&crate::runtime::engine_config(&limits))
+        .map_err(|e| format!("cannot build the engine: {e:#}"))
+        .and_then(|engine| {
+            let mut config = LoaderConfig::new("/");
+            config.limits = limits;
+            Loader::without_ticker(engine, config).map_err(|e| e.to_string())
+        });
     let mut fds = super::fds::recv(&channel).map_err(stop)?;
     let setup: Setup = wire::recv(&channel, usize::MAX >> 1).map_err(stop)?;
     let (stdin, stdout, stderr) = setup.stdio;
@@ -74,15 +91,21 @@ fn serve() -> Result<(), Stop> {
         .collect();
     let confinement = confine::confine(&granted, setup.simulate_no_landlock);
     // Confined: from here on, threads may start.
-    let prepared = prepare(
-        setup,
-        fds,
-        StdioGrant {
-            stdin,
-            stdout,
-            stderr,
-        },
-    );
+    let stdio = StdioGrant {
+        stdin,
+        stdout,
+        stderr,
+    };
+    let prepared = loader.and_then(|loader| {
+        if setup.limits.stack == stack {
+            prepare(setup, fds, stdio, loader)
+        } else {
+            Err(format!(
+                "the worker's engine is for stacks of {stack} bytes, the plugin's limit is {}",
+                setup.limits.stack
+            ))
+        }
+    });
     let (instance, error) = match prepared {
         Ok(instance) => (Some(instance), None),
         Err(e) => (None, Some(e)),
@@ -132,15 +155,18 @@ fn send(channel: &UnixStream, message: &FromWorker) -> Result<(), Stop> {
     to.write_all(&frame).map_err(stop)
 }
 
-/// Builds the engine (the parent's configuration), loads the parent's artifact and
-/// prepares the instance with the granted directories.
-fn prepare(setup: Setup, fds: Vec<OwnedFd>, stdio: StdioGrant) -> Result<PluginInstance, String> {
-    let engine = wasmtime::Engine::new(&crate::runtime::engine_config(&setup.limits))
-        .map_err(|e| format!("cannot build the engine: {e:#}"))?;
-    let mut config = LoaderConfig::new("/");
-    config.limits = setup.limits.clone();
-    let loader = Loader::with_engine(engine.clone(), config).map_err(|e| e.to_string())?;
-    let module = deserialize(&engine, &setup.artifact)?;
+/// With the loader built before confinement (the parent's engine configuration),
+/// starts its epoch ticker, loads the parent's artifact and prepares the instance
+/// with the granted directories.
+fn prepare(
+    setup: Setup,
+    fds: Vec<OwnedFd>,
+    stdio: StdioGrant,
+    loader: Loader,
+) -> Result<PluginInstance, String> {
+    loader.start_ticker().map_err(|e| e.to_string())?;
+    let loader = loader.with_limits(setup.limits.clone());
+    let module = deserialize(loader.engine(), &setup.artifact)?;
     let mut instance = loader
         .prepare_for_worker(module, setup.name)
         .map_err(|e| e.to_string())?;

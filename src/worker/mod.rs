@@ -44,7 +44,7 @@ pub(crate) mod parent;
 pub(crate) mod wire;
 
 pub use parent::WORKER_ARG;
-pub(crate) use parent::WorkerPool;
+pub(crate) use parent::{Spawned, WorkerPool};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -46,8 +46,10 @@ pub const MAX_IDLE: usize = crate::runtime::POOL_SLOTS as usize;
 pub const WORKER_ARG: &str = "__worker";
 
 /// The environment variable a worker is started with (and nothing else): together
-/// with [`WORKER_ARG`] it tells [`super::main_if_worker`] this process is a worker.
-pub const WORKER_ENV: &str = "WARDEN_WORKER_CHANNEL";
+/// with [`WORKER_ARG`] it tells [`super::main_if_worker`] this process is a worker;
+/// its value is the wasm stack ceiling the worker builds its engine for, before the
+/// setup comes (so that building it overlaps the parent's own load).
+pub const WORKER_ENV: &str = "WARDEN_WORKER_STACK";
 
 /// One worker process and its channel.
 pub struct Worker {
@@ -56,9 +58,22 @@ pub struct Worker {
 }
 
 impl Drop for Worker {
+    /// Kills the worker and reaps it: at once when it is already gone, else on a
+    /// thread of its own, so that dropping a plugin (or exiting) does not wait on it.
     fn drop(&mut self) {
         let _ = self.child.kill();
-        let _ = self.child.wait();
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let pid = rustix::process::Pid::from_child(&self.child);
+        let reaped = std::thread::Builder::new()
+            .name("warden-reaper".into())
+            .spawn(move || {
+                let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+            });
+        if reaped.is_err() {
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -71,28 +86,35 @@ enum Ended {
 }
 
 impl Worker {
-    /// Starts `program` as a worker and sends it `setup` and `fds`; returns once it
-    /// says it is confined and ready, with what confines it.
-    fn start(
-        program: &Path,
-        setup: &[u8],
-        fds: &[BorrowedFd<'_>],
-    ) -> Result<(Worker, Confinement), String> {
+    /// Starts `program` as a worker whose engine is for wasm stacks of `stack` bytes;
+    /// it builds that engine and then waits for [`Worker::set_up`].
+    fn spawn(program: &Path, stack: usize) -> Result<Worker, String> {
         let (ours, theirs) =
             UnixStream::pair().map_err(|e| format!("cannot create the worker's channel: {e}"))?;
         let child = Command::new(program)
             .arg(WORKER_ARG)
             .env_clear()
-            .env(WORKER_ENV, "0")
+            .env(WORKER_ENV, stack.to_string())
             .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot start the worker `{}`: {e}", program.display()))?;
-        let mut worker = Worker {
+        Ok(Worker {
             child,
             channel: ours,
-        };
+        })
+    }
+
+    /// Sends a spawned worker `setup` and `fds`; returns once it says it is confined
+    /// and ready, with what confines it.
+    fn set_up(
+        mut self,
+        program: &Path,
+        setup: &[u8],
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<(Worker, Confinement), String> {
+        let worker = &mut self;
         let started = (|| {
             super::fds::send(&worker.channel, fds)?;
             std::io::Write::write_all(&mut &worker.channel, setup)
@@ -105,7 +127,10 @@ impl Worker {
             Ok(FromWorker::Ready {
                 confinement,
                 error: None,
-            }) => Ok((worker, check_confinement(confinement)?)),
+            }) => {
+                let confinement = check_confinement(confinement)?;
+                Ok((self, confinement))
+            }
             Ok(FromWorker::Ready {
                 error: Some(error), ..
             }) => Err(format!(
@@ -301,6 +326,39 @@ fn check_confinement(mut c: Confinement) -> Result<Confinement, String> {
     Ok(c)
 }
 
+/// A worker started before its plugin is known, building its engine while warden
+/// loads the plugin; [`WorkerPool::start`] sets it up (or, when it does not fit,
+/// drops it: dropping kills it).
+pub struct Spawned {
+    worker: Worker,
+    program: PathBuf,
+    stack: usize,
+}
+
+impl Spawned {
+    /// Starts `program` as a worker for wasm stacks of `stack` bytes.
+    ///
+    /// # Errors
+    ///
+    /// When the process cannot be started.
+    pub fn start(program: PathBuf, stack: usize) -> Result<Spawned, String> {
+        Ok(Spawned {
+            worker: Worker::spawn(&program, stack)?,
+            program,
+            stack,
+        })
+    }
+}
+
+impl std::fmt::Debug for Spawned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spawned")
+            .field("program", &self.program)
+            .field("stack", &self.stack)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The workers of one loaded plugin.
 pub struct WorkerPool {
     program: PathBuf,
@@ -331,7 +389,11 @@ impl WorkerPool {
     ///
     /// [`RuntimeErrorKind::Worker`] when the module cannot be serialized or the worker
     /// cannot be started, confined and made ready.
-    pub fn start(program: PathBuf, instance: &PluginInstance) -> Result<WorkerPool, RuntimeError> {
+    pub fn start(
+        program: PathBuf,
+        instance: &PluginInstance,
+        early: Option<Spawned>,
+    ) -> Result<WorkerPool, RuntimeError> {
         let fail = |message: String| RuntimeError::new(RuntimeErrorKind::Worker { message });
         let artifact = instance
             .module()
@@ -368,7 +430,16 @@ impl WorkerPool {
             idle: Mutex::new(Vec::new()),
             confinement: Confinement::in_process(),
         };
-        let (worker, confinement) = pool.spawn().map_err(fail)?;
+        // A worker started early (while the plugin loaded) is used when its engine is
+        // for this plugin's stack ceiling.
+        let early = early
+            .filter(|e| e.stack == pool.limits.stack && e.program == pool.program)
+            .map(|e| e.worker);
+        let (worker, confinement) = match early {
+            Some(worker) => pool.set_up(worker),
+            None => pool.spawn(),
+        }
+        .map_err(fail)?;
         pool.confinement = confinement;
         pool.idle_workers().push(worker);
         Ok(pool)
@@ -387,6 +458,10 @@ impl WorkerPool {
     }
 
     fn spawn(&self) -> Result<(Worker, Confinement), String> {
+        self.set_up(Worker::spawn(&self.program, self.limits.stack)?)
+    }
+
+    fn set_up(&self, worker: Worker) -> Result<(Worker, Confinement), String> {
         let stdin = std::io::stdin();
         let mut fds: Vec<BorrowedFd<'_>> = self
             .sandbox
@@ -397,7 +472,7 @@ impl WorkerPool {
         if self.stdin {
             fds.push(stdin.as_fd());
         }
-        Worker::start(&self.program, &self.setup, &fds)
+        worker.set_up(&self.program, &self.setup, &fds)
     }
 
     /// Runs `plugin_execute` with `args` in a worker, ending it `budget` from now (at
