@@ -535,7 +535,14 @@ impl Warden {
                     .map_err(|message| {
                         RuntimeError::new(crate::runtime::RuntimeErrorKind::Worker { message })
                     })
-                    .and_then(|program| WorkerPool::start(program, &loaded.instance, early));
+                    .and_then(|program| {
+                        WorkerPool::start(
+                            program,
+                            &loaded.instance,
+                            early,
+                            inner.slots.capacity() as usize,
+                        )
+                    });
                 match started {
                     Ok(pool) => Some(pool),
                     Err(e) => return Err(rec.rejected(sha256, failed(e))),
@@ -631,7 +638,7 @@ impl Warden {
                     .map_err(|message| {
                         RuntimeError::new(crate::runtime::RuntimeErrorKind::Worker { message })
                     })
-                    .and_then(|program| WorkerPool::start(program, &instance, None))
+                    .and_then(|program| WorkerPool::start(program, &instance, None, 1))
                     .map(|pool| pool.confinement().clone())
             }
         };

@@ -38,8 +38,9 @@ pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// the timeout before it kills the worker.
 pub const DEADLINE_GRACE: Duration = Duration::from_millis(100);
 
-/// Idle workers a pool keeps for reuse; more are stopped when their call ends. As
-/// many as a host may run calls at once (its call slots bound the workers in use).
+/// Idle workers a pool keeps for reuse at most; more are stopped when their call
+/// ends. A host keeps as many as it runs calls at once
+/// (`WardenBuilder::max_concurrent_calls`), never more than this.
 pub const MAX_IDLE: usize = crate::runtime::POOL_SLOTS as usize;
 
 /// The argument that makes warden's executable a worker.
@@ -368,6 +369,7 @@ pub struct WorkerPool {
     sandbox: Arc<Sandbox>,
     stdin: bool,
     idle: Mutex<Vec<Worker>>,
+    max_idle: usize,
     confinement: Confinement,
 }
 
@@ -393,6 +395,7 @@ impl WorkerPool {
         program: PathBuf,
         instance: &PluginInstance,
         early: Option<Spawned>,
+        max_idle: usize,
     ) -> Result<WorkerPool, RuntimeError> {
         let fail = |message: String| RuntimeError::new(RuntimeErrorKind::Worker { message });
         let artifact = instance
@@ -428,6 +431,7 @@ impl WorkerPool {
             sandbox,
             stdin: stdio.stdin,
             idle: Mutex::new(Vec::new()),
+            max_idle: max_idle.clamp(1, MAX_IDLE),
             confinement: Confinement::in_process(),
         };
         // A worker started early (while the plugin loaded) is used when its engine is
@@ -527,7 +531,7 @@ impl WorkerPool {
                     note_effect_uses(&mut report);
                 }
                 let mut idle = self.idle_workers();
-                if idle.len() < MAX_IDLE {
+                if idle.len() < self.max_idle {
                     idle.push(worker);
                 }
                 parts.result
