@@ -330,7 +330,7 @@ impl PluginInner {
         let started = std::time::Instant::now();
         let timeout = self.instance.limits().timeout;
         let Some(_slot) = self.host.slots.acquire(started.checked_add(timeout)) else {
-            return RunReport::busy(
+            return RunReport::failed(
                 RuntimeError::new(crate::runtime::RuntimeErrorKind::Busy {
                     slots: self.host.slots.capacity(),
                     timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
@@ -495,8 +495,12 @@ impl Warden {
                 }
             })?;
         }
-        if let Some(refusal) = decisions.refusal() {
-            let reason = format!("refused to run plugin `{}`: {refusal}", decisions.plugin());
+        // A refusal ends the load's story: its `run_end`, synced, then the verdict.
+        let refuse = |rec: &mut LoadRecords<'_>,
+                      reason: String,
+                      manifest: PluginManifest,
+                      decisions: Decisions|
+         -> Result<Loaded, HostError> {
             rec.with(|r| {
                 r.run_end(&RunEnd::refused(
                     crate::exit::REFUSED,
@@ -506,13 +510,17 @@ impl Warden {
             if let Some(log) = &inner.audit {
                 log.sync()?;
             }
-            return Ok(Loaded::Refused(Box::new(Refused {
-                manifest: loaded.manifest,
+            Ok(Loaded::Refused(Box::new(Refused {
+                manifest,
                 decisions,
                 reason: redactor.redact(&reason).into_owned(),
                 run_id: rec.id(),
-                redactor,
-            })));
+                redactor: Arc::clone(&redactor),
+            })))
+        };
+        if let Some(refusal) = decisions.refusal() {
+            let reason = format!("refused to run plugin `{}`: {refusal}", decisions.plugin());
+            return refuse(&mut rec, reason, loaded.manifest, decisions);
         }
         let limits = decisions.limits().clone();
         if limits.stack != defaults.stack {
@@ -560,22 +568,7 @@ impl Warden {
                 "refused to run plugin `{}`: {why}; `{confine_rule}` requires it",
                 decisions.plugin()
             );
-            rec.with(|r| {
-                r.run_end(&RunEnd::refused(
-                    crate::exit::REFUSED,
-                    crate::escape::escape_line(&reason),
-                ))
-            })?;
-            if let Some(log) = &inner.audit {
-                log.sync()?;
-            }
-            return Ok(Loaded::Refused(Box::new(Refused {
-                manifest: loaded.manifest,
-                decisions,
-                reason: redactor.redact(&reason).into_owned(),
-                run_id: rec.id(),
-                redactor,
-            })));
+            return refuse(&mut rec, reason, loaded.manifest, decisions);
         }
         let load_id = rec.id().unwrap_or_default();
         Ok(Loaded::Ready(Plugin {

@@ -97,8 +97,9 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    /// The report of a call that ended with `error` before the plugin ran.
-    pub(crate) fn busy(error: RuntimeError, duration: Duration) -> Self {
+    /// The report of a call that ended with `error` before the plugin ran (until a
+    /// call fills it in).
+    pub(crate) fn failed(error: RuntimeError, duration: Duration) -> Self {
         RunReport {
             result: Err(error),
             stdout: Vec::new(),
@@ -110,6 +111,16 @@ impl RunReport {
             effects: Vec::new(),
             accesses: super::observed::Accesses::default(),
         }
+    }
+
+    /// The report of a call that has not started yet.
+    pub(crate) fn not_started() -> Self {
+        RunReport::failed(
+            RuntimeError::new(RuntimeErrorKind::Sandbox {
+                message: "the call did not start".into(),
+            }),
+            Duration::ZERO,
+        )
     }
 
     /// The exit code ([`crate::exit`]) of this call: 0 for `Success`, the plugin's own
@@ -249,19 +260,7 @@ impl PluginInstance {
         budget: Duration,
     ) -> RunReport {
         let started = Instant::now();
-        let mut report = RunReport {
-            result: Err(RuntimeError::new(RuntimeErrorKind::Sandbox {
-                message: "the call did not start".into(),
-            })),
-            stdout: Vec::new(),
-            stderr: Vec::new(),
-            fuel_consumed: 0,
-            duration: Duration::ZERO,
-            output_bytes: 0,
-            runtime_denials: RuntimeDenials::default(),
-            effects: Vec::new(),
-            accesses: super::observed::Accesses::default(),
-        };
+        let mut report = RunReport::not_started();
         let argv: Vec<&str> = std::iter::once(self.name.as_str())
             .chain(args.iter().map(String::as_str))
             .collect();

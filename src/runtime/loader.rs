@@ -259,13 +259,7 @@ impl Loader {
         module: Module,
         sha256: [u8; 32],
     ) -> Result<LoadedPlugin, RuntimeError> {
-        self.check_imports(&module)?;
-        let exports = check_exports(&module)?;
-        let pre = self.linker.instantiate_pre(&module).map_err(|e| {
-            RuntimeError::new(RuntimeErrorKind::Link {
-                message: format!("{e:#}"),
-            })
-        })?;
+        let (exports, pre) = self.prepare(&module)?;
         let limits = self.config.limits.clone();
         let manifest = read_manifest(&self.engine, &pre, &exports, &limits)?;
         let instance = PluginInstance::new(
@@ -297,13 +291,7 @@ impl Loader {
         module: Module,
         name: String,
     ) -> Result<PluginInstance, RuntimeError> {
-        self.check_imports(&module)?;
-        let exports = check_exports(&module)?;
-        let pre = self.linker.instantiate_pre(&module).map_err(|e| {
-            RuntimeError::new(RuntimeErrorKind::Link {
-                message: format!("{e:#}"),
-            })
-        })?;
+        let (exports, pre) = self.prepare(&module)?;
         Ok(PluginInstance::new(
             self.engine.clone(),
             pre,
@@ -314,6 +302,21 @@ impl Loader {
             [0; 32],
             Sandbox::empty(),
         ))
+    }
+
+    /// Checks `module`'s imports and ABI exports and links it.
+    fn prepare(
+        &self,
+        module: &Module,
+    ) -> Result<(AbiExports, wasmtime::InstancePre<StoreState>), RuntimeError> {
+        self.check_imports(module)?;
+        let exports = check_exports(module)?;
+        let pre = self.linker.instantiate_pre(module).map_err(|e| {
+            RuntimeError::new(RuntimeErrorKind::Link {
+                message: format!("{e:#}"),
+            })
+        })?;
+        Ok((exports, pre))
     }
 
     fn check_imports(&self, module: &Module) -> Result<(), RuntimeError> {

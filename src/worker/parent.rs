@@ -485,19 +485,7 @@ impl WorkerPool {
     pub fn run(&self, args: &[String], budget: Duration) -> RunReport {
         let started = Instant::now();
         let budget = budget.min(self.limits.timeout);
-        let mut report = RunReport {
-            result: Err(RuntimeError::new(RuntimeErrorKind::Sandbox {
-                message: "the call did not start".into(),
-            })),
-            stdout: Vec::new(),
-            stderr: Vec::new(),
-            fuel_consumed: 0,
-            duration: Duration::ZERO,
-            output_bytes: 0,
-            runtime_denials: Default::default(),
-            effects: Vec::new(),
-            accesses: Default::default(),
-        };
+        let mut report = RunReport::not_started();
         let taken = self.idle_workers().pop();
         let worker = match taken {
             Some(worker) => Ok(worker),
