@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     // First: a start as a confined worker never reaches the command line.
     warden::worker::main_if_worker();
     warden::exit::install_panic_hook();
+    cli::diagnostics::install();
     let cli = Cli::parse();
     ExitCode::from(exit_code_of(|| dispatch(cli)))
 }

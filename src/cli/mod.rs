@@ -14,6 +14,7 @@
 pub mod audit;
 pub use warden::escape;
 mod command;
+pub mod diagnostics;
 mod inspect;
 mod pin;
 pub mod policy;

@@ -623,3 +623,57 @@ fn run_verbose_and_json_say_what_confines_the_plugin() {
         "{value}"
     );
 }
+
+#[test]
+fn a_rejected_cache_entry_prints_one_warning_line() {
+    let cache = tempfile::tempdir().unwrap();
+    let hello = example_plugin("hello");
+    let run = |env: &[(&str, &str)]| {
+        let mut cmd = warden_command();
+        cmd.env("XDG_CACHE_HOME", cache.path())
+            .env_remove("WARDEN_LOG")
+            .env_remove("RUST_LOG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.args(["run", hello.to_str().unwrap()]).output().unwrap()
+    };
+    let first = run(&[]);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    assert_eq!(stderr(&first), "", "a clean run prints no diagnostics");
+    // Corrupt every entry in place (same owner and mode): the next run ignores it,
+    // says so once on stderr, and still prints the greeting on stdout alone.
+    let dir = cache.path().join("warden");
+    let mut corrupted = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let mut bytes = std::fs::read(&path).unwrap();
+            let last = bytes.len() - 1;
+            bytes[last] ^= 0xff;
+            std::fs::write(&path, bytes).unwrap();
+            corrupted += 1;
+        }
+    }
+    assert!(corrupted >= 1, "no cache entry under {}", dir.display());
+    let second = run(&[]);
+    assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
+    assert_eq!(stdout(&second), "Hello, World!\n");
+    let warnings: Vec<String> = stderr(&second).lines().map(str::to_owned).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("warden: WARN ")
+            && warnings[0].contains("ignoring compiled-module cache entry; recompiling"),
+        "{warnings:?}"
+    );
+    // `WARDEN_LOG=error` silences it.
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::write(&path, b"not an entry").unwrap();
+        }
+    }
+    let quiet = run(&[("WARDEN_LOG", "error")]);
+    assert_eq!(quiet.status.code(), Some(0));
+    assert_eq!(stderr(&quiet), "");
+}
