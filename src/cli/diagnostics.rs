@@ -18,13 +18,19 @@ pub const FILTER_VARIABLES: [&str; 2] = ["WARDEN_LOG", "RUST_LOG"];
 /// Installs the subscriber for the rest of the process. An unreadable filter falls
 /// back to `warn` and says so.
 pub fn install() {
-    let wanted = FILTER_VARIABLES
-        .iter()
-        .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()).map(|v| (*name, v)));
+    let wanted = FILTER_VARIABLES.iter().find_map(|name| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| (*name, v))
+    });
     let (filter, bad) = match &wanted {
         Some((name, text)) => match EnvFilter::try_new(text) {
             Ok(filter) => (filter, None),
-            Err(e) => (EnvFilter::new("warn"), Some(format!("{name}: {e}; using `warn`"))),
+            Err(e) => (
+                EnvFilter::new("warn"),
+                Some(format!("{name}: {e}; using `warn`")),
+            ),
         },
         None => (EnvFilter::new("warn"), None),
     };

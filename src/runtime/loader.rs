@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use wasmtime::{
     Config, Enabled, Engine, ExternType, FuncType, Linker, Module, PoolingAllocationConfig, Store,
-    ValType,
+    ValType, WasmFeatures,
 };
 
 /// How a [`Loader`] is set up.
@@ -98,8 +98,32 @@ pub fn engine_config(limits: &Limits) -> Config {
     cfg.max_wasm_stack(limits.stack);
     // wasmtime requires the (unused) async stack to be at least the wasm stack.
     cfg.async_stack_size(limits.stack.max(2 << 20));
-    cfg.wasm_multi_memory(false);
-    cfg.wasm_memory64(false);
+    // Proposals: what wasm32-wasip1 plugins are built with stays on (MVP, mutable
+    // globals, sign extension, non-trapping float-to-int, multi-value, bulk memory,
+    // reference types: rustc's defaults for the target, and SIMD, which plugins may
+    // opt into). Everything else is off: each is code in the compiler and runtime a
+    // hostile module could reach, and no plugin of the ABI needs it.
+    cfg.wasm_multi_memory(false); // one linear memory is the ABI's (`memory`)
+    cfg.wasm_memory64(false); // the ABI's pointers are i32
+    cfg.wasm_tail_call(false); // not emitted for wasm32-wasip1 by default
+    cfg.wasm_stack_switching(false);
+    cfg.wasm_relaxed_simd(false); // results that differ between hosts
+    cfg.wasm_wide_arithmetic(false);
+    cfg.wasm_custom_page_sizes(false);
+    cfg.wasm_extended_const(false);
+    cfg.wasm_component_model(false); // plugins are core modules
+    cfg.wasm_branch_hinting(false);
+    // These have no switch of their own in this build (their cargo features are off);
+    // say so anyway, so that no default of a later wasmtime turns one on unseen.
+    cfg.wasm_features(
+        WasmFeatures::THREADS // shared memory and atomics: a plugin call is one thread
+            | WasmFeatures::SHARED_EVERYTHING_THREADS
+            | WasmFeatures::FUNCTION_REFERENCES // typed function references: GC's groundwork
+            | WasmFeatures::GC // managed structs and arrays: no plugin of the ABI needs them
+            | WasmFeatures::EXCEPTIONS // Rust plugins abort on panic
+            | WasmFeatures::LEGACY_EXCEPTIONS,
+        false,
+    );
     // The pooling allocator reuses pre-reserved memory and table slots, so a call does
     // not mmap/munmap a fresh 4 GiB reservation. It bounds how many calls can be in
     // flight at once in one process (`POOL_SLOTS`); the memory ceiling itself is still

@@ -575,3 +575,36 @@ fn memory_and_tables_are_reset_between_calls_in_a_reused_pool_slot() {
         );
     }
 }
+
+#[test]
+fn modules_using_wasm_gc_exceptions_or_threads_are_refused_before_anything_runs() {
+    for (what, field, expected) in [
+        ("gc", r#"(type $point (struct (field i32)))"#, "gc"),
+        (
+            "exceptions",
+            r#"(tag $oops) (func $throws (throw $oops))"#,
+            "exception",
+        ),
+        (
+            "threads",
+            r#"(func $atomic (drop (i32.atomic.load (i32.const 0))))"#,
+            "thread",
+        ),
+    ] {
+        let mut p = WatPlugin::new("proposal");
+        p.extra = field.to_owned();
+        let err = loader().load(&p.bytes()).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            matches!(err.kind, warden::runtime::RuntimeErrorKind::Compile { .. }),
+            "{what}: {err:?}"
+        );
+        assert!(
+            message.starts_with("plugin not a valid WebAssembly module for warden: ")
+                || message.contains("not a valid WebAssembly module for warden"),
+            "{what}: {message}"
+        );
+        assert!(message.contains(expected), "{what}: {message}");
+        assert_eq!(err.exit_code(), 65, "{what}");
+    }
+}
