@@ -45,7 +45,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 use std::fs;
-use std::hash::{Hash, Hasher};
+use std::hash::Hash;
 use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
@@ -380,12 +380,28 @@ fn symlink_refusal(link: &Path) -> String {
     )
 }
 
-/// A fingerprint of everything that makes compiled code compatible with `engine`.
+/// A fingerprint of everything that makes compiled code compatible with `engine`:
+/// the first 8 bytes of a SHA-256 over wasmtime's compatibility hash and warden's
+/// version. SHA-256, not `std`'s `DefaultHasher`, whose output may change between
+/// Rust releases (a rebuilt warden would then miss every entry, or worse, agree by
+/// chance with another engine's).
 pub fn engine_fingerprint(engine: &Engine) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    struct Sha(Sha256);
+    impl std::hash::Hasher for Sha {
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.update(bytes);
+        }
+        fn finish(&self) -> u64 {
+            0
+        }
+    }
+    let mut h = Sha(Sha256::new());
     engine.precompile_compatibility_hash().hash(&mut h);
-    env!("CARGO_PKG_VERSION").hash(&mut h);
-    h.finish()
+    h.0.update(env!("CARGO_PKG_VERSION").as_bytes());
+    let digest: [u8; 32] = h.0.finalize().into();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
 }
 
 fn current_uid() -> u32 {
