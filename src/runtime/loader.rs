@@ -265,6 +265,9 @@ impl Loader {
     /// [`RuntimeErrorKind::Compile`] when the bytes are not a valid module or use a
     /// feature warden disables.
     pub fn compile(&self, wasm: &[u8]) -> Result<Module, RuntimeError> {
+        if let Some(message) = not_a_core_module(wasm) {
+            return Err(RuntimeError::new(RuntimeErrorKind::Compile { message }));
+        }
         Module::new(&self.engine, wasm).map_err(|e| {
             RuntimeError::new(RuntimeErrorKind::Compile {
                 message: format!("{e:#}"),
@@ -360,6 +363,33 @@ impl Loader {
             }
         }
         Ok(())
+    }
+}
+
+/// What a file that is plainly not a core WebAssembly module is, in one line; `None`
+/// for anything that starts like one (the parser says what is wrong with it).
+fn not_a_core_module(bytes: &[u8]) -> Option<String> {
+    const MAGIC: &[u8] = b"\0asm";
+    if !bytes.starts_with(MAGIC) {
+        return Some(if bytes.len() < MAGIC.len() {
+            format!(
+                "the file has {} bytes, too few for a WebAssembly module",
+                bytes.len()
+            )
+        } else {
+            "the file is not a WebAssembly module (it does not start with `\\0asm`)".to_owned()
+        });
+    }
+    // Bytes 4..8: the version, 1 for a core module; components have layer 1.
+    match bytes.get(4..8) {
+        Some([1, 0, 0, 0]) | None => None,
+        Some([_, _, 1, 0]) => Some(
+            "the file is a WebAssembly component; warden runs core modules (wasm32-wasip1)"
+                .to_owned(),
+        ),
+        Some(other) => Some(format!(
+            "the file is WebAssembly of an unknown version {other:02x?}; warden runs version 1 core modules"
+        )),
     }
 }
 

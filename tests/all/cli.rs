@@ -677,3 +677,28 @@ fn a_rejected_cache_entry_prints_one_warning_line() {
     assert_eq!(quiet.status.code(), Some(0));
     assert_eq!(stderr(&quiet), "");
 }
+
+#[test]
+fn a_file_that_is_not_wasm_gets_one_line_saying_so() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes, expected) in [
+        (
+            "text.wasm",
+            &b"hello, this is text\n"[..],
+            "the file is not a WebAssembly module (it does not start with `\\0asm`)",
+        ),
+        (
+            "component.wasm",
+            &b"\0asm\x0d\0\x01\0"[..],
+            "the file is a WebAssembly component; warden runs core modules (wasm32-wasip1)",
+        ),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let out = warden(&["run", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(65));
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(expected), "{err}");
+    }
+}
