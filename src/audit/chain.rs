@@ -87,7 +87,20 @@ pub(crate) struct Pending<'a> {
 /// contains a raw 0x1f (serde_json escapes every control character).
 pub(crate) const PART_SEPARATOR: u8 = 0x1f;
 
+/// Separates the records of one message to the writer (a run's closing records,
+/// appended under one lock with one `write`). Never raw in JSON text either.
+pub(crate) const RECORD_SEPARATOR: u8 = 0x1e;
+
 impl<'a> Pending<'a> {
+    /// Splits `record RS record ...`, each `ts SEP head SEP tail`: the records of one
+    /// message, appended together.
+    pub fn parse_all(bytes: &'a [u8]) -> Option<Vec<Self>> {
+        bytes
+            .split(|b| *b == RECORD_SEPARATOR)
+            .map(Pending::parse)
+            .collect()
+    }
+
     /// Splits `ts SEP head SEP tail`.
     pub fn parse(bytes: &'a [u8]) -> Option<Self> {
         let mut parts = bytes.splitn(3, |b| *b == PART_SEPARATOR);
@@ -98,6 +111,7 @@ impl<'a> Pending<'a> {
     }
 
     /// Joins the parts for [`Pending::parse`].
+    #[cfg(test)]
     pub fn encode(ts: &str, head: &str, tail: &str, out: &mut Vec<u8>) {
         out.extend_from_slice(ts.as_bytes());
         out.push(PART_SEPARATOR);
