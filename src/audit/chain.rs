@@ -20,7 +20,14 @@ pub const MAX_TAIL_SCAN: u64 = 16 * 1024 * 1024;
 
 /// Hex SHA-256 of one line (without its `\n`).
 pub fn line_hash(line: &[u8]) -> String {
-    hex::encode(Sha256::digest(line))
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(line);
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        hex.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    }
+    hex
 }
 
 /// Where the next record goes in the chain.

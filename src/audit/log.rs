@@ -6,6 +6,7 @@
 //! records' budget is `closing`, the numbers `bounds`.
 
 use super::appender::Appender;
+use super::commit::{GroupCommit, SyncingRun};
 use super::bounds::{MAX_RECORD_BYTES, bounded};
 use super::chain::{PART_SEPARATOR, RECORD_SEPARATOR};
 use super::json;
@@ -26,7 +27,7 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 
@@ -56,6 +57,7 @@ pub const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct AuditLog {
     path: PathBuf,
     clock: Clock,
+    ids: RunIds,
     appender: Arc<Appender>,
     writer: NonBlocking,
     shared: Arc<Shared>,
@@ -65,21 +67,40 @@ pub struct AuditLog {
     group_commit: GroupCommit,
 }
 
-/// The state of [`AuditLog::sync_data`]'s group commit.
+/// Random run ids: the operating system's randomness, drawn 64 ids at a time.
 #[derive(Debug, Default)]
-struct GroupCommit {
-    state: Mutex<CommitState>,
-    done: Condvar,
-}
+struct RunIds(Mutex<IdPool>);
 
 #[derive(Debug, Default)]
-struct CommitState {
-    /// Records appended (by this handle) that an `fsync` has covered.
-    synced: u64,
-    /// An `fsync` is under way.
-    running: bool,
-    /// `fsync`s issued.
-    fsyncs: u64,
+struct IdPool {
+    bytes: Vec<u8>,
+    next: usize,
+}
+
+impl RunIds {
+    const BATCH: usize = 64 * 16;
+
+    /// 16 random bytes no other run of this handle had.
+    fn draw(&self) -> Result<[u8; 16], AuditError> {
+        let mut pool = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if pool.next + 16 > pool.bytes.len() {
+            let mut fresh = vec![0u8; Self::BATCH];
+            getrandom::fill(&mut fresh).map_err(|e| AuditError::Random {
+                message: e.to_string(),
+            })?;
+            *pool = IdPool {
+                bytes: fresh,
+                next: 0,
+            };
+        }
+        let mut id = [0u8; 16];
+        let start = pool.next;
+        id.copy_from_slice(&pool.bytes[start..start + 16]);
+        // Not kept once handed out.
+        pool.bytes[start..start + 16].fill(0);
+        pool.next += 16;
+        Ok(id)
+    }
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -156,6 +177,7 @@ impl AuditLog {
         Ok(AuditLog {
             path,
             clock,
+            ids: RunIds::default(),
             appender,
             writer,
             shared,
@@ -184,10 +206,7 @@ impl AuditLog {
     ///
     /// [`AuditError::Random`] when the operating system has no randomness to give.
     pub fn run(&self) -> Result<AuditRun<'_>, AuditError> {
-        let mut id = [0u8; 16];
-        getrandom::fill(&mut id).map_err(|e| AuditError::Random {
-            message: e.to_string(),
-        })?;
+        let id = self.ids.draw()?;
         Ok(self.run_of(hex::encode(id), Arc::default(), true))
     }
 
@@ -236,7 +255,7 @@ impl AuditLog {
     /// Group commit: when several threads sync at once, one `fsync` serves all of
     /// them. A caller whose records an `fsync` already in progress does not cover
     /// waits for it and then, if needed, leads the next one, which covers every record
-    /// appended by the time it starts.
+    /// appended by the time it starts (see `commit`).
     ///
     /// # Errors
     ///
@@ -245,42 +264,22 @@ impl AuditLog {
         // This caller's records are appended first; `ticket` counts them in.
         self.barrier(false)?;
         let ticket = self.shared.appended();
-        let gate = &self.group_commit;
-        let mut state = gate.state.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            if state.synced >= ticket {
-                drop(state);
-                return self.shared.check();
-            }
-            if !state.running {
-                state.running = true;
-                drop(state);
-                let covers = self.shared.appended();
-                let result = self.barrier(true);
-                let mut state = gate.state.lock().unwrap_or_else(PoisonError::into_inner);
-                state.running = false;
-                if result.is_ok() {
-                    state.synced = state.synced.max(covers);
-                    state.fsyncs += 1;
-                }
-                gate.done.notify_all();
-                return result;
-            }
-            state = gate
-                .done
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
+        self.group_commit
+            .sync(ticket, || self.shared.appended(), || self.barrier(true))?;
+        self.shared.check()
+    }
+
+    /// Counts a run that will call [`AuditLog::sync_data`] until the guard is
+    /// dropped: a caller about to lead an `fdatasync` lets such runs catch up first
+    /// (briefly), so that one serves them all (see `commit`).
+    pub(crate) fn syncing_run(&self) -> SyncingRun<'_> {
+        self.group_commit.join()
     }
 
     /// How many `fsync`s [`AuditLog::sync_data`] has issued (group commit makes it
     /// fewer than its callers).
     pub fn fsyncs(&self) -> u64 {
-        self.group_commit
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .fsyncs
+        self.group_commit.fsyncs()
     }
 
     /// Waits until every record emitted so far is appended to the file.
@@ -354,10 +353,9 @@ impl AuditLog {
                     ),
                 });
             }
-            if body
-                .bytes()
-                .any(|b| b == PART_SEPARATOR || b == RECORD_SEPARATOR)
-            {
+            // Serialized JSON holds no raw control character (the separators among
+            // them): every one in a string is escaped.
+            if body.bytes().fold(false, |raw, b| raw | (b < 0x20)) {
                 return Err(AuditError::Record {
                     event: event.as_str(),
                     message: "a raw control character in serialized JSON".into(),

@@ -18,6 +18,7 @@
 //!   `who`, `run_start`'s limits and confinement), composed once through its redactor;
 //! - `log`: the public handle, [`AuditLog`] and [`AuditRun`];
 //! - `closing`: a finished call's records, kept within the reserved room;
+//! - `commit`: group commit, threads sharing one `fdatasync`;
 //! - [`read`]: logs read back (rotated sets, records, times) for `audit show`,
 //!   `audit summary` and `policy suggest`;
 //! - [`query`]: `warden audit show` and `warden audit summary`;
@@ -51,6 +52,7 @@ mod bounds;
 pub mod chain;
 pub mod checkpoint;
 mod closing;
+mod commit;
 mod error;
 pub(crate) mod json;
 pub(crate) mod layer;

@@ -617,11 +617,9 @@ fn head_at(
     known: &mut Option<Known>,
     previous: impl FnOnce() -> Result<Option<Head>, AuditError>,
 ) -> Result<At, AuditError> {
-    // One `fstat` tells whether anyone else appended (or cut) since this writer's
+    // One `statx` tells whether anyone else appended (or cut) since this writer's
     // last append: then the file's length is not the one it left.
-    let stat = rustix::fs::fstat(file).map_err(|e| AuditError::write(path, e.into()))?;
-    let len = u64::try_from(stat.st_size).unwrap_or(0);
-    let blocks = u64::try_from(stat.st_blocks).unwrap_or(0);
+    let (len, blocks) = size_of(file).map_err(|e| AuditError::write(path, e))?;
     if let Some(k) = known.take().filter(|k| k.len == len) {
         let reserve = if blocks >= k.reserve.blocks {
             k.reserve
@@ -646,6 +644,27 @@ fn head_at(
         unterminated: tail.unterminated,
         reserve: Reserve::default(),
     })
+}
+
+/// The length of `file` and the blocks allocated to it, asked without its
+/// timestamps: where the kernel keeps fine-grained timestamps (Linux 6.13 and later),
+/// a stat that reads them makes the next write update them again, which costs every
+/// append a journal entry.
+fn size_of(file: &File) -> io::Result<(u64, u64)> {
+    use rustix::fs::{AtFlags, StatxFlags, statx};
+    let wanted = StatxFlags::SIZE | StatxFlags::BLOCKS;
+    match statx(file, c"", AtFlags::EMPTY_PATH, wanted) {
+        Ok(st) if StatxFlags::from_bits_retain(st.stx_mask).contains(wanted) => {
+            Ok((st.stx_size, st.stx_blocks))
+        }
+        _ => {
+            let st = rustix::fs::fstat(file)?;
+            Ok((
+                u64::try_from(st.st_size).unwrap_or(0),
+                u64::try_from(st.st_blocks).unwrap_or(0),
+            ))
+        }
+    }
 }
 
 /// Writes the records of `pending` at `at`, chained one to the next, with one
@@ -741,10 +760,10 @@ fn reserve_closing_space(
     }
     match result {
         Ok(size) => {
-            let stat = rustix::fs::fstat(file).map_err(|e| AuditError::write(path, e.into()))?;
+            let (_, blocks) = size_of(file).map_err(|e| AuditError::write(path, e))?;
             Ok(Reserve {
                 end: end.saturating_add(size),
-                blocks: u64::try_from(stat.st_blocks).unwrap_or(u64::MAX),
+                blocks,
             })
         }
         // Nothing can be reserved on this file system: not asked again for this file.

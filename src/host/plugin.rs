@@ -280,6 +280,7 @@ impl Plugin {
             }
             return Ok(inner.call(args));
         };
+        let _syncing = inner.host.sync_each_run.then(|| log.syncing_run());
         let first = !inner.load_id_taken.swap(true, Ordering::AcqRel);
         let rec = log.run_prepared(first.then(|| inner.load_id.clone()), &inner.prepared)?;
         if !Arc::ptr_eq(&current, &inner.policy) {
