@@ -8,7 +8,7 @@
 use super::appender::Appender;
 use super::commit::{GroupCommit, SyncingRun};
 use super::bounds::{MAX_RECORD_BYTES, bounded};
-use super::chain::{PART_SEPARATOR, RECORD_SEPARATOR};
+use super::chain::Pending;
 use super::json;
 use super::layer::{self, AUDIT_TARGET};
 use super::log_set::Rotation;
@@ -366,18 +366,14 @@ impl AuditLog {
         let size = records.iter().map(|(_, b)| b.len() + 96).sum::<usize>();
         let mut message = Vec::with_capacity(size + 1);
         message.push(MSG_RECORD);
-        for (i, (event, body)) in records.iter().enumerate() {
-            if i > 0 {
-                message.push(RECORD_SEPARATOR);
-            }
-            message.extend_from_slice(ts.as_bytes());
-            message.push(PART_SEPARATOR);
-            message.extend_from_slice(b"\"event\":\"");
-            message.extend_from_slice(event.as_str().as_bytes());
-            message.extend_from_slice(b"\",\"run_id\":");
-            message.extend_from_slice(run_id.as_bytes());
-            message.push(PART_SEPARATOR);
-            message.extend_from_slice(body.as_bytes());
+        let mut head = String::with_capacity(64);
+        for (event, body) in records {
+            head.clear();
+            head.push_str("\"event\":\"");
+            head.push_str(event.as_str());
+            head.push_str("\",\"run_id\":");
+            head.push_str(run_id);
+            Pending::encode(&ts, &head, body, &mut message);
         }
         if !self.appender.try_append_now(&message) {
             self.appender.enqueue();

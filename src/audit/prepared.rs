@@ -1,7 +1,9 @@
 //! The parts of a run's records that do not change from one run of a loaded plugin to
 //! the next, composed once: its `plugin` and `policy` objects, the `limits` and
-//! `confinement` of its `run_start`, and `who` (composed again only when the process's
-//! answer changes), each one JSON text made through the redactor it is kept with.
+//! `confinement` of its `run_start`, and `who` (read when the plugin was loaded: the
+//! process that loaded it runs it), each one JSON text made through the redactor it
+//! is kept with. A run without a load's parts reads `who` when it starts, and composes
+//! it again only when the answer changed.
 //!
 //! A host that loads a plugin once and runs it many times builds one [`Prepared`] per
 //! load and hands it to each run's [`super::AuditRun`]; a run without one (the
@@ -81,7 +83,9 @@ pub(crate) struct Prepared {
     broken: Option<AuditError>,
     /// `run_start`'s `limits` and `confinement` for the load's own.
     start: Option<Start>,
-    /// `who` as last composed, and for which answer.
+    /// `who` of the load's runs, read when it was loaded.
+    load_who: Option<Redacted>,
+    /// `who` as last composed, and for which answer (without `load_who`).
     who: Mutex<Option<(Who, Redacted)>>,
 }
 
@@ -125,6 +129,7 @@ impl Prepared {
             confinement: confinement.clone(),
             json,
         });
+        prepared.load_who = Some(prepared.fields(Event::RunStart, &Who::current())?);
         Ok(prepared)
     }
 
@@ -240,9 +245,12 @@ impl Prepared {
         }
     }
 
-    /// `who` for this process now, composed again only when its answer changed (the
-    /// working directory, say).
+    /// `who`: the load's, or for this process now, composed again only when its
+    /// answer changed (the working directory, say).
     pub(super) fn who(&self, event: Event) -> Result<Redacted, AuditError> {
+        if let Some(who) = &self.load_who {
+            return Ok(who.clone());
+        }
         let now = Who::current();
         let mut cached = self.who.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((who, json)) = &*cached

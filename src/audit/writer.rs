@@ -593,7 +593,8 @@ fn append_locked(
     line: &mut Vec<u8>,
     previous: impl FnOnce() -> Result<Option<Head>, AuditError>,
 ) -> Result<(), AuditError> {
-    let at = head_at(file, path, known, previous)?;
+    let starts = pending.iter().any(|p| p.head.starts_with(RUN_START_HEAD));
+    let at = head_at(file, path, known, starts, previous)?;
     write_at(file, path, known, at, pending, line, false).map(|_| ())
 }
 
@@ -615,16 +616,24 @@ fn head_at(
     file: &File,
     path: &Path,
     known: &mut Option<Known>,
+    with_blocks: bool,
     previous: impl FnOnce() -> Result<Option<Head>, AuditError>,
 ) -> Result<At, AuditError> {
-    // One `statx` tells whether anyone else appended (or cut) since this writer's
-    // last append: then the file's length is not the one it left.
-    let (len, blocks) = size_of(file).map_err(|e| AuditError::write(path, e))?;
+    // One `lseek` (a `statx` for a `run_start`, which also needs the blocks that say
+    // whether the reserve still holds) tells whether anyone else appended (or cut)
+    // since this writer's last append: then the file's length is not the one it left.
+    let (len, blocks) = if with_blocks {
+        size_of(file).map(|(len, blocks)| (len, Some(blocks)))
+    } else {
+        rustix::fs::seek(file, rustix::fs::SeekFrom::End(0))
+            .map(|len| (len, None))
+            .map_err(io::Error::from)
+    }
+    .map_err(|e| AuditError::write(path, e))?;
     if let Some(k) = known.take().filter(|k| k.len == len) {
-        let reserve = if blocks >= k.reserve.blocks {
-            k.reserve
-        } else {
-            Reserve::default()
+        let reserve = match blocks {
+            Some(blocks) if blocks < k.reserve.blocks => Reserve::default(),
+            _ => k.reserve,
         };
         return Ok(At {
             len,
@@ -812,7 +821,7 @@ pub(crate) fn append_at_head(
         .unwrap_or_else(|| base.to_path_buf());
     let file = open_append(&newest)?;
     let _lock = Locked::exclusive(&file, &newest)?;
-    let at = head_at(&file, &newest, &mut None, || Ok(None))?;
+    let at = head_at(&file, &newest, &mut None, false, || Ok(None))?;
     let head = at.head.clone();
     let tail = make_tail(&head);
     let pending = Pending {
@@ -1134,7 +1143,6 @@ mod tests {
         w.write_all(&message(ts, 0)).unwrap();
         let mut batch = message(ts, 1);
         for n in 2..5 {
-            batch.push(crate::audit::chain::RECORD_SEPARATOR);
             batch.extend_from_slice(&message(ts, n)[1..]);
         }
         w.write_all(&batch).unwrap();
