@@ -156,6 +156,13 @@ fn runs_killed_at_random_points_keep_run_start_before_every_effect_and_verify_as
         .collect();
     assert_eq!(incomplete, cut, "seed {seed:#x}");
     let cut_mid_run = report.incomplete_runs.iter().filter(|r| r.started).count();
+    eprintln!(
+        "{} of {RUNS} runs finished; {cut_mid_run} cut between run_start and run_end, {} \
+         during their load; {effects} files written; torn lines {}",
+        finished.len(),
+        report.incomplete_runs.len() - cut_mid_run,
+        report.torn_skipped.len() + report.torn_tail.len()
+    );
     assert!(
         cut_mid_run > 0 && finished.len() < RUNS,
         "seed {seed:#x}: no run was cut between its run_start and its run_end \
