@@ -294,11 +294,11 @@ impl AppendFloor {
         let last = |event: &str| {
             let line = text
                 .lines()
-                .filter(|l| {
+                .rev()
+                .find(|l| {
                     let v: serde_json::Value = serde_json::from_str(l).unwrap();
                     v["event"] == event && v["plugin"]["name"] == plugin
                 })
-                .last()
                 .unwrap();
             format!("{line}\n").into_bytes()
         };
@@ -695,7 +695,10 @@ fn isolation(c: &mut Criterion) {
     let mut g = c.benchmark_group("isolation");
     for (name, args) in [
         ("hello", vec!["bench".to_string()]),
-        ("file-reader", vec!["read".to_string(), "hello.txt".to_string()]),
+        (
+            "file-reader",
+            vec!["read".to_string(), "hello.txt".to_string()],
+        ),
     ] {
         let process = ready(&process_host, name);
         let in_process = ready(&in_process_host, name);
@@ -729,7 +732,10 @@ fn isolation(c: &mut Criterion) {
         command
     };
     for isolation in ["process", "in-process"] {
-        assert!(cli(isolation).status().unwrap().success(), "warden run under {isolation}");
+        assert!(
+            cli(isolation).status().unwrap().success(),
+            "warden run under {isolation}"
+        );
         g.bench_function(format!("cli-run-hello-{isolation}"), |b| {
             b.iter(|| assert!(cli(isolation).status().unwrap().success()))
         });

@@ -41,7 +41,6 @@ impl AuditRun<'_> {
     ///
     /// Any failure of these or an earlier record.
     pub fn run_finished(&self, report: &RunReport, exit_code: u8) -> Result<(), AuditError> {
-
         let error = report.result.as_ref().err();
         let limit = error.and_then(|e| e.limit());
         let sleeps: Vec<&crate::net::EffectRecord> =
@@ -179,7 +178,12 @@ impl AuditRun<'_> {
         let mut records: Vec<(Event, &Redacted)> = Vec::new();
         records.extend(access_fields.iter().flatten().map(|f| (Event::Access, f)));
         records.extend(effect_fields.iter().flatten().map(|f| (Event::Effect, f)));
-        records.extend(deny_fields.iter().flatten().map(|f| (Event::RuntimeDeny, f)));
+        records.extend(
+            deny_fields
+                .iter()
+                .flatten()
+                .map(|f| (Event::RuntimeDeny, f)),
+        );
         records.extend(limit_fields.iter().map(|f| (Event::LimitExceeded, f)));
         records.push((Event::RunEnd, &end));
         self.emit_all(&records)

@@ -6,17 +6,17 @@
 //! records' budget is `closing`, the numbers `bounds`.
 
 use super::appender::Appender;
-use super::commit::{GroupCommit, SyncingRun};
 use super::bounds::{MAX_RECORD_BYTES, bounded};
 use super::chain::Pending;
+use super::commit::{GroupCommit, SyncingRun};
 use super::json;
 use super::layer::{self, AUDIT_TARGET};
 use super::log_set::Rotation;
+use super::prepared::{Prepared, Redacted};
 use super::record::{
     DeclaredFields, ErrorFields, Event, LimitFields, LimitsRecord, PluginInfo, PolicyInfo,
     RESERVED_FIELDS, RunEnd, RunStartLead,
 };
-use super::prepared::{Prepared, Redacted};
 use super::redact::Redactor;
 use super::writer::{ChainWriter, MSG_BARRIER, MSG_RECORD, Shared};
 use super::{AuditError, Clock};
@@ -619,9 +619,9 @@ impl AuditRun<'_> {
         let fields = self.fields(event, decision)?;
         let keys: BTreeMap<String, serde::de::IgnoredAny> = serde_json::from_str(fields.as_str())
             .map_err(|_| AuditError::Record {
-                event: event.as_str(),
-                message: "the decision does not serialize as a map of fields".into(),
-            })?;
+            event: event.as_str(),
+            message: "the decision does not serialize as a map of fields".into(),
+        })?;
         if let Some(field) = keys.keys().find(|k| RESERVED_FIELDS.contains(&k.as_str())) {
             return Err(AuditError::ReservedField {
                 event: event.as_str(),

@@ -134,7 +134,10 @@ fn runs_killed_at_random_points_keep_run_start_before_every_effect_and_verify_as
     // Every run that finished has its whole story.
     for token in &finished {
         let run_id = &started[token];
-        assert!(ended.contains(run_id), "seed {seed:#x}: {token} ended without run_end");
+        assert!(
+            ended.contains(run_id),
+            "seed {seed:#x}: {token} ended without run_end"
+        );
     }
 
     // verify: each cut run is incomplete, never a break; nothing else is reported.
