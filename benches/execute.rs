@@ -13,9 +13,13 @@
 //!   ratio to it is what warden's sandbox itself costs.
 //!
 //! - `host`: one call of hello and of file-reader through `warden::host::Warden`,
-//!   audited and unaudited, next to the tuned floor (`host/run`), and calls per second
-//!   of audited file-reader and of the tuned floor from 1 and 2 threads on one host
-//!   (`host/throughput`).
+//!   audited and unaudited, next to the tuned floor (`host/run`); the floor of the
+//!   audit itself (`host/floor-*`): the two lines an audited call of that plugin
+//!   appends (its `run_start` and `run_end`, the very bytes), each appended as the
+//!   log's guarantees need and nothing more: `flock`, SHA-256, one `write(2)`,
+//!   unlock, with no warden code; and calls per second of audited (and, with
+//!   `sync_each_run`, synced) file-reader and of the tuned floor from 1 and 2 threads
+//!   on one host (`host/throughput`).
 //!
 //! - `effect`: one call of the example `fetcher` that makes one GET through warden
 //!   (audited) against a loopback server on 127.0.0.1:8000 (`http_get-warden`), the
@@ -32,7 +36,8 @@
 //!   through one audited host from 1, 2, 64 and 256 callers at once, under each
 //!   isolation.
 //!
-//! After the groups, the ratios warden / floor are printed from criterion's estimates.
+//! After the groups, the ratios warden / floor are printed from criterion's estimates
+//! (medians).
 //! Run with `cargo bench --bench execute`.
 
 #![allow(
@@ -278,6 +283,73 @@ fn threaded(threads: u64, iters: u64, call: &(impl Fn() + Sync)) -> Duration {
     start.elapsed()
 }
 
+/// The floor of an audited call: appending the same lines the audit log got for one
+/// call (`run_start`, `run_end`) with only what the log's guarantees need: an
+/// exclusive `flock`, the SHA-256 that chains the next line, one `write(2)`, unlock.
+struct AppendFloor {
+    file: std::fs::File,
+    lines: Vec<Vec<u8>>,
+}
+
+impl AppendFloor {
+    /// The last `run_start` and `run_end` lines of `plugin` in `log`.
+    fn new(log: &Path, plugin: &str, dir: &Path) -> AppendFloor {
+        let text = std::fs::read_to_string(log).unwrap();
+        let last = |event: &str| {
+            let line = text
+                .lines()
+                .rev()
+                .find(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    v["event"] == event && v["plugin"]["name"] == plugin
+                })
+                .unwrap();
+            format!("{line}\n").into_bytes()
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("floor-{plugin}.jsonl")))
+            .unwrap();
+        AppendFloor {
+            file,
+            lines: vec![last("run_start"), last("run_end")],
+        }
+    }
+
+    /// Two appends.
+    fn append(&self) {
+        use sha2::Digest as _;
+        use std::io::Write as _;
+        for line in &self.lines {
+            self.file.lock().unwrap();
+            black_box(hex::encode(sha2::Sha256::digest(&line[..line.len() - 1])));
+            (&self.file).write_all(line).unwrap();
+            self.file.unlock().unwrap();
+        }
+    }
+
+    /// `iters` rounds of `before` (nothing, or an unaudited call) and
+    /// [`AppendFloor::append`], the file emptied (untimed) every 10,000 so that the
+    /// bench does not fill the disk.
+    fn time(&self, iters: u64, before: impl Fn()) -> Duration {
+        let mut total = Duration::ZERO;
+        let mut left = iters;
+        while left > 0 {
+            let n = left.min(10_000);
+            let start = Instant::now();
+            for _ in 0..n {
+                before();
+                self.append();
+            }
+            total += start.elapsed();
+            left -= n;
+            self.file.set_len(0).unwrap();
+        }
+        total
+    }
+}
+
 /// file-reader reading `data/hello.txt` with env and stdout granted, and hello, under
 /// `policies/examples.toml` through the host (`warden::host::Warden`), with and
 /// without the audit log, next to raw wasmtime with the same preopen, env and captured
@@ -370,6 +442,25 @@ fn file_reader_and_host(c: &mut Criterion) {
     g.bench_function("file-reader-raw-tuned", |b| {
         b.iter(|| black_box(tuned.execute(&args)))
     });
+    audited_host.flush().unwrap();
+    for (name, plain, args) in [
+        ("hello", &hello_plain, &hello_args),
+        ("file-reader", &plain, &args),
+    ] {
+        let floor = AppendFloor::new(&log_dir.path().join("audit.jsonl"), name, log_dir.path());
+        g.bench_function(format!("floor-{name}"), |b| {
+            b.iter_custom(|iters| floor.time(iters, || ()))
+        });
+        // The same appends beside the unaudited call, as an audited call makes them
+        // (caches as the call leaves them): minus `*-unaudited`, what they cost there.
+        g.bench_function(format!("floor-{name}-beside-call"), |b| {
+            b.iter_custom(|iters| {
+                floor.time(iters, || {
+                    black_box(plain.run(args).unwrap());
+                })
+            })
+        });
+    }
     // host/throughput: the same calls from 1 and 2 threads on one host (one loaded
     // plugin), and raw wasmtime from 1 and 2 threads.
     let audited_call = || {
@@ -407,8 +498,9 @@ fn file_reader_and_host(c: &mut Criterion) {
     );
 }
 
-/// Reads criterion's mean estimate (ns) for `group/function`.
-fn mean_ns(group: &str, function: &str) -> Option<f64> {
+/// Reads criterion's median estimate (ns) for `group/function`: the machine may be
+/// shared, and the median is the steadier figure.
+fn median_ns(group: &str, function: &str) -> Option<f64> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
@@ -418,11 +510,11 @@ fn mean_ns(group: &str, function: &str) -> Option<f64> {
         .join(function)
         .join("new/estimates.json");
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-    v["mean"]["point_estimate"].as_f64()
+    v["median"]["point_estimate"].as_f64()
 }
 
 fn print_ratios() {
-    println!("\nwarden / raw wasmtime (same run, criterion means):");
+    println!("\nwarden / raw wasmtime (same run, criterion medians):");
     println!("  raw: wasmtime's default pooling allocator (the floor of issue #6)");
     println!("  tuned: raw with warden's pool settings (the price of the sandbox alone)");
     for (group, what) in [
@@ -432,9 +524,9 @@ fn print_ratios() {
         ("execute", "file-reader"),
         ("execute", "file-reader+audit"),
     ] {
-        let w = mean_ns(group, &format!("{what}-warden"));
-        let r = mean_ns(group, &format!("{what}-raw"));
-        let t = mean_ns(group, &format!("{what}-raw-tuned"));
+        let w = median_ns(group, &format!("{what}-warden"));
+        let r = median_ns(group, &format!("{what}-raw"));
+        let t = median_ns(group, &format!("{what}-raw-tuned"));
         if let (Some(w), Some(r)) = (w, r) {
             print!(
                 "  {group}/{what:<20} warden {:>10.1} µs   raw {:>10.1} µs   ratio {:.2}x",
@@ -450,9 +542,9 @@ fn print_ratios() {
     }
     println!("\nhost/run (one call through warden::host::Warden):");
     for what in ["hello", "file-reader"] {
-        let audited = mean_ns("host", &format!("{what}-audited"));
-        let plain = mean_ns("host", &format!("{what}-unaudited"));
-        let tuned = mean_ns("host", &format!("{what}-raw-tuned"));
+        let audited = median_ns("host", &format!("{what}-audited"));
+        let plain = median_ns("host", &format!("{what}-unaudited"));
+        let tuned = median_ns("host", &format!("{what}-raw-tuned"));
         if let (Some(a), Some(u), Some(t)) = (audited, plain, tuned) {
             println!(
                 "  {what:<12} audited {:>7.1} µs   unaudited {:>7.1} µs   raw-tuned {:>7.1} µs   audited/unaudited {:.2}x (target <= 1.3)   unaudited/raw-tuned {:.2}x (target <= 1.10)",
@@ -464,18 +556,53 @@ fn print_ratios() {
             );
         }
     }
+    println!("\nhost/audit (what the audit log adds to one call, and its floor):");
+    println!("  floor: the same two lines appended with flock, SHA-256, write(2), unlock only");
+    for what in ["hello", "file-reader"] {
+        let audited = median_ns("host", &format!("{what}-audited"));
+        let plain = median_ns("host", &format!("{what}-unaudited"));
+        let floor = median_ns("host", &format!("floor-{what}"));
+        let beside = median_ns("host", &format!("floor-{what}-beside-call"));
+        if let (Some(a), Some(u), Some(f)) = (audited, plain, floor) {
+            print!(
+                "  {what:<12} audited - unaudited {:>6.2} µs (target <= 8)   floor {:>6.2} µs   ratio {:.2}x (target <= 1.5)",
+                (a - u) / 1000.0,
+                f / 1000.0,
+                (a - u) / f
+            );
+            if let Some(b) = beside {
+                print!(
+                    "   floor beside the call {:>6.2} µs   ratio {:.2}x",
+                    (b - u) / 1000.0,
+                    (a - u) / (b - u)
+                );
+            }
+            println!();
+        }
+    }
     println!("\nhost/throughput (calls per second on one host):");
+    let mut scaling = std::collections::HashMap::new();
     for what in ["audited", "synced", "raw-tuned"] {
-        let one = mean_ns("host", &format!("throughput-{what}-1t"));
-        let two = mean_ns("host", &format!("throughput-{what}-2t"));
+        let one = median_ns("host", &format!("throughput-{what}-1t"));
+        let two = median_ns("host", &format!("throughput-{what}-2t"));
         if let (Some(one), Some(two)) = (one, two) {
             println!(
-                "  {what:<10} 1 thread {:>8.0}/s   2 threads {:>8.0}/s   2t/1t {:.2}x (target >= 1.8 for audited)",
+                "  {what:<10} 1 thread {:>8.0}/s   2 threads {:>8.0}/s   2t/1t {:.2}x",
                 1e9 / one,
                 1e9 / two,
                 one / two
             );
+            scaling.insert(what, one / two);
         }
+    }
+    if let (Some(audited), Some(raw)) = (scaling.get("audited"), scaling.get("raw-tuned")) {
+        println!(
+            "  audited scaling / raw wasmtime's scaling {:.2} (target >= 0.9)",
+            audited / raw
+        );
+    }
+    if let Some(synced) = scaling.get("synced") {
+        println!("  synced 2t/1t {synced:.2}x (target >= 1.6)");
     }
 }
 
@@ -543,9 +670,9 @@ fn effect(c: &mut Criterion) {
 }
 
 fn print_effect_ratio() {
-    let get = mean_ns("effect", "http_get-warden");
-    let none = mean_ns("effect", "no-effect-warden");
-    let direct = mean_ns("effect", "http_get-direct");
+    let get = median_ns("effect", "http_get-warden");
+    let none = median_ns("effect", "no-effect-warden");
+    let direct = median_ns("effect", "http_get-direct");
     if let (Some(get), Some(none), Some(direct)) = (get, none, direct) {
         println!("\neffect/http_get (one GET to a loopback server):");
         println!(
@@ -710,8 +837,8 @@ fn worker_resident() -> (u64, u64) {
 fn print_isolation() {
     println!("\nisolation (the worker's price, same run):");
     for what in ["hello", "file-reader"] {
-        let p = mean_ns("isolation", &format!("{what}-process"));
-        let i = mean_ns("isolation", &format!("{what}-in-process"));
+        let p = median_ns("isolation", &format!("{what}-process"));
+        let i = median_ns("isolation", &format!("{what}-in-process"));
         if let (Some(p), Some(i)) = (p, i) {
             println!(
                 "  host call {what:<12} process {:>8.1} µs   in-process {:>8.1} µs   the wall costs {:>6.1} µs a call (target <= 25)",
@@ -721,8 +848,8 @@ fn print_isolation() {
             );
         }
     }
-    let p = mean_ns("isolation", "cli-run-hello-process");
-    let i = mean_ns("isolation", "cli-run-hello-in-process");
+    let p = median_ns("isolation", "cli-run-hello-process");
+    let i = median_ns("isolation", "cli-run-hello-in-process");
     if let (Some(p), Some(i)) = (p, i) {
         println!(
             "  cached `warden run hello`: process {:>6.2} ms   in-process {:>6.2} ms   ratio {:.2}x (target <= 1.25)",

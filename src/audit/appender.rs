@@ -54,12 +54,13 @@ impl Appender {
     /// that confirms it; but the worker may hold it while it waits for a lock another
     /// process holds, so the wait is bounded, never a blocking `lock`.
     fn take_briefly(&self) -> Option<std::sync::MutexGuard<'_, ChainWriter>> {
-        let start = std::time::Instant::now();
+        let mut start = None;
         loop {
             match self.chain.try_lock() {
                 Ok(chain) => return Some(chain),
                 Err(std::sync::TryLockError::Poisoned(p)) => return Some(p.into_inner()),
                 Err(std::sync::TryLockError::WouldBlock) => {
+                    let start = *start.get_or_insert_with(std::time::Instant::now);
                     if self.queued.load(Ordering::Acquire) != 0 || start.elapsed() > BRIEF_WAIT {
                         return None;
                     }

@@ -20,7 +20,14 @@ pub const MAX_TAIL_SCAN: u64 = 16 * 1024 * 1024;
 
 /// Hex SHA-256 of one line (without its `\n`).
 pub fn line_hash(line: &[u8]) -> String {
-    hex::encode(Sha256::digest(line))
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(line);
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        hex.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    }
+    hex
 }
 
 /// Where the next record goes in the chain.
@@ -83,26 +90,44 @@ pub(crate) struct Pending<'a> {
     pub tail: &'a [u8],
 }
 
-/// Separates the parts of a [`Pending`] on the way to the writer. JSON text never
-/// contains a raw 0x1f (serde_json escapes every control character).
-pub(crate) const PART_SEPARATOR: u8 = 0x1f;
-
 impl<'a> Pending<'a> {
-    /// Splits `ts SEP head SEP tail`.
-    pub fn parse(bytes: &'a [u8]) -> Option<Self> {
-        let mut parts = bytes.splitn(3, |b| *b == PART_SEPARATOR);
-        let (ts, head, tail) = (parts.next()?, parts.next()?, parts.next()?);
-        ts.iter()
-            .all(|b| b.is_ascii_graphic() && *b != b'"' && *b != b'\\')
-            .then_some(Pending { ts, head, tail })
+    /// The records of one message, appended together: each is the lengths of its
+    /// `ts`, head and tail (`u32`, little-endian) and then those bytes
+    /// ([`Pending::encode`]). `None` when the message is not that, or a `ts` holds
+    /// anything but printable ASCII without `"` and `\`.
+    pub fn parse_all(mut bytes: &'a [u8]) -> Option<Vec<Self>> {
+        let mut records = Vec::with_capacity(1);
+        while !bytes.is_empty() {
+            let mut parts = [&b""[..]; 3];
+            let (lens, mut rest) = bytes.split_at_checked(12)?;
+            for (i, part) in parts.iter_mut().enumerate() {
+                let len = u32::from_le_bytes(lens[i * 4..i * 4 + 4].try_into().ok()?);
+                let (this, after) = rest.split_at_checked(usize::try_from(len).ok()?)?;
+                *part = this;
+                rest = after;
+            }
+            let [ts, head, tail] = parts;
+            if !ts
+                .iter()
+                .all(|b| b.is_ascii_graphic() && *b != b'"' && *b != b'\\')
+            {
+                return None;
+            }
+            records.push(Pending { ts, head, tail });
+            bytes = rest;
+        }
+        (!records.is_empty()).then_some(records)
     }
 
-    /// Joins the parts for [`Pending::parse`].
+    /// Appends one record's parts to a message for [`Pending::parse_all`] (a
+    /// message may hold several).
     pub fn encode(ts: &str, head: &str, tail: &str, out: &mut Vec<u8>) {
+        for part in [ts, head, tail] {
+            let len = u32::try_from(part.len()).unwrap_or(u32::MAX);
+            out.extend_from_slice(&len.to_le_bytes());
+        }
         out.extend_from_slice(ts.as_bytes());
-        out.push(PART_SEPARATOR);
         out.extend_from_slice(head.as_bytes());
-        out.push(PART_SEPARATOR);
         out.extend_from_slice(tail.as_bytes());
     }
 }
@@ -216,7 +241,7 @@ mod tests {
             r#","x":1"#,
             &mut msg,
         );
-        let pending = Pending::parse(&msg).unwrap();
+        let pending = Pending::parse_all(&msg).unwrap()[0];
         let mut line = Vec::new();
         compose(
             &pending,

@@ -18,7 +18,8 @@ use super::bounds::{
     CLOSING_RESERVE, MAX_ACCESS_PATH, MAX_LOGGED_ACCESSES, MAX_LOGGED_DENIALS, MAX_LOGGED_SLEEPS,
     RECORD_HEAD, bounded,
 };
-use super::log::{AuditRun, Redacted};
+use super::log::AuditRun;
+use super::prepared::Redacted;
 use super::record::{Event, LimitFields, RunEnd, RunOutcome};
 use crate::runtime::{RunReport, RuntimeError};
 
@@ -40,11 +41,6 @@ impl AuditRun<'_> {
     ///
     /// Any failure of these or an earlier record.
     pub fn run_finished(&self, report: &RunReport, exit_code: u8) -> Result<(), AuditError> {
-        let shared = (self.common(Event::RunEnd)?.len() as u64)
-            .saturating_add(RECORD_HEAD)
-            .saturating_add(self.who_len(Event::RunEnd)?);
-        let cost = |fields: &Redacted| shared.saturating_add(fields.0.len() as u64);
-
         let error = report.result.as_ref().err();
         let limit = error.and_then(|e| e.limit());
         let sleeps: Vec<&crate::net::EffectRecord> =
@@ -67,6 +63,20 @@ impl AuditRun<'_> {
             }),
             signal: error.and_then(RuntimeError::worker_signal),
         };
+        let dropped = |n: u64| (n > 0).then_some(n);
+        let accesses = &report.accesses.recorded;
+        let denials = &report.runtime_denials.recorded;
+        if limit.is_none() && report.effects.is_empty() && accesses.is_empty() && denials.is_empty()
+        {
+            // `run_end` alone (at most about 17 KiB with its error text): it fits.
+            end.runtime_denials_dropped = dropped(report.runtime_denials.dropped);
+            end.accesses_dropped = dropped(report.accesses.dropped);
+            return self.run_end(&end);
+        }
+        let shared = (self.prepared().common()?.len() as u64)
+            .saturating_add(RECORD_HEAD)
+            .saturating_add(self.who_len(Event::RunEnd)?);
+        let cost = |fields: &Redacted| shared.saturating_add(fields.as_str().len() as u64);
         // `run_end` (at its longest: every count at its widest) and `limit_exceeded`
         // come out of the reserve first.
         let widest = RunEnd {
@@ -87,7 +97,6 @@ impl AuditRun<'_> {
 
         // Every closing record, composed (and so redacted) now, in the order of
         // importance in which the reserve is shared out.
-        let accesses = &report.accesses.recorded;
         let mut access_fields = Vec::new();
         for access in accesses.iter().take(MAX_LOGGED_ACCESSES) {
             let mut access = access.clone();
@@ -110,7 +119,6 @@ impl AuditRun<'_> {
                 None
             });
         }
-        let denials = &report.runtime_denials.recorded;
         let mut deny_fields = Vec::new();
         for deny in denials.iter().take(MAX_LOGGED_DENIALS) {
             deny_fields.push(Some(self.fields(Event::RuntimeDeny, deny)?));
@@ -145,21 +153,7 @@ impl AuditRun<'_> {
         access_fields.iter_mut().for_each(&mut share);
         share_effects(is_sleep, &mut effect_fields, &mut share);
 
-        // Written in the log's order.
-        for fields in access_fields.iter().flatten() {
-            self.emit_json(Event::Access, Some(fields))?;
-        }
-        for fields in effect_fields.iter().flatten() {
-            self.emit_json(Event::Effect, Some(fields))?;
-        }
-        for fields in deny_fields.iter().flatten() {
-            self.emit_json(Event::RuntimeDeny, Some(fields))?;
-        }
-        if let Some(fields) = &limit_fields {
-            self.emit_json(Event::LimitExceeded, Some(fields))?;
-        }
         let unwritten = |slots: &[Option<Redacted>]| slots.iter().filter(|s| s.is_none()).count();
-        let dropped = |n: u64| (n > 0).then_some(n);
         let requests_unwritten = report
             .effects
             .iter()
@@ -178,7 +172,21 @@ impl AuditRun<'_> {
         end.runtime_denials_dropped =
             not_written(report.runtime_denials.dropped, denials.len(), &deny_fields);
         end.accesses_dropped = not_written(report.accesses.dropped, accesses.len(), &access_fields);
-        self.run_end(&end)
+        let end = self.fields(Event::RunEnd, &end)?;
+
+        // Written in the log's order, under one lock with one `write`.
+        let mut records: Vec<(Event, &Redacted)> = Vec::new();
+        records.extend(access_fields.iter().flatten().map(|f| (Event::Access, f)));
+        records.extend(effect_fields.iter().flatten().map(|f| (Event::Effect, f)));
+        records.extend(
+            deny_fields
+                .iter()
+                .flatten()
+                .map(|f| (Event::RuntimeDeny, f)),
+        );
+        records.extend(limit_fields.iter().map(|f| (Event::LimitExceeded, f)));
+        records.push((Event::RunEnd, &end));
+        self.emit_all(&records)
     }
 
     /// Bytes `who` adds to the next record, when it is the run's first.
@@ -186,8 +194,8 @@ impl AuditRun<'_> {
         if !self.first.load(std::sync::atomic::Ordering::Relaxed) {
             return Ok(0);
         }
-        let who = self.fields(event, &crate::audit::record::Who::current())?;
-        Ok(",\"who\":".len() as u64 + who.0.len() as u64)
+        let who = self.prepared().who(event)?;
+        Ok(",\"who\":".len() as u64 + who.as_str().len() as u64)
     }
 }
 

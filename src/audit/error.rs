@@ -101,7 +101,9 @@ pub enum AuditError {
         /// The file.
         path: PathBuf,
     },
-    /// The `tracing` configuration filtered the audit events out.
+    /// The `tracing` configuration filtered the audit events out. No longer returned:
+    /// records go to the writer directly, and no `tracing` configuration can filter
+    /// them out (the variant stays for callers that match on it).
     #[error(
         "audit records were filtered out by the tracing configuration (events with target `warden::audit` at INFO must stay enabled); warden refuses to run without its audit log"
     )]

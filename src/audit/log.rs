@@ -7,15 +7,18 @@
 
 use super::appender::Appender;
 use super::bounds::{MAX_RECORD_BYTES, bounded};
-use super::chain::PART_SEPARATOR;
-use super::layer::{self, AUDIT_TARGET, AuditLayer};
+use super::chain::Pending;
+use super::commit::{GroupCommit, SyncingRun};
+use super::json;
+use super::layer::{self, AUDIT_TARGET};
 use super::log_set::Rotation;
+use super::prepared::{Prepared, Redacted};
 use super::record::{
     DeclaredFields, ErrorFields, Event, LimitFields, LimitsRecord, PluginInfo, PolicyInfo,
-    RESERVED_FIELDS, RunEnd, RunStartFields,
+    RESERVED_FIELDS, RunEnd, RunStartLead,
 };
-use super::redact::{self, Redactor};
-use super::writer::{ChainWriter, MSG_BARRIER, Shared};
+use super::redact::Redactor;
+use super::writer::{ChainWriter, MSG_BARRIER, MSG_RECORD, Shared};
 use super::{AuditError, Clock};
 use crate::limits::{LimitKind, Limits};
 use crate::runtime::RuntimeDeny;
@@ -24,11 +27,9 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
-use tracing::Dispatch;
 use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
-use tracing_subscriber::layer::SubscriberExt as _;
 
 /// How long [`AuditLog::sync`] and [`AuditLog::finish`] wait for the writer by default
 /// ([`AuditLog::set_sync_timeout`]).
@@ -36,11 +37,13 @@ pub const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An open audit log.
 ///
-/// Records are `tracing` events (target `warden::audit`) that this handle's own
-/// dispatcher hands to a layer, which gives them to the one writer that appends to
-/// the file under its lock: on the emitting thread when the writer and the file's
-/// lock are free and nothing is queued, else through `tracing-appender`'s non-blocking
-/// writer (not lossy: a full queue makes the emitter wait) to its worker thread.
+/// Each record is composed once, by the [`AuditRun`] that emits it, into a message for
+/// the one writer that appends to the file under its lock: on the emitting thread
+/// when the writer and the file's lock are free and nothing is queued, else through
+/// `tracing-appender`'s non-blocking writer (not lossy: a full queue makes the emitter
+/// wait) to its worker thread. A run's closing records are one message: one lock, one
+/// `write`. Each record is also a `tracing` event (target [`AUDIT_TARGET`], level
+/// `TRACE`, `event` and `run_id` only), for diagnostics.
 /// Emitting never waits for a lock another process holds; [`AuditLog::sync`] and
 /// [`AuditLog::finish`] wait until everything emitted is appended, and report any
 /// failure.
@@ -53,7 +56,8 @@ pub const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 /// failure of any earlier record.
 pub struct AuditLog {
     path: PathBuf,
-    dispatch: Dispatch,
+    clock: Clock,
+    ids: RunIds,
     appender: Arc<Appender>,
     writer: NonBlocking,
     shared: Arc<Shared>,
@@ -63,21 +67,40 @@ pub struct AuditLog {
     group_commit: GroupCommit,
 }
 
-/// The state of [`AuditLog::sync_data`]'s group commit.
+/// Random run ids: the operating system's randomness, drawn 64 ids at a time.
 #[derive(Debug, Default)]
-struct GroupCommit {
-    state: Mutex<CommitState>,
-    done: Condvar,
-}
+struct RunIds(Mutex<IdPool>);
 
 #[derive(Debug, Default)]
-struct CommitState {
-    /// Records appended (by this handle) that an `fsync` has covered.
-    synced: u64,
-    /// An `fsync` is under way.
-    running: bool,
-    /// `fsync`s issued.
-    fsyncs: u64,
+struct IdPool {
+    bytes: Vec<u8>,
+    next: usize,
+}
+
+impl RunIds {
+    const BATCH: usize = 64 * 16;
+
+    /// 16 random bytes no other run of this handle had.
+    fn draw(&self) -> Result<[u8; 16], AuditError> {
+        let mut pool = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if pool.next + 16 > pool.bytes.len() {
+            let mut fresh = vec![0u8; Self::BATCH];
+            getrandom::fill(&mut fresh).map_err(|e| AuditError::Random {
+                message: e.to_string(),
+            })?;
+            *pool = IdPool {
+                bytes: fresh,
+                next: 0,
+            };
+        }
+        let mut id = [0u8; 16];
+        let start = pool.next;
+        id.copy_from_slice(&pool.bytes[start..start + 16]);
+        // Not kept once handed out.
+        pool.bytes[start..start + 16].fill(0);
+        pool.next += 16;
+        Ok(id)
+    }
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -151,16 +174,10 @@ impl AuditLog {
             .lossy(false)
             .thread_name("warden-audit")
             .finish(appender.worker());
-        let layer = AuditLayer::new(
-            Arc::clone(&appender),
-            writer.clone(),
-            Arc::clone(&shared),
-            clock,
-        );
-        let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer));
         Ok(AuditLog {
             path,
-            dispatch,
+            clock,
+            ids: RunIds::default(),
             appender,
             writer,
             shared,
@@ -189,31 +206,46 @@ impl AuditLog {
     ///
     /// [`AuditError::Random`] when the operating system has no randomness to give.
     pub fn run(&self) -> Result<AuditRun<'_>, AuditError> {
-        let mut id = [0u8; 16];
-        getrandom::fill(&mut id).map_err(|e| AuditError::Random {
-            message: e.to_string(),
-        })?;
-        Ok(AuditRun {
-            log: self,
-            run_id: hex::encode(id),
-            plugin: None,
-            policy: None,
-            redactor: Arc::default(),
-            first: std::sync::atomic::AtomicBool::new(true),
-        })
+        let id = self.ids.draw()?;
+        Ok(self.run_of(hex::encode(id), Arc::default(), true))
     }
 
-    /// Continues the records of the load whose `run_id` is `run_id` (the first run of
-    /// a loaded plugin shares its load's id, so a load and its run read as one story).
-    pub(crate) fn run_with_id(&self, run_id: String) -> AuditRun<'_> {
+    /// Starts the records of a run of a loaded plugin: the load's `plugin`, `policy`,
+    /// redactor and `run_start` fields, composed once ([`Prepared::for_load`]); a new
+    /// random `run_id`, or the load's own (`run_id`) for its first run, which carries
+    /// no `who` (the load's records did).
+    ///
+    /// # Errors
+    ///
+    /// [`AuditError::Random`] when the operating system has no randomness to give.
+    pub(crate) fn run_prepared(
+        &self,
+        run_id: Option<String>,
+        prepared: &Arc<Prepared>,
+    ) -> Result<AuditRun<'_>, AuditError> {
+        match run_id {
+            Some(id) => Ok(self.run_of(id, Arc::clone(prepared), false)),
+            None => {
+                let mut run = self.run()?;
+                run.prepared = Arc::clone(prepared);
+                Ok(run)
+            }
+        }
+    }
+
+    fn run_of(&self, run_id: String, prepared: Arc<Prepared>, first: bool) -> AuditRun<'_> {
+        // The ids are warden's own hex; anything else is escaped all the same.
+        let run_id_json = if run_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            format!("\"{run_id}\"")
+        } else {
+            json::to_string(&run_id).unwrap_or_else(|_| "\"\"".into())
+        };
         AuditRun {
             log: self,
             run_id,
-            plugin: None,
-            policy: None,
-            redactor: Arc::default(),
-            // The load's records came first, with `who`.
-            first: std::sync::atomic::AtomicBool::new(false),
+            run_id_json,
+            prepared,
+            first: std::sync::atomic::AtomicBool::new(first),
         }
     }
 
@@ -223,7 +255,7 @@ impl AuditLog {
     /// Group commit: when several threads sync at once, one `fsync` serves all of
     /// them. A caller whose records an `fsync` already in progress does not cover
     /// waits for it and then, if needed, leads the next one, which covers every record
-    /// appended by the time it starts.
+    /// appended by the time it starts (see `commit`).
     ///
     /// # Errors
     ///
@@ -232,42 +264,22 @@ impl AuditLog {
         // This caller's records are appended first; `ticket` counts them in.
         self.barrier(false)?;
         let ticket = self.shared.appended();
-        let gate = &self.group_commit;
-        let mut state = gate.state.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            if state.synced >= ticket {
-                drop(state);
-                return self.shared.check();
-            }
-            if !state.running {
-                state.running = true;
-                drop(state);
-                let covers = self.shared.appended();
-                let result = self.barrier(true);
-                let mut state = gate.state.lock().unwrap_or_else(PoisonError::into_inner);
-                state.running = false;
-                if result.is_ok() {
-                    state.synced = state.synced.max(covers);
-                    state.fsyncs += 1;
-                }
-                gate.done.notify_all();
-                return result;
-            }
-            state = gate
-                .done
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
+        self.group_commit
+            .sync(ticket, || self.shared.appended(), || self.barrier(true))?;
+        self.shared.check()
+    }
+
+    /// Counts a run that will call [`AuditLog::sync_data`] until the guard is
+    /// dropped: a caller about to lead an `fdatasync` lets such runs catch up first
+    /// (briefly), so that one serves them all (see `commit`).
+    pub(crate) fn syncing_run(&self) -> SyncingRun<'_> {
+        self.group_commit.join()
     }
 
     /// How many `fsync`s [`AuditLog::sync_data`] has issued (group commit makes it
     /// fewer than its callers).
     pub fn fsyncs(&self) -> u64 {
-        self.group_commit
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .fsyncs
+        self.group_commit.fsyncs()
     }
 
     /// Waits until every record emitted so far is appended to the file.
@@ -296,11 +308,13 @@ impl AuditLog {
     fn barrier(&self, fsync: bool) -> Result<(), AuditError> {
         self.shared.check()?;
         // Nothing queued: every record emitted is already appended.
+        // The `fdatasync` runs without holding the writer: other threads go on
+        // appending meanwhile (group commit, [`AuditLog::sync_data`]).
         let idle = self
             .appender
-            .when_idle(|chain| if fsync { chain.sync_data() } else { Ok(()) });
-        if let Some(result) = idle {
-            if let Err(e) = result {
+            .when_idle(|chain| if fsync { chain.sync_target() } else { None });
+        if let Some(target) = idle {
+            if let Some(Err(e)) = target.map(|t| t.sync_data()) {
                 self.shared.fail(e);
             }
             return self.shared.check();
@@ -322,35 +336,55 @@ impl AuditLog {
         self.shared.check()
     }
 
-    fn emit(&self, event: Event, run_id: &str, body: &str) -> Result<(), AuditError> {
+    /// Appends `records` (each an event and the body that follows `prev`) of the run
+    /// whose `run_id` (a JSON string) is given, stamped now, in order and as one
+    /// message: one lock, one `write`. The record is composed here, once, into the
+    /// message the writer appends; `tracing` hears of it (target [`AUDIT_TARGET`],
+    /// level `TRACE`) for diagnostics, without its fields.
+    fn emit(&self, run_id: &str, records: &[(Event, String)]) -> Result<(), AuditError> {
         self.shared.check()?;
-        if body.len() > MAX_RECORD_BYTES {
-            return Err(AuditError::Record {
-                event: event.as_str(),
-                message: format!(
-                    "the record would be {} bytes; the log takes at most {MAX_RECORD_BYTES} (with `log_args = true`, pass smaller arguments)",
-                    body.len()
-                ),
-            });
+        for (event, body) in records {
+            if body.len() > MAX_RECORD_BYTES {
+                return Err(AuditError::Record {
+                    event: event.as_str(),
+                    message: format!(
+                        "the record would be {} bytes; the log takes at most {MAX_RECORD_BYTES} (with `log_args = true`, pass smaller arguments)",
+                        body.len()
+                    ),
+                });
+            }
+            // Serialized JSON holds no raw control character (the separators among
+            // them): every one in a string is escaped.
+            if body.bytes().fold(false, |raw, b| raw | (b < 0x20)) {
+                return Err(AuditError::Record {
+                    event: event.as_str(),
+                    message: "a raw control character in serialized JSON".into(),
+                });
+            }
         }
-        if body.as_bytes().contains(&PART_SEPARATOR) {
-            return Err(AuditError::Record {
-                event: event.as_str(),
-                message: "a raw control character in serialized JSON".into(),
-            });
+        let ts = layer::timestamp((self.clock)());
+        let size = records.iter().map(|(_, b)| b.len() + 96).sum::<usize>();
+        let mut message = Vec::with_capacity(size + 1);
+        message.push(MSG_RECORD);
+        let mut head = String::with_capacity(64);
+        for (event, body) in records {
+            head.clear();
+            head.push_str("\"event\":\"");
+            head.push_str(event.as_str());
+            head.push_str("\",\"run_id\":");
+            head.push_str(run_id);
+            Pending::encode(&ts, &head, body, &mut message);
         }
-        layer::reset_delivered();
-        tracing::dispatcher::with_default(&self.dispatch, || {
-            tracing::event!(
-                target: AUDIT_TARGET,
-                tracing::Level::INFO,
-                event = event.as_str(),
-                run_id = run_id,
-                body = body
-            );
-        });
-        if !layer::delivered() {
-            return Err(AuditError::Filtered);
+        if !self.appender.try_append_now(&message) {
+            self.appender.enqueue();
+            if self.writer.clone().write_all(&message).is_err() {
+                self.shared.fail(AuditError::Stopped {
+                    path: self.path.clone(),
+                });
+            }
+        }
+        for (event, _) in records {
+            tracing::trace!(target: AUDIT_TARGET, event = event.as_str(), run_id, "audit record");
         }
         self.shared.check()
     }
@@ -404,37 +438,13 @@ impl<'a> RunStart<'a> {
 pub struct AuditRun<'log> {
     log: &'log AuditLog,
     run_id: String,
-    plugin: Option<PluginInfo>,
-    policy: Option<PolicyInfo>,
-    /// The run's granted values, taken out of every string of every record.
-    redactor: Arc<Redactor>,
+    /// `run_id` as a JSON string.
+    run_id_json: String,
+    /// The run's redactor and what it composed of `plugin`, `policy`, `who` and the
+    /// fixed fields of `run_start`.
+    prepared: Arc<Prepared>,
     /// Whether the run's first record (which carries `who`) is still to come.
     pub(super) first: std::sync::atomic::AtomicBool,
-}
-
-/// A record's part (its fields, `plugin`, `policy`, `who`) serialized through the
-/// run's redactor. Only [`AuditRun::fields`] makes one, and a record is emitted only
-/// from these: no string reaches the log past the redactor.
-#[derive(Debug)]
-pub(super) struct Redacted(pub(super) String);
-
-fn record_error(event: Event, e: serde_json::Error) -> AuditError {
-    AuditError::Record {
-        event: event.as_str(),
-        message: e.to_string(),
-    }
-}
-
-/// `{"a":1,"b":2}` -> `,"a":1,"b":2`.
-fn push_members(body: &mut String, object: &str) {
-    let inner = object
-        .strip_prefix('{')
-        .and_then(|o| o.strip_suffix('}'))
-        .unwrap_or_default();
-    if !inner.is_empty() {
-        body.push(',');
-        body.push_str(inner);
-    }
 }
 
 impl AuditRun<'_> {
@@ -449,38 +459,45 @@ impl AuditRun<'_> {
     /// before any record that can carry a string the plugin chose (its name and
     /// version are in `plugin`).
     pub fn set_redactor(&mut self, redactor: Arc<Redactor>) {
-        self.redactor = redactor;
+        self.prepared = Arc::new(self.prepared.with_redactor(redactor));
     }
 
     /// The run's redactor.
     pub fn redactor(&self) -> &Redactor {
-        &self.redactor
+        self.prepared.redactor()
+    }
+
+    /// The run's redactor and fixed fragments.
+    pub(super) fn prepared(&self) -> &Prepared {
+        &self.prepared
     }
 
     /// `fields` as JSON, through the run's redactor: the choke point every part of
-    /// every record passes (only this makes a [`Redacted`]).
+    /// every record passes.
     pub(super) fn fields<T: Serialize + ?Sized>(
         &self,
         event: Event,
         fields: &T,
     ) -> Result<Redacted, AuditError> {
-        redact::to_json(fields, &self.redactor)
-            .map(Redacted)
-            .map_err(|e| record_error(event, e))
+        self.prepared.fields(event, fields)
     }
 
-    /// `,"plugin":{…},"policy":{…}` as every record of the run carries them.
-    pub(super) fn common(&self, event: Event) -> Result<String, AuditError> {
-        let mut common = String::new();
-        if let Some(plugin) = &self.plugin {
-            common.push_str(",\"plugin\":");
-            common.push_str(&self.fields(event, plugin)?.0);
+    /// The body of the run's next record of `event` (what follows `prev`): `who` on
+    /// the run's first, `plugin` and `policy`, then `fields`' members.
+    fn body(&self, event: Event, fields: Option<&Redacted>) -> Result<String, AuditError> {
+        let common = self.prepared.common()?;
+        let members = fields.map_or("", Redacted::members);
+        let mut body = String::with_capacity(common.len() + members.len() + 256);
+        if self.first.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            body.push_str(",\"who\":");
+            body.push_str(self.prepared.who(event)?.as_str());
         }
-        if let Some(policy) = &self.policy {
-            common.push_str(",\"policy\":");
-            common.push_str(&self.fields(event, policy)?.0);
+        body.push_str(common);
+        if !members.is_empty() {
+            body.push(',');
+            body.push_str(members);
         }
-        Ok(common)
+        Ok(body)
     }
 
     pub(super) fn emit_json(
@@ -488,17 +505,18 @@ impl AuditRun<'_> {
         event: Event,
         fields: Option<&Redacted>,
     ) -> Result<(), AuditError> {
-        let mut body = String::new();
-        if self.first.swap(false, std::sync::atomic::Ordering::Relaxed) {
-            let who = self.fields(event, &crate::audit::record::Who::current())?;
-            body.push_str(",\"who\":");
-            body.push_str(&who.0);
-        }
-        body.push_str(&self.common(event)?);
-        if let Some(fields) = fields {
-            push_members(&mut body, &fields.0);
-        }
-        self.log.emit(event, &self.run_id, &body)
+        let body = self.body(event, fields)?;
+        self.log.emit(&self.run_id_json, &[(event, body)])
+    }
+
+    /// Appends `records`, in order, under one lock with one `write`: a run's closing
+    /// records.
+    pub(super) fn emit_all(&self, records: &[(Event, &Redacted)]) -> Result<(), AuditError> {
+        let bodies = records
+            .iter()
+            .map(|(event, fields)| Ok((*event, self.body(*event, Some(fields))?)))
+            .collect::<Result<Vec<_>, AuditError>>()?;
+        self.log.emit(&self.run_id_json, &bodies)
     }
 
     fn emit<T: Serialize + ?Sized>(&self, event: Event, fields: &T) -> Result<(), AuditError> {
@@ -512,8 +530,7 @@ impl AuditRun<'_> {
     ///
     /// When it cannot be serialized.
     pub fn set_policy(&mut self, policy: &PolicyInfo) -> Result<(), AuditError> {
-        self.fields(Event::PolicyLoaded, policy)?;
-        self.policy = Some(policy.clone());
+        self.prepared = Arc::new(self.prepared.with_policy(policy)?);
         Ok(())
     }
 
@@ -523,8 +540,7 @@ impl AuditRun<'_> {
     ///
     /// When it cannot be serialized.
     pub fn set_plugin(&mut self, plugin: &PluginInfo) -> Result<(), AuditError> {
-        self.fields(Event::PluginLoaded, plugin)?;
-        self.plugin = Some(plugin.clone());
+        self.prepared = Arc::new(self.prepared.with_plugin(plugin)?);
         Ok(())
     }
 
@@ -601,11 +617,11 @@ impl AuditRun<'_> {
         decision: &D,
     ) -> Result<(), AuditError> {
         let fields = self.fields(event, decision)?;
-        let keys: BTreeMap<String, serde::de::IgnoredAny> = serde_json::from_str(&fields.0)
+        let keys: BTreeMap<String, serde::de::IgnoredAny> = serde_json::from_str(fields.as_str())
             .map_err(|_| AuditError::Record {
-                event: event.as_str(),
-                message: "the decision does not serialize as a map of fields".into(),
-            })?;
+            event: event.as_str(),
+            message: "the decision does not serialize as a map of fields".into(),
+        })?;
         if let Some(field) = keys.keys().find(|k| RESERVED_FIELDS.contains(&k.as_str())) {
             return Err(AuditError::ReservedField {
                 event: event.as_str(),
@@ -622,16 +638,18 @@ impl AuditRun<'_> {
     ///
     /// Any failure of this or an earlier record, or [`AuditError::Timeout`].
     pub fn run_start(&self, start: RunStart<'_>) -> Result<(), AuditError> {
-        self.emit(
+        let lead = self.fields(
             Event::RunStart,
-            &RunStartFields {
+            &RunStartLead {
                 load: start.load,
                 args_count: start.args.len(),
                 args: start.log_args.then_some(start.args),
-                limits: LimitsRecord::from(start.limits),
-                confinement: start.confinement,
             },
         )?;
+        let fixed = self
+            .prepared
+            .start(&LimitsRecord::from(start.limits), start.confinement)?;
+        self.emit_json(Event::RunStart, Some(&lead.merge(&fixed)))?;
         self.log.sync()
     }
 

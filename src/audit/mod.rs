@@ -12,9 +12,13 @@
 //! - `writer`: lock, read head, append, unlock (one append routine for every record);
 //!   rotation;
 //! - `appender`: the emitting thread or the worker, whichever appends without waiting;
-//! - `layer`: the `tracing` layer between emitters and the writer;
+//! - `layer`: records' timestamps, and the `tracing` event each record is for
+//!   diagnostics;
+//! - `prepared`: what is fixed for a loaded plugin's records (`plugin`, `policy`,
+//!   `who`, `run_start`'s limits and confinement), composed once through its redactor;
 //! - `log`: the public handle, [`AuditLog`] and [`AuditRun`];
 //! - `closing`: a finished call's records, kept within the reserved room;
+//! - `commit`: group commit, threads sharing one `fdatasync`;
 //! - [`read`]: logs read back (rotated sets, records, times) for `audit show`,
 //!   `audit summary` and `policy suggest`;
 //! - [`query`]: `warden audit show` and `warden audit summary`;
@@ -48,11 +52,13 @@ mod bounds;
 pub mod chain;
 pub mod checkpoint;
 mod closing;
+mod commit;
 mod error;
 pub(crate) mod json;
 pub(crate) mod layer;
 mod log;
 mod log_set;
+mod prepared;
 pub mod query;
 pub mod read;
 pub mod record;
@@ -67,6 +73,7 @@ pub use error::AuditError;
 pub use layer::AUDIT_TARGET;
 pub use log::{AuditLog, AuditRun, RunStart, SYNC_TIMEOUT};
 pub use log_set::{Rotation, UnknownRotation};
+pub(crate) use prepared::Prepared;
 pub use record::{
     Event, GENESIS, LimitsRecord, PluginInfo, PolicyInfo, RunEnd, RunOutcome, SCHEMA_VERSION,
 };

@@ -241,15 +241,21 @@ impl RunOutcome {
     }
 }
 
-/// Fields of `run_start`.
+/// The fields of `run_start` that change from run to run; [`RunStartFixed`] follows
+/// them.
 #[derive(Debug, Serialize)]
-pub(crate) struct RunStartFields<'a> {
+pub(crate) struct RunStartLead<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub load: Option<&'a str>,
     pub args_count: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub args: Option<&'a [String]>,
-    pub limits: LimitsRecord,
+}
+
+/// The fields of `run_start` that are fixed for a load (composed once per load).
+#[derive(Debug, Serialize)]
+pub(crate) struct RunStartFixed<'a> {
+    pub limits: &'a LimitsRecord,
     pub confinement: &'a crate::confinement::Confinement,
 }
 

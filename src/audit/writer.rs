@@ -1,21 +1,26 @@
-//! The innermost writer: lock, read the chain head, append one line, unlock.
+//! The innermost writer: lock, read the chain head, append, unlock.
 //!
 //! `ChainWriter` is the only code that appends to the log. It sits behind an
 //! `Appender`: the thread that emits a record appends it itself when nothing is
 //! queued and no lock is busy, and otherwise it goes through `tracing-appender`'s
-//! non-blocking writer to the worker thread. It receives one message per record (see
-//! `super::chain::Pending`) or per barrier. For each record it
+//! non-blocking writer to the worker thread. It receives one message per record, or
+//! per run's closing records (see `super::chain::Pending`), or per barrier. For each
+//! message it
 //!
 //! 1. takes an exclusive `flock` on the file (with rotation, first on the lock file
 //!    that guards the choice of file);
-//! 2. reads the chain head from the end of the file itself (other processes may have
-//!    appended since), skipping a torn last line; when the file still has the length
-//!    this writer left it at, nobody appended in between and the head it computed is
-//!    used without reading;
-//! 3. appends `{…,"seq":N,…,"prev":"…",…}\n` with one `write` (and, after a torn
-//!    line, the `\n` that ends it), rolling the file back to its old length if the
-//!    write fails part-way;
-//! 4. unlocks.
+//! 2. finds the chain head: one `fstat` tells whether the file still has the length
+//!    this writer left it at, and then nobody appended in between and the head it
+//!    computed is used without reading; else it reads the head from the end of the
+//!    file itself (other processes may have appended since), skipping a torn last
+//!    line;
+//! 3. for a `run_start`, makes sure the room for the run's closing records is
+//!    reserved past the end of the file (`fallocate`, only when what this writer
+//!    reserved before is used up or was lost: see `Reserve`);
+//! 4. appends `{…,"seq":N,…,"prev":"…",…}\n` for each record, chained, with one
+//!    `write` (and, after a torn line, the `\n` that ends it), rolling the file back
+//!    to its old length if the write fails part-way;
+//! 5. unlocks.
 //!
 //! So any number of warden processes may append to one log, and the chain stays
 //! valid across them and across rotated files.
@@ -91,11 +96,6 @@ impl Shared {
         }
     }
 
-    /// The log's path, for messages.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Records this writer appended.
     pub fn appended(&self) -> u64 {
         self.appended.load(Ordering::Acquire)
@@ -132,6 +132,21 @@ impl Shared {
             .unwrap_or_else(PoisonError::into_inner);
         *confirmed = (*confirmed).max(id);
         self.confirmed_changed.notify_all();
+    }
+}
+
+/// A log file to `fdatasync` ([`ChainWriter::sync_target`]).
+pub(crate) struct SyncTarget {
+    file: Arc<File>,
+    path: PathBuf,
+}
+
+impl SyncTarget {
+    /// `fdatasync`s the file: every record appended to it so far is on disk.
+    pub fn sync_data(&self) -> Result<(), AuditError> {
+        self.file
+            .sync_data()
+            .map_err(|e| AuditError::write(&self.path, e))
     }
 }
 
@@ -210,21 +225,43 @@ fn tail_of(file: &File, path: &Path) -> Result<Tail, AuditError> {
 struct Period {
     stamp: String,
     path: PathBuf,
-    file: File,
+    file: Arc<File>,
     known: Option<Known>,
 }
 
-/// The file's length right after this writer's last append, and the head after it.
+/// The file's length right after this writer's last append, the head after it, and
+/// the room this writer reserved past it.
 #[derive(Debug, Clone)]
 struct Known {
     len: u64,
     head: Head,
+    reserve: Reserve,
 }
+
+/// Room reserved past the end of a file by `fallocate(FALLOC_FL_KEEP_SIZE)`: blocks
+/// allocated up to `end`, and the file's `st_blocks` right after. Only a truncation
+/// (a writer rolling back a failed append, in this process or another) frees such
+/// blocks, and it brings `st_blocks` below that count; appends into the reserved
+/// region never lower it. So the reserve still holds when the file has the length
+/// this writer left it at and at least `blocks` blocks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Reserve {
+    end: u64,
+    blocks: u64,
+}
+
+/// How far past a `run_start`'s own [`CLOSING_RESERVE`] a reservation reaches, so
+/// that the runs after it find their room already reserved: one `fallocate` per
+/// mebibyte of log, not one per run. A file system too full for it gets exactly what
+/// the run needs, as before.
+///
+/// [`CLOSING_RESERVE`]: super::bounds::CLOSING_RESERVE
+const RESERVE_AHEAD: u64 = 1024 * 1024;
 
 enum Target {
     Single {
         path: PathBuf,
-        file: File,
+        file: Arc<File>,
         known: Option<Known>,
         /// With `Rotation::Size`: the most `path` may hold before it is moved aside.
         max_size: Option<u64>,
@@ -277,7 +314,7 @@ impl ChainWriter {
                 }
                 Target::Single {
                     path: path.into(),
-                    file,
+                    file: Arc::new(file),
                     known: None,
                     max_size: match rotation {
                         Rotation::Size(bytes) => Some(bytes),
@@ -313,13 +350,16 @@ impl ChainWriter {
         })
     }
 
-    /// Appends the record in `message`. Without `wait`, gives up (`Ok(false)`, nothing
+    /// Appends the records in `message` (one, or a run's closing records: all under
+    /// one lock, with one `write`). Without `wait`, gives up (`Ok(false)`, nothing
     /// written) when a file lock is held by someone else.
     fn append(&mut self, message: &[u8], wait: bool) -> Result<bool, AuditError> {
-        let pending = Pending::parse(message).ok_or_else(|| AuditError::Record {
+        let malformed = || AuditError::Record {
             event: "unknown",
             message: "malformed message to the audit writer".into(),
-        })?;
+        };
+        let pending = Pending::parse_all(message).ok_or_else(malformed)?;
+        let first = *pending.first().ok_or_else(malformed)?;
         let line = &mut self.line;
         let keep = self.keep;
         match &mut self.target {
@@ -356,7 +396,7 @@ impl ChainWriter {
                 let Some(_lock) = Locked::take(lock, lock_path, wait)? else {
                     return Ok(false);
                 };
-                let (stamp, newest) = choose_stamp(*rotation, pending.ts, lock, lock_path)?;
+                let (stamp, newest) = choose_stamp(*rotation, first.ts, lock, lock_path)?;
                 let new_period = current.as_ref().map(|p| &p.stamp) != Some(&stamp);
                 let period = period(base, stamp, current)?;
                 let Some(_file_lock) = Locked::take(&period.file, &period.path, wait)? else {
@@ -381,7 +421,9 @@ impl ChainWriter {
                 Ok(())
             }
         }?;
-        self.shared.appended.fetch_add(1, Ordering::AcqRel);
+        self.shared
+            .appended
+            .fetch_add(pending.len() as u64, Ordering::AcqRel);
         Ok(true)
     }
 
@@ -417,15 +459,27 @@ impl ChainWriter {
     }
 
     pub(crate) fn sync_data(&self) -> Result<(), AuditError> {
+        match self.sync_target() {
+            Some(target) => target.sync_data(),
+            None => Ok(()),
+        }
+    }
+
+    /// The file records go to now, to `fdatasync` without holding this writer (so that
+    /// other threads go on appending meanwhile); `None` before the first period.
+    pub(crate) fn sync_target(&self) -> Option<SyncTarget> {
         let (file, path) = match &self.target {
             Target::Single { path, file, .. } => (file, path),
             Target::Rotating {
                 current: Some(period),
                 ..
             } => (&period.file, &period.path),
-            Target::Rotating { current: None, .. } => return Ok(()),
+            Target::Rotating { current: None, .. } => return None,
         };
-        file.sync_data().map_err(|e| AuditError::write(path, e))
+        Some(SyncTarget {
+            file: Arc::clone(file),
+            path: path.clone(),
+        })
     }
 }
 
@@ -460,11 +514,11 @@ impl io::Write for ChainWriter {
 #[expect(clippy::too_many_arguments, reason = "the parts of one append")]
 fn append_sized(
     path: &Path,
-    file: &mut File,
+    file: &mut Arc<File>,
     known: &mut Option<Known>,
     max: u64,
     keep: Option<usize>,
-    pending: &Pending<'_>,
+    pending: &[Pending<'_>],
     line: &mut Vec<u8>,
     wait: bool,
 ) -> Result<Option<()>, AuditError> {
@@ -476,20 +530,23 @@ fn append_sized(
         let ours = file.metadata().map_err(|e| AuditError::write(path, e))?;
         let current = std::fs::symlink_metadata(path).ok();
         if current.is_some_and(|c| c.ino() == ours.ino() && c.dev() == ours.dev()) {
-            let estimate =
-                (pending.ts.len() + pending.head.len() + pending.tail.len() + 256) as u64;
+            let estimate: u64 = pending
+                .iter()
+                .map(|p| (p.ts.len() + p.head.len() + p.tail.len() + 256) as u64)
+                .sum();
             if ours.len() == 0 || ours.len().saturating_add(estimate) <= max {
                 append_locked(file, path, known, pending, line, || head_before(path, None))?;
                 return Ok(Some(()));
             }
             // Move the full file aside, still under its lock, and go on in a new one.
             let head = tail_of(file, path)?.head;
-            let aside = unused_rotated_path(path, pending.ts);
+            let ts = pending.first().map_or(&b""[..], |p| p.ts);
+            let aside = unused_rotated_path(path, ts);
             // Never onto an existing name (a file or symlink planted there).
             files::rename_aside(path, &aside).map_err(|e| AuditError::write(path, io_of(e)))?;
             let fresh = open_append(path)?;
             drop(lock);
-            *file = fresh;
+            *file = Arc::new(fresh);
             *known = None;
             let Some(_new_lock) = Locked::take(file, path, true)? else {
                 return Ok(None);
@@ -500,7 +557,7 @@ fn append_sized(
         }
         // Another process moved `PATH` aside: continue in the file now at `PATH`.
         drop(lock);
-        *file = open_append(path)?;
+        *file = Arc::new(open_append(path)?);
         *known = None;
     }
 }
@@ -532,11 +589,12 @@ fn append_locked(
     file: &File,
     path: &Path,
     known: &mut Option<Known>,
-    pending: &Pending<'_>,
+    pending: &[Pending<'_>],
     line: &mut Vec<u8>,
     previous: impl FnOnce() -> Result<Option<Head>, AuditError>,
 ) -> Result<(), AuditError> {
-    let at = head_at(file, path, known, previous)?;
+    let starts = pending.iter().any(|p| p.head.starts_with(RUN_START_HEAD));
+    let at = head_at(file, path, known, starts, previous)?;
     write_at(file, path, known, at, pending, line, false).map(|_| ())
 }
 
@@ -546,6 +604,8 @@ struct At {
     len: u64,
     head: Head,
     unterminated: bool,
+    /// The room this writer reserved past `len` that still holds.
+    reserve: Reserve,
 }
 
 /// Where the next record of `file` (whose lock the caller holds) goes: after the head
@@ -556,17 +616,30 @@ fn head_at(
     file: &File,
     path: &Path,
     known: &mut Option<Known>,
+    with_blocks: bool,
     previous: impl FnOnce() -> Result<Option<Head>, AuditError>,
 ) -> Result<At, AuditError> {
-    let len = file
-        .metadata()
-        .map_err(|e| AuditError::write(path, e))?
-        .len();
+    // One `lseek` (a `statx` for a `run_start`, which also needs the blocks that say
+    // whether the reserve still holds) tells whether anyone else appended (or cut)
+    // since this writer's last append: then the file's length is not the one it left.
+    let (len, blocks) = if with_blocks {
+        size_of(file).map(|(len, blocks)| (len, Some(blocks)))
+    } else {
+        rustix::fs::seek(file, rustix::fs::SeekFrom::End(0))
+            .map(|len| (len, None))
+            .map_err(io::Error::from)
+    }
+    .map_err(|e| AuditError::write(path, e))?;
     if let Some(k) = known.take().filter(|k| k.len == len) {
+        let reserve = match blocks {
+            Some(blocks) if blocks < k.reserve.blocks => Reserve::default(),
+            _ => k.reserve,
+        };
         return Ok(At {
             len,
             head: k.head,
             unterminated: false,
+            reserve,
         });
     }
     let tail = tail_of(file, path)?;
@@ -578,20 +651,43 @@ fn head_at(
         len,
         head,
         unterminated: tail.unterminated,
+        reserve: Reserve::default(),
     })
 }
 
-/// Writes the record for `pending` at `at` with one `write` (after the `\n` that ends
-/// a torn line), `fsync`ing it when `sync`, and remembers the new end in `known`. A
-/// `run_start` first reserves the space of the run's closing records. On failure the
-/// file is cut back to its old length: the caller still holds the lock, so no partial
-/// line stays behind. Returns where the record (without `\n`) is in `line`.
+/// The length of `file` and the blocks allocated to it, asked without its
+/// timestamps: where the kernel keeps fine-grained timestamps (Linux 6.13 and later),
+/// a stat that reads them makes the next write update them again, which costs every
+/// append a journal entry.
+fn size_of(file: &File) -> io::Result<(u64, u64)> {
+    use rustix::fs::{AtFlags, StatxFlags, statx};
+    let wanted = StatxFlags::SIZE | StatxFlags::BLOCKS;
+    match statx(file, c"", AtFlags::EMPTY_PATH, wanted) {
+        Ok(st) if StatxFlags::from_bits_retain(st.stx_mask).contains(wanted) => {
+            Ok((st.stx_size, st.stx_blocks))
+        }
+        _ => {
+            let st = rustix::fs::fstat(file)?;
+            Ok((
+                u64::try_from(st.st_size).unwrap_or(0),
+                u64::try_from(st.st_blocks).unwrap_or(0),
+            ))
+        }
+    }
+}
+
+/// Writes the records of `pending` at `at`, chained one to the next, with one
+/// `write` (after the `\n` that ends a torn line), `fsync`ing them when `sync`, and
+/// remembers the new end in `known`. A `run_start` first makes sure the space of the
+/// run's closing records is reserved. On failure the file is cut back to its old
+/// length: the caller still holds the lock, so no partial line stays behind. Returns
+/// where the first record (without `\n`) is in `line`.
 fn write_at(
     file: &File,
     path: &Path,
     known: &mut Option<Known>,
     at: At,
-    pending: &Pending<'_>,
+    pending: &[Pending<'_>],
     line: &mut Vec<u8>,
     sync: bool,
 ) -> Result<std::ops::Range<usize>, AuditError> {
@@ -599,50 +695,91 @@ fn write_at(
     if at.unterminated {
         line.push(b'\n');
     }
-    let start = line.len();
-    chain::compose(pending, &at.head, line);
-    let record = start..line.len();
-    let next = Head {
-        next_seq: at.head.next_seq.saturating_add(1),
-        prev: chain::line_hash(&line[record.clone()]),
-    };
-    line.push(b'\n');
-    if pending.head.starts_with(RUN_START_HEAD) {
-        reserve_closing_space(file, path, at.len, line.len() as u64)?;
+    let mut head = at.head;
+    let mut first = None;
+    for record in pending {
+        let start = line.len();
+        chain::compose(record, &head, line);
+        let range = start..line.len();
+        head = Head {
+            next_seq: head.next_seq.saturating_add(1),
+            prev: chain::line_hash(&line[range.clone()]),
+        };
+        first.get_or_insert(range);
+        line.push(b'\n');
+    }
+    let mut reserve = at.reserve;
+    if pending.iter().any(|p| p.head.starts_with(RUN_START_HEAD)) {
+        reserve = reserve_closing_space(file, path, at.len, line.len() as u64, reserve)?;
     }
     let written = (&*file)
         .write_all(line)
         .and_then(|()| if sync { file.sync_data() } else { Ok(()) });
     if let Err(e) = written {
+        // Also frees what was reserved past the end: `known` is gone, so the next
+        // `run_start` reserves again.
         let _ = file.set_len(at.len);
         return Err(AuditError::write(path, e));
     }
     *known = Some(Known {
         len: at.len + line.len() as u64,
-        head: next,
+        head,
+        reserve,
     });
-    Ok(record)
+    Ok(first.unwrap_or(0..0))
 }
 
 /// How a `run_start` record's head begins ([`Pending::head`]).
 const RUN_START_HEAD: &[u8] = b"\"event\":\"run_start\"";
 
-/// Reserves, before a `run_start` of `len` bytes is written at `end`, the blocks that
-/// record and the run's closing records need ([`super::bounds::CLOSING_RESERVE`]):
-/// `fallocate(FALLOC_FL_KEEP_SIZE)` allocates them past the end of the file without
-/// changing its length, so the appends after the plugin ran need no new space.
+/// Makes sure that, before a `run_start` of `len` bytes is written at `end`, the
+/// blocks that record and the run's closing records need
+/// ([`super::bounds::CLOSING_RESERVE`]) are reserved past the end of the file:
+/// `fallocate(FALLOC_FL_KEEP_SIZE)` allocates them without changing its length, so
+/// the appends after the plugin ran need no new space. When `reserve` (what this
+/// writer reserved earlier and still holds) already reaches that far, nothing is
+/// asked of the kernel; otherwise it reserves [`RESERVE_AHEAD`] more than needed, or
+/// exactly what is needed when the file system has no room for more.
 ///
 /// # Errors
 ///
 /// [`AuditError::Write`] when the file system has no room (`ENOSPC`): the run must
 /// not start, since its closing records might not fit. A file system without
 /// `fallocate` (some network file systems) reserves nothing and is not an error.
-fn reserve_closing_space(file: &File, path: &Path, end: u64, len: u64) -> Result<(), AuditError> {
+fn reserve_closing_space(
+    file: &File,
+    path: &Path,
+    end: u64,
+    len: u64,
+    reserve: Reserve,
+) -> Result<Reserve, AuditError> {
     use rustix::fs::{FallocateFlags, fallocate};
     use rustix::io::Errno;
     let total = len.saturating_add(super::bounds::CLOSING_RESERVE);
-    match fallocate(file, FallocateFlags::KEEP_SIZE, end, total) {
-        Ok(()) | Err(Errno::OPNOTSUPP | Errno::NOSYS) => Ok(()),
+    let needed = end.saturating_add(total);
+    if needed <= reserve.end {
+        return Ok(reserve);
+    }
+    let mut result = Err(Errno::NOSPC);
+    for size in [total.saturating_add(RESERVE_AHEAD), total] {
+        result = fallocate(file, FallocateFlags::KEEP_SIZE, end, size).map(|()| size);
+        if result != Err(Errno::NOSPC) {
+            break;
+        }
+    }
+    match result {
+        Ok(size) => {
+            let (_, blocks) = size_of(file).map_err(|e| AuditError::write(path, e))?;
+            Ok(Reserve {
+                end: end.saturating_add(size),
+                blocks,
+            })
+        }
+        // Nothing can be reserved on this file system: not asked again for this file.
+        Err(Errno::OPNOTSUPP | Errno::NOSYS) => Ok(Reserve {
+            end: u64::MAX,
+            blocks: 0,
+        }),
         Err(e) => Err(AuditError::write(
             path,
             std::io::Error::other(format!(
@@ -684,7 +821,7 @@ pub(crate) fn append_at_head(
         .unwrap_or_else(|| base.to_path_buf());
     let file = open_append(&newest)?;
     let _lock = Locked::exclusive(&file, &newest)?;
-    let at = head_at(&file, &newest, &mut None, || Ok(None))?;
+    let at = head_at(&file, &newest, &mut None, false, || Ok(None))?;
     let head = at.head.clone();
     let tail = make_tail(&head);
     let pending = Pending {
@@ -693,7 +830,15 @@ pub(crate) fn append_at_head(
         tail: tail.as_bytes(),
     };
     let mut line = Vec::new();
-    let record = write_at(&file, &newest, &mut None, at, &pending, &mut line, true)?;
+    let record = write_at(
+        &file,
+        &newest,
+        &mut None,
+        at,
+        std::slice::from_ref(&pending),
+        &mut line,
+        true,
+    )?;
     Ok((String::from_utf8_lossy(&line[record]).into_owned(), head))
 }
 
@@ -740,7 +885,7 @@ fn period<'c>(
 ) -> Result<&'c mut Period, AuditError> {
     if current.as_ref().map(|p| &p.stamp) != Some(&stamp) {
         let path = rotated_path(base, &stamp);
-        let file = open_append(&path)?;
+        let file = Arc::new(open_append(&path)?);
         *current = Some(Period {
             stamp,
             path,
@@ -929,6 +1074,89 @@ mod tests {
             w.shared.check()
         );
         assert_eq!(std::fs::read_to_string(&base).unwrap(), "");
+    }
+
+    fn run_start(ts: &str, n: u32) -> Vec<u8> {
+        let mut msg = vec![MSG_RECORD];
+        Pending::encode(
+            ts,
+            &format!(r#""event":"run_start","run_id":"r{n}""#),
+            r#","args_count":0"#,
+            &mut msg,
+        );
+        msg
+    }
+
+    /// Bytes allocated to `path`, reserved room included.
+    fn allocated(path: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::metadata(path).unwrap().blocks() * 512
+    }
+
+    #[test]
+    fn the_closing_reserve_is_taken_again_only_when_used_up_or_lost() {
+        use crate::audit::CLOSING_RESERVE;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let ts = "2024-03-05T13:00:00.000Z";
+        let mut w = writer(&path, Rotation::Never, ts);
+        w.write_all(&run_start(ts, 0)).unwrap();
+        w.shared.check().unwrap();
+        let len = || std::fs::metadata(&path).unwrap().len();
+        assert!(allocated(&path) >= len() + CLOSING_RESERVE + RESERVE_AHEAD / 2);
+        let reserve = w_reserve(&w);
+        // The next runs find their room reserved: nothing is asked of the kernel.
+        for n in 1..4 {
+            w.write_all(&run_start(ts, n)).unwrap();
+            assert_eq!(w_reserve(&w), reserve);
+        }
+        // Another writer rolls back a failed append: cutting the file to its length
+        // frees the room reserved past it. The next run_start reserves it again.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len())
+            .unwrap();
+        assert!(allocated(&path) < CLOSING_RESERVE);
+        w.write_all(&run_start(ts, 4)).unwrap();
+        w.shared.check().unwrap();
+        assert!(allocated(&path) >= len() + CLOSING_RESERVE);
+        let report = verify_files(std::slice::from_ref(&path)).unwrap();
+        assert!(matches!(report.verdict, Verdict::Ok), "{report:?}");
+        assert_eq!(report.records, 5);
+    }
+
+    fn w_reserve(w: &ChainWriter) -> Reserve {
+        match &w.target {
+            Target::Single { known, .. } => known.as_ref().unwrap().reserve,
+            Target::Rotating { .. } => Reserve::default(),
+        }
+    }
+
+    #[test]
+    fn the_records_of_one_message_are_chained_and_appended_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let ts = "2024-03-05T13:00:00.000Z";
+        let mut w = writer(&path, Rotation::Never, ts);
+        w.write_all(&message(ts, 0)).unwrap();
+        let mut batch = message(ts, 1);
+        for n in 2..5 {
+            batch.extend_from_slice(&message(ts, n)[1..]);
+        }
+        w.write_all(&batch).unwrap();
+        w.shared.check().unwrap();
+        assert_eq!(w.shared.appended(), 5);
+        let report = verify_files(std::slice::from_ref(&path)).unwrap();
+        assert!(matches!(report.verdict, Verdict::Ok), "{report:?}");
+        assert_eq!(report.records, 5);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let ids: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["run_id"].to_string())
+            .collect();
+        assert_eq!(ids, ["\"r0\"", "\"r1\"", "\"r2\"", "\"r3\"", "\"r4\""]);
     }
 
     #[test]

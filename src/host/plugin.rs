@@ -2,7 +2,7 @@
 
 use super::{HostError, Inner, PolicyState, Warden};
 use crate::abi::PluginManifest;
-use crate::audit::{AuditRun, PluginInfo, Redactor, RunEnd, RunStart};
+use crate::audit::{AuditRun, PluginInfo, Prepared, Redactor, RunEnd, RunStart};
 use crate::confinement::Confinement;
 use crate::grant::{Decisions, GrantKind, Outcome, decide};
 use crate::policy::{Confine, Isolation};
@@ -172,10 +172,12 @@ struct PluginInner {
     manifest: PluginManifest,
     decisions: Decisions,
     path: Option<PathBuf>,
-    info: PluginInfo,
     policy: Arc<PolicyState>,
     /// The granted values, redacted from every record of the load and its runs.
     redactor: Arc<Redactor>,
+    /// The parts of every run's records fixed for the load (`plugin`, `policy`,
+    /// `run_start`'s limits and confinement), composed once through `redactor`.
+    prepared: Arc<Prepared>,
     /// The `run_id` of the load's records.
     load_id: String,
     /// Whether a run has taken the load's `run_id` (the first run does).
@@ -191,12 +193,9 @@ impl Drop for PluginInner {
             return;
         }
         if let Some(log) = &self.host.audit {
-            let mut rec = log.run_with_id(self.load_id.clone());
-            rec.set_redactor(Arc::clone(&self.redactor));
-            let ended = rec
-                .set_policy(&self.policy.info)
-                .and_then(|()| rec.set_plugin(&self.info))
-                .and_then(|()| rec.run_end(&RunEnd::unloaded()));
+            let ended = log
+                .run_prepared(Some(self.load_id.clone()), &self.prepared)
+                .and_then(|rec| rec.run_end(&RunEnd::unloaded()));
             if let Err(e) = ended {
                 tracing::warn!(error = %e, load = %self.load_id, "cannot record the end of an unused load");
             }
@@ -281,15 +280,9 @@ impl Plugin {
             }
             return Ok(inner.call(args));
         };
+        let _syncing = inner.host.sync_each_run.then(|| log.syncing_run());
         let first = !inner.load_id_taken.swap(true, Ordering::AcqRel);
-        let mut rec = if first {
-            log.run_with_id(inner.load_id.clone())
-        } else {
-            log.run()?
-        };
-        rec.set_redactor(Arc::clone(&inner.redactor));
-        rec.set_policy(&inner.policy.info)?;
-        rec.set_plugin(&inner.info)?;
+        let rec = log.run_prepared(first.then(|| inner.load_id.clone()), &inner.prepared)?;
         if !Arc::ptr_eq(&current, &inner.policy) {
             let e = self.stale(&current);
             rec.run_end(&RunEnd::refused(e.exit_code(), e.to_string()))?;
@@ -570,6 +563,17 @@ impl Warden {
             );
             return refuse(&mut rec, reason, loaded.manifest, decisions);
         }
+        let prepared = Prepared::for_load(
+            Arc::clone(&redactor),
+            &policy.info,
+            &info,
+            loaded.instance.limits(),
+            &confinement,
+        );
+        let prepared = match prepared {
+            Ok(prepared) => Arc::new(prepared),
+            Err(e) => return Err(rec.rejected(sha256, e.into())),
+        };
         let load_id = rec.id().unwrap_or_default();
         Ok(Loaded::Ready(Plugin {
             inner: Arc::new(PluginInner {
@@ -580,9 +584,9 @@ impl Warden {
                 manifest: loaded.manifest,
                 decisions,
                 path,
-                info,
                 policy,
                 redactor,
+                prepared,
                 load_id,
                 load_id_taken: AtomicBool::new(false),
             }),

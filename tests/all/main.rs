@@ -45,6 +45,8 @@
 //!   `audit summary` against a hand count, checkpoints against a cut tail and a
 //!   rebuilt chain, a rotated set missing its oldest file, a fleet;
 //! - [`run_audit`]: `warden run` and its audit log end to end (8 processes, fail closed);
+//! - [`killed`]: `warden run` killed at random points of 200 runs: every effect of a
+//!   guest follows its `run_start`, and verify calls each cut run incomplete;
 //! - [`runtime_deny`]: what plugins try past their grants at run time is recorded, and
 //!   symlinks out of a grant are refused;
 //! - [`safe_writes`]: files warden writes in folders others own: a planted symlink
@@ -66,6 +68,7 @@ mod fuzz_inputs;
 mod host;
 mod hostile;
 mod hostile_logs;
+mod killed;
 mod load;
 mod network;
 mod plugins;
