@@ -9,7 +9,9 @@
 //!
 //! 1. takes an exclusive `flock` on the file (with rotation, first on the lock file
 //!    that guards the choice of file);
-//! 2. finds the chain head: one `fstat` tells whether the file still has the length
+//! 2. finds the chain head: one `lseek` (a `statx` of size and blocks for a
+//!    `run_start`; never a full `fstat`, which reads the file's times and so makes
+//!    the next write update them) tells whether the file still has the length
 //!    this writer left it at, and then nobody appended in between and the head it
 //!    computed is used without reading; else it reads the head from the end of the
 //!    file itself (other processes may have appended since), skipping a torn last
