@@ -15,7 +15,7 @@ use super::log_set::Rotation;
 use super::prepared::{Prepared, Redacted};
 use super::record::{
     DeclaredFields, ErrorFields, Event, LimitFields, LimitsRecord, PluginInfo, PolicyInfo,
-    RESERVED_FIELDS, RunEnd, RunStartLead,
+    RESERVED_FIELDS, RunEnd, RunStartArgs,
 };
 use super::redact::Redactor;
 use super::writer::{ChainWriter, MSG_BARRIER, MSG_RECORD, Shared};
@@ -206,8 +206,13 @@ impl AuditLog {
     ///
     /// [`AuditError::Random`] when the operating system has no randomness to give.
     pub fn run(&self) -> Result<AuditRun<'_>, AuditError> {
-        let id = self.ids.draw()?;
-        Ok(self.run_of(hex::encode(id), Arc::default(), true))
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut id = String::with_capacity(32);
+        for byte in self.ids.draw()? {
+            id.push(char::from(DIGITS[usize::from(byte >> 4)]));
+            id.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+        }
+        Ok(self.run_of(id, Arc::default(), true))
     }
 
     /// Starts the records of a run of a loaded plugin: the load's `plugin`, `policy`,
@@ -236,7 +241,11 @@ impl AuditLog {
     fn run_of(&self, run_id: String, prepared: Arc<Prepared>, first: bool) -> AuditRun<'_> {
         // The ids are warden's own hex; anything else is escaped all the same.
         let run_id_json = if run_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            format!("\"{run_id}\"")
+            let mut quoted = String::with_capacity(run_id.len() + 2);
+            quoted.push('"');
+            quoted.push_str(&run_id);
+            quoted.push('"');
+            quoted
         } else {
             json::to_string(&run_id).unwrap_or_else(|_| "\"\"".into())
         };
@@ -483,19 +492,28 @@ impl AuditRun<'_> {
     }
 
     /// The body of the run's next record of `event` (what follows `prev`): `who` on
-    /// the run's first, `plugin` and `policy`, then `fields`' members.
-    fn body(&self, event: Event, fields: Option<&Redacted>) -> Result<String, AuditError> {
+    /// the run's first, `plugin` and `policy`, then the members of each of `parts`.
+    fn body(&self, event: Event, parts: &[&Redacted]) -> Result<String, AuditError> {
         let common = self.prepared.common()?;
-        let members = fields.map_or("", Redacted::members);
-        let mut body = String::with_capacity(common.len() + members.len() + 256);
-        if self.first.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        let who = if self.first.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            Some(self.prepared.who(event)?)
+        } else {
+            None
+        };
+        let size = common.len()
+            + who.as_ref().map_or(0, |w| w.as_str().len() + 8)
+            + parts.iter().map(|p| p.as_str().len() + 1).sum::<usize>();
+        let mut body = String::with_capacity(size);
+        if let Some(who) = &who {
             body.push_str(",\"who\":");
-            body.push_str(self.prepared.who(event)?.as_str());
+            body.push_str(who.as_str());
         }
         body.push_str(common);
-        if !members.is_empty() {
-            body.push(',');
-            body.push_str(members);
+        for members in parts.iter().map(|p| p.members()) {
+            if !members.is_empty() {
+                body.push(',');
+                body.push_str(members);
+            }
         }
         Ok(body)
     }
@@ -505,7 +523,7 @@ impl AuditRun<'_> {
         event: Event,
         fields: Option<&Redacted>,
     ) -> Result<(), AuditError> {
-        let body = self.body(event, fields)?;
+        let body = self.body(event, fields.as_slice())?;
         self.log.emit(&self.run_id_json, &[(event, body)])
     }
 
@@ -514,7 +532,7 @@ impl AuditRun<'_> {
     pub(super) fn emit_all(&self, records: &[(Event, &Redacted)]) -> Result<(), AuditError> {
         let bodies = records
             .iter()
-            .map(|(event, fields)| Ok((*event, self.body(*event, Some(fields))?)))
+            .map(|(event, fields)| Ok((*event, self.body(*event, &[fields])?)))
             .collect::<Result<Vec<_>, AuditError>>()?;
         self.log.emit(&self.run_id_json, &bodies)
     }
@@ -638,10 +656,15 @@ impl AuditRun<'_> {
     ///
     /// Any failure of this or an earlier record, or [`AuditError::Timeout`].
     pub fn run_start(&self, start: RunStart<'_>) -> Result<(), AuditError> {
-        let lead = self.fields(
+        // `load`, `args_count`, `args`, `limits`, `confinement`: what is the load's
+        // own was composed once, with the load.
+        let load = match start.load {
+            Some(id) => Some(self.prepared.load(id)?),
+            None => None,
+        };
+        let args = self.fields(
             Event::RunStart,
-            &RunStartLead {
-                load: start.load,
+            &RunStartArgs {
                 args_count: start.args.len(),
                 args: start.log_args.then_some(start.args),
             },
@@ -649,7 +672,13 @@ impl AuditRun<'_> {
         let fixed = self
             .prepared
             .start(&LimitsRecord::from(start.limits), start.confinement)?;
-        self.emit_json(Event::RunStart, Some(&lead.merge(&fixed)))?;
+        let mut parts: Vec<&Redacted> = Vec::with_capacity(3);
+        parts.extend(load.as_deref());
+        parts.push(&args);
+        parts.push(&fixed);
+        let body = self.body(Event::RunStart, &parts)?;
+        self.log
+            .emit(&self.run_id_json, &[(Event::RunStart, body)])?;
         self.log.sync()
     }
 

@@ -11,6 +11,7 @@
 //! - `log_set`: which files make one log and their names ([`Rotation`]);
 //! - `writer`: lock, read head, append, unlock (one append routine for every record);
 //!   rotation;
+//! - `reserve`: the room for a run's closing records, reserved past the log's end;
 //! - `appender`: the emitting thread or the worker, whichever appends without waiting;
 //! - `layer`: records' timestamps, and the `tracing` event each record is for
 //!   diagnostics;
@@ -63,6 +64,7 @@ pub mod query;
 pub mod read;
 pub mod record;
 pub mod redact;
+mod reserve;
 pub mod verify;
 mod writer;
 

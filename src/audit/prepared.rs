@@ -21,16 +21,18 @@
 //! ([`Prepared::with_redactor`]) composes every fragment again.
 
 use super::AuditError;
-use super::record::{Event, LimitsRecord, PluginInfo, PolicyInfo, RunStartFixed, Who};
+use super::record::{
+    Event, LimitsRecord, PluginInfo, PolicyInfo, RunStartFixed, RunStartLoad, Who,
+};
 use super::redact::{self, Redactor};
 use crate::confinement::Confinement;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// A record's part (its fields, `plugin`, `policy`, `who`) serialized through the
-/// run's redactor: a JSON object. Only [`Prepared::fields`] makes one (and
-/// [`Redacted::merge`] joins two), and a record is emitted only from these: no string
-/// reaches the log past the redactor.
+/// run's redactor: a JSON object. Only [`Prepared::fields`] makes one, and a record
+/// is emitted only from these: no string reaches the log past the redactor.
 #[derive(Debug, Clone)]
 pub(super) struct Redacted(String);
 
@@ -46,21 +48,6 @@ impl Redacted {
             .strip_prefix('{')
             .and_then(|o| o.strip_suffix('}'))
             .unwrap_or_default()
-    }
-
-    /// `{a}` and `{b}` as `{a,b}`: one object with the members of both, in order.
-    pub fn merge(mut self, more: &Redacted) -> Redacted {
-        let members = more.members();
-        if members.is_empty() {
-            return self;
-        }
-        self.0.pop();
-        if self.0.len() > 1 {
-            self.0.push(',');
-        }
-        self.0.push_str(members);
-        self.0.push('}');
-        self
     }
 }
 
@@ -83,6 +70,8 @@ pub(crate) struct Prepared {
     broken: Option<AuditError>,
     /// `run_start`'s `limits` and `confinement` for the load's own.
     start: Option<Start>,
+    /// `run_start`'s `load` for the load's own id.
+    load: Option<(String, Redacted)>,
     /// `who` of the load's runs, read when it was loaded.
     load_who: Option<Redacted>,
     /// `who` as last composed, and for which answer (without `load_who`).
@@ -105,6 +94,7 @@ impl Prepared {
     /// [`AuditError::Record`] when one cannot be serialized.
     pub fn for_load(
         redactor: Arc<Redactor>,
+        load_id: &str,
         policy: &PolicyInfo,
         plugin: &PluginInfo,
         limits: &crate::limits::Limits,
@@ -130,6 +120,8 @@ impl Prepared {
             json,
         });
         prepared.load_who = Some(prepared.fields(Event::RunStart, &Who::current())?);
+        let load = prepared.fields(Event::RunStart, &RunStartLoad { load: load_id })?;
+        prepared.load = Some((load_id.to_owned(), load));
         Ok(prepared)
     }
 
@@ -230,18 +222,31 @@ impl Prepared {
         &self,
         limits: &LimitsRecord,
         confinement: &Confinement,
-    ) -> Result<Redacted, AuditError> {
+    ) -> Result<Cow<'_, Redacted>, AuditError> {
         match &self.start {
             Some(start) if start.limits == *limits && start.confinement == *confinement => {
-                Ok(start.json.clone())
+                Ok(Cow::Borrowed(&start.json))
             }
-            _ => self.fields(
-                Event::RunStart,
-                &RunStartFixed {
-                    limits,
-                    confinement,
-                },
-            ),
+            _ => self
+                .fields(
+                    Event::RunStart,
+                    &RunStartFixed {
+                        limits,
+                        confinement,
+                    },
+                )
+                .map(Cow::Owned),
+        }
+    }
+
+    /// `{"load":…}` of a `run_start` of the load `load_id`: composed once for the
+    /// load's own id.
+    pub(super) fn load(&self, load_id: &str) -> Result<Cow<'_, Redacted>, AuditError> {
+        match &self.load {
+            Some((id, json)) if id == load_id => Ok(Cow::Borrowed(json)),
+            _ => self
+                .fields(Event::RunStart, &RunStartLoad { load: load_id })
+                .map(Cow::Owned),
         }
     }
 

@@ -241,12 +241,16 @@ impl RunOutcome {
     }
 }
 
-/// The fields of `run_start` that change from run to run; [`RunStartFixed`] follows
-/// them.
+/// `run_start`'s `load`: the `run_id` of the load whose decisions the run runs under.
 #[derive(Debug, Serialize)]
-pub(crate) struct RunStartLead<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub load: Option<&'a str>,
+pub(crate) struct RunStartLoad<'a> {
+    pub load: &'a str,
+}
+
+/// The fields of `run_start` that change from run to run, after [`RunStartLoad`];
+/// [`RunStartFixed`] follows them.
+#[derive(Debug, Serialize)]
+pub(crate) struct RunStartArgs<'a> {
     pub args_count: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub args: Option<&'a [String]>,

@@ -9,14 +9,16 @@
 //!
 //! 1. takes an exclusive `flock` on the file (with rotation, first on the lock file
 //!    that guards the choice of file);
-//! 2. finds the chain head: one `fstat` tells whether the file still has the length
+//! 2. finds the chain head: one `lseek` (a `statx` of size and blocks for a
+//!    `run_start`; never a full `fstat`, which reads the file's times and so makes
+//!    the next write update them) tells whether the file still has the length
 //!    this writer left it at, and then nobody appended in between and the head it
 //!    computed is used without reading; else it reads the head from the end of the
 //!    file itself (other processes may have appended since), skipping a torn last
 //!    line;
 //! 3. for a `run_start`, makes sure the room for the run's closing records is
 //!    reserved past the end of the file (`fallocate`, only when what this writer
-//!    reserved before is used up or was lost: see `Reserve`);
+//!    reserved before is used up or was lost: see `super::reserve`);
 //! 4. appends `{…,"seq":N,…,"prev":"…",…}\n` for each record, chained, with one
 //!    `write` (and, after a torn line, the `\n` that ends it), rolling the file back
 //!    to its old length if the write fails part-way;
@@ -50,6 +52,7 @@ use super::error::AuditError;
 use super::log_set::{
     Rotation, is_stamp, lock_path_for, log_set, rotated_path, unused_rotated_path,
 };
+use super::reserve::{Reserve, reserve_closing_space, size_of};
 use crate::files::{self, FileError};
 use std::fs::File;
 use std::io::{self, Write as _};
@@ -237,26 +240,6 @@ struct Known {
     head: Head,
     reserve: Reserve,
 }
-
-/// Room reserved past the end of a file by `fallocate(FALLOC_FL_KEEP_SIZE)`: blocks
-/// allocated up to `end`, and the file's `st_blocks` right after. Only a truncation
-/// (a writer rolling back a failed append, in this process or another) frees such
-/// blocks, and it brings `st_blocks` below that count; appends into the reserved
-/// region never lower it. So the reserve still holds when the file has the length
-/// this writer left it at and at least `blocks` blocks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Reserve {
-    end: u64,
-    blocks: u64,
-}
-
-/// How far past a `run_start`'s own [`CLOSING_RESERVE`] a reservation reaches, so
-/// that the runs after it find their room already reserved: one `fallocate` per
-/// mebibyte of log, not one per run. A file system too full for it gets exactly what
-/// the run needs, as before.
-///
-/// [`CLOSING_RESERVE`]: super::bounds::CLOSING_RESERVE
-const RESERVE_AHEAD: u64 = 1024 * 1024;
 
 enum Target {
     Single {
@@ -483,6 +466,22 @@ impl ChainWriter {
     }
 }
 
+#[cfg(test)]
+impl ChainWriter {
+    /// The room this writer knows it reserved (a single file's).
+    pub(super) fn reserve(&self) -> Option<Reserve> {
+        match &self.target {
+            Target::Single { known, .. } => known.as_ref().map(|k| k.reserve),
+            Target::Rotating { .. } => None,
+        }
+    }
+
+    /// The first failure so far.
+    pub(super) fn check(&self) -> Result<(), AuditError> {
+        self.shared.check()
+    }
+}
+
 impl io::Write for ChainWriter {
     /// One call per message; failures are kept in `Shared` and reported by the
     /// handle, and the writer goes on with the next message.
@@ -655,27 +654,6 @@ fn head_at(
     })
 }
 
-/// The length of `file` and the blocks allocated to it, asked without its
-/// timestamps: where the kernel keeps fine-grained timestamps (Linux 6.13 and later),
-/// a stat that reads them makes the next write update them again, which costs every
-/// append a journal entry.
-fn size_of(file: &File) -> io::Result<(u64, u64)> {
-    use rustix::fs::{AtFlags, StatxFlags, statx};
-    let wanted = StatxFlags::SIZE | StatxFlags::BLOCKS;
-    match statx(file, c"", AtFlags::EMPTY_PATH, wanted) {
-        Ok(st) if StatxFlags::from_bits_retain(st.stx_mask).contains(wanted) => {
-            Ok((st.stx_size, st.stx_blocks))
-        }
-        _ => {
-            let st = rustix::fs::fstat(file)?;
-            Ok((
-                u64::try_from(st.st_size).unwrap_or(0),
-                u64::try_from(st.st_blocks).unwrap_or(0),
-            ))
-        }
-    }
-}
-
 /// Writes the records of `pending` at `at`, chained one to the next, with one
 /// `write` (after the `\n` that ends a torn line), `fsync`ing them when `sync`, and
 /// remembers the new end in `known`. A `run_start` first makes sure the space of the
@@ -731,64 +709,6 @@ fn write_at(
 
 /// How a `run_start` record's head begins ([`Pending::head`]).
 const RUN_START_HEAD: &[u8] = b"\"event\":\"run_start\"";
-
-/// Makes sure that, before a `run_start` of `len` bytes is written at `end`, the
-/// blocks that record and the run's closing records need
-/// ([`super::bounds::CLOSING_RESERVE`]) are reserved past the end of the file:
-/// `fallocate(FALLOC_FL_KEEP_SIZE)` allocates them without changing its length, so
-/// the appends after the plugin ran need no new space. When `reserve` (what this
-/// writer reserved earlier and still holds) already reaches that far, nothing is
-/// asked of the kernel; otherwise it reserves [`RESERVE_AHEAD`] more than needed, or
-/// exactly what is needed when the file system has no room for more.
-///
-/// # Errors
-///
-/// [`AuditError::Write`] when the file system has no room (`ENOSPC`): the run must
-/// not start, since its closing records might not fit. A file system without
-/// `fallocate` (some network file systems) reserves nothing and is not an error.
-fn reserve_closing_space(
-    file: &File,
-    path: &Path,
-    end: u64,
-    len: u64,
-    reserve: Reserve,
-) -> Result<Reserve, AuditError> {
-    use rustix::fs::{FallocateFlags, fallocate};
-    use rustix::io::Errno;
-    let total = len.saturating_add(super::bounds::CLOSING_RESERVE);
-    let needed = end.saturating_add(total);
-    if needed <= reserve.end {
-        return Ok(reserve);
-    }
-    let mut result = Err(Errno::NOSPC);
-    for size in [total.saturating_add(RESERVE_AHEAD), total] {
-        result = fallocate(file, FallocateFlags::KEEP_SIZE, end, size).map(|()| size);
-        if result != Err(Errno::NOSPC) {
-            break;
-        }
-    }
-    match result {
-        Ok(size) => {
-            let (_, blocks) = size_of(file).map_err(|e| AuditError::write(path, e))?;
-            Ok(Reserve {
-                end: end.saturating_add(size),
-                blocks,
-            })
-        }
-        // Nothing can be reserved on this file system: not asked again for this file.
-        Err(Errno::OPNOTSUPP | Errno::NOSYS) => Ok(Reserve {
-            end: u64::MAX,
-            blocks: 0,
-        }),
-        Err(e) => Err(AuditError::write(
-            path,
-            std::io::Error::other(format!(
-                "cannot reserve {total} bytes for this run's closing records ({e}); \
-                 free space on the log's file system"
-            )),
-        )),
-    }
-}
 
 /// Appends one record to the log at `base` (its newest file, for a rotated set) under
 /// the locks every writer takes, its tail built by `make_tail` from the chain head it
@@ -1074,64 +994,6 @@ mod tests {
             w.shared.check()
         );
         assert_eq!(std::fs::read_to_string(&base).unwrap(), "");
-    }
-
-    fn run_start(ts: &str, n: u32) -> Vec<u8> {
-        let mut msg = vec![MSG_RECORD];
-        Pending::encode(
-            ts,
-            &format!(r#""event":"run_start","run_id":"r{n}""#),
-            r#","args_count":0"#,
-            &mut msg,
-        );
-        msg
-    }
-
-    /// Bytes allocated to `path`, reserved room included.
-    fn allocated(path: &Path) -> u64 {
-        use std::os::unix::fs::MetadataExt as _;
-        std::fs::metadata(path).unwrap().blocks() * 512
-    }
-
-    #[test]
-    fn the_closing_reserve_is_taken_again_only_when_used_up_or_lost() {
-        use crate::audit::CLOSING_RESERVE;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.jsonl");
-        let ts = "2024-03-05T13:00:00.000Z";
-        let mut w = writer(&path, Rotation::Never, ts);
-        w.write_all(&run_start(ts, 0)).unwrap();
-        w.shared.check().unwrap();
-        let len = || std::fs::metadata(&path).unwrap().len();
-        assert!(allocated(&path) >= len() + CLOSING_RESERVE + RESERVE_AHEAD / 2);
-        let reserve = w_reserve(&w);
-        // The next runs find their room reserved: nothing is asked of the kernel.
-        for n in 1..4 {
-            w.write_all(&run_start(ts, n)).unwrap();
-            assert_eq!(w_reserve(&w), reserve);
-        }
-        // Another writer rolls back a failed append: cutting the file to its length
-        // frees the room reserved past it. The next run_start reserves it again.
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_len(len())
-            .unwrap();
-        assert!(allocated(&path) < CLOSING_RESERVE);
-        w.write_all(&run_start(ts, 4)).unwrap();
-        w.shared.check().unwrap();
-        assert!(allocated(&path) >= len() + CLOSING_RESERVE);
-        let report = verify_files(std::slice::from_ref(&path)).unwrap();
-        assert!(matches!(report.verdict, Verdict::Ok), "{report:?}");
-        assert_eq!(report.records, 5);
-    }
-
-    fn w_reserve(w: &ChainWriter) -> Reserve {
-        match &w.target {
-            Target::Single { known, .. } => known.as_ref().unwrap().reserve,
-            Target::Rotating { .. } => Reserve::default(),
-        }
     }
 
     #[test]

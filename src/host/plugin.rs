@@ -563,8 +563,10 @@ impl Warden {
             );
             return refuse(&mut rec, reason, loaded.manifest, decisions);
         }
+        let load_id = rec.id().unwrap_or_default();
         let prepared = Prepared::for_load(
             Arc::clone(&redactor),
+            &load_id,
             &policy.info,
             &info,
             loaded.instance.limits(),
@@ -574,7 +576,6 @@ impl Warden {
             Ok(prepared) => Arc::new(prepared),
             Err(e) => return Err(rec.rejected(sha256, e.into())),
         };
-        let load_id = rec.id().unwrap_or_default();
         Ok(Loaded::Ready(Plugin {
             inner: Arc::new(PluginInner {
                 host: Arc::clone(inner),
