@@ -430,6 +430,21 @@ impl Loader {
         wasm: &[u8],
         cache: &ModuleCache,
     ) -> Result<(LoadedPlugin, Lookup), RuntimeError> {
+        let (module, sha256, lookup) = self.compile_cached(wasm, cache)?;
+        Ok((self.load_module(module, sha256)?, lookup))
+    }
+
+    /// Compiles `wasm` through `cache`, running nothing: the module, the file's
+    /// SHA-256, and how the cache answered.
+    ///
+    /// # Errors
+    ///
+    /// As [`Loader::compile`].
+    pub(crate) fn compile_cached(
+        &self,
+        wasm: &[u8],
+        cache: &ModuleCache,
+    ) -> Result<(wasmtime::Module, [u8; 32], Lookup), RuntimeError> {
         let sha256: [u8; 32] = Sha256::digest(wasm).into();
         let (module, lookup) = cache.get(self.engine(), &sha256);
         if let Lookup::Rejected(reason) = &lookup {
@@ -449,7 +464,7 @@ impl Loader {
                 module
             }
         };
-        Ok((self.load_module(module, sha256)?, lookup))
+        Ok((module, sha256, lookup))
     }
 }
 

@@ -62,8 +62,19 @@ pub fn worker_message(data: &[u8]) {
 }
 
 fn check(message: FromWorker, limits: &Limits) {
-    let FromWorker::Report(report) = message else {
-        return;
+    let report = match message {
+        FromWorker::Report(report) => report,
+        FromWorker::Manifest(manifest) => {
+            // A manifest the parent accepts came from at most `max_manifest` bytes and
+            // passed the same validation as one read in warden's own process.
+            if let Ok(Ok(manifest)) = manifest.into_manifest(limits) {
+                assert!(crate::abi::validate::is_valid_command_name(
+                    &manifest.command.name
+                ));
+            }
+            return;
+        }
+        _ => return,
     };
     let Ok(parts) = report.into_parts(&SANDBOX, limits) else {
         return;
@@ -136,7 +147,9 @@ fn check(message: FromWorker, limits: &Limits) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::worker::wire::{WireAccess, WireDeny, WireError, WireKind, WireReport};
+    use crate::worker::wire::{
+        WireAccess, WireDeny, WireError, WireKind, WireManifest, WireReport,
+    };
 
     /// Well-formed messages of every kind (the committed seeds are these).
     pub(crate) fn seeds() -> Vec<(&'static str, Vec<u8>)> {
@@ -154,7 +167,35 @@ mod tests {
             })))
             .unwrap()
         };
+        let manifest = crate::abi::PluginManifest {
+            api_version: crate::abi::API_VERSION,
+            command: crate::abi::CommandSpec {
+                name: "hello".into(),
+                about: "says hello".into(),
+                version: Some("1.0.0".into()),
+                author: None,
+                args: Vec::new(),
+                subcommands: Vec::new(),
+            },
+            capabilities: crate::abi::Capabilities::default(),
+        };
+        let answer = |result| wire::encode(&FromWorker::Manifest(WireManifest { result })).unwrap();
         vec![
+            (
+                "manifest",
+                answer(Ok(serde_bytes::ByteBuf::from(
+                    rmp_serde::to_vec_named(&manifest).unwrap(),
+                ))),
+            ),
+            (
+                "manifest-trap",
+                answer(Err(WireError {
+                    call: Some(crate::runtime::GuestCall::Manifest),
+                    kind: WireKind::Trap {
+                        message: "unreachable".into(),
+                    },
+                })),
+            ),
             (
                 "ready",
                 wire::encode(&FromWorker::Ready {
@@ -228,7 +269,16 @@ mod tests {
     fn the_seeds_are_accepted_where_honest() {
         for (name, frame) in seeds() {
             let message: FromWorker = wire::recv(&frame[..], 1 << 20).unwrap();
-            if let FromWorker::Report(report) = message {
+            if let FromWorker::Manifest(answer) = message {
+                let manifest = answer.into_manifest(&limits()).unwrap();
+                match name {
+                    "manifest" => assert_eq!(manifest.unwrap().command.name, "hello"),
+                    _ => assert!(matches!(
+                        manifest.unwrap_err().kind,
+                        crate::runtime::RuntimeErrorKind::Trap { .. }
+                    )),
+                }
+            } else if let FromWorker::Report(report) = message {
                 let parts = report.into_parts(&SANDBOX, &limits()).unwrap();
                 if name == "report-denials" {
                     assert_eq!(
@@ -243,6 +293,19 @@ mod tests {
             }
             worker_message(&frame);
         }
+    }
+
+    #[test]
+    fn a_manifest_past_max_manifest_is_the_worker_misbehaving() {
+        let limits = Limits {
+            max_manifest: 16,
+            ..limits()
+        };
+        let answer = WireManifest {
+            result: Ok(serde_bytes::ByteBuf::from(vec![0x80; 17])),
+        };
+        let refused = answer.into_manifest(&limits).unwrap_err();
+        assert!(refused.0.contains("past max_manifest 16"), "{refused}");
     }
 
     #[test]

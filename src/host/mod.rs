@@ -69,7 +69,8 @@ use crate::cache::ModuleCache;
 use crate::grant::Host;
 use crate::limits::Limits;
 use crate::policy::Policy;
-use crate::runtime::{LoadedPlugin, Loader, LoaderConfig, RuntimeError};
+use crate::runtime::{LoadedPlugin, Loader, LoaderConfig, RuntimeError, RuntimeErrorKind};
+use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -485,14 +486,62 @@ impl Inner {
     }
 
     /// Compiles (through the cache) and reads the manifest of `bytes` for calls under
-    /// `limits`.
-    fn load_bytes(&self, bytes: &[u8], limits: &Limits) -> Result<LoadedPlugin, RuntimeError> {
+    /// `limits`, where `manifest` says.
+    fn load_bytes(
+        &self,
+        bytes: &[u8],
+        limits: &Limits,
+        manifest: ManifestFrom,
+    ) -> Result<LoadedPlugin, RuntimeError> {
         let loader = self.loader(limits)?;
-        match &self.cache {
-            Some(cache) => loader.load_cached(bytes, cache).map(|(loaded, _)| loaded),
-            None => loader.load(bytes),
+        let (module, sha256) = match &self.cache {
+            Some(cache) => {
+                let (module, sha256, _) = loader.compile_cached(bytes, cache)?;
+                (module, sha256)
+            }
+            None => (loader.compile(bytes)?, Sha256::digest(bytes).into()),
+        };
+        match manifest {
+            ManifestFrom::ThisProcess => loader.load_module(module, sha256),
+            ManifestFrom::Worker(early) => {
+                let program = crate::worker::program(self.worker_program.as_deref())
+                    .map_err(|message| RuntimeError::new(RuntimeErrorKind::Worker { message }))?;
+                let manifest = crate::worker::parent::read_manifest(
+                    &program,
+                    &module,
+                    &loader.config().limits,
+                    early,
+                )?;
+                loader.load_module_with(module, sha256, manifest)
+            }
+            ManifestFrom::Known(manifest) => loader.load_module_with(module, sha256, manifest),
         }
     }
+
+    /// Where a load under `policy` reads a plugin's manifest: in a worker when the
+    /// policy may run plugins in one (the plugin's name, which picks its table and so
+    /// its isolation, is only known from the manifest), else in this process.
+    fn manifest_from(
+        policy: &Policy,
+        early: Option<crate::worker::parent::Spawned>,
+    ) -> ManifestFrom {
+        if policy.may_isolate() {
+            ManifestFrom::Worker(early)
+        } else {
+            ManifestFrom::ThisProcess
+        }
+    }
+}
+
+/// Where [`Inner::load_bytes`] reads the manifest.
+enum ManifestFrom {
+    /// Here: no plugin of the policy runs in a worker.
+    ThisProcess,
+    /// In a worker of its own, confined with no grant (the one given, if any, was
+    /// started for it).
+    Worker(Option<crate::worker::parent::Spawned>),
+    /// Already read, by an earlier load of the same bytes.
+    Known(crate::abi::PluginManifest),
 }
 
 /// An embedded warden: a policy, an audit log, a working directory, a host

@@ -1,6 +1,6 @@
 //! Loading a plugin under the host's policy, and running it.
 
-use super::{HostError, Inner, PolicyState, Warden};
+use super::{HostError, Inner, ManifestFrom, PolicyState, Warden};
 use crate::abi::PluginManifest;
 use crate::audit::{AuditRun, PluginInfo, Prepared, Redactor, RunEnd, RunStart};
 use crate::confinement::Confinement;
@@ -429,14 +429,21 @@ impl Warden {
         // A worker starts now, when the policy may run this plugin in one, so that it
         // builds its engine while this process loads the plugin (it gets nothing until
         // the plugin is decided; an unused one is killed).
-        let early = policy
-            .policy
-            .may_isolate()
-            .then(|| crate::worker::program(inner.worker_program.as_deref()).ok())
-            .flatten()
-            .and_then(|program| {
-                crate::worker::Spawned::start(program, policy.policy.default_limits().stack).ok()
-            });
+        // Under a policy that may run plugins in workers, two start now: one reads the
+        // manifest (the plugin's name, and so its isolation, is not known before), the
+        // other runs the plugin's calls if it is isolated (an unused one is killed).
+        // Both build their engines while this process reads and compiles the plugin.
+        let start_early = || {
+            crate::worker::program(inner.worker_program.as_deref())
+                .ok()
+                .and_then(|program| {
+                    crate::worker::Spawned::start(program, policy.policy.default_limits().stack)
+                        .ok()
+                })
+        };
+        let may_isolate = policy.policy.may_isolate();
+        let early_manifest = may_isolate.then(start_early).flatten();
+        let early = may_isolate.then(start_early).flatten();
         let mut rec = LoadRecords(match &inner.audit {
             Some(log) => Some(log.run()?),
             None => None,
@@ -453,7 +460,8 @@ impl Warden {
             source,
         };
         let defaults = policy.policy.default_limits();
-        let mut loaded = match inner.load_bytes(&bytes, &defaults) {
+        let manifest_from = Inner::manifest_from(&policy.policy, early_manifest);
+        let mut loaded = match inner.load_bytes(&bytes, &defaults, manifest_from) {
             Ok(loaded) => loaded,
             Err(e) => return Err(rec.rejected(sha256, failed(e))),
         };
@@ -518,7 +526,8 @@ impl Warden {
         let limits = decisions.limits().clone();
         if limits.stack != defaults.stack {
             // The stack ceiling is the engine's: the same bytes, on the engine for it.
-            loaded = match inner.load_bytes(&bytes, &limits) {
+            let known = ManifestFrom::Known(loaded.manifest.clone());
+            loaded = match inner.load_bytes(&bytes, &limits, known) {
                 Ok(loaded) => loaded,
                 Err(e) => return Err(rec.rejected(sha256, failed(e))),
             };
@@ -609,7 +618,11 @@ impl Warden {
         let bytes = source.read()?;
         let loaded = self
             .inner
-            .load_bytes(&bytes, &policy.policy.default_limits())
+            .load_bytes(
+                &bytes,
+                &policy.policy.default_limits(),
+                Inner::manifest_from(&policy.policy, None),
+            )
             .map_err(|e| HostError::Plugin {
                 plugin: source.name(),
                 source: e,
@@ -660,9 +673,10 @@ impl Warden {
     ) -> Result<Inspection, HostError> {
         let source = source.into();
         let bytes = source.read()?;
+        let manifest_from = Inner::manifest_from(&self.inner.policy().policy, None);
         let loaded = self
             .inner
-            .load_bytes(&bytes, &crate::limits::Limits::default())
+            .load_bytes(&bytes, &crate::limits::Limits::default(), manifest_from)
             .map_err(|e| HostError::Plugin {
                 plugin: source.name(),
                 source: e,

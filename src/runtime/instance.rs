@@ -243,6 +243,12 @@ impl PluginInstance {
         self.run_within(args, self.limits.timeout)
     }
 
+    /// Calls `plugin_manifest` in a fresh store with an empty sandbox and returns the
+    /// message's bytes, undecoded (a worker does this for its parent).
+    pub(crate) fn manifest_message(&self) -> Result<Vec<u8>, RuntimeError> {
+        manifest_message(&self.engine, &self.pre, &self.exports, &self.limits)
+    }
+
     /// Like [`PluginInstance::run`], ending the call by `budget` from now when that
     /// comes before its `timeout` (a call that waited for a slot has less left); a
     /// timeout is still reported as the plugin's `timeout`.
@@ -663,6 +669,58 @@ impl<'a> Session<'a> {
     pub(crate) fn fuel_consumed(&self) -> u64 {
         self.fuel.saturating_sub(self.store.get_fuel().unwrap_or(0))
     }
+}
+
+/// Calls `plugin_manifest` in a fresh store with an empty sandbox and returns its
+/// message's bytes, at most `limits.max_manifest` of them, undecoded.
+///
+/// A worker calls this for its parent, which decodes the bytes itself
+/// ([`parse_manifest_message`]): guest code runs only where the plugin's isolation
+/// says it may.
+pub(crate) fn manifest_message(
+    engine: &Engine,
+    pre: &wasmtime::InstancePre<StoreState>,
+    exports: &AbiExports,
+    limits: &Limits,
+) -> Result<Vec<u8>, RuntimeError> {
+    let mut session = Session::start(
+        engine,
+        pre,
+        exports,
+        limits,
+        limits.timeout,
+        &Sandbox::empty(),
+        &[],
+    )
+    .map_err(|failure| failure.error)?;
+    let packed: i64 = session.call(GuestCall::Manifest, &exports.manifest, ())?;
+    let region = abi::GuestRegion::unpack(packed);
+    check_manifest_len(u64::from(region.len), limits)?;
+    let bytes = session.with_message(GuestCall::Manifest, region, "manifest", <[u8]>::to_vec)?;
+    session.dealloc(region.ptr, region.len);
+    Ok(bytes)
+}
+
+/// The manifest's size against `limits.max_manifest`.
+pub(crate) fn check_manifest_len(len: u64, limits: &Limits) -> Result<(), RuntimeError> {
+    if len > limits.max_manifest {
+        return Err(RuntimeError::in_call(
+            GuestCall::Manifest,
+            RuntimeErrorKind::ManifestTooLarge {
+                len: u32::try_from(len).unwrap_or(u32::MAX),
+                max: limits.max_manifest,
+            },
+        ));
+    }
+    Ok(())
+}
+
+/// Decodes and validates a manifest message.
+pub(crate) fn parse_manifest_message(
+    bytes: &[u8],
+) -> Result<crate::abi::PluginManifest, RuntimeError> {
+    abi::parse_manifest(bytes)
+        .map_err(|e| RuntimeError::in_call(GuestCall::Manifest, RuntimeErrorKind::Manifest(e)))
 }
 
 /// Epoch ticks for `timeout`, rounded up, plus one for the partial current tick.

@@ -12,11 +12,11 @@
 //! their types) is checked here before any guest code runs; the manifest it returns is
 //! read through [`crate::abi`].
 
-use super::error::{GuestCall, RuntimeError, RuntimeErrorKind};
-use super::instance::{PluginInstance, Session};
+use super::error::{RuntimeError, RuntimeErrorKind};
+use super::instance::PluginInstance;
 use super::store::{AbiExports, StoreState};
 pub use super::store::{EPOCH_TICK, WASI_MODULE};
-use crate::abi::{self, PluginManifest};
+use crate::abi::PluginManifest;
 use crate::limits::Limits;
 use crate::sandbox::{Sandbox, StdioGrant};
 use sha2::{Digest, Sha256};
@@ -287,8 +287,34 @@ impl Loader {
         sha256: [u8; 32],
     ) -> Result<LoadedPlugin, RuntimeError> {
         let (exports, pre) = self.prepare(&module)?;
+        let manifest = read_manifest(&self.engine, &pre, &exports, &self.config.limits)?;
+        Ok(self.ready(pre, exports, manifest, sha256))
+    }
+
+    /// Like [`Loader::load_module`] with the manifest already read (in a worker, or
+    /// by an earlier load of the same bytes): no guest code runs here.
+    ///
+    /// # Errors
+    ///
+    /// As [`Loader::load_module`], less the manifest call.
+    pub(crate) fn load_module_with(
+        &self,
+        module: Module,
+        sha256: [u8; 32],
+        manifest: PluginManifest,
+    ) -> Result<LoadedPlugin, RuntimeError> {
+        let (exports, pre) = self.prepare(&module)?;
+        Ok(self.ready(pre, exports, manifest, sha256))
+    }
+
+    fn ready(
+        &self,
+        pre: wasmtime::InstancePre<StoreState>,
+        exports: AbiExports,
+        manifest: PluginManifest,
+        sha256: [u8; 32],
+    ) -> LoadedPlugin {
         let limits = self.config.limits.clone();
-        let manifest = read_manifest(&self.engine, &pre, &exports, &limits)?;
         let instance = PluginInstance::new(
             self.engine.clone(),
             pre,
@@ -303,7 +329,7 @@ impl Loader {
                 stderr: true,
             }),
         );
-        Ok(LoadedPlugin { manifest, instance })
+        LoadedPlugin { manifest, instance }
     }
 
     /// The instance a worker runs calls on: `module` (the parent's, already checked
@@ -401,32 +427,8 @@ fn read_manifest(
     exports: &AbiExports,
     limits: &Limits,
 ) -> Result<PluginManifest, RuntimeError> {
-    let mut session = Session::start(
-        engine,
-        pre,
-        exports,
-        limits,
-        limits.timeout,
-        &Sandbox::empty(),
-        &[],
-    )
-    .map_err(|failure| failure.error)?;
-    let packed: i64 = session.call(GuestCall::Manifest, &exports.manifest, ())?;
-    let region = abi::GuestRegion::unpack(packed);
-    if u64::from(region.len) > limits.max_manifest {
-        return Err(RuntimeError::in_call(
-            GuestCall::Manifest,
-            RuntimeErrorKind::ManifestTooLarge {
-                len: region.len,
-                max: limits.max_manifest,
-            },
-        ));
-    }
-    let manifest = session
-        .with_message(GuestCall::Manifest, region, "manifest", abi::parse_manifest)?
-        .map_err(|e| RuntimeError::in_call(GuestCall::Manifest, RuntimeErrorKind::Manifest(e)))?;
-    session.dealloc(region.ptr, region.len);
-    Ok(manifest)
+    use super::instance::{manifest_message, parse_manifest_message};
+    parse_manifest_message(&manifest_message(engine, pre, exports, limits)?)
 }
 
 /// One ABI function export: name, params, results, signature as text, required.

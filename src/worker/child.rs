@@ -14,7 +14,9 @@
 //! confined, and every thread (the engine's epoch ticker, compilation) starts after.
 
 use super::confine::{self, GrantedDir};
-use super::wire::{self, FromWorker, Setup, ToWorker, WireAccess, WireDeny, WireError, WireReport};
+use super::wire::{
+    self, FromWorker, Setup, ToWorker, WireAccess, WireDeny, WireError, WireManifest, WireReport,
+};
 use crate::confinement::Confinement;
 use crate::net::effects::Answer;
 use crate::runtime::instance::EffectPort;
@@ -141,6 +143,13 @@ fn serve_calls(
                     channel,
                     &FromWorker::Report(Box::new(wire_report(report, instance.sandbox()))),
                 )?;
+            }
+            Ok(ToWorker::Manifest) => {
+                let result = instance
+                    .manifest_message()
+                    .map(serde_bytes::ByteBuf::from)
+                    .map_err(|e| WireError::of(&e));
+                send(channel, &FromWorker::Manifest(WireManifest { result }))?;
             }
             Ok(ToWorker::Answer { .. }) => return Err(Stop),
             Err(wire::RecvError::Closed) => return Ok(()),

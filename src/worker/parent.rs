@@ -16,12 +16,13 @@
 //! records; a worker has no say in them.
 
 use super::wire::{self, FromWorker, RecvError, Setup, ToWorker, WirePreopen};
+use crate::abi::PluginManifest;
 use crate::confinement::Confinement;
 use crate::limits::{LimitKind, Limits};
 use crate::net::effects::{Answer, EffectRunner};
 use crate::runtime::instance::MAX_EFFECT_ROUNDS;
 use crate::runtime::observed::Access;
-use crate::runtime::{PluginInstance, RunReport, RuntimeError, RuntimeErrorKind};
+use crate::runtime::{GuestCall, PluginInstance, RunReport, RuntimeError, RuntimeErrorKind};
 use crate::sandbox::Sandbox;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
@@ -84,6 +85,21 @@ enum Ended {
     Timeout,
     /// The worker died, or misbehaved and was killed.
     Died { signal: Option<i32>, why: String },
+}
+
+impl Ended {
+    /// The call's error: a timeout under `limits`, or the worker's death.
+    fn into_error(self, limits: &Limits) -> RuntimeError {
+        match self {
+            Ended::Timeout => RuntimeError::new(RuntimeErrorKind::Limit {
+                limit: LimitKind::Timeout,
+                value: u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX),
+            }),
+            Ended::Died { signal, why } => {
+                RuntimeError::new(RuntimeErrorKind::WorkerDied { signal, why })
+            }
+        }
+    }
 }
 
 impl Worker {
@@ -224,22 +240,40 @@ impl Worker {
                         return Err(self.died(format!("cannot answer the worker's effect: {e}")));
                     }
                 }
-                Ok(FromWorker::Ready { .. }) => {
-                    return Err(self.killed("the worker sent a second `Ready`".to_owned()));
+                Ok(FromWorker::Ready { .. } | FromWorker::Manifest(_)) => {
+                    return Err(self.killed("the worker spoke out of turn".to_owned()));
                 }
-                Err(RecvError::Io(e)) if is_timeout(&e) => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    return Err(Ended::Timeout);
-                }
-                Err(RecvError::Malformed(m)) => return Err(self.killed(m.to_string())),
-                Err(RecvError::Closed) => {
-                    return Err(self.died("the worker closed its channel".to_owned()));
-                }
-                Err(RecvError::Io(e)) => {
-                    return Err(self.died(format!("cannot read from the worker: {e}")));
-                }
+                Err(e) => return Err(self.ended_by(e)),
             }
+        }
+    }
+
+    /// Reads the manifest of the plugin this worker was set up for.
+    fn manifest(&mut self, limits: &Limits) -> Result<Result<PluginManifest, RuntimeError>, Ended> {
+        let deadline = Instant::now() + limits.timeout;
+        if let Err(e) = self.send(&ToWorker::Manifest) {
+            return Err(self.died(format!("cannot ask for the manifest: {e}")));
+        }
+        match self.recv(deadline + DEADLINE_GRACE, wire::manifest_bound(limits)) {
+            Ok(FromWorker::Manifest(manifest)) => manifest
+                .into_manifest(limits)
+                .map_err(|m| self.killed(m.to_string())),
+            Ok(_) => Err(self.killed("the worker spoke out of turn".to_owned())),
+            Err(e) => Err(self.ended_by(e)),
+        }
+    }
+
+    /// How a call ended when reading the worker's next message failed with `e`.
+    fn ended_by(&mut self, e: RecvError) -> Ended {
+        match e {
+            RecvError::Io(e) if is_timeout(&e) => {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                Ended::Timeout
+            }
+            RecvError::Malformed(m) => self.killed(m.to_string()),
+            RecvError::Closed => self.died("the worker closed its channel".to_owned()),
+            RecvError::Io(e) => self.died(format!("cannot read from the worker: {e}")),
         }
     }
 
@@ -397,14 +431,10 @@ impl WorkerPool {
         early: Option<Spawned>,
         max_idle: usize,
     ) -> Result<WorkerPool, RuntimeError> {
-        let fail = |message: String| RuntimeError::new(RuntimeErrorKind::Worker { message });
-        let artifact = instance
-            .module()
-            .serialize()
-            .map_err(|e| fail(format!("cannot serialize the compiled plugin: {e:#}")))?;
+        let artifact = artifact_of(instance.module())?;
         let sandbox = instance.sandbox_arc();
         let stdio = sandbox.stdio();
-        let setup = Setup {
+        let setup = encode_setup(Setup {
             artifact,
             name: instance.name().to_owned(),
             limits: instance.limits().clone(),
@@ -421,8 +451,7 @@ impl WorkerPool {
             stdio: (stdio.stdin, stdio.stdout, stdio.stderr),
             track_access: sandbox.tracks_access(),
             simulate_no_landlock: simulate_no_landlock(),
-        };
-        let setup = wire::encode(&setup).map_err(|e| fail(e.to_string()))?;
+        })?;
         let mut pool = WorkerPool {
             program,
             setup,
@@ -443,7 +472,7 @@ impl WorkerPool {
             Some(worker) => pool.set_up(worker),
             None => pool.spawn(),
         }
-        .map_err(fail)?;
+        .map_err(worker_error)?;
         pool.confinement = confinement;
         pool.idle_workers().push(worker);
         Ok(pool)
@@ -524,21 +553,73 @@ impl WorkerPool {
                 }
                 parts.result
             }
-            Err(Ended::Timeout) => Err(RuntimeError::new(RuntimeErrorKind::Limit {
-                limit: LimitKind::Timeout,
-                value: u64::try_from(self.limits.timeout.as_millis()).unwrap_or(u64::MAX),
-            })),
-            Err(Ended::Died { signal, why }) => {
-                Err(RuntimeError::new(RuntimeErrorKind::WorkerDied {
-                    signal,
-                    why,
-                }))
-            }
+            Err(ended) => Err(ended.into_error(&self.limits)),
         };
         report.result = result.map_err(|e| e.for_plugin(&self.name));
         report.duration = started.elapsed();
         report
     }
+}
+
+fn worker_error(message: String) -> RuntimeError {
+    RuntimeError::new(RuntimeErrorKind::Worker { message })
+}
+
+/// The compiled module as a worker loads it.
+fn artifact_of(module: &wasmtime::Module) -> Result<Vec<u8>, RuntimeError> {
+    module
+        .serialize()
+        .map_err(|e| worker_error(format!("cannot serialize the compiled plugin: {e:#}")))
+}
+
+fn encode_setup(setup: Setup) -> Result<Vec<u8>, RuntimeError> {
+    wire::encode(&setup).map_err(|e| worker_error(e.to_string()))
+}
+
+/// Reads `module`'s manifest in a worker of its own (`early` when it was started for
+/// this engine), confined with no grant at all: no directory, no variable, no stream.
+/// The worker sends the message's bytes; this process bounds and decodes them. The
+/// worker is stopped after.
+///
+/// Under `isolation = "process"` this is how a load learns what the plugin declares:
+/// no guest code runs in warden's own process, not even the manifest's, since the
+/// plugin's name (which picks its policy table, and so its isolation) is only known
+/// from the manifest.
+///
+/// # Errors
+///
+/// The plugin's own errors (a trap, a timeout, a manifest that does not decode) as
+/// [`Loader::load`](crate::runtime::Loader::load) reports them;
+/// [`RuntimeErrorKind::Worker`] when no worker can be started;
+/// [`RuntimeErrorKind::WorkerDied`] when it dies or misbehaves.
+pub fn read_manifest(
+    program: &Path,
+    module: &wasmtime::Module,
+    limits: &Limits,
+    early: Option<Spawned>,
+) -> Result<PluginManifest, RuntimeError> {
+    let setup = encode_setup(Setup {
+        artifact: artifact_of(module)?,
+        name: String::new(),
+        limits: limits.clone(),
+        preopens: Vec::new(),
+        env: Vec::new(),
+        stdio: (false, false, false),
+        track_access: false,
+        simulate_no_landlock: simulate_no_landlock(),
+    })?;
+    let worker = match early.filter(|e| e.stack == limits.stack && e.program == program) {
+        Some(early) => early.worker,
+        None => Worker::spawn(program, limits.stack).map_err(worker_error)?,
+    };
+    let (mut worker, _) = worker.set_up(program, &setup, &[]).map_err(worker_error)?;
+    worker
+        .manifest(limits)
+        .unwrap_or_else(|ended| Err(ended.into_error(limits)))
+        .map_err(|e| match e.call {
+            Some(_) => e,
+            None => RuntimeError::in_call(GuestCall::Manifest, e.kind),
+        })
 }
 
 /// Audit mode: the effects the plugin asked for are uses too, as in warden's own

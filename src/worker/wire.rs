@@ -82,6 +82,8 @@ pub enum ToWorker {
         /// it waited for a slot).
         budget_ms: u64,
     },
+    /// Call `plugin_manifest` and send its message back, undecoded.
+    Manifest,
     /// The answer to the effect the worker asked for: the encoded message to resume
     /// the plugin with, or `None` when the call's deadline passed meanwhile.
     Answer {
@@ -108,6 +110,51 @@ pub enum FromWorker {
     },
     /// The call is over.
     Report(Box<WireReport>),
+    /// The manifest's message, or the error that ended its call.
+    Manifest(WireManifest),
+}
+
+/// What `plugin_manifest` returned in a worker: its message's bytes, which the parent
+/// decodes itself.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WireManifest {
+    /// The bytes, or the error that ended the call.
+    pub result: Result<serde_bytes::ByteBuf, WireError>,
+}
+
+impl WireManifest {
+    /// The manifest, decoded and validated by the parent (or the plugin's error), once
+    /// the message is checked against `limits`.
+    ///
+    /// # Errors
+    ///
+    /// [`Malformed`] when no honest worker could have sent this: a message past
+    /// `max_manifest`, an error it could not have met.
+    pub fn into_manifest(
+        self,
+        limits: &Limits,
+    ) -> Result<Result<crate::abi::PluginManifest, RuntimeError>, Malformed> {
+        match self.result {
+            Ok(bytes) => {
+                if bytes.len() as u64 > limits.max_manifest {
+                    return Err(malformed(format!(
+                        "a manifest of {} bytes, past max_manifest {}",
+                        bytes.len(),
+                        limits.max_manifest
+                    )));
+                }
+                Ok(crate::runtime::instance::parse_manifest_message(&bytes))
+            }
+            Err(e) => Ok(Err(e.into_error()?)),
+        }
+    }
+}
+
+/// The largest manifest answer a worker under `limits` can honestly send.
+pub fn manifest_bound(limits: &Limits) -> usize {
+    usize::try_from(limits.max_manifest)
+        .unwrap_or(usize::MAX)
+        .saturating_add(MAX_SMALL_MESSAGE)
 }
 
 /// A call's report, as a worker sends it.

@@ -444,6 +444,62 @@ fn an_escape_cannot_read_a_canary_in_home_outside_the_grants() {
     }
 }
 
+/// The manifest is guest code too: under `isolation = "process"` it runs in a worker
+/// of its own, confined with no grant. A plugin whose `plugin_manifest` creates a
+/// file in `$HOME` natively leaves nothing there, and loads and runs as usual; in
+/// warden's own process the same call creates the file.
+#[test]
+fn an_escape_in_the_manifest_call_is_confined_too() {
+    for via in BOTH {
+        let site = Site::new(&policy("process", ""), &[]);
+        let marker = site.path("home/written-by-the-manifest");
+        std::fs::write(site.path("plugin.wasm"), manifest_escape(&marker)).unwrap();
+        let ran = site.run(via, &[]);
+        assert_eq!(
+            (ran.exit_code, ran.output.as_str()),
+            (0, "ok"),
+            "{via:?}: {ran:?}"
+        );
+        assert!(!marker.exists(), "{via:?}: the manifest call escaped");
+        site.assert_log_complete();
+
+        // Every plugin in warden's own process, the manifest call too: it can write
+        // where the user can.
+        site.set_policy(
+            "version = 1\n[defaults]\nisolation = \"in-process\"\n[plugins.esc]\nfs.read = [\"./data\"]\nfs.write = [\"./out\"]\n",
+        );
+        let ran = site.run(via, &[]);
+        assert_eq!(
+            (ran.exit_code, ran.output.as_str()),
+            (0, "ok"),
+            "{via:?}: {ran:?}"
+        );
+        assert!(
+            marker.exists(),
+            "{via:?}: in-process, the manifest call can write"
+        );
+        std::fs::remove_file(&marker).unwrap();
+        site.assert_log_complete();
+    }
+}
+
+/// A plugin named `esc` whose `plugin_manifest` first creates `marker` natively (the
+/// escape simulator's `open` for writing), then returns its manifest.
+fn manifest_escape(marker: &Path) -> Vec<u8> {
+    let mut p = WatPlugin::new("esc");
+    p.manifest = manifest_bytes_with("esc", 2, data_and_out());
+    p.imports =
+        r#"(import "warden_escape" "open" (func $open (param i32 i32 i32) (result i32)))"#.into();
+    let path = marker.to_str().unwrap().as_bytes();
+    p.extra = format!(r#"(data (i32.const {STRINGS_AT}) "{}")"#, wat_bytes(path));
+    p.manifest_fn = Some(format!(
+        "(drop (call $open (i32.const {STRINGS_AT}) (i32.const {}) (i32.const 1))) {}",
+        path.len(),
+        WatPlugin::packed(MANIFEST_AT, p.manifest.len() as u32)
+    ));
+    p.bytes()
+}
+
 #[test]
 fn an_escape_cannot_write_inside_a_read_only_grant() {
     for via in BOTH {
