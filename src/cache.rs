@@ -7,7 +7,10 @@
 //! `precompile_compatibility_hash`, which covers wasmtime's version, plus warden's
 //! version). A file holds a header that names the module and the engine it was
 //! compiled for, a SHA-256 over the header and the artifact, and the artifact from
-//! [`Module::serialize`].
+//! [`Module::serialize`]. Beside it, `SHA256.manifest` keeps the message the module's
+//! `plugin_manifest` returned the first time it was loaded, bound and checked the
+//! same way (and decoded and validated again at every use, as any manifest): a
+//! cached load runs no guest code before its policy is decided.
 //!
 //! # Security
 //!
@@ -53,6 +56,10 @@ use wasmtime::{Engine, Module};
 
 /// First bytes of every entry; bump the digit when the layout changes.
 const MAGIC: &[u8; 8] = b"WARDENC2";
+
+/// The first bytes of a manifest entry: the message a module's `plugin_manifest`
+/// returned when it was first loaded, bound to the module as an artifact is.
+const MANIFEST_MAGIC: &[u8; 8] = b"WARDENM1";
 
 /// How an entry is opened for reading: never through a symlink, never blocking (a FIFO
 /// in its place is refused after `fstat`, not waited on).
@@ -215,15 +222,61 @@ impl ModuleCache {
             .serialize()
             .map_err(|e| CacheError::Serialize(format!("{e:#}")))?;
         let fingerprint = engine_fingerprint(engine);
-        let entry = encode_entry(sha256, fingerprint, &artifact);
+        let entry = encode_entry(MAGIC, sha256, fingerprint, &artifact);
         let name = entry_name(sha256, fingerprint);
+        Ok(self.folder.supersede(name.as_ref(), &entry, 0o600)?)
+    }
+
+    /// The manifest message the module with SHA-256 `sha256` returned when it was
+    /// first loaded, if an intact entry holds it; any doubt is a miss (and a warning).
+    /// The caller decodes and validates it as any manifest.
+    ///
+    /// A module's manifest is read once and kept with it, as its compiled code is: a
+    /// cached load runs no guest code before its policy is decided (under `isolation
+    /// = "process"`, no worker is started just to read it).
+    pub(crate) fn manifest(&self, sha256: &[u8; 32]) -> Option<Vec<u8>> {
+        let name = manifest_entry_name(sha256);
+        match self.read_file(&name, MANIFEST_MAGIC, sha256, manifest_fingerprint()) {
+            Ok(found) => found,
+            Err(reason) => {
+                tracing::warn!(
+                    entry = %self.folder.path().join(&name).display(),
+                    %reason,
+                    "ignoring cached manifest; reading it from the plugin"
+                );
+                None
+            }
+        }
+    }
+
+    /// Keeps `message`, the manifest the module `sha256` returned, for
+    /// [`ModuleCache::manifest`].
+    ///
+    /// # Errors
+    ///
+    /// [`CacheError`] when the write fails.
+    pub(crate) fn put_manifest(&self, sha256: &[u8; 32], message: &[u8]) -> Result<(), CacheError> {
+        let entry = encode_entry(MANIFEST_MAGIC, sha256, manifest_fingerprint(), message);
+        let name = manifest_entry_name(sha256);
         Ok(self.folder.supersede(name.as_ref(), &entry, 0o600)?)
     }
 
     /// Reads and checks the entry for `sha256` under the engine `fingerprint`:
     /// `Ok(None)` when absent, `Err(reason)` when unusable, else the artifact.
     fn read_entry(&self, sha256: &[u8; 32], fingerprint: u64) -> Result<Option<Vec<u8>>, String> {
-        let name = entry_name(sha256, fingerprint);
+        self.read_file(&entry_name(sha256, fingerprint), MAGIC, sha256, fingerprint)
+    }
+
+    /// Reads and checks the entry `name` of kind `magic`, bound to `sha256` and
+    /// `fingerprint`: `Ok(None)` when absent, `Err(reason)` when unusable, else its
+    /// payload.
+    fn read_file(
+        &self,
+        name: &str,
+        magic: &[u8; 8],
+        sha256: &[u8; 32],
+        fingerprint: u64,
+    ) -> Result<Option<Vec<u8>>, String> {
         let fd = match rustix::fs::openat(&self.folder, name, READ_ENTRY, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::NOENT) => return Ok(None),
@@ -249,8 +302,22 @@ impl ModuleCache {
             .take(len)
             .read_to_end(&mut bytes)
             .map_err(|e| format!("cannot read: {e}"))?;
-        decode_entry(bytes, sha256, fingerprint).map(Some)
+        decode_entry(magic, bytes, sha256, fingerprint).map(Some)
     }
+}
+
+/// The file name of a manifest entry.
+fn manifest_entry_name(sha256: &[u8; 32]) -> String {
+    format!("{}.manifest", hex::encode(sha256))
+}
+
+/// What a manifest entry is bound to besides its module: warden's version (a manifest
+/// does not depend on the engine, but what warden accepts in one may change).
+fn manifest_fingerprint() -> u64 {
+    let digest = Sha256::digest(concat!("manifest ", env!("CARGO_PKG_VERSION")));
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
 }
 
 /// The file name of an entry.
@@ -267,9 +334,9 @@ fn entry_digest(header: &[u8], artifact: &[u8]) -> [u8; 32] {
 }
 
 /// An entry binding `artifact` to the module `sha256` and the engine `fingerprint`.
-fn encode_entry(sha256: &[u8; 32], fingerprint: u64, artifact: &[u8]) -> Vec<u8> {
+fn encode_entry(magic: &[u8; 8], sha256: &[u8; 32], fingerprint: u64, artifact: &[u8]) -> Vec<u8> {
     let mut entry = Vec::with_capacity(HEADER_LEN + artifact.len());
-    entry.extend_from_slice(MAGIC);
+    entry.extend_from_slice(magic);
     entry.extend_from_slice(sha256);
     entry.extend_from_slice(&fingerprint.to_be_bytes());
     let digest = entry_digest(&entry, artifact);
@@ -280,11 +347,12 @@ fn encode_entry(sha256: &[u8; 32], fingerprint: u64, artifact: &[u8]) -> Vec<u8>
 
 /// The artifact of `entry`, if it is intact and bound to exactly this module and engine.
 fn decode_entry(
+    magic: &[u8; 8],
     mut entry: Vec<u8>,
     sha256: &[u8; 32],
     fingerprint: u64,
 ) -> Result<Vec<u8>, String> {
-    if entry.len() < HEADER_LEN || &entry[..MAGIC.len()] != MAGIC {
+    if entry.len() < HEADER_LEN || &entry[..magic.len()] != magic {
         return Err("not a warden cache entry of this version (bad header or truncated)".into());
     }
     let artifact = entry.split_off(HEADER_LEN);
@@ -430,7 +498,8 @@ impl Loader {
         wasm: &[u8],
         cache: &ModuleCache,
     ) -> Result<(LoadedPlugin, Lookup), RuntimeError> {
-        let (module, sha256, lookup) = self.compile_cached(wasm, cache)?;
+        let sha256: [u8; 32] = Sha256::digest(wasm).into();
+        let (module, lookup) = self.compile_cached(wasm, sha256, cache)?;
         Ok((self.load_module(module, sha256)?, lookup))
     }
 
@@ -443,9 +512,9 @@ impl Loader {
     pub(crate) fn compile_cached(
         &self,
         wasm: &[u8],
+        sha256: [u8; 32],
         cache: &ModuleCache,
-    ) -> Result<(wasmtime::Module, [u8; 32], Lookup), RuntimeError> {
-        let sha256: [u8; 32] = Sha256::digest(wasm).into();
+    ) -> Result<(wasmtime::Module, Lookup), RuntimeError> {
         let (module, lookup) = cache.get(self.engine(), &sha256);
         if let Lookup::Rejected(reason) = &lookup {
             tracing::warn!(
@@ -464,7 +533,7 @@ impl Loader {
                 module
             }
         };
-        Ok((module, sha256, lookup))
+        Ok((module, lookup))
     }
 }
 
@@ -488,6 +557,27 @@ mod tests {
 
     fn sha(wasm: &[u8]) -> [u8; 32] {
         Sha256::digest(wasm).into()
+    }
+
+    #[test]
+    fn a_kept_manifest_is_bound_to_its_module_and_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ModuleCache::open(dir.path().join("c")).unwrap();
+        let (hello, reader) = (sha(&hello()), sha(&example("file-reader")));
+        assert_eq!(cache.manifest(&hello), None, "nothing kept yet");
+        cache.put_manifest(&hello, b"the message").unwrap();
+        assert_eq!(cache.manifest(&hello).as_deref(), Some(&b"the message"[..]));
+        assert_eq!(cache.manifest(&reader), None);
+        // Renamed under another module's name: not that module's manifest.
+        let path = |s: &[u8; 32]| dir.path().join("c").join(manifest_entry_name(s));
+        std::fs::rename(path(&hello), path(&reader)).unwrap();
+        assert_eq!(cache.manifest(&reader), None);
+        // Changed in place: its digest no longer matches.
+        cache.put_manifest(&hello, b"the message").unwrap();
+        let mut bytes = std::fs::read(path(&hello)).unwrap();
+        *bytes.last_mut().unwrap() ^= 1;
+        std::fs::write(path(&hello), bytes).unwrap();
+        assert_eq!(cache.manifest(&hello), None);
     }
 
     /// What a call with `args` returns, as text (the greeting, or the error).
@@ -555,7 +645,7 @@ mod tests {
             .unwrap()
             .serialize()
             .unwrap();
-        let entry = encode_entry(&sha, engine_fingerprint(loader.engine()), &foreign);
+        let entry = encode_entry(MAGIC, &sha, engine_fingerprint(loader.engine()), &foreign);
         let path = cache.entry_path(loader.engine(), &sha);
         std::fs::write(&path, entry).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();

@@ -35,6 +35,12 @@ use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuar
 /// ([`AuditLog::set_sync_timeout`]).
 pub const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Messages queued for the writer thread at most; an emitter waits when it is full
+/// (nothing is dropped). `tracing-appender`'s default of 128,000 allocates and
+/// touches 5 MB at every open, a millisecond of every `warden run`; a run emits a
+/// few messages, and the writer drains them as they come.
+const QUEUED_MESSAGES: usize = 4096;
+
 /// An open audit log.
 ///
 /// Each record is composed once, by the [`AuditRun`] that emits it, into a message for
@@ -172,6 +178,7 @@ impl AuditLog {
         let appender = Appender::new(chain);
         let (writer, guard) = NonBlockingBuilder::default()
             .lossy(false)
+            .buffered_lines_limit(QUEUED_MESSAGES)
             .thread_name("warden-audit")
             .finish(appender.worker());
         Ok(AuditLog {

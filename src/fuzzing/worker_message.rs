@@ -67,7 +67,8 @@ fn check(message: FromWorker, limits: &Limits) {
         FromWorker::Manifest(manifest) => {
             // A manifest the parent accepts came from at most `max_manifest` bytes and
             // passed the same validation as one read in warden's own process.
-            if let Ok(Ok(manifest)) = manifest.into_manifest(limits) {
+            if let Ok(Ok((manifest, message))) = manifest.into_manifest(limits) {
+                assert!(message.len() as u64 <= limits.max_manifest);
                 assert!(crate::abi::validate::is_valid_command_name(
                     &manifest.command.name
                 ));
@@ -272,7 +273,7 @@ mod tests {
             if let FromWorker::Manifest(answer) = message {
                 let manifest = answer.into_manifest(&limits()).unwrap();
                 match name {
-                    "manifest" => assert_eq!(manifest.unwrap().command.name, "hello"),
+                    "manifest" => assert_eq!(manifest.unwrap().0.command.name, "hello"),
                     _ => assert!(matches!(
                         manifest.unwrap_err().kind,
                         crate::runtime::RuntimeErrorKind::Trap { .. }

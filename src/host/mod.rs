@@ -399,7 +399,7 @@ struct Inner {
     cache: Option<ModuleCache>,
     cache_warning: Option<String>,
     /// One loader (engine) per wasm stack ceiling in use.
-    loaders: Mutex<Vec<Loader>>,
+    loaders: Mutex<Vec<(Loader, bool)>>,
     /// `fsync` after `run_start` and `run_end` ([`WardenBuilder::sync_each_run`]).
     sync_each_run: bool,
     /// The executable workers start from ([`WardenBuilder::worker_program`]).
@@ -466,67 +466,113 @@ impl Inner {
     }
 
     /// The loader for calls under `limits`: the engine for its stack ceiling (built
-    /// the first time that ceiling is asked for), set up for `limits`.
-    fn loader(&self, limits: &Limits) -> Result<Loader, RuntimeError> {
+    /// the first time that ceiling is asked for), set up for `limits`; `pooled` when
+    /// calls will run in this process (an engine whose plugins all run in workers
+    /// only compiles, and skips the instance pool's set-up and tear-down).
+    fn loader(&self, limits: &Limits, pooled: bool) -> Result<Loader, RuntimeError> {
         let mut loaders = match self.loaders.lock() {
             Ok(l) => l,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if let Some(loader) = loaders
+        if let Some((loader, _)) = loaders
             .iter()
-            .find(|l| l.config().limits.stack == limits.stack)
+            .find(|(l, p)| l.config().limits.stack == limits.stack && *p == pooled)
         {
             return Ok(loader.with_limits(limits.clone()));
         }
         let mut config = LoaderConfig::new(&self.host.workdir);
         config.limits = limits.clone();
-        let loader = Loader::new(config)?;
-        loaders.push(loader.clone());
+        let loader = Loader::with_pool(config, pooled.then_some(crate::runtime::POOL_SLOTS))?;
+        loaders.push((loader.clone(), pooled));
         Ok(loader)
     }
 
     /// Compiles (through the cache) and reads the manifest of `bytes` for calls under
-    /// `limits`, where `manifest` says.
+    /// `limits`, where `manifest` says unless it is known (given, or kept by the
+    /// cache from an earlier load); `pooled` picks the engine ([`Inner::loader`]).
     fn load_bytes(
         &self,
         bytes: &[u8],
         limits: &Limits,
         manifest: ManifestFrom,
+        pooled: bool,
     ) -> Result<LoadedPlugin, RuntimeError> {
-        let loader = self.loader(limits)?;
-        let (module, sha256) = match &self.cache {
-            Some(cache) => {
-                let (module, sha256, _) = loader.compile_cached(bytes, cache)?;
-                (module, sha256)
-            }
-            None => (loader.compile(bytes)?, Sha256::digest(bytes).into()),
+        let loader = self.loader(limits, pooled)?;
+        let sha256: [u8; 32] = Sha256::digest(bytes).into();
+        let (known, in_worker) = match manifest {
+            ManifestFrom::Known(manifest) => (Some(*manifest), false),
+            ManifestFrom::Worker => (self.cached_manifest(&sha256, limits), true),
+            ManifestFrom::ThisProcess => (self.cached_manifest(&sha256, limits), false),
         };
-        match manifest {
-            ManifestFrom::ThisProcess => loader.load_module(module, sha256),
-            ManifestFrom::Worker(early) => {
-                let program = crate::worker::program(self.worker_program.as_deref())
-                    .map_err(|message| RuntimeError::new(RuntimeErrorKind::Worker { message }))?;
-                let manifest = crate::worker::parent::read_manifest(
-                    &program,
-                    &module,
-                    &loader.config().limits,
-                    early,
-                )?;
-                loader.load_module_with(module, sha256, manifest)
+        // A worker to read the manifest starts before compiling, so that its start
+        // overlaps the compilation.
+        let worker = match known {
+            None if in_worker => Some(self.manifest_worker(limits)?),
+            _ => None,
+        };
+        let module = match &self.cache {
+            Some(cache) => loader.compile_cached(bytes, sha256, cache)?.0,
+            None => loader.compile(bytes)?,
+        };
+        loader.load_module_with(module, sha256, |here| {
+            if let Some(manifest) = known {
+                return Ok(manifest);
             }
-            ManifestFrom::Known(manifest) => loader.load_module_with(module, sha256, manifest),
+            let (manifest, message) = match worker {
+                Some((program, early)) => crate::worker::parent::read_manifest(
+                    &program,
+                    here.module(),
+                    here.limits(),
+                    early,
+                )?,
+                None => {
+                    let message = here.read()?;
+                    (
+                        crate::runtime::instance::parse_manifest_message(&message)?,
+                        message,
+                    )
+                }
+            };
+            if let Some(cache) = &self.cache
+                && let Err(e) = cache.put_manifest(&sha256, &message)
+            {
+                tracing::warn!(error = %e, "cannot keep the manifest in the cache");
+            }
+            Ok(manifest)
+        })
+    }
+
+    /// The manifest the cache keeps for the module `sha256`, bounded by `limits` and
+    /// decoded and validated as any manifest (one that fails is not used).
+    fn cached_manifest(
+        &self,
+        sha256: &[u8; 32],
+        limits: &Limits,
+    ) -> Option<crate::abi::PluginManifest> {
+        let message = self.cache.as_ref()?.manifest(sha256)?;
+        if message.len() as u64 > limits.max_manifest {
+            return None;
         }
+        crate::runtime::instance::parse_manifest_message(&message).ok()
+    }
+
+    /// The program workers start from, and one started for a manifest under `limits`.
+    fn manifest_worker(
+        &self,
+        limits: &Limits,
+    ) -> Result<(PathBuf, Option<crate::worker::Spawned>), RuntimeError> {
+        let program = crate::worker::program(self.worker_program.as_deref())
+            .map_err(|message| RuntimeError::new(RuntimeErrorKind::Worker { message }))?;
+        let early = crate::worker::Spawned::start(program.clone(), limits.stack).ok();
+        Ok((program, early))
     }
 
     /// Where a load under `policy` reads a plugin's manifest: in a worker when the
     /// policy may run plugins in one (the plugin's name, which picks its table and so
     /// its isolation, is only known from the manifest), else in this process.
-    fn manifest_from(
-        policy: &Policy,
-        early: Option<crate::worker::parent::Spawned>,
-    ) -> ManifestFrom {
+    fn manifest_from(policy: &Policy) -> ManifestFrom {
         if policy.may_isolate() {
-            ManifestFrom::Worker(early)
+            ManifestFrom::Worker
         } else {
             ManifestFrom::ThisProcess
         }
@@ -537,11 +583,10 @@ impl Inner {
 enum ManifestFrom {
     /// Here: no plugin of the policy runs in a worker.
     ThisProcess,
-    /// In a worker of its own, confined with no grant (the one given, if any, was
-    /// started for it).
-    Worker(Option<crate::worker::parent::Spawned>),
+    /// In a worker of its own, confined with no grant.
+    Worker,
     /// Already read, by an earlier load of the same bytes.
-    Known(crate::abi::PluginManifest),
+    Known(Box<crate::abi::PluginManifest>),
 }
 
 /// An embedded warden: a policy, an audit log, a working directory, a host

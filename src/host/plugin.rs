@@ -429,21 +429,16 @@ impl Warden {
         // A worker starts now, when the policy may run this plugin in one, so that it
         // builds its engine while this process loads the plugin (it gets nothing until
         // the plugin is decided; an unused one is killed).
-        // Under a policy that may run plugins in workers, two start now: one reads the
-        // manifest (the plugin's name, and so its isolation, is not known before), the
-        // other runs the plugin's calls if it is isolated (an unused one is killed).
-        // Both build their engines while this process reads and compiles the plugin.
-        let start_early = || {
-            crate::worker::program(inner.worker_program.as_deref())
-                .ok()
-                .and_then(|program| {
-                    crate::worker::Spawned::start(program, policy.policy.default_limits().stack)
-                        .ok()
-                })
-        };
+        // A worker starts now, when the policy may run this plugin in one, so that it
+        // builds its engine while this process loads the plugin (it gets nothing until
+        // the plugin is decided; an unused one is killed).
         let may_isolate = policy.policy.may_isolate();
-        let early_manifest = may_isolate.then(start_early).flatten();
-        let early = may_isolate.then(start_early).flatten();
+        let early = may_isolate
+            .then(|| crate::worker::program(inner.worker_program.as_deref()).ok())
+            .flatten()
+            .and_then(|program| {
+                crate::worker::Spawned::start(program, policy.policy.default_limits().stack).ok()
+            });
         let mut rec = LoadRecords(match &inner.audit {
             Some(log) => Some(log.run()?),
             None => None,
@@ -460,8 +455,8 @@ impl Warden {
             source,
         };
         let defaults = policy.policy.default_limits();
-        let manifest_from = Inner::manifest_from(&policy.policy, early_manifest);
-        let mut loaded = match inner.load_bytes(&bytes, &defaults, manifest_from) {
+        let manifest_from = Inner::manifest_from(&policy.policy);
+        let mut loaded = match inner.load_bytes(&bytes, &defaults, manifest_from, !may_isolate) {
             Ok(loaded) => loaded,
             Err(e) => return Err(rec.rejected(sha256, failed(e))),
         };
@@ -524,10 +519,13 @@ impl Warden {
             return refuse(&mut rec, reason, loaded.manifest, decisions);
         }
         let limits = decisions.limits().clone();
-        if limits.stack != defaults.stack {
-            // The stack ceiling is the engine's: the same bytes, on the engine for it.
-            let known = ManifestFrom::Known(loaded.manifest.clone());
-            loaded = match inner.load_bytes(&bytes, &limits, known) {
+        let (isolation, _) = decisions.isolation();
+        let in_process = isolation == Isolation::InProcess;
+        if limits.stack != defaults.stack || in_process == may_isolate {
+            // The stack ceiling is the engine's, and so is the instance pool calls in
+            // this process need: the same bytes, on the engine for them.
+            let known = ManifestFrom::Known(Box::new(loaded.manifest.clone()));
+            loaded = match inner.load_bytes(&bytes, &limits, known, in_process) {
                 Ok(loaded) => loaded,
                 Err(e) => return Err(rec.rejected(sha256, failed(e))),
             };
@@ -536,7 +534,6 @@ impl Warden {
         loaded
             .instance
             .set_sandbox(Sandbox::from_decisions(&decisions));
-        let (isolation, _) = decisions.isolation();
         let (confine, confine_rule) = decisions.confine();
         let workers = match isolation {
             Isolation::InProcess => None,
@@ -621,7 +618,8 @@ impl Warden {
             .load_bytes(
                 &bytes,
                 &policy.policy.default_limits(),
-                Inner::manifest_from(&policy.policy, None),
+                Inner::manifest_from(&policy.policy),
+                !policy.policy.may_isolate(),
             )
             .map_err(|e| HostError::Plugin {
                 plugin: source.name(),
@@ -673,10 +671,16 @@ impl Warden {
     ) -> Result<Inspection, HostError> {
         let source = source.into();
         let bytes = source.read()?;
-        let manifest_from = Inner::manifest_from(&self.inner.policy().policy, None);
+        let policy = self.inner.policy();
+        let manifest_from = Inner::manifest_from(&policy.policy);
         let loaded = self
             .inner
-            .load_bytes(&bytes, &crate::limits::Limits::default(), manifest_from)
+            .load_bytes(
+                &bytes,
+                &crate::limits::Limits::default(),
+                manifest_from,
+                !policy.policy.may_isolate(),
+            )
             .map_err(|e| HostError::Plugin {
                 plugin: source.name(),
                 source: e,

@@ -92,6 +92,14 @@ fn engine_error(e: impl std::fmt::Display) -> RuntimeError {
 /// Exposed so that a compiled-module cache can key on it and benchmarks can build the
 /// same engine.
 pub fn engine_config(limits: &Limits) -> Config {
+    engine_config_with(limits, Some(POOL_SLOTS))
+}
+
+/// [`engine_config`] with a pool of `slots` instances, or none: an engine that never
+/// instantiates (a parent whose plugins run in workers) or instantiates one at a time
+/// (a worker) does not pay for 64 slots at start and exit. The compiled code is the
+/// same: an artifact of one loads in the others.
+pub(crate) fn engine_config_with(limits: &Limits, slots: Option<u32>) -> Config {
     let mut cfg = Config::new();
     cfg.consume_fuel(true);
     cfg.epoch_interruption(true);
@@ -129,14 +137,17 @@ pub fn engine_config(limits: &Limits) -> Config {
     // flight at once in one process (`POOL_SLOTS`); the memory ceiling itself is still
     // the per-store limiter's job, so the pool's per-slot maximum stays at wasmtime's
     // 4 GiB default.
+    let Some(slots) = slots else {
+        return cfg;
+    };
     let mut pool = PoolingAllocationConfig::new();
-    pool.total_core_instances(POOL_SLOTS)
-        .total_memories(POOL_SLOTS)
-        .total_tables(POOL_SLOTS)
+    pool.total_core_instances(slots)
+        .total_memories(slots)
+        .total_tables(slots)
         // Fiber stacks, for async calls, which warden never makes: wasmtime's default of
         // 1,000 cost 1,000 `mprotect`s (guard pages) at every engine start, half of a
         // cached `warden run`.
-        .total_stacks(POOL_SLOTS)
+        .total_stacks(slots)
         .max_memories_per_module(1);
     // By default a slot is reset by `madvise`, which empties it: the next call
     // page-faults every page back in and the TLB shootdowns cost an IPI each. Where the
@@ -173,7 +184,17 @@ impl Loader {
     ///
     /// [`RuntimeErrorKind::Engine`] when wasmtime rejects the configuration.
     pub fn new(config: LoaderConfig) -> Result<Self, RuntimeError> {
-        let engine = Engine::new(&engine_config(&config.limits)).map_err(engine_error)?;
+        Self::with_pool(config, Some(POOL_SLOTS))
+    }
+
+    /// [`Loader::new`] with a pool of `slots` instances, or none
+    /// ([`engine_config_with`]).
+    pub(crate) fn with_pool(
+        config: LoaderConfig,
+        slots: Option<u32>,
+    ) -> Result<Self, RuntimeError> {
+        let engine =
+            Engine::new(&engine_config_with(&config.limits, slots)).map_err(engine_error)?;
         Self::with_engine(engine, config)
     }
 
@@ -291,19 +312,27 @@ impl Loader {
         Ok(self.ready(pre, exports, manifest, sha256))
     }
 
-    /// Like [`Loader::load_module`] with the manifest already read (in a worker, or
-    /// by an earlier load of the same bytes): no guest code runs here.
+    /// Like [`Loader::load_module`] with the manifest from `manifest`, which may read
+    /// it here ([`ManifestHere::read`]) or know it otherwise (a worker read it, an
+    /// earlier load did, the cache keeps it): then no guest code runs here.
     ///
     /// # Errors
     ///
-    /// As [`Loader::load_module`], less the manifest call.
+    /// As [`Loader::load_module`], with `manifest`'s errors for the manifest call's.
     pub(crate) fn load_module_with(
         &self,
         module: Module,
         sha256: [u8; 32],
-        manifest: PluginManifest,
+        manifest: impl FnOnce(ManifestHere<'_>) -> Result<PluginManifest, RuntimeError>,
     ) -> Result<LoadedPlugin, RuntimeError> {
         let (exports, pre) = self.prepare(&module)?;
+        let manifest = manifest(ManifestHere {
+            engine: &self.engine,
+            pre: &pre,
+            exports: &exports,
+            limits: &self.config.limits,
+            module: &module,
+        })?;
         Ok(self.ready(pre, exports, manifest, sha256))
     }
 
@@ -416,6 +445,33 @@ fn not_a_core_module(bytes: &[u8]) -> Option<String> {
         Some(other) => Some(format!(
             "the file is WebAssembly of an unknown version {other:02x?}; warden runs version 1 core modules"
         )),
+    }
+}
+
+/// A checked, linked module whose manifest a load is about to learn
+/// ([`Loader::load_module_with`]).
+pub(crate) struct ManifestHere<'a> {
+    engine: &'a Engine,
+    pre: &'a wasmtime::InstancePre<StoreState>,
+    exports: &'a AbiExports,
+    limits: &'a Limits,
+    module: &'a Module,
+}
+
+impl ManifestHere<'_> {
+    /// Calls `plugin_manifest` in this process and returns its message's bytes.
+    pub(crate) fn read(&self) -> Result<Vec<u8>, RuntimeError> {
+        super::instance::manifest_message(self.engine, self.pre, self.exports, self.limits)
+    }
+
+    /// The module.
+    pub(crate) fn module(&self) -> &Module {
+        self.module
+    }
+
+    /// The limits the manifest is read under.
+    pub(crate) fn limits(&self) -> &Limits {
+        self.limits
     }
 }
 

@@ -66,13 +66,16 @@ fn serve() -> Result<(), Stop> {
         stack,
         ..crate::limits::Limits::default()
     };
-    let loader = wasmtime::Engine::new(&crate::runtime::engine_config(&limits))
-        .map_err(|e| format!("cannot build the engine: {e:#}"))
-        .and_then(|engine| {
-            let mut config = LoaderConfig::new("/");
-            config.limits = limits;
-            Loader::without_ticker(engine, config).map_err(|e| e.to_string())
-        });
+    let loader = wasmtime::Engine::new(&crate::runtime::loader::engine_config_with(
+        &limits,
+        Some(1),
+    ))
+    .map_err(|e| format!("cannot build the engine: {e:#}"))
+    .and_then(|engine| {
+        let mut config = LoaderConfig::new("/");
+        config.limits = limits;
+        Loader::without_ticker(engine, config).map_err(|e| e.to_string())
+    });
     let mut fds = super::fds::recv(&channel).map_err(stop)?;
     let setup: Setup = wire::recv(&channel, usize::MAX >> 1).map_err(stop)?;
     let (stdin, stdout, stderr) = setup.stdio;

@@ -249,7 +249,11 @@ impl Worker {
     }
 
     /// Reads the manifest of the plugin this worker was set up for.
-    fn manifest(&mut self, limits: &Limits) -> Result<Result<PluginManifest, RuntimeError>, Ended> {
+    #[allow(clippy::type_complexity)]
+    fn manifest(
+        &mut self,
+        limits: &Limits,
+    ) -> Result<Result<(PluginManifest, Vec<u8>), RuntimeError>, Ended> {
         let deadline = Instant::now() + limits.timeout;
         if let Err(e) = self.send(&ToWorker::Manifest) {
             return Err(self.died(format!("cannot ask for the manifest: {e}")));
@@ -578,8 +582,8 @@ fn encode_setup(setup: Setup) -> Result<Vec<u8>, RuntimeError> {
 
 /// Reads `module`'s manifest in a worker of its own (`early` when it was started for
 /// this engine), confined with no grant at all: no directory, no variable, no stream.
-/// The worker sends the message's bytes; this process bounds and decodes them. The
-/// worker is stopped after.
+/// The worker sends the message's bytes; this process bounds and decodes them, and
+/// returns them with the manifest. The worker is stopped after.
 ///
 /// Under `isolation = "process"` this is how a load learns what the plugin declares:
 /// no guest code runs in warden's own process, not even the manifest's, since the
@@ -597,7 +601,7 @@ pub fn read_manifest(
     module: &wasmtime::Module,
     limits: &Limits,
     early: Option<Spawned>,
-) -> Result<PluginManifest, RuntimeError> {
+) -> Result<(PluginManifest, Vec<u8>), RuntimeError> {
     let setup = encode_setup(Setup {
         artifact: artifact_of(module)?,
         name: String::new(),

@@ -123,17 +123,18 @@ pub struct WireManifest {
 }
 
 impl WireManifest {
-    /// The manifest, decoded and validated by the parent (or the plugin's error), once
-    /// the message is checked against `limits`.
+    /// The manifest, decoded and validated by the parent, with the message it came
+    /// from (or the plugin's error), once the message is checked against `limits`.
     ///
     /// # Errors
     ///
     /// [`Malformed`] when no honest worker could have sent this: a message past
     /// `max_manifest`, an error it could not have met.
+    #[allow(clippy::type_complexity)]
     pub fn into_manifest(
         self,
         limits: &Limits,
-    ) -> Result<Result<crate::abi::PluginManifest, RuntimeError>, Malformed> {
+    ) -> Result<Result<(crate::abi::PluginManifest, Vec<u8>), RuntimeError>, Malformed> {
         match self.result {
             Ok(bytes) => {
                 if bytes.len() as u64 > limits.max_manifest {
@@ -143,7 +144,8 @@ impl WireManifest {
                         limits.max_manifest
                     )));
                 }
-                Ok(crate::runtime::instance::parse_manifest_message(&bytes))
+                let bytes = bytes.into_vec();
+                Ok(crate::runtime::instance::parse_manifest_message(&bytes).map(|m| (m, bytes)))
             }
             Err(e) => Ok(Err(e.into_error()?)),
         }

@@ -641,13 +641,13 @@ fn a_rejected_cache_entry_prints_one_warning_line() {
     let first = run(&[]);
     assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
     assert_eq!(stderr(&first), "", "a clean run prints no diagnostics");
-    // Corrupt every entry in place (same owner and mode): the next run ignores it,
+    // Corrupt every compiled entry in place (same owner and mode): the next run ignores it,
     // says so once on stderr, and still prints the greeting on stdout alone.
     let dir = cache.path().join("warden");
     let mut corrupted = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
-        if path.is_file() {
+        if path.extension().is_some_and(|e| e == "cwasm") {
             let mut bytes = std::fs::read(&path).unwrap();
             let last = bytes.len() - 1;
             bytes[last] ^= 0xff;
@@ -669,7 +669,7 @@ fn a_rejected_cache_entry_prints_one_warning_line() {
     // `WARDEN_LOG=error` silences it.
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
-        if path.is_file() {
+        if path.extension().is_some_and(|e| e == "cwasm") {
             std::fs::write(&path, b"not an entry").unwrap();
         }
     }
