@@ -433,7 +433,7 @@ impl Warden {
         // builds its engine while this process loads the plugin (it gets nothing until
         // the plugin is decided; an unused one is killed).
         let may_isolate = policy.policy.may_isolate();
-        let early = may_isolate
+        let mut early = may_isolate
             .then(|| crate::worker::program(inner.worker_program.as_deref()).ok())
             .flatten()
             .and_then(|program| {
@@ -460,6 +460,13 @@ impl Warden {
             Ok(loaded) => loaded,
             Err(e) => return Err(rec.rejected(sha256, failed(e))),
         };
+        // The early worker gets the module now, and loads it while the plugin is
+        // decided (when the plugin turns out to run elsewhere, it is killed unused).
+        if let Some(worker) = early.as_mut()
+            && worker.send_module(loaded.instance.module()).is_err()
+        {
+            early = None;
+        }
         let path = source.path();
         let info = PluginInfo::new(
             &loaded.manifest.command.name,

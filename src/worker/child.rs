@@ -76,6 +76,16 @@ fn serve() -> Result<(), Stop> {
         config.limits = limits;
         Loader::without_ticker(engine, config).map_err(|e| e.to_string())
     });
+    // The system-call filter is compiled now too; it is installed with the rest.
+    let filter = confine::syscall_filter();
+    // The parent's compiled module comes first, as soon as the parent has it: loading
+    // it here overlaps the parent deciding the plugin. It runs no guest code.
+    let artifact = super::fds::recv(&channel).map_err(stop)?;
+    let [artifact] = <[OwnedFd; 1]>::try_from(artifact).map_err(stop)?;
+    let module = loader
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|loader| deserialize(loader.engine(), artifact));
     let mut fds = super::fds::recv(&channel).map_err(stop)?;
     let setup: Setup = wire::recv(&channel, usize::MAX >> 1).map_err(stop)?;
     let (stdin, stdout, stderr) = setup.stdio;
@@ -94,7 +104,7 @@ fn serve() -> Result<(), Stop> {
             writable: p.writable,
         })
         .collect();
-    let confinement = confine::confine(&granted, setup.simulate_no_landlock);
+    let confinement = confine::confine(&granted, setup.simulate_no_landlock, filter);
     // Confined: from here on, threads may start.
     let stdio = StdioGrant {
         stdin,
@@ -103,7 +113,7 @@ fn serve() -> Result<(), Stop> {
     };
     let prepared = loader.and_then(|loader| {
         if setup.limits.stack == stack {
-            prepare(setup, fds, stdio, loader)
+            prepare(setup, fds, stdio, loader, module?)
         } else {
             Err(format!(
                 "the worker's engine is for stacks of {stack} bytes, the plugin's limit is {}",
@@ -168,17 +178,17 @@ fn send(channel: &UnixStream, message: &FromWorker) -> Result<(), Stop> {
 }
 
 /// With the loader built before confinement (the parent's engine configuration),
-/// starts its epoch ticker, loads the parent's artifact and prepares the instance
-/// with the granted directories.
+/// starts its epoch ticker and prepares the instance of the parent's module with the
+/// granted directories.
 fn prepare(
     setup: Setup,
     fds: Vec<OwnedFd>,
     stdio: StdioGrant,
     loader: Loader,
+    module: wasmtime::Module,
 ) -> Result<PluginInstance, String> {
     loader.start_ticker().map_err(|e| e.to_string())?;
     let loader = loader.with_limits(setup.limits.clone());
-    let module = deserialize(loader.engine(), &setup.artifact)?;
     let mut instance = loader
         .prepare_for_worker(module, setup.name)
         .map_err(|e| e.to_string())?;
@@ -203,12 +213,31 @@ fn prepare(
     Ok(instance)
 }
 
-/// Loads the module the parent compiled.
+/// Loads the module the parent compiled, from the sealed memory file it sent: mapped
+/// where the kernel lets it be, else read.
 #[allow(unsafe_code)]
-fn deserialize(engine: &wasmtime::Engine, artifact: &[u8]) -> Result<wasmtime::Module, String> {
+fn deserialize(engine: &wasmtime::Engine, artifact: OwnedFd) -> Result<wasmtime::Module, String> {
+    let file = std::fs::File::from(artifact);
+    let mut copy = file.try_clone().map_err(|e| e.to_string())?;
+    // SAFETY: as for `deserialize_bytes`, below.
+    if let Ok(module) = unsafe { wasmtime::Module::deserialize_open_file(engine, file) } {
+        return Ok(module);
+    }
+    let mut bytes = Vec::new();
+    std::io::Seek::rewind(&mut copy).map_err(|e| e.to_string())?;
+    std::io::Read::read_to_end(&mut copy, &mut bytes).map_err(|e| e.to_string())?;
+    deserialize_bytes(engine, &bytes)
+}
+
+#[allow(unsafe_code)]
+fn deserialize_bytes(
+    engine: &wasmtime::Engine,
+    artifact: &[u8],
+) -> Result<wasmtime::Module, String> {
     // SAFETY: `Module::deserialize` runs the machine code it is given. These bytes
-    // come from the parent over the private socketpair it created for this worker
-    // (no other process holds either end), and the parent made them with
+    // come from the parent, in a sealed memory file it created and passed over the
+    // private socketpair it created for this worker (no other process holds either
+    // end, and nobody can change a sealed file), and the parent made them with
     // `Module::serialize` from a module it compiled (or took from its own checked
     // cache) on an engine of the identical configuration; wasmtime checks the
     // engine's compatibility header before using them.

@@ -138,10 +138,15 @@ pub struct GrantedDir<'a, F: AsFd> {
     pub writable: bool,
 }
 
-/// Confines the calling thread (and every thread it creates later) to `dirs`, and
-/// says what the kernel enforced. `no_landlock` (tests only) behaves as a kernel
-/// without Landlock would.
-pub fn confine<F: AsFd>(dirs: &[GrantedDir<'_, F>], no_landlock: bool) -> Confinement {
+/// Confines the calling thread (and every thread it creates later) to `dirs` and
+/// installs `filter` (from [`syscall_filter`], compiled ahead, while the worker
+/// waits for its setup), and says what the kernel enforced. `no_landlock` (tests
+/// only) behaves as a kernel without Landlock would.
+pub fn confine<F: AsFd>(
+    dirs: &[GrantedDir<'_, F>],
+    no_landlock: bool,
+    filter: Result<BpfProgram, String>,
+) -> Confinement {
     let (abi, fs) = if no_landlock {
         (
             0,
@@ -159,7 +164,7 @@ pub fn confine<F: AsFd>(dirs: &[GrantedDir<'_, F>], no_landlock: bool) -> Confin
             ),
         }
     };
-    let syscalls = match syscall_filter()
+    let syscalls = match filter
         .and_then(|program| seccompiler::apply_filter(&program).map_err(|e| e.to_string()))
     {
         Ok(()) => Enforcement::enforced(),

@@ -123,16 +123,38 @@ impl Worker {
         })
     }
 
-    /// Sends a spawned worker `setup` and `fds`; returns once it says it is confined
-    /// and ready, with what confines it.
+    /// Sends the worker its compiled module: in a sealed memory file, passed as a
+    /// descriptor, so that sending never waits for the worker to read (it may still
+    /// be building its engine) and the worker maps the bytes instead of copying them.
+    fn send_artifact(&self, artifact: &[u8]) -> std::io::Result<()> {
+        use rustix::fs::{MemfdFlags, SealFlags};
+        let fd = rustix::fs::memfd_create(
+            "warden-plugin",
+            MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+        )?;
+        let mut file = std::fs::File::from(fd);
+        std::io::Write::write_all(&mut file, artifact)?;
+        rustix::fs::fcntl_add_seals(
+            &file,
+            SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE,
+        )?;
+        super::fds::send(&self.channel, &[file.as_fd()])
+    }
+
+    /// Sends a spawned worker `artifact` (unless it has it already), `fds` and `setup`;
+    /// returns once it says it is confined and ready, with what confines it.
     fn set_up(
         mut self,
         program: &Path,
+        artifact: Option<&[u8]>,
         setup: &[u8],
         fds: &[BorrowedFd<'_>],
     ) -> Result<(Worker, Confinement), String> {
         let worker = &mut self;
         let started = (|| {
+            if let Some(artifact) = artifact {
+                worker.send_artifact(artifact)?;
+            }
             super::fds::send(&worker.channel, fds)?;
             std::io::Write::write_all(&mut &worker.channel, setup)
         })();
@@ -372,6 +394,8 @@ pub struct Spawned {
     worker: Worker,
     program: PathBuf,
     stack: usize,
+    /// The compiled module it was sent ahead of its setup, if any.
+    artifact: Option<Arc<Vec<u8>>>,
 }
 
 impl Spawned {
@@ -385,7 +409,24 @@ impl Spawned {
             worker: Worker::spawn(&program, stack)?,
             program,
             stack,
+            artifact: None,
         })
+    }
+
+    /// Sends the worker `module` now, ahead of its setup, so that it loads it while
+    /// this process decides the plugin. `module` must be the one the plugin will run
+    /// (compiled for a worker's engine of this stack ceiling).
+    ///
+    /// # Errors
+    ///
+    /// When the module cannot be serialized or sent; the worker is then of no use.
+    pub fn send_module(&mut self, module: &wasmtime::Module) -> Result<(), RuntimeError> {
+        let artifact = artifact_of(module)?;
+        self.worker
+            .send_artifact(&artifact)
+            .map_err(|e| worker_error(format!("cannot send the worker the plugin: {e}")))?;
+        self.artifact = Some(Arc::new(artifact));
+        Ok(())
     }
 }
 
@@ -401,6 +442,7 @@ impl std::fmt::Debug for Spawned {
 /// The workers of one loaded plugin.
 pub struct WorkerPool {
     program: PathBuf,
+    artifact: Arc<Vec<u8>>,
     setup: Vec<u8>,
     name: String,
     limits: Limits,
@@ -435,11 +477,23 @@ impl WorkerPool {
         early: Option<Spawned>,
         max_idle: usize,
     ) -> Result<WorkerPool, RuntimeError> {
-        let artifact = artifact_of(instance.module())?;
+        // A worker started early (while the plugin loaded) is used when its engine is
+        // for this plugin's stack ceiling; it may have the module already.
+        let early = early.filter(|e| e.stack == instance.limits().stack && e.program == program);
+        let (early, artifact) = match early {
+            Some(Spawned {
+                worker,
+                artifact: Some(artifact),
+                ..
+            }) => (Some((worker, true)), artifact),
+            early => (
+                early.map(|e| (e.worker, false)),
+                Arc::new(artifact_of(instance.module())?),
+            ),
+        };
         let sandbox = instance.sandbox_arc();
         let stdio = sandbox.stdio();
         let setup = encode_setup(Setup {
-            artifact,
             name: instance.name().to_owned(),
             limits: instance.limits().clone(),
             preopens: sandbox
@@ -458,6 +512,7 @@ impl WorkerPool {
         })?;
         let mut pool = WorkerPool {
             program,
+            artifact,
             setup,
             name: instance.name().to_owned(),
             limits: instance.limits().clone(),
@@ -467,13 +522,8 @@ impl WorkerPool {
             max_idle: max_idle.clamp(1, MAX_IDLE),
             confinement: Confinement::in_process(),
         };
-        // A worker started early (while the plugin loaded) is used when its engine is
-        // for this plugin's stack ceiling.
-        let early = early
-            .filter(|e| e.stack == pool.limits.stack && e.program == pool.program)
-            .map(|e| e.worker);
         let (worker, confinement) = match early {
-            Some(worker) => pool.set_up(worker),
+            Some((worker, has_module)) => pool.set_up(worker, has_module),
             None => pool.spawn(),
         }
         .map_err(worker_error)?;
@@ -495,10 +545,12 @@ impl WorkerPool {
     }
 
     fn spawn(&self) -> Result<(Worker, Confinement), String> {
-        self.set_up(Worker::spawn(&self.program, self.limits.stack)?)
+        self.set_up(Worker::spawn(&self.program, self.limits.stack)?, false)
     }
 
-    fn set_up(&self, worker: Worker) -> Result<(Worker, Confinement), String> {
+    /// Sets `worker` up for this pool's plugin (sending the module unless it
+    /// `has_module`).
+    fn set_up(&self, worker: Worker, has_module: bool) -> Result<(Worker, Confinement), String> {
         let stdin = std::io::stdin();
         let mut fds: Vec<BorrowedFd<'_>> = self
             .sandbox
@@ -509,7 +561,8 @@ impl WorkerPool {
         if self.stdin {
             fds.push(stdin.as_fd());
         }
-        worker.set_up(&self.program, &self.setup, &fds)
+        let artifact = (!has_module).then_some(self.artifact.as_slice());
+        worker.set_up(&self.program, artifact, &self.setup, &fds)
     }
 
     /// Runs `plugin_execute` with `args` in a worker, ending it `budget` from now (at
@@ -602,8 +655,8 @@ pub fn read_manifest(
     limits: &Limits,
     early: Option<Spawned>,
 ) -> Result<(PluginManifest, Vec<u8>), RuntimeError> {
+    let artifact = artifact_of(module)?;
     let setup = encode_setup(Setup {
-        artifact: artifact_of(module)?,
         name: String::new(),
         limits: limits.clone(),
         preopens: Vec::new(),
@@ -616,7 +669,9 @@ pub fn read_manifest(
         Some(early) => early.worker,
         None => Worker::spawn(program, limits.stack).map_err(worker_error)?,
     };
-    let (mut worker, _) = worker.set_up(program, &setup, &[]).map_err(worker_error)?;
+    let (mut worker, _) = worker
+        .set_up(program, Some(&artifact), &setup, &[])
+        .map_err(worker_error)?;
     worker
         .manifest(limits)
         .unwrap_or_else(|ended| Err(ended.into_error(limits)))

@@ -1,7 +1,9 @@
 //! The messages between warden (the parent) and a worker, and how they travel: one
 //! `u32` little-endian length, then that many bytes of msgpack, over a Unix
-//! socketpair; the granted directories' descriptors go first, alone, with
-//! `SCM_RIGHTS`.
+//! socketpair. The parent sends, in order: its compiled module, in a sealed memory
+//! file passed with `SCM_RIGHTS` (as soon as it has it, so that the worker loads it
+//! while the parent decides the plugin), the granted directories' descriptors, alone,
+//! with `SCM_RIGHTS`, and the [`Setup`]; then [`ToWorker`] messages.
 //!
 //! # Security
 //!
@@ -36,12 +38,10 @@ pub const MAX_SMALL_MESSAGE: usize = 1 << 20;
 /// Longest message text (a trap, an error) the parent keeps from a worker, in bytes.
 pub const MAX_WORKER_TEXT: usize = 4096;
 
-/// What the parent sends first: everything the worker needs for its calls.
+/// What the parent sends once the plugin is decided (after the compiled module and
+/// the descriptors): everything else the worker needs for its calls.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Setup {
-    /// The parent's compiled module (`Module::serialize`).
-    #[serde(with = "serde_bytes")]
-    pub artifact: Vec<u8>,
     /// The plugin's declared name (its `argv[0]`).
     pub name: String,
     /// The limits of every call.
@@ -585,10 +585,16 @@ pub enum RecvError {
 ///
 /// [`RecvError::Closed`] at end of stream before a frame starts; [`RecvError::Io`];
 /// [`RecvError::Malformed`] for a frame over `max` or one that does not decode.
-pub fn recv<T: serde::de::DeserializeOwned>(
-    mut from: impl Read,
-    max: usize,
-) -> Result<T, RecvError> {
+pub fn recv<T: serde::de::DeserializeOwned>(from: impl Read, max: usize) -> Result<T, RecvError> {
+    decode(&recv_raw(from, max)?).map_err(RecvError::Malformed)
+}
+
+/// Reads one frame of at most `max` bytes, undecoded.
+///
+/// # Errors
+///
+/// As [`recv`], less decoding.
+fn recv_raw(mut from: impl Read, max: usize) -> Result<Vec<u8>, RecvError> {
     let mut len = [0u8; 4];
     match from.read_exact(&mut len) {
         Ok(()) => {}
@@ -601,7 +607,7 @@ pub fn recv<T: serde::de::DeserializeOwned>(
     }
     let mut body = vec![0; len];
     from.read_exact(&mut body)?;
-    decode(&body).map_err(RecvError::Malformed)
+    Ok(body)
 }
 
 /// Decodes one message strictly: the guest-message decoder (no trailing bytes,
