@@ -143,12 +143,21 @@ fn serve_calls(
     instance: &PluginInstance,
     _confinement: &Confinement,
 ) -> Result<(), Stop> {
+    // How long to poll for the next message: after `Ready`, as long as polling may
+    // last; after a call, what the parent said (nothing when its CPUs are busy).
+    let mut spin = wire::SPIN;
     loop {
+        wire::spin_until_readable(channel, spin);
         match wire::recv::<ToWorker>(
             channel,
             wire::MAX_SMALL_MESSAGE.max(instance.limits().max_input as usize * 2),
         ) {
-            Ok(ToWorker::Call { args, budget_ms }) => {
+            Ok(ToWorker::Call {
+                args,
+                budget_ms,
+                spin_us,
+            }) => {
+                spin = std::time::Duration::from_micros(spin_us).min(wire::SPIN);
                 let mut effects = ParentEffects { channel };
                 let budget = std::time::Duration::from_millis(budget_ms);
                 let report = instance.run_with(&args, &mut effects, budget);

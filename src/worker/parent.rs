@@ -29,7 +29,8 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How long a worker may take to start, confine itself and load the plugin.
@@ -229,17 +230,19 @@ impl Worker {
         sandbox: &Sandbox,
         limits: &Limits,
     ) -> Result<wire::ReportParts, Ended> {
-        self.follow_caller();
         let budget = deadline.saturating_duration_since(Instant::now());
+        let spin = Polling::start();
         if let Err(e) = self.send(&ToWorker::Call {
             args: args.to_vec(),
             budget_ms: u64::try_from(budget.as_millis()).unwrap_or(u64::MAX),
+            spin_us: u64::try_from(spin.budget.as_micros()).unwrap_or(0),
         }) {
             return Err(self.died(format!("cannot send the call: {e}")));
         }
         let bound = wire::report_bound(limits);
         let mut rounds = 0usize;
         loop {
+            wire::spin_until_readable(&self.channel, spin.budget);
             match self.recv(deadline + DEADLINE_GRACE, bound) {
                 Ok(FromWorker::Report(report)) => {
                     return report
@@ -303,19 +306,6 @@ impl Worker {
         }
     }
 
-    /// Moves the worker's guest thread to the CPU the caller runs on. The caller only
-    /// waits while the worker runs, so they never compete for it, and a hand-off on
-    /// one CPU costs a few microseconds where a wake-up on another costs tens.
-    /// Best effort: a failure changes only the speed.
-    fn follow_caller(&self) {
-        let mut cpus = rustix::thread::CpuSet::new();
-        cpus.set(rustix::thread::sched_getcpu());
-        let _ = rustix::thread::sched_setaffinity(
-            Some(rustix::process::Pid::from_child(&self.child)),
-            &cpus,
-        );
-    }
-
     /// The worker broke the protocol: kill it.
     fn killed(&mut self, why: String) -> Ended {
         let _ = self.child.kill();
@@ -346,6 +336,38 @@ impl Worker {
             None => why,
         };
         Ended::Died { signal, why }
+    }
+}
+
+/// Calls in workers in flight in this process.
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// One call in flight, and how long its two sides poll for each other's messages
+/// ([`wire::SPIN`]): only while every call in flight can have two CPUs (its caller's
+/// and its worker's). Beyond that, a poller would take the CPU another call's worker
+/// needs: at 64 callers on 2 CPUs polling cut the throughput by half.
+struct Polling {
+    budget: Duration,
+}
+
+impl Polling {
+    fn start() -> Polling {
+        static CPUS: OnceLock<usize> = OnceLock::new();
+        let cpus =
+            *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from));
+        let in_flight = IN_FLIGHT.fetch_add(1, Ordering::AcqRel) + 1;
+        let budget = if in_flight.saturating_mul(2) <= cpus {
+            wire::SPIN
+        } else {
+            Duration::ZERO
+        };
+        Polling { budget }
+    }
+}
+
+impl Drop for Polling {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

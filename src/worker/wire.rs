@@ -81,6 +81,9 @@ pub enum ToWorker {
         /// Milliseconds the call may take (at most the plugin's `timeout`: less when
         /// it waited for a slot).
         budget_ms: u64,
+        /// Microseconds to poll for the parent's next message after the report (at
+        /// most [`SPIN`]; none when the parent's CPUs are busy).
+        spin_us: u64,
     },
     /// Call `plugin_manifest` and send its message back, undecoded.
     Manifest,
@@ -563,6 +566,32 @@ pub fn encode<T: Serialize>(message: &T) -> std::io::Result<Vec<u8>> {
 /// As [`encode`], and any write failure.
 pub fn send<T: Serialize>(mut to: impl Write, message: &T) -> std::io::Result<()> {
     to.write_all(&encode(message)?)
+}
+
+/// How long each side of the channel polls for the other's next message before it
+/// sleeps in the kernel. A message that comes while a process sleeps pays for its
+/// wake-up, tens of microseconds on an idle machine (more than a small call's whole
+/// run); polling (yielding the CPU to anything else runnable between polls) costs at
+/// most this much CPU a message, and only while the other side is working for it.
+pub const SPIN: std::time::Duration = std::time::Duration::from_micros(200);
+
+/// Returns once `channel` has something to read (or is closed, or fails), or after
+/// `spin` of polling it; the read that follows then finds its message at once, or
+/// sleeps for it.
+pub fn spin_until_readable(channel: &std::os::unix::net::UnixStream, spin: std::time::Duration) {
+    use rustix::net::RecvFlags;
+    let start = std::time::Instant::now();
+    let mut byte = [0u8; 1];
+    loop {
+        match rustix::net::recv(channel, &mut byte, RecvFlags::PEEK | RecvFlags::DONTWAIT) {
+            Err(rustix::io::Errno::AGAIN) => {}
+            _ => return,
+        }
+        if start.elapsed() >= spin {
+            return;
+        }
+        std::thread::yield_now();
+    }
 }
 
 /// Why a frame could not be read.
