@@ -433,11 +433,14 @@ impl Warden {
         // builds its engine while this process loads the plugin (it gets nothing until
         // the plugin is decided; an unused one is killed).
         let may_isolate = policy.policy.may_isolate();
-        let mut early = may_isolate
+        let starting = may_isolate
             .then(|| crate::worker::program(inner.worker_program.as_deref()).ok())
             .flatten()
-            .and_then(|program| {
-                crate::worker::Spawned::start(program, policy.policy.default_limits().stack).ok()
+            .map(|program| {
+                crate::worker::Spawned::start_in_background(
+                    program,
+                    policy.policy.default_limits().stack,
+                )
             });
         let mut rec = LoadRecords(match &inner.audit {
             Some(log) => Some(log.run()?),
@@ -462,6 +465,7 @@ impl Warden {
         };
         // The early worker gets the module now, and loads it while the plugin is
         // decided (when the plugin turns out to run elsewhere, it is killed unused).
+        let mut early = starting.and_then(crate::worker::parent::Starting::wait);
         if let Some(worker) = early.as_mut()
             && worker.send_module(loaded.instance.module()).is_err()
         {

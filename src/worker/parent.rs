@@ -435,6 +435,18 @@ impl Spawned {
         })
     }
 
+    /// [`Spawned::start`] on a thread of its own: starting a process blocks the caller
+    /// until the new one has executed its program (a millisecond for warden's), which
+    /// the caller spends loading the plugin instead. [`Starting::wait`] takes it.
+    pub fn start_in_background(program: PathBuf, stack: usize) -> Starting {
+        Starting(
+            std::thread::Builder::new()
+                .name("warden-spawn".into())
+                .spawn(move || Spawned::start(program, stack).ok())
+                .ok(),
+        )
+    }
+
     /// Sends the worker `module` now, ahead of its setup, so that it loads it while
     /// this process decides the plugin. `module` must be the one the plugin will run
     /// (compiled for a worker's engine of this stack ceiling).
@@ -449,6 +461,18 @@ impl Spawned {
             .map_err(|e| worker_error(format!("cannot send the worker the plugin: {e}")))?;
         self.artifact = Some(Arc::new(artifact));
         Ok(())
+    }
+}
+
+/// A worker being started ([`Spawned::start_in_background`]); dropped unwaited, the
+/// worker is killed once started.
+#[derive(Debug)]
+pub struct Starting(Option<std::thread::JoinHandle<Option<Spawned>>>);
+
+impl Starting {
+    /// The started worker, or `None` when it could not be started.
+    pub fn wait(self) -> Option<Spawned> {
+        self.0?.join().ok().flatten()
     }
 }
 
