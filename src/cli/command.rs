@@ -21,9 +21,11 @@ pub enum Command {
     /// Show a plugin's manifest, declared capabilities and SHA-256 (runs only
     /// `plugin_manifest`).
     Inspect(inspect::InspectArgs),
-    /// Check policy files, or explain what a policy grants a plugin.
+    /// Policy files: check them, explain what one grants a plugin, suggest tables from
+    /// audit-mode runs, pin plugins' SHA-256 (check, explain, suggest, pin).
     Policy(policy::PolicyArgs),
-    /// Check the audit log's hash chain.
+    /// The audit log: verify its hash chain, show records, summarize them, sign a
+    /// checkpoint, make a checkpoint key (verify, show, summary, checkpoint, keygen).
     Audit(audit::AuditArgs),
 }
 

@@ -55,9 +55,11 @@ pub struct RunArgs {
     /// (default: the current directory).
     #[arg(long, value_name = "DIR")]
     pub workdir: Option<PathBuf>,
-    /// Print one JSON object (outcome, output, exit_code, grants, denials,
-    /// runtime_denials, effects, fuel_consumed, duration_ms, run_id) instead of the
-    /// plugin's output.
+    /// Print one JSON object instead of the plugin's output: outcome, output,
+    /// exit_code, stdout, stderr, grants, denials, runtime_denials,
+    /// runtime_denials_dropped, effects, fuel_consumed, duration_ms, run_id,
+    /// confinement. A refusal (exit 77) has no stdout, stderr, runtime_denials_dropped
+    /// or confinement.
     #[arg(long)]
     pub json: bool,
     /// After the run, list on stderr each denied item, refused call and refused

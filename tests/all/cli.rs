@@ -702,3 +702,38 @@ fn a_file_that_is_not_wasm_gets_one_line_saying_so() {
         assert!(err.contains(expected), "{err}");
     }
 }
+
+#[test]
+fn help_names_every_subcommand_and_run_json_fields() {
+    let out = warden(&["--help"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let help = stdout(&out);
+    for word in [
+        "check",
+        "explain",
+        "suggest",
+        "pin",
+        "verify",
+        "show",
+        "summary",
+        "checkpoint",
+        "keygen",
+    ] {
+        assert!(help.contains(word), "`warden --help` omits {word}:\n{help}");
+    }
+    let out = warden(&["run", "--help"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let help = stdout(&out);
+    for field in [
+        "stdout",
+        "stderr",
+        "runtime_denials_dropped",
+        "run_id",
+        "confinement",
+    ] {
+        assert!(
+            help.contains(field),
+            "`warden run --help` omits {field}:\n{help}"
+        );
+    }
+}
