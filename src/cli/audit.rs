@@ -11,7 +11,7 @@ use warden::audit::checkpoint::{self, CheckpointError};
 use warden::audit::query::{Filter, SHOW_HEADER, Summary, show_row};
 use warden::audit::read::{for_each_record, log_set};
 use warden::audit::{
-    SignedCheckpoint, UnsignedCheckpointFile, VerifyOptions, VerifyReport, verify_files_with,
+    Event, SignedCheckpoint, UnsignedCheckpointFile, VerifyOptions, VerifyReport, verify_files_with,
 };
 use warden::exit;
 
@@ -111,7 +111,7 @@ pub struct ShowArgs {
     #[command(flatten)]
     pub filter: FilterArgs,
     /// Records of this event (`run_end`, `deny`, `effect`, ...). Repeatable.
-    #[arg(long, value_name = "EVENT")]
+    #[arg(long, value_name = "EVENT", value_parser = event_parser())]
     pub event: Vec<String>,
     /// Records whose `outcome` is this (`success`, `limit`, `denied`, `performed`...).
     #[arg(long, value_name = "OUTCOME")]
@@ -122,6 +122,29 @@ pub struct ShowArgs {
     /// The matching records as written (JSON Lines, byte for byte).
     #[arg(long)]
     pub json: bool,
+}
+
+/// The events `--event` accepts: every event a record can have, so a misspelt one is a
+/// usage error (exit 2, with clap's suggestion) rather than a filter that matches
+/// nothing.
+const EVENTS: [Event; 13] = [
+    Event::PolicyLoaded,
+    Event::PolicyRejected,
+    Event::PluginLoaded,
+    Event::PluginRejected,
+    Event::Grant,
+    Event::Deny,
+    Event::RunStart,
+    Event::RuntimeDeny,
+    Event::LimitExceeded,
+    Event::Effect,
+    Event::Access,
+    Event::Checkpoint,
+    Event::RunEnd,
+];
+
+fn event_parser() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(EVENTS.map(Event::as_str))
 }
 
 /// Arguments of `warden audit summary`.

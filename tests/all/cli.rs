@@ -737,3 +737,39 @@ fn help_names_every_subcommand_and_run_json_fields() {
         );
     }
 }
+
+#[test]
+fn audit_show_refuses_an_unknown_event_with_a_suggestion() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("audit.jsonl");
+    std::fs::write(&log, "").expect("empty log");
+    let log = log.to_str().expect("utf-8 path");
+    let out = warden(&["audit", "show", "--event", "bogus", log]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("bogus"), "{}", stderr(&out));
+    assert!(out.stdout.is_empty(), "{}", stdout(&out));
+    // A near miss gets clap's did-you-mean.
+    let out = warden(&["audit", "show", "--event", "run_ends", log]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("run_ends"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("run_end"), "{}", stderr(&out));
+    // Every event a record can have is accepted.
+    for event in [
+        "policy_loaded",
+        "policy_rejected",
+        "plugin_loaded",
+        "plugin_rejected",
+        "grant",
+        "deny",
+        "run_start",
+        "runtime_deny",
+        "limit_exceeded",
+        "effect",
+        "access",
+        "checkpoint",
+        "run_end",
+    ] {
+        let out = warden(&["audit", "show", "--event", event, log]);
+        assert_eq!(out.status.code(), Some(0), "{event}: {}", stderr(&out));
+    }
+}
