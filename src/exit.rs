@@ -34,7 +34,8 @@ pub const FAILURE: u8 = 1;
 /// [`crate::host::Registry`], arguments past the input limit, a bad `--since`.
 pub const USAGE: u8 = 2;
 /// The plugin is not valid: not wasm, a missing export, a manifest that does not
-/// decode, a pointer outside memory (`EX_DATAERR`).
+/// decode, a pointer outside memory; a file read as an audit log is not one
+/// (`EX_DATAERR`).
 pub const INVALID_PLUGIN: u8 = 65;
 /// A file or directory warden was given cannot be read, a file it writes cannot be
 /// written safely, or the sandbox cannot be built (`EX_NOINPUT`).

@@ -2,15 +2,18 @@
 //! (`audit show`, `audit summary`, `policy suggest`).
 //!
 //! [`log_set`] finds a log's rotated files (`PATH.YYYY-MM-DD[-HH]`, oldest first) and
-//! the log itself; [`for_each_record`] hands each line that is a JSON object to a
-//! closure, with its file, line number and raw text (so `show --json` can emit it
-//! unchanged, and it still verifies); [`parse_time`] reads `--since`/`--until`.
+//! the log itself; [`for_each_record`] hands each record to a closure, with its file,
+//! line number and raw text (so `show --json` can emit it unchanged, and it still
+//! verifies), and fails on the first line that is neither a record nor a torn one, so a
+//! file that is not an audit log is never read as an empty one; [`parse_time`] reads
+//! `--since`/`--until`.
 //!
 //! These readers trust nothing in the records: a field that is missing or of another
 //! type is treated as absent. Whether the chain is intact is `audit verify`'s
 //! question, not theirs.
 
 pub use super::log_set::{ReadError, log_set};
+use super::record::{Line, classify};
 use std::io::BufRead as _;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -45,12 +48,16 @@ impl ReadRecord {
     }
 }
 
-/// Calls `each` with every record of `files`, in order. Lines that are not JSON
-/// objects (a torn last line) are passed over.
+/// Calls `each` with every record (a JSON object with a string `event`) of `files`, in
+/// order. Torn lines (the first bytes of a record, left by a writer that stopped
+/// mid-line) are passed over.
 ///
 /// # Errors
 ///
-/// [`ReadError`] when a file cannot be opened or read.
+/// [`ReadError`] when a file cannot be opened or read; a [`ReadError`] whose `source`
+/// is of kind [`std::io::ErrorKind::InvalidData`], naming the line, at the first line
+/// that is neither a record nor a torn one (the file is not an audit log, or not only
+/// one). The records before it have been passed to `each`.
 pub fn for_each_record(
     files: &[PathBuf],
     mut each: impl FnMut(ReadRecord),
@@ -64,20 +71,36 @@ pub fn for_each_record(
         let reader = std::io::BufReader::new(file);
         for (i, line) in reader.split(b'\n').enumerate() {
             let bytes = line.map_err(error)?;
+            let not_a_record = |reason: &str| {
+                error(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("line {} is {reason}", i + 1),
+                ))
+            };
+            // Lenient as the readers are: any JSON object with a string `event` is a
+            // record; what it lacks is treated as absent.
+            let value = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                Ok(value) if value.get("event").is_some_and(serde_json::Value::is_string) => value,
+                Ok(_) => {
+                    return Err(not_a_record(
+                        "JSON but not an audit record (it has no `event` string)",
+                    ));
+                }
+                Err(_) => match classify(&bytes) {
+                    Line::Fragment => continue,
+                    Line::Foreign(reason) => return Err(not_a_record(reason)),
+                    Line::Record(_) => return Err(not_a_record("not a JSON line")),
+                },
+            };
             let Ok(raw) = String::from_utf8(bytes) else {
-                continue;
+                return Err(not_a_record("not UTF-8"));
             };
-            let Ok(value) = serde_json::from_str::<serde_json::Value>(&raw) else {
-                continue;
-            };
-            if value.is_object() {
-                each(ReadRecord {
-                    file: path.clone(),
-                    line: i + 1,
-                    raw,
-                    value,
-                });
-            }
+            each(ReadRecord {
+                file: path.clone(),
+                line: i + 1,
+                raw,
+                value,
+            });
         }
     }
     Ok(())
@@ -154,5 +177,38 @@ mod tests {
         assert_eq!(at("2026-11-30"), "2026-11-30T00:00:00Z");
         assert_eq!(at("2026-11-30T08:00:00Z"), "2026-11-30T08:00:00Z");
         assert!(parse_time("last tuesday", now).is_err());
+    }
+
+    #[test]
+    fn torn_lines_are_passed_over_and_foreign_lines_name_their_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = r#"{"v":1,"ts":"2026-12-02T10:00:00.000Z","event":"run_end"}"#;
+        let read = |text: &str| {
+            let path = dir.path().join("log.jsonl");
+            std::fs::write(&path, text).unwrap();
+            let mut lines = Vec::new();
+            let result = for_each_record(&[path], |r| lines.push(r.line));
+            (lines, result)
+        };
+        // A torn line, in the middle or last, is what a stopped writer leaves.
+        let (lines, result) = read(&format!(
+            "{record}\n{}\n{record}\n{}",
+            &record[..20],
+            &record[..30]
+        ));
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(lines, [1, 3]);
+        for (text, bad) in [
+            ("hello\n".to_owned(), 1),
+            ("{\"a\":1}\n".to_owned(), 1),
+            (format!("{record}\n[1,2]\n{record}\n"), 2),
+            (format!("{record}\n\n"), 2),
+        ] {
+            let (lines, result) = read(&text);
+            let e = result.expect_err(&text);
+            assert_eq!(e.source.kind(), std::io::ErrorKind::InvalidData, "{text}");
+            assert!(e.to_string().contains(&format!("line {bad} is ")), "{e}");
+            assert_eq!(lines.len(), bad - 1, "{text}");
+        }
     }
 }

@@ -497,7 +497,7 @@ fn show(args: &ShowArgs) -> Result<u8, CliError> {
             rows.push(show_row(&record));
         }
     })
-    .map_err(|e| CliError::new(exit::NO_INPUT, escape_line(&e.to_string())))?;
+    .map_err(|e| super::read_failure(&e))?;
     if !args.json {
         let header = SHOW_HEADER.map(str::to_owned);
         let widths: Vec<usize> = (0..4)
@@ -542,7 +542,7 @@ fn summary(args: &SummaryArgs) -> Result<u8, CliError> {
             summary.note_who(&record);
         }
     })
-    .map_err(|e| CliError::new(exit::NO_INPUT, escape_line(&e.to_string())))?;
+    .map_err(|e| super::read_failure(&e))?;
     if args.json {
         let value = serde_json::to_value(&summary).unwrap_or_default();
         println!("{}", json_text(&value, true));

@@ -23,6 +23,8 @@ mod suggest;
 
 use escape::escape_line;
 use std::path::{Path, PathBuf};
+use warden::audit::read::ReadError;
+use warden::exit;
 use warden::host::{HostError, Warden, WardenBuilder};
 use warden::policy::LoadError;
 
@@ -78,6 +80,22 @@ fn warden_builder(arg: Option<&Path>, allow_insecure: bool) -> WardenBuilder {
     match arg.map(Path::to_path_buf).or(from_env) {
         Some(path) => builder.policy_file(path),
         None => builder,
+    }
+}
+
+/// An audit log that cannot be read ([`exit::NO_INPUT`]), or a file that is not one
+/// ([`exit::INVALID_PLUGIN`], `EX_DATAERR`): one line naming the file and, for the
+/// latter, its first line that is not a record.
+fn read_failure(e: &ReadError) -> CliError {
+    let file = escape_line(&e.path.display().to_string());
+    if e.source.kind() == std::io::ErrorKind::InvalidData {
+        let why = escape_line(&e.source.to_string());
+        CliError::new(
+            exit::INVALID_PLUGIN,
+            format!("{file} is not an audit log: {why}"),
+        )
+    } else {
+        CliError::new(exit::NO_INPUT, escape_line(&e.to_string()))
     }
 }
 

@@ -150,7 +150,7 @@ pub(super) fn suggest(args: &SuggestArgs) -> Result<u8, CliError> {
             suggester.add(&record);
         }
     })
-    .map_err(|e| CliError::new(exit::NO_INPUT, escape_line(&e.to_string())))?;
+    .map_err(|e| super::read_failure(&e))?;
     let mut suggestions = suggester.suggestions(args.plugin.as_deref());
     keep_denials(&mut suggestions, &args.policy)?;
     if args.json {

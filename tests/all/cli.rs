@@ -773,3 +773,49 @@ fn audit_show_refuses_an_unknown_event_with_a_suggestion() {
         assert_eq!(out.status.code(), Some(0), "{event}: {}", stderr(&out));
     }
 }
+
+/// `audit show`, `audit summary` and `policy suggest` given a file that is not an
+/// audit log: exit 65, one line naming the file and its first line that is not a
+/// record, never an empty answer.
+#[test]
+fn reviewer_commands_refuse_a_file_that_is_not_an_audit_log() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let not_json = dir.path().join("notes.txt");
+    std::fs::write(&not_json, "hello\nworld\n").expect("write");
+    let not_records = dir.path().join("other.jsonl");
+    std::fs::write(&not_records, "{\"a\":1}\n{\"b\":2}\n").expect("write");
+    // A record line, then a foreign one: the first bad line is the second.
+    let later = dir.path().join("later.jsonl");
+    let log = test_state_dir().join("for-later.jsonl");
+    let hello = example_plugin("hello");
+    let log_arg = format!("--audit-log={}", log.display());
+    let out = warden(&["run", &log_arg, hello.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let first = std::fs::read_to_string(&log)
+        .expect("log")
+        .lines()
+        .next()
+        .expect("a record")
+        .to_owned();
+    std::fs::write(&later, format!("{first}\nnot a record\n")).expect("write");
+    for (file, line) in [(&not_json, 1), (&not_records, 1), (&later, 2)] {
+        let path = file.to_str().expect("utf-8 path");
+        for args in [
+            &["audit", "show", path][..],
+            &["audit", "show", "--json", path],
+            &["audit", "summary", path],
+            &["audit", "summary", "--json", path],
+            &["policy", "suggest", path],
+        ] {
+            let out = warden(args);
+            assert_eq!(out.status.code(), Some(65), "{args:?}: {}", stderr(&out));
+            let err = stderr(&out);
+            assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+            assert!(err.contains(path), "{args:?}: {err}");
+            assert!(err.contains(&format!("line {line} ")), "{args:?}: {err}");
+            if line == 1 {
+                assert!(out.stdout.is_empty(), "{args:?}: {}", stdout(&out));
+            }
+        }
+    }
+}
