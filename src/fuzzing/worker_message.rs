@@ -339,6 +339,14 @@ mod tests {
                 "an unknown WASI call `execve`",
             ),
             (
+                // An effect is the parent's to record: never a refused WASI call.
+                WireDeny {
+                    call: "http_post".into(),
+                    ..deny()
+                },
+                "an unknown WASI call `http_post`",
+            ),
+            (
                 WireDeny {
                     preopen: Some(7),
                     ..deny()

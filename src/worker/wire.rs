@@ -336,16 +336,11 @@ fn intern(name: &str, names: &[&'static str], what: &str) -> Result<&'static str
 }
 
 /// The calls a refusal or a use may name.
-fn known_calls() -> Vec<&'static str> {
+/// The names a worker may give a use (audit mode): the WASI calls warden observes and
+/// the streams. Effects are the parent's to record (it performed them).
+fn known_uses() -> Vec<&'static str> {
     let mut names: Vec<&'static str> = crate::runtime::shadow::SHADOWED.to_vec();
-    names.extend([
-        "stdin",
-        "stdout",
-        "stderr",
-        "http_get",
-        "http_post",
-        "sleep",
-    ]);
+    names.extend(["stdin", "stdout", "stderr"]);
     names
 }
 
@@ -392,7 +387,8 @@ impl WireReport {
                 self.fuel_consumed, limits.fuel
             )));
         }
-        let calls = known_calls();
+        let uses = known_uses();
+        let calls = crate::runtime::shadow::SHADOWED;
         let preopens = sandbox.preopens();
         let preopen_at =
             |index: Option<u32>| -> Result<Option<&crate::sandbox::Preopen>, Malformed> {
@@ -443,7 +439,7 @@ impl WireReport {
             let preopen = preopen_at(a.preopen)?;
             let path = bounded(a.path, path_max, "used path")?;
             used.push(Access {
-                call: intern(&a.call, &calls, "WASI call")?,
+                call: intern(&a.call, &uses, "use")?,
                 host_path: preopen.map(|p| {
                     crate::paths::lexical_join(p.host_path(), &path)
                         .display()
