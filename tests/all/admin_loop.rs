@@ -264,13 +264,25 @@ const RUNS: &[(&str, &[&str])] = &[
 
 #[test]
 fn suggest_turns_audit_runs_into_the_narrowest_policy_enforce_accepts() {
-    let _port = port_8000();
-    let server = Server::start(8000, None, hello);
+    // The fetcher declares `http://127.0.0.1` on any port: the server takes a free one.
+    let server = Server::start(0, None, hello);
+    let here = format!("127.0.0.1:{}", server.port());
     let site = Site::new();
-    let audit = site.policy("audit.toml", AUDIT_POLICY);
+    let audit = site.policy("audit.toml", &AUDIT_POLICY.replace("127.0.0.1:8000", &here));
     let log = site.path("audit.jsonl");
+    let runs: Vec<(&str, Vec<String>)> = RUNS
+        .iter()
+        .map(|(plugin, args)| {
+            let args = args.iter().map(|a| a.replace("127.0.0.1:8000", &here));
+            (*plugin, args.collect())
+        })
+        .collect();
+    let runs: Vec<(&str, Vec<&str>)> = runs
+        .iter()
+        .map(|(plugin, args)| (*plugin, args.iter().map(String::as_str).collect()))
+        .collect();
     let mut audited = Vec::new();
-    for (plugin, args) in RUNS {
+    for (plugin, args) in &runs {
         let out = site.run(&audit, &log, plugin, args);
         assert_eq!(
             out.status.code(),
@@ -294,7 +306,7 @@ fn suggest_turns_audit_runs_into_the_narrowest_policy_enforce_accepts() {
 
     // Enforce mode under the suggestion: the same runs, the same output, no denial.
     let log2 = site.path("enforce.jsonl");
-    for ((plugin, args), before) in RUNS.iter().zip(&audited) {
+    for ((plugin, args), before) in runs.iter().zip(&audited) {
         let out = site.run(&suggested_path, &log2, plugin, args);
         assert_eq!(
             out.status.code(),
@@ -394,10 +406,10 @@ fn suggest_turns_audit_runs_into_the_narrowest_policy_enforce_accepts() {
     let fetcher = &v["plugins"][0];
     assert_eq!(fetcher["name"], "fetcher");
     assert!(
-        fetcher["net_allow"]["http://127.0.0.1:8000"]["uses"][0]
+        fetcher["net_allow"][format!("http://{here}")]["uses"][0]
             .as_str()
             .unwrap()
-            .starts_with("http://127.0.0.1:8000/x")
+            .starts_with(&format!("http://{here}/x"))
     );
 }
 

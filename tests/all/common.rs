@@ -189,12 +189,3 @@ pub fn assert_log_verifies(log: &std::path::Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
-
-/// Held by every test that serves on 127.0.0.1:8000, the port the example `fetcher`
-/// declares: one at a time.
-pub fn port_8000() -> std::sync::MutexGuard<'static, ()> {
-    static PORT_8000: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    PORT_8000
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}

@@ -1,9 +1,9 @@
 //! `fetcher`: reaches the network only through host effects (`HttpGet`, `HttpPost`,
 //! `Sleep`), which the host performs and answers through `plugin_resume`.
 //!
-//! Declares one endpoint, `http://127.0.0.1:8000` (a local server, e.g.
+//! Declares one endpoint, `http://127.0.0.1` on any port (a local server, e.g.
 //! `python3 -m http.server 8000 --bind 127.0.0.1`), so that it can be tried on a
-//! machine with no network. Every
+//! machine with no network; the policy says which ports it gets. Every
 //! failure the host reports (a refused or failed request) becomes a user error with
 //! the host's words; the plugin never panics.
 //!
@@ -74,7 +74,7 @@ impl Plugin for Fetcher {
         )
         .capabilities(Capabilities::default().with_net(vec![NetPattern {
                 host: "127.0.0.1".into(),
-                port: Some(8000),
+                port: None,
                 protocol: NetProtocol::Http,
             }]))
     }
