@@ -426,12 +426,10 @@ impl Warden {
         let source = source.into();
         let inner = &self.inner;
         let policy = inner.policy();
-        // A worker starts now, when the policy may run this plugin in one, so that it
-        // builds its engine while this process loads the plugin (it gets nothing until
-        // the plugin is decided; an unused one is killed).
-        // A worker starts now, when the policy may run this plugin in one, so that it
-        // builds its engine while this process loads the plugin (it gets nothing until
-        // the plugin is decided; an unused one is killed).
+        // A worker starts now (on a thread of its own), when the policy may run this
+        // plugin in one, so that it builds its engine while this process loads the
+        // plugin (it gets the module once compiled, and nothing else until the plugin
+        // is decided; an unused one is killed).
         let may_isolate = policy.policy.may_isolate();
         let starting = may_isolate
             .then(|| crate::worker::program(inner.worker_program.as_deref()).ok())
