@@ -70,7 +70,6 @@ use crate::grant::Host;
 use crate::limits::Limits;
 use crate::policy::Policy;
 use crate::runtime::{LoadedPlugin, Loader, LoaderConfig, RuntimeError, RuntimeErrorKind};
-use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -487,18 +486,18 @@ impl Inner {
         Ok(loader)
     }
 
-    /// Compiles (through the cache) and reads the manifest of `bytes` for calls under
-    /// `limits`, where `manifest` says unless it is known (given, or kept by the
+    /// Compiles (through the cache) and reads the manifest of `bytes`, whose SHA-256
+    /// is `sha256`, for calls under `limits`, where `manifest` says unless it is known (given, or kept by the
     /// cache from an earlier load); `pooled` picks the engine ([`Inner::loader`]).
     fn load_bytes(
         &self,
         bytes: &[u8],
+        sha256: [u8; 32],
         limits: &Limits,
         manifest: ManifestFrom,
         pooled: bool,
     ) -> Result<LoadedPlugin, RuntimeError> {
         let loader = self.loader(limits, pooled)?;
-        let sha256: [u8; 32] = Sha256::digest(bytes).into();
         let (known, in_worker) = match manifest {
             ManifestFrom::Known(manifest) => (Some(*manifest), false),
             ManifestFrom::Worker => (self.cached_manifest(&sha256, limits), true),

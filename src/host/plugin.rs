@@ -457,10 +457,11 @@ impl Warden {
         };
         let defaults = policy.policy.default_limits();
         let manifest_from = Inner::manifest_from(&policy.policy);
-        let mut loaded = match inner.load_bytes(&bytes, &defaults, manifest_from, !may_isolate) {
-            Ok(loaded) => loaded,
-            Err(e) => return Err(rec.rejected(sha256, failed(e))),
-        };
+        let mut loaded =
+            match inner.load_bytes(&bytes, sha256, &defaults, manifest_from, !may_isolate) {
+                Ok(loaded) => loaded,
+                Err(e) => return Err(rec.rejected(sha256, failed(e))),
+            };
         // The early worker gets the module now, and loads it while the plugin is
         // decided (when the plugin turns out to run elsewhere, it is killed unused).
         let mut early = starting.and_then(crate::worker::parent::Starting::wait);
@@ -534,7 +535,7 @@ impl Warden {
             // The stack ceiling is the engine's, and so is the instance pool calls in
             // this process need: the same bytes, on the engine for them.
             let known = ManifestFrom::Known(Box::new(loaded.manifest.clone()));
-            loaded = match inner.load_bytes(&bytes, &limits, known, in_process) {
+            loaded = match inner.load_bytes(&bytes, sha256, &limits, known, in_process) {
                 Ok(loaded) => loaded,
                 Err(e) => return Err(rec.rejected(sha256, failed(e))),
             };
@@ -626,6 +627,7 @@ impl Warden {
             .inner
             .load_bytes(
                 &bytes,
+                Sha256::digest(&bytes).into(),
                 &policy.policy.default_limits(),
                 Inner::manifest_from(&policy.policy),
                 !policy.policy.may_isolate(),
@@ -686,6 +688,7 @@ impl Warden {
             .inner
             .load_bytes(
                 &bytes,
+                Sha256::digest(&bytes).into(),
                 &crate::limits::Limits::default(),
                 manifest_from,
                 !policy.policy.may_isolate(),
