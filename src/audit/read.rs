@@ -16,7 +16,7 @@ pub use super::log_set::{ReadError, log_set};
 use super::record::{Line, classify};
 use std::io::BufRead as _;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 /// One record read back.
 #[derive(Debug, Clone)]
@@ -126,25 +126,44 @@ pub enum TimeError {
     },
 }
 
-/// Reads a time for `--since`/`--until`: RFC 3339 (`2026-12-01T08:00:00Z`, or a date
-/// `2026-12-01`), a duration ago (`1h`, `30m`, `2d`), `today` or `yesterday` (UTC
-/// midnight), relative to `now`.
+/// Reads a time for `--since`/`--until`, relative to `now`:
+///
+/// - RFC 3339 with an offset: `2026-12-01T08:00:00Z`, `2026-12-01T10:00:00+02:00`;
+/// - a date or a date and time without an offset (`2026-12-01`, `2026-12-01T08:00`),
+///   `today` and `yesterday` (midnight): in the local time zone (`TZ`, else
+///   `/etc/localtime`; UTC when neither names one);
+/// - a duration ago: `1h`, `30m`, `2d`; or `now`.
+///
+/// Parsing and zone arithmetic are jiff's (daylight-saving days included).
 ///
 /// # Errors
 ///
 /// A [`TimeError`] saying what forms are understood.
 pub fn parse_time(text: &str, now: SystemTime) -> Result<SystemTime, TimeError> {
+    parse_time_in(text, now, &jiff::tz::TimeZone::system())
+}
+
+/// [`parse_time`] in the time zone `zone`.
+fn parse_time_in(
+    text: &str,
+    now: SystemTime,
+    zone: &jiff::tz::TimeZone,
+) -> Result<SystemTime, TimeError> {
     let t = text.trim();
-    let midnight = |days_back: u64| {
-        let secs = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let day = secs / 86_400 - days_back.min(secs / 86_400);
-        SystemTime::UNIX_EPOCH + Duration::from_secs(day * 86_400)
+    let not_a_time = || TimeError::NotATime { text: t.into() };
+    let midnight = |days_back: i64| -> Result<SystemTime, TimeError> {
+        let today = jiff::Timestamp::try_from(now)
+            .map_err(|_| not_a_time())?
+            .to_zoned_datetime(zone.clone())
+            .date();
+        let day = today
+            .checked_sub(jiff::Span::new().days(days_back))
+            .map_err(|_| TimeError::BeforeEpoch { text: t.into() })?;
+        start_of(day, zone).ok_or_else(not_a_time)
     };
     match t {
-        "today" => return Ok(midnight(0)),
-        "yesterday" => return Ok(midnight(1)),
+        "today" => return midnight(0),
+        "yesterday" => return midnight(1),
         "now" => return Ok(now),
         _ => {}
     }
@@ -153,13 +172,25 @@ pub fn parse_time(text: &str, now: SystemTime) -> Result<SystemTime, TimeError> 
             .checked_sub(ago)
             .ok_or_else(|| TimeError::BeforeEpoch { text: t.into() });
     }
-    let date_only = t.len() == 10 && t.as_bytes().get(4) == Some(&b'-');
-    let stamp = if date_only {
-        format!("{t}T00:00:00")
-    } else {
-        t.trim_end_matches('Z').to_owned()
+    let at = match t.parse::<jiff::Timestamp>() {
+        Ok(at) => at,
+        // A date alone parses as its midnight.
+        Err(_) => t
+            .parse::<jiff::civil::DateTime>()
+            .and_then(|local| zone.to_timestamp(local))
+            .map_err(|_| not_a_time())?,
     };
-    humantime::parse_rfc3339_weak(&stamp).map_err(|_| TimeError::NotATime { text: t.into() })
+    SystemTime::try_from(at).map_err(|_| not_a_time())
+}
+
+/// The first instant of `day` in `zone`.
+fn start_of(day: jiff::civil::Date, zone: &jiff::tz::TimeZone) -> Option<SystemTime> {
+    let zoned = day
+        .to_zoned_datetime(zone.clone())
+        .ok()?
+        .start_of_day()
+        .ok()?;
+    SystemTime::try_from(zoned.timestamp()).ok()
 }
 
 #[cfg(test)]
@@ -169,14 +200,41 @@ mod tests {
     #[test]
     fn times_are_read_in_every_form() {
         let now = humantime::parse_rfc3339("2026-12-02T10:30:00Z").unwrap();
-        let at =
-            |t: &str| humantime::format_rfc3339_seconds(parse_time(t, now).unwrap()).to_string();
-        assert_eq!(at("1h"), "2026-12-02T09:30:00Z");
-        assert_eq!(at("today"), "2026-12-02T00:00:00Z");
-        assert_eq!(at("yesterday"), "2026-12-01T00:00:00Z");
-        assert_eq!(at("2026-11-30"), "2026-11-30T00:00:00Z");
-        assert_eq!(at("2026-11-30T08:00:00Z"), "2026-11-30T08:00:00Z");
-        assert!(parse_time("last tuesday", now).is_err());
+        let utc = jiff::tz::TimeZone::UTC;
+        let at = |t: &str, zone: &jiff::tz::TimeZone| {
+            humantime::format_rfc3339_seconds(parse_time_in(t, now, zone).unwrap()).to_string()
+        };
+        assert_eq!(at("1h", &utc), "2026-12-02T09:30:00Z");
+        assert_eq!(at("now", &utc), "2026-12-02T10:30:00Z");
+        assert_eq!(at("today", &utc), "2026-12-02T00:00:00Z");
+        assert_eq!(at("yesterday", &utc), "2026-12-01T00:00:00Z");
+        assert_eq!(at("2026-11-30", &utc), "2026-11-30T00:00:00Z");
+        assert_eq!(at("2026-11-30T08:00:00Z", &utc), "2026-11-30T08:00:00Z");
+        // An offset is honoured, whatever the local zone.
+        let tokyo = jiff::tz::TimeZone::fixed(jiff::tz::offset(9));
+        for zone in [&utc, &tokyo] {
+            assert_eq!(
+                at("2020-01-01T00:00:00+02:00", zone),
+                "2019-12-31T22:00:00Z"
+            );
+            assert_eq!(
+                at("2026-11-30T08:00:00.5-05:30", zone),
+                "2026-11-30T13:30:00Z"
+            );
+        }
+        // Dates, times without an offset and relative days are local: at 10:30 UTC it
+        // is already 19:30 in Tokyo (UTC+9), whose day began at 15:00 UTC the day before.
+        assert_eq!(at("today", &tokyo), "2026-12-01T15:00:00Z");
+        assert_eq!(at("yesterday", &tokyo), "2026-11-30T15:00:00Z");
+        assert_eq!(at("2026-11-30", &tokyo), "2026-11-29T15:00:00Z");
+        assert_eq!(at("2026-11-30T08:00", &tokyo), "2026-11-29T23:00:00Z");
+        for bad in ["last tuesday", "2026-13-01", "2026-12-01T25:00:00Z", ""] {
+            assert_eq!(
+                parse_time_in(bad, now, &utc),
+                Err(TimeError::NotATime { text: bad.into() }),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -316,19 +316,17 @@ impl Who {
     }
 }
 
-/// The name of user `uid` in `/etc/passwd` (the environment's `USER` is not trusted:
-/// anyone can set it).
+/// The name of user `uid`, from the system's user database (`getpwuid_r`, through nix:
+/// `/etc/passwd`, and NSS sources such as LDAP or systemd-homed users). The
+/// environment's `USER` is not trusted: anyone can set it.
 fn user_name(uid: u32) -> Option<String> {
     static CACHE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     CACHE
         .get_or_init(|| {
-            let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-            passwd.lines().find_map(|line| {
-                let mut fields = line.split(':');
-                let name = fields.next()?;
-                let id: u32 = fields.nth(1)?.parse().ok()?;
-                (id == uid).then(|| name.to_owned())
-            })
+            nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                .ok()
+                .flatten()
+                .map(|user| user.name)
         })
         .clone()
 }
@@ -537,6 +535,19 @@ fn is_sha256_hex(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_user_is_named_by_the_user_database() {
+        // uid 0 is `root` in every user database warden runs on; no such uid has none.
+        let db = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(0)).unwrap();
+        assert_eq!(db.map(|u| u.name).as_deref(), Some("root"));
+        let who = Who::current();
+        let expected = nix::unistd::User::from_uid(nix::unistd::getuid())
+            .unwrap()
+            .map(|u| u.name);
+        assert_eq!(who.user, expected);
+        assert!(who.user.is_some(), "this process's uid has a name");
+    }
 
     #[test]
     fn lines_are_recognised() {

@@ -1,12 +1,12 @@
 //! The shape of the command line ([`Cli`], clap's derive) and the dispatch of each
 //! command to its module: the top of the CLI, which nothing else imports.
 
-use super::{CliError, audit, inspect, policy, run};
+use super::{CliError, audit, inspect, manual, policy, run};
 use clap::{Parser, Subcommand};
 
 /// warden: run WebAssembly plugins with only what a policy allows.
 #[derive(Debug, Parser)]
-#[command(name = "warden", version, about, long_about = None)]
+#[command(name = "warden", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
     /// The command to run.
     #[command(subcommand)]
@@ -27,6 +27,11 @@ pub enum Command {
     /// The audit log: verify its hash chain, show records, summarize them, sign a
     /// checkpoint, make a checkpoint key (verify, show, summary, checkpoint, keygen).
     Audit(audit::AuditArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(manual::CompletionsArgs),
+    /// Write the man pages into a directory (for packagers).
+    #[command(hide = true)]
+    ManPages(manual::ManPagesArgs),
 }
 
 /// Runs the parsed command; returns the exit code on success paths too (a plugin's
@@ -41,5 +46,7 @@ pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
         Command::Inspect(args) => inspect::inspect(args),
         Command::Policy(args) => policy::policy(args),
         Command::Audit(args) => audit::audit(args),
+        Command::Completions(args) => manual::completions(&args),
+        Command::ManPages(args) => manual::man_pages(&args),
     }
 }

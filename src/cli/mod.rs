@@ -16,6 +16,7 @@ pub use warden::escape;
 mod command;
 pub mod diagnostics;
 mod inspect;
+mod manual;
 mod pin;
 pub mod policy;
 mod run;

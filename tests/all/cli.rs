@@ -819,3 +819,98 @@ fn reviewer_commands_refuse_a_file_that_is_not_an_audit_log() {
         }
     }
 }
+
+#[test]
+fn completions_cover_every_command_and_refuse_an_unknown_shell() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = warden(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}: {}", stderr(&out));
+        let script = stdout(&out);
+        for word in [
+            "run",
+            "inspect",
+            "policy",
+            "suggest",
+            "pin",
+            "audit",
+            "checkpoint",
+        ] {
+            assert!(script.contains(word), "{shell} completions omit {word}");
+        }
+    }
+    let out = warden(&["completions", "tcsh"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("possible values: bash"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// The man pages in `docs/man/` are what `warden man-pages` writes today: a help text
+/// changed without `docs/man/generate.sh` fails here.
+#[test]
+fn the_committed_man_pages_are_current() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = warden(&["man-pages", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let committed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/man");
+    let names = |d: &std::path::Path| {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".1"))
+            .collect();
+        v.sort();
+        v
+    };
+    let written = names(dir.path());
+    assert!(
+        written.contains(&"warden-policy-pin.1".to_owned()),
+        "{written:?}"
+    );
+    assert_eq!(written, names(&committed), "run docs/man/generate.sh");
+    for name in &written {
+        assert_eq!(
+            std::fs::read(dir.path().join(name)).unwrap(),
+            std::fs::read(committed.join(name)).unwrap(),
+            "docs/man/{name} is stale: run docs/man/generate.sh"
+        );
+    }
+}
+
+#[test]
+fn since_takes_rfc3339_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let hello = example_plugin("hello");
+    let out = warden_command()
+        .env("WARDEN_AUDIT_LOG", &log)
+        .args(["run", hello.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let show = |since: &str| {
+        warden(&[
+            "audit",
+            "show",
+            "--json",
+            "--since",
+            since,
+            log.to_str().unwrap(),
+        ])
+    };
+    // Every record of the run is after 2020, wherever the offset puts midnight.
+    let out = show("2020-01-01T00:00:00+02:00");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("\"event\":\"run_end\""),
+        "{}",
+        stdout(&out)
+    );
+    let out = show("2999-01-01T00:00:00-05:00");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("\"event\""), "{}", stdout(&out));
+    let out = show("2020-13-01T00:00:00+02:00");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
