@@ -66,16 +66,30 @@ pub struct RunArgs {
     /// request with its rule (by default one line counts them).
     #[arg(short, long)]
     pub verbose: bool,
-    /// The plugin module.
-    #[arg(value_name = "PLUGIN.wasm")]
-    pub plugin: PathBuf,
-    /// Arguments passed to the plugin.
+    /// The plugin module, then the arguments passed to it. Everything after the
+    /// plugin's path is the plugin's, `--json` and `-v` included; a `--` right after
+    /// the path is optional and dropped.
     #[arg(
-        value_name = "ARGS",
-        trailing_var_arg = true,
-        allow_hyphen_values = true
+        value_names = ["PLUGIN.wasm", "ARGS"],
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true
     )]
-    pub args: Vec<String>,
+    pub command: Vec<String>,
+}
+
+impl RunArgs {
+    /// The plugin's path and the arguments it is called with.
+    fn plugin_and_args(&self) -> (PathBuf, &[String]) {
+        let (plugin, args) = self.command.split_first().map_or_else(
+            || (PathBuf::new(), &[][..]),
+            |(plugin, args)| (PathBuf::from(plugin), args),
+        );
+        match args.split_first() {
+            Some((first, rest)) if first == "--" => (plugin, rest),
+            _ => (plugin, args),
+        }
+    }
 }
 
 pub(super) fn run(args: RunArgs) -> Result<u8, CliError> {
@@ -112,7 +126,8 @@ pub(super) fn run(args: RunArgs) -> Result<u8, CliError> {
 }
 
 fn load_and_run(args: &RunArgs, warden: &Warden) -> Result<u8, CliError> {
-    let plugin = match warden.load(&args.plugin).map_err(|e| host_failure(&e))? {
+    let (plugin_path, plugin_args) = args.plugin_and_args();
+    let plugin = match warden.load(&plugin_path).map_err(|e| host_failure(&e))? {
         Loaded::Ready(plugin) => plugin,
         Loaded::Refused(refused) => {
             // The reason is redacted as its `run_end` is.
@@ -133,7 +148,7 @@ fn load_and_run(args: &RunArgs, warden: &Warden) -> Result<u8, CliError> {
             return Err(CliError::new(exit::REFUSED, format!("{message}{see}")));
         }
     };
-    let report = plugin.run(&args.args).map_err(|e| host_failure(&e))?;
+    let report = plugin.run(plugin_args).map_err(|e| host_failure(&e))?;
     // The records are on disk before anything is shown.
     warden.flush().map_err(|e| host_failure(&e))?;
     let code = report.exit_code();
@@ -165,7 +180,7 @@ fn load_and_run(args: &RunArgs, warden: &Warden) -> Result<u8, CliError> {
             e.exit_code(),
             format!(
                 "{}: {}",
-                escape_line(&args.plugin.display().to_string()),
+                escape_line(&plugin_path.display().to_string()),
                 escape_line(&plugin.redactor().redact(&e.to_string()))
             ),
         )),
