@@ -42,8 +42,9 @@ pub enum AuditCommand {
     /// Print the records that match every filter: a table (time, run, plugin, event,
     /// what matters), or with `--json` the records unchanged, byte for byte.
     Show(ShowArgs),
-    /// Per plugin: runs by outcome, grants, denials by rule, runtime denials by call,
-    /// limits hit, effects by destination and outcome.
+    /// Per plugin: loads, runs by outcome (a load that ended without a run is not a
+    /// run), grants, denials and audit mode's would-be denials by rule, runtime
+    /// denials by call, runs that hit each limit, effects by destination and outcome.
     Summary(SummaryArgs),
     /// Sign the chain head with an ed25519 key: append a `checkpoint` record and write
     /// the checkpoint to a file to keep elsewhere (`--out`, else a new file in the key
@@ -542,7 +543,7 @@ fn summary(args: &SummaryArgs) -> Result<u8, CliError> {
         if filter.matches(&record) {
             summary.add(&record);
         } else {
-            summary.note_who(&record);
+            summary.note(&record);
         }
     })
     .map_err(|e| super::read_failure(&e))?;
