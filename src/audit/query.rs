@@ -436,7 +436,9 @@ mod tests {
             "plugin_loaded",
             "checkpoint",
             "effect",
+            "grant",
             "deny",
+            "run_start",
             "run_end",
             "x",
         ] {
@@ -444,6 +446,9 @@ mod tests {
                 "ts": hostile, "run_id": hostile, "event": event,
                 "plugin": {"name": hostile, "sha256": hostile, "path": hostile},
                 "head": hostile, "url": hostile, "withheld": [{"name": hostile}],
+                "host_path": hostile, "guest_path": hostile, "names": [hostile, 7, null],
+                "reach": [hostile, {"x": hostile}], "limit": hostile, "outcome": hostile,
+                "rule": hostile, "load": hostile,
             }));
             let row = show_row(&r);
             for part in &row {

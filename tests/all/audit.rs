@@ -553,11 +553,15 @@ fn allocated(path: &Path) -> u64 {
     std::fs::metadata(path).unwrap().blocks() * 512
 }
 
-/// Whether `path` holds on disk only about what it holds by length (a few blocks
-/// more at most), and not the room reserved past its end.
-fn holds_no_reserve(path: &Path) -> bool {
+/// Asserts that `path` takes on disk about what it holds by length (a few blocks more
+/// at most), not the room reserved past its end.
+fn assert_holds_no_reserve(path: &Path) {
     let len = std::fs::metadata(path).unwrap().len();
-    allocated(path) <= len.next_multiple_of(4096) + 4 * 4096
+    let allocated = allocated(path);
+    assert!(
+        allocated <= len.next_multiple_of(4096) + 4 * 4096,
+        "{path:?}: {len} bytes long, {allocated} allocated"
+    );
 }
 
 /// A rotated file is never written again: the room its writers reserved past its end
@@ -583,12 +587,7 @@ fn a_rotated_file_releases_the_room_reserved_past_its_end() {
     now.store(t0 + 3_600, Ordering::SeqCst);
     synthetic_run(&log);
     log.sync().unwrap();
-    assert!(
-        holds_no_reserve(&hour("13")),
-        "{} bytes long, {} allocated",
-        std::fs::metadata(hour("13")).unwrap().len(),
-        allocated(&hour("13"))
-    );
+    assert_holds_no_reserve(&hour("13"));
     assert!(allocated(&hour("14")) >= CLOSING_RESERVE);
     log.finish().unwrap();
     let report = verify_files(&[hour("13"), hour("14")]).unwrap();
@@ -606,12 +605,7 @@ fn a_rotated_file_releases_the_room_reserved_past_its_end() {
     assert!(set.len() >= 3, "{set:?}");
     let (current, rotated) = set.split_last().unwrap();
     for file in rotated {
-        assert!(
-            holds_no_reserve(file),
-            "{file:?}: {} bytes long, {} allocated",
-            std::fs::metadata(file).unwrap().len(),
-            allocated(file)
-        );
+        assert_holds_no_reserve(file);
     }
     assert!(allocated(current) >= CLOSING_RESERVE);
     let report = verify_files(&set).unwrap();
