@@ -1,7 +1,8 @@
 //! Answers to a reviewer's questions from the log: `warden audit show` (the records
 //! that match a [`Filter`], as a table or unchanged) and `warden audit summary` (per
-//! plugin: runs by outcome, grants, denials by rule, runtime denials by call, limits
-//! hit, effects by destination and outcome).
+//! plugin: loads, runs by outcome and the loads that never ran, grants, denials and
+//! audit mode's would-be denials by rule, runtime denials by call, the runs that hit
+//! each limit, effects by destination and outcome).
 //!
 //! Everything here reads records as untrusted JSON (a field missing or of another type
 //! is absent) and every string it shows goes through [`crate::escape::escape_line`].
@@ -9,7 +10,7 @@
 use super::read::ReadRecord;
 use crate::escape::escape_line;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::SystemTime;
 
 /// Which records `audit show` and `audit summary` take.
@@ -107,22 +108,7 @@ pub fn show_row(record: &ReadRecord) -> [String; 5] {
                 prefix(&sha, 12)
             )
         }
-        "grant" | "deny" => {
-            let mut d = format!(
-                "{} {} {} by {}",
-                s(v, "/outcome"),
-                s(v, "/capability"),
-                s(v, "/request"),
-                s(v, "/rule")
-            );
-            if let Some(w) = get(v, "/withheld").and_then(|w| w.as_array())
-                && !w.is_empty()
-            {
-                let names: Vec<String> = w.iter().map(|x| s(x, "/name")).collect();
-                d.push_str(&format!("; withholds {}", names.join(", ")));
-            }
-            d
-        }
+        "grant" | "deny" => decision_detail(v),
         "run_start" => format!("{} args", s(v, "/args_count")),
         "runtime_deny" => format!(
             "{} {} under {} ({})",
@@ -192,18 +178,71 @@ pub fn show_row(record: &ReadRecord) -> [String; 5] {
     .map(|part| escape_line(&part))
 }
 
+/// A `grant` or `deny` record: what was decided, where a directory is on the host and
+/// in the plugin, by which rule, and which variables and destinations it passes.
+fn decision_detail(v: &serde_json::Value) -> String {
+    let mut d = format!(
+        "{} {} {}",
+        s(v, "/outcome"),
+        s(v, "/capability"),
+        s(v, "/request")
+    );
+    for (path, word) in [("/host_path", "at"), ("/guest_path", "as")] {
+        match s(v, path).as_str() {
+            "" => {}
+            p => d.push_str(&format!(" {word} {p}")),
+        }
+    }
+    d.push_str(&format!(" by {}", s(v, "/rule")));
+    let list = |path: &str, field: &str| -> Option<String> {
+        let items = get(v, path)?.as_array()?;
+        Some(
+            items
+                .iter()
+                .map(|x| s(x, field))
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
+    };
+    match list("/names", "") {
+        Some(names) if !names.is_empty() => d.push_str(&format!("; passes {names}")),
+        // A granted pattern that no variable of the host matches passes nothing.
+        Some(_) if s(v, "/outcome") != "denied" => d.push_str("; passes no variable"),
+        _ => {}
+    }
+    if let Some(withheld) = list("/withheld", "/name").filter(|w| !w.is_empty()) {
+        d.push_str(&format!("; withholds {withheld}"));
+    }
+    if let Some(reach) = list("/reach", "").filter(|r| !r.is_empty()) {
+        d.push_str(&format!("; reaches {reach}"));
+    }
+    d
+}
+
 /// What `audit summary` says about one plugin.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PluginSummary {
-    /// Runs by `run_end` outcome.
+    /// Loads: every load's `run_end` (the one of its first run, or the one that closed
+    /// it without a run); runs after the first of a host that ran one load several
+    /// times are not loads.
+    pub loads: u64,
+    /// Runs (a `run_start` was written, so the plugin's code was called) by `run_end`
+    /// outcome.
     pub runs: BTreeMap<String, u64>,
-    /// Granted items (and audit mode's `would_deny`).
+    /// Loads that ended without a run (no `run_start`: `rejected`, `refused`,
+    /// `unloaded`), by `run_end` outcome. Not runs.
+    pub loads_not_run: BTreeMap<String, u64>,
+    /// Granted items.
     pub grants: u64,
-    /// Denied items by rule.
+    /// Denied items (outcome `denied`) by rule.
     pub denials: BTreeMap<String, u64>,
+    /// Items an audit-mode policy would deny (outcome `would_deny`: the plugin got
+    /// them anyway), by rule.
+    pub would_deny: BTreeMap<String, u64>,
     /// Runtime denials by WASI call.
     pub runtime_denials: BTreeMap<String, u64>,
-    /// Limits hit, by limit.
+    /// Runs that hit each limit: a `limit_exceeded` record, or an effect that a limit
+    /// ended (`max_requests`, `max_response`, ...); a run counts once per limit.
     pub limits: BTreeMap<String, u64>,
     /// Effects by destination, then outcome.
     pub effects: BTreeMap<String, BTreeMap<String, u64>>,
@@ -223,13 +262,22 @@ pub struct Summary {
     /// Users per run id: `who` is on a run's first record, which names no plugin.
     #[serde(skip)]
     who: BTreeMap<String, String>,
+    /// Run ids whose `run_start` was seen and whose `run_end` not yet: whether the run
+    /// ran a load of its own (`false` for a run after the first of one load, whose
+    /// `run_start` names that load).
+    #[serde(skip)]
+    started: HashMap<String, bool>,
+    /// The limits each run hit so far, so that a run counts once per limit.
+    #[serde(skip)]
+    limits_hit: HashSet<(String, String)>,
 }
 
 impl Summary {
-    /// Notes who ran `record`'s run, when it says (its first record does). Call it
-    /// for every record, also those the filter leaves out, so that a plugin's runs
-    /// name their users.
-    pub fn note_who(&mut self, record: &ReadRecord) {
+    /// Notes what a later record of `record`'s run needs: who ran it (its first record
+    /// says), and whether it started (its `run_start`). Call it for every record, also
+    /// those the filter leaves out, so that a plugin's runs name their users and a
+    /// run whose `run_start` came before `--since` is still a run.
+    pub fn note(&mut self, record: &ReadRecord) {
         let v = &record.value;
         if get(v, "/who").is_some() {
             let user = match s(v, "/who/user").as_str() {
@@ -238,12 +286,16 @@ impl Summary {
             };
             self.who.insert(s(v, "/run_id"), user);
         }
+        if record.str("event") == Some("run_start") {
+            let own_load = record.str("load").is_none();
+            self.started.insert(s(v, "/run_id"), own_load);
+        }
     }
 
     /// Counts `record` in.
     pub fn add(&mut self, record: &ReadRecord) {
         self.records += 1;
-        self.note_who(record);
+        self.note(record);
         let v = &record.value;
         let run = s(v, "/run_id");
         // A load that ended before its plugin was read (a rejected policy, a file that
@@ -262,19 +314,38 @@ impl Summary {
             p.sha256.insert(sha);
         }
         let bump = |m: &mut BTreeMap<String, u64>, k: String| *m.entry(k).or_default() += 1;
+        let mut limit = None;
         match s(v, "/event").as_str() {
-            "run_end" => bump(&mut p.runs, s(v, "/outcome")),
-            "grant" => p.grants += 1,
-            "deny" => bump(&mut p.denials, s(v, "/rule")),
+            "run_end" => match self.started.remove(&run) {
+                Some(own_load) => {
+                    p.loads += u64::from(own_load);
+                    bump(&mut p.runs, s(v, "/outcome"));
+                }
+                None => {
+                    p.loads += 1;
+                    bump(&mut p.loads_not_run, s(v, "/outcome"));
+                }
+            },
+            "grant" | "deny" => match s(v, "/outcome").as_str() {
+                "granted" => p.grants += 1,
+                "would_deny" => bump(&mut p.would_deny, s(v, "/rule")),
+                _ => bump(&mut p.denials, s(v, "/rule")),
+            },
             "runtime_deny" => bump(&mut p.runtime_denials, s(v, "/call")),
-            "limit_exceeded" => bump(&mut p.limits, s(v, "/limit")),
+            "limit_exceeded" => limit = Some(s(v, "/limit")),
             "effect" => {
                 let url = s(v, "/url");
                 let destination = crate::net::effects::destination_of(&url)
                     .map_or_else(|| s(v, "/kind"), str::to_owned);
                 bump(p.effects.entry(destination).or_default(), s(v, "/outcome"));
+                limit = Some(s(v, "/limit")).filter(|l| !l.is_empty());
             }
             _ => {}
+        }
+        if let Some(limit) = limit
+            && self.limits_hit.insert((run, limit.clone()))
+        {
+            bump(&mut p.limits, limit);
         }
     }
 
@@ -292,30 +363,48 @@ impl Summary {
                 .join(", ")
         };
         for (name, p) in &self.plugins {
-            let total: u64 = p.runs.values().sum();
             let _ = writeln!(out, "{}", escape_line(name));
-            let _ = writeln!(out, "  runs              {total} ({})", list(&p.runs));
+            let mut line = |label: &str, text: String| {
+                let _ = writeln!(out, "  {label:<19} {text}");
+            };
+            let not_run: u64 = p.loads_not_run.values().sum();
+            line(
+                "loads",
+                match not_run {
+                    0 => p.loads.to_string(),
+                    n => format!(
+                        "{} ({n} ended without a run: {})",
+                        p.loads,
+                        list(&p.loads_not_run)
+                    ),
+                },
+            );
+            let runs: u64 = p.runs.values().sum();
+            line(
+                "runs",
+                match runs {
+                    0 => "0".into(),
+                    n => format!("{n} ({})", list(&p.runs)),
+                },
+            );
             let users: Vec<String> = p.users.iter().map(|u| escape_line(u)).collect();
             if !users.is_empty() {
-                let _ = writeln!(out, "  run by            {}", users.join(", "));
+                line("run by", users.join(", "));
             }
-            let _ = writeln!(out, "  modules           {}", p.sha256.len());
-            let _ = writeln!(out, "  grants            {}", p.grants);
-            let _ = writeln!(out, "  denials by rule   {}", list(&p.denials));
-            let _ = writeln!(out, "  runtime denials   {}", list(&p.runtime_denials));
-            let _ = writeln!(out, "  limits hit        {}", list(&p.limits));
+            line("modules", p.sha256.len().to_string());
+            line("grants", p.grants.to_string());
+            line("denied by rule", list(&p.denials));
+            line("would deny by rule", list(&p.would_deny));
+            line("runtime denials", list(&p.runtime_denials));
+            line("limits hit", list(&p.limits));
             if p.effects.is_empty() {
-                let _ = writeln!(out, "  effects           none");
-            } else {
-                for (i, (destination, outcomes)) in p.effects.iter().enumerate() {
-                    let _ = writeln!(
-                        out,
-                        "  {:<17} {}: {}",
-                        if i == 0 { "effects" } else { "" },
-                        escape_line(destination),
-                        list(outcomes)
-                    );
-                }
+                line("effects", "none".into());
+            }
+            for (i, (destination, outcomes)) in p.effects.iter().enumerate() {
+                line(
+                    if i == 0 { "effects" } else { "" },
+                    format!("{}: {}", escape_line(destination), list(outcomes)),
+                );
             }
         }
         if self.plugins.is_empty() {
@@ -347,7 +436,9 @@ mod tests {
             "plugin_loaded",
             "checkpoint",
             "effect",
+            "grant",
             "deny",
+            "run_start",
             "run_end",
             "x",
         ] {
@@ -355,6 +446,9 @@ mod tests {
                 "ts": hostile, "run_id": hostile, "event": event,
                 "plugin": {"name": hostile, "sha256": hostile, "path": hostile},
                 "head": hostile, "url": hostile, "withheld": [{"name": hostile}],
+                "host_path": hostile, "guest_path": hostile, "names": [hostile, 7, null],
+                "reach": [hostile, {"x": hostile}], "limit": hostile, "outcome": hostile,
+                "rule": hostile, "load": hostile,
             }));
             let row = show_row(&r);
             for part in &row {

@@ -43,7 +43,8 @@
 //! read) must be found in the chain at its seq: the record at seq `records` follows the
 //! signed `head` and is that very checkpoint (same signature). A log cut before it, or
 //! rebuilt before it, fails. [`VerifyOptions::expect_heads`] (heads printed by an
-//! earlier verify) must each be the hash of a record in the chain.
+//! earlier verify, or their first [`MIN_HEAD_PREFIX`] or more hex digits) must each be
+//! the hash of a record in the chain; [`expected_head`] checks one given by a person.
 //!
 //! # Security
 //!
@@ -163,6 +164,49 @@ impl SignedCheckpoint {
     }
 }
 
+/// The fewest hex digits of a head that [`VerifyOptions::expect_heads`] takes as a
+/// prefix of it: 48 bits, as many as `warden audit show` prints of a checkpoint's.
+pub const MIN_HEAD_PREFIX: usize = 12;
+
+/// A head given to be found in the chain (`--expect-head`) that is neither a head nor
+/// a prefix of one long enough to stand for it: a mistake in the command, not a sign
+/// of tampering.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{}` is not a head: give the 64 hex digits that `warden audit verify` or `warden audit checkpoint` printed, or at least their first {}",
+    escape_line(.given),
+    MIN_HEAD_PREFIX
+)]
+pub struct BadExpectedHead {
+    /// What was given.
+    pub given: String,
+}
+
+/// Checks a head given by a person (`--expect-head`): 64 hex digits, or a prefix of at
+/// least [`MIN_HEAD_PREFIX`] of them, in either case. Returns it lower-cased, as
+/// [`VerifyOptions::expect_heads`] takes it.
+///
+/// # Errors
+///
+/// [`BadExpectedHead`] when it holds anything but hex digits, or fewer than
+/// [`MIN_HEAD_PREFIX`] or more than 64 of them.
+pub fn expected_head(given: &str) -> Result<String, BadExpectedHead> {
+    let hex = given.bytes().all(|b| b.is_ascii_hexdigit());
+    if hex && (MIN_HEAD_PREFIX..=64).contains(&given.len()) {
+        Ok(given.to_ascii_lowercase())
+    } else {
+        Err(BadExpectedHead {
+            given: given.to_owned(),
+        })
+    }
+}
+
+/// Whether `head` (a record's hash) is the one `expected` stands for: equal to it, or
+/// beginning with it when it is a prefix of at least [`MIN_HEAD_PREFIX`] digits.
+fn stands_for(expected: &str, head: &str) -> bool {
+    expected.len() >= MIN_HEAD_PREFIX && head.starts_with(expected)
+}
+
 /// What `verify` checks beyond the chain itself.
 #[derive(Debug, Clone, Default)]
 pub struct VerifyOptions {
@@ -170,7 +214,9 @@ pub struct VerifyOptions {
     /// checkpoint must be signed by it, and the records after the last one are
     /// reported as the unsigned tail.
     pub key: Option<VerifyingKey>,
-    /// Heads (SHA-256 of record lines) that must be in the chain.
+    /// Heads (SHA-256 of record lines, lower-case hex) that must be in the chain; each
+    /// may be a prefix of at least [`MIN_HEAD_PREFIX`] digits ([`expected_head`]
+    /// checks one). A shorter one is never found.
     pub expect_heads: Vec<String>,
     /// Signed checkpoints (from checkpoint files kept elsewhere) that must each be in
     /// the chain at their seq.
@@ -359,8 +405,10 @@ impl<'o> Chain<'o> {
         self.torn_skipped
             .extend(self.fragments.drain(..).map(|(at, _)| at));
         self.prev = line_hash(content);
-        if self.options.expect_heads.contains(&self.prev) {
-            self.found_heads.insert(self.prev.clone());
+        for expected in &self.options.expect_heads {
+            if stands_for(expected, &self.prev) {
+                self.found_heads.insert(expected.clone());
+            }
         }
         self.expected += 1;
         self.records += 1;

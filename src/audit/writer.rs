@@ -42,6 +42,9 @@
 //! `PATH.YYYY-MM-DD-HH-MM-SS[-N]` (a name that sorts after every earlier one) when
 //! the next record would take it past N bytes; a writer whose open file was moved
 //! aside by another process notices (the inode at `PATH` changed) and reopens `PATH`.
+//! A file that is rotated (moved aside, or left behind by a new period) is never
+//! written again: the room reserved past its end for closing records is released
+//! then (cut to its own length under its lock), so it takes on disk what it holds.
 //! With a retention count, the oldest files beyond it are deleted when a new one
 //! starts. `tracing-appender`'s own `RollingFileAppender` is not used: it
 //! reports failures on stderr and carries on (warden must fail closed), and each
@@ -400,6 +403,10 @@ impl ChainWriter {
                 if newest.as_deref() != Some(period.stamp.as_str()) {
                     write_memo(lock, &period.stamp)
                         .map_err(|e| AuditError::write(&*lock_path, e))?;
+                    // A newer file started: the one before it is never written again.
+                    if let Some(older) = newest.as_deref() {
+                        release_period(base, older);
+                    }
                 }
                 Ok(())
             }
@@ -539,6 +546,7 @@ fn append_sized(
             }
             // Move the full file aside, still under its lock, and go on in a new one.
             let head = tail_of(file, path)?.head;
+            release_reserve(file, path, ours.len());
             let ts = pending.first().map_or(&b""[..], |p| p.ts);
             let aside = unused_rotated_path(path, ts);
             // Never onto an existing name (a file or symlink planted there).
@@ -558,6 +566,43 @@ fn append_sized(
         drop(lock);
         *file = Arc::new(open_append(path)?);
         *known = None;
+    }
+}
+
+/// Frees the room reserved past the end of a rotated file (see `super::reserve`),
+/// which no record is appended to again: cuts it to `len`, its length read under its
+/// lock (which the caller holds), so no byte changes and the blocks `fallocate`
+/// reserved past the end are given back. Best effort: a file that keeps its reserve
+/// is only larger on disk than its length.
+fn release_reserve(file: &File, path: &Path, len: u64) {
+    if let Err(e) = file.set_len(len) {
+        tracing::warn!(file = %path.display(), error = %e, "cannot release the room reserved past the end of a rotated audit log file");
+    }
+}
+
+/// [`release_reserve`] of the file of `base`'s set for `stamp`, the newest one before
+/// the period that just started. The caller holds the rotation lock, so no writer
+/// appends to it any more; its own lock is taken without waiting, and a file a reader
+/// holds (a verify) keeps its reserve rather than stall the writers.
+fn release_period(base: &Path, stamp: &str) {
+    let path = rotated_path(base, stamp);
+    let file = match files::open_existing_append(&path) {
+        Ok(Some(file)) => file,
+        // Deleted by retention.
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "cannot open a rotated audit log file to release the room reserved past its end");
+            return;
+        }
+    };
+    let Ok(Some(_lock)) = Locked::take(&file, &path, false) else {
+        return;
+    };
+    match size_of(&file) {
+        Ok((len, _)) => release_reserve(&file, &path, len),
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "cannot read the length of a rotated audit log file");
+        }
     }
 }
 

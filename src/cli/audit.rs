@@ -42,12 +42,14 @@ pub enum AuditCommand {
     /// Print the records that match every filter: a table (time, run, plugin, event,
     /// what matters), or with `--json` the records unchanged, byte for byte.
     Show(ShowArgs),
-    /// Per plugin: runs by outcome, grants, denials by rule, runtime denials by call,
-    /// limits hit, effects by destination and outcome.
+    /// Per plugin: loads, runs by outcome (a load that ended without a run is not a
+    /// run), grants, denials and audit mode's would-be denials by rule, runtime
+    /// denials by call, runs that hit each limit, effects by destination and outcome.
     Summary(SummaryArgs),
     /// Sign the chain head with an ed25519 key: append a `checkpoint` record and write
     /// the checkpoint to a file to keep elsewhere (`--out`, else a new file in the key
-    /// holder's own `$XDG_STATE_HOME/warden/checkpoints/`).
+    /// holder's own `$XDG_STATE_HOME/warden/checkpoints/`). Prints the log's head with
+    /// the checkpoint record included, the one `verify` prints next.
     Checkpoint(CheckpointArgs),
     /// Make an ed25519 key pair for checkpoints: PREFIX.key (mode 0600) and PREFIX.pub.
     Keygen(KeygenArgs),
@@ -61,9 +63,9 @@ pub struct VerifyArgs {
     /// are reported as the unsigned tail.
     #[arg(long, value_name = "PUB")]
     pub key: Option<PathBuf>,
-    /// A head printed by an earlier verify: it must still be in the chain.
-    /// Repeatable.
-    #[arg(long, value_name = "SHA256")]
+    /// A head printed by an earlier verify or checkpoint (all 64 hex digits, or at
+    /// least their first 12): it must still be in the chain. Repeatable.
+    #[arg(long, value_name = "SHA256", value_parser = expect_head_parser)]
     pub expect_head: Vec<String>,
     /// A checkpoint file (`audit checkpoint --out`), signed by `--key`: its signed
     /// head and record count must be in the chain at that seq. With `--hosts`, a
@@ -84,6 +86,12 @@ pub struct VerifyArgs {
     /// The log files, oldest first.
     #[arg(value_name = "FILE")]
     pub files: Vec<PathBuf>,
+}
+
+/// `--expect-head`: a head or a long enough prefix of one, else a usage error (exit 2),
+/// never a head that the chain then fails to hold.
+fn expect_head_parser(given: &str) -> Result<String, String> {
+    warden::audit::verify::expected_head(given).map_err(|e| e.to_string())
 }
 
 /// The filters of `show` and `summary`.
@@ -207,11 +215,7 @@ fn verify(args: &VerifyArgs) -> Result<u8, CliError> {
         .map_err(|e| key_error(&e))?;
     let options = VerifyOptions {
         key,
-        expect_heads: args
-            .expect_head
-            .iter()
-            .map(|h| h.to_ascii_lowercase())
-            .collect(),
+        expect_heads: args.expect_head.clone(),
         checkpoint_files: Vec::new(),
         allow_missing_start: args.allow_missing_start,
     };
@@ -539,7 +543,7 @@ fn summary(args: &SummaryArgs) -> Result<u8, CliError> {
         if filter.matches(&record) {
             summary.add(&record);
         } else {
-            summary.note_who(&record);
+            summary.note(&record);
         }
     })
     .map_err(|e| super::read_failure(&e))?;
@@ -577,8 +581,12 @@ fn make_checkpoint(args: &CheckpointArgs) -> Result<u8, CliError> {
         other => key_error(&other),
     })?;
     let out = destination.save(&c).map_err(|e| key_error(&e))?;
+    // The head as `audit verify` prints it next: after the checkpoint record, which
+    // is in the chain now. The signed head is the one before it.
     println!(
-        "checkpoint: {} records, head {}, key {}; written to {} (keep a copy elsewhere)",
+        "checkpoint: {} records, head {} (this checkpoint record included, as `warden audit verify` prints it); signed the head of the {} records before it, {}, with key {}; written to {} (keep a copy elsewhere)",
+        c.records + 1,
+        c.line_sha256,
         c.records,
         c.head,
         c.key_id,

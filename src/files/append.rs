@@ -26,13 +26,7 @@ const APPEND: OFlags = OFlags::RDWR
 /// [`FileError::Symlink`] for a link, [`FileError::NotAFile`] for anything but a
 /// regular file, [`FileError::Io`] when it cannot be opened or created.
 pub fn open_append(path: &Path, mode_if_new: u32) -> Result<File, FileError> {
-    let open_error = |e: Errno| {
-        if e == Errno::LOOP || is_symlink_at(rustix::fs::CWD, path.as_os_str()) {
-            FileError::symlink(path)
-        } else {
-            FileError::io("open", path, e)
-        }
-    };
+    let open_error = |e: Errno| open_error(path, e);
     // Someone may create or remove the file between the two opens: try a few times.
     let mut last = Errno::NOENT;
     for _ in 0..8 {
@@ -58,6 +52,29 @@ pub fn open_append(path: &Path, mode_if_new: u32) -> Result<File, FileError> {
         }
     }
     Err(open_error(last))
+}
+
+/// Opens the existing regular file `path` to read and append to, as [`open_append`]
+/// does, but never creates it: `None` when nothing has the name (a rotated log file
+/// whose reserved room is released, which retention may have deleted).
+///
+/// # Errors
+///
+/// As [`open_append`].
+pub(crate) fn open_existing_append(path: &Path) -> Result<Option<File>, FileError> {
+    match rustix::fs::openat(rustix::fs::CWD, path, APPEND, Mode::empty()) {
+        Ok(fd) => regular(File::from(fd), path).map(Some),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(open_error(path, e)),
+    }
+}
+
+fn open_error(path: &Path, e: Errno) -> FileError {
+    if e == Errno::LOOP || is_symlink_at(rustix::fs::CWD, path.as_os_str()) {
+        FileError::symlink(path)
+    } else {
+        FileError::io("open", path, e)
+    }
 }
 
 fn regular(file: File, path: &Path) -> Result<File, FileError> {

@@ -66,6 +66,7 @@ mod look;
 mod tests;
 mod write;
 
+pub(crate) use append::open_existing_append;
 pub use append::{open_append, rename_aside};
 pub use edit::Edit;
 pub use error::FileError;

@@ -547,6 +547,71 @@ fn rotated_files_verify_as_one_chain() {
     assert_eq!(lines(&dir.path().join("day.jsonl.2024-03-05")).len(), 5);
 }
 
+/// Bytes the file system gave `path`: its blocks, reserved room included.
+fn allocated(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).unwrap().blocks() * 512
+}
+
+/// Asserts that `path` takes on disk about what it holds by length (a few blocks more
+/// at most), not the room reserved past its end.
+fn assert_holds_no_reserve(path: &Path) {
+    let len = std::fs::metadata(path).unwrap().len();
+    let allocated = allocated(path);
+    assert!(
+        allocated <= len.next_multiple_of(4096) + 4 * 4096,
+        "{path:?}: {len} bytes long, {allocated} allocated"
+    );
+}
+
+/// A rotated file is never written again: the room its writers reserved past its end
+/// for closing records is released when a newer file starts (by period) or when it is
+/// moved aside (by size), while the file being written keeps its own; and the set
+/// still verifies.
+#[test]
+fn a_rotated_file_releases_the_room_reserved_past_its_end() {
+    use warden::audit::CLOSING_RESERVE;
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("audit.jsonl");
+    // 2024-03-05T13:59:00Z, then an hour later.
+    let t0 = 1_709_647_140;
+    let now = Arc::new(AtomicU64::new(t0));
+    let log = AuditLog::open_with_clock(&base, Rotation::Hourly, test_clock(&now)).unwrap();
+    let hour = |h: &str| dir.path().join(format!("audit.jsonl.2024-03-05-{h}"));
+    synthetic_run(&log);
+    log.sync().unwrap();
+    assert!(
+        allocated(&hour("13")) >= CLOSING_RESERVE,
+        "this file system reserves room with fallocate"
+    );
+    now.store(t0 + 3_600, Ordering::SeqCst);
+    synthetic_run(&log);
+    log.sync().unwrap();
+    assert_holds_no_reserve(&hour("13"));
+    assert!(allocated(&hour("14")) >= CLOSING_RESERVE);
+    log.finish().unwrap();
+    let report = verify_files(&[hour("13"), hour("14")]).unwrap();
+    assert_eq!((report.verdict, report.records), (Verdict::Ok, 10));
+
+    // By size: every file moved aside gave its room back.
+    let sized = dir.path().join("sized.jsonl");
+    let log = AuditLog::open(&sized, Rotation::Size(4096)).unwrap();
+    for _ in 0..6 {
+        synthetic_run(&log);
+        log.sync().unwrap();
+    }
+    log.finish().unwrap();
+    let set = warden::audit::read::log_set(&sized).unwrap();
+    assert!(set.len() >= 3, "{set:?}");
+    let (current, rotated) = set.split_last().unwrap();
+    for file in rotated {
+        assert_holds_no_reserve(file);
+    }
+    assert!(allocated(current) >= CLOSING_RESERVE);
+    let report = verify_files(&set).unwrap();
+    assert_eq!((report.verdict, report.records), (Verdict::Ok, 30));
+}
+
 #[test]
 fn tampering_in_a_rotated_file_names_that_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -445,3 +445,93 @@ fn verify_hosts_takes_a_checkpoint_per_host_matched_by_name() {
     assert_eq!(code, Some(2), "{said}");
     assert!(said.contains("HOST.checkpoint"), "{said}");
 }
+
+/// The `records, head` pair a line prints after `prefix` (`checkpoint: `, `ok: `).
+fn count_and_head(said: &str, prefix: &str) -> (u64, String) {
+    let line = said
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}` line: {said}"));
+    let (count, rest) = line.split_once(" records, head ").unwrap();
+    (count.parse().unwrap(), rest[..64].to_owned())
+}
+
+/// `audit checkpoint` prints the head the next `audit verify` prints: the one after
+/// its own record, which is in the chain from then on; it names the head it signed
+/// (the one before its record) apart.
+#[test]
+fn checkpoint_prints_the_head_that_verify_prints_next() {
+    let site = Site::new();
+    let log = site.path("audit.jsonl");
+    site.runs(&log, 2);
+    let out = warden_command()
+        .args(["audit", "checkpoint", "--key"])
+        .arg(site.path("ops.key"))
+        .arg("--out")
+        .arg(site.path("cp.checkpoint"))
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (records, head) = count_and_head(&printed, "checkpoint: ");
+    let (code, said) = site.verify(&[&log.display().to_string()]);
+    assert_eq!(code, Some(0), "{said}");
+    assert_eq!(
+        count_and_head(&said, "ok: "),
+        (records, head),
+        "checkpoint said: {printed}"
+    );
+    // The signed head, named as such, is the checkpoint record's own `head`.
+    let record = lines(&log).pop().unwrap();
+    let signed = field(&record, "head");
+    assert!(
+        printed.contains(&format!(
+            "signed the head of the 4 records before it, {}, with key",
+            signed.as_str().unwrap()
+        )),
+        "{printed}"
+    );
+}
+
+/// `--expect-head` takes the first 12 or more hex digits of a head as that head (in
+/// either case); fewer, or anything but hex, is a mistake in the command (exit 2), not
+/// a cut log; a prefix of no head in the chain is still reported as missing.
+#[test]
+fn expect_head_takes_a_prefix_of_12_digits_or_more_and_refuses_less() {
+    let site = Site::new();
+    let log = site.path("audit.jsonl");
+    let log_arg = log.display().to_string();
+    site.runs(&log, 2);
+    let (code, said) = site.verify(&[&log_arg]);
+    assert_eq!(code, Some(0), "{said}");
+    let (_, head) = count_and_head(&said, "ok: ");
+    // More records after it: the head is still in the chain.
+    site.runs(&log, 1);
+    let upper = head[..20].to_ascii_uppercase();
+    for given in [&head[..12], &head[..32], upper.as_str(), head.as_str()] {
+        let (code, said) = site.verify(&["--expect-head", given, &log_arg]);
+        assert_eq!(code, Some(0), "--expect-head {given}: {said}");
+    }
+    let ellipsis = format!("{}…", &head[..32]);
+    for given in [&head[..11], "", "xyz0123456789", ellipsis.as_str()] {
+        let (code, said) = site.verify(&["--expect-head", given, &log_arg]);
+        assert_eq!(code, Some(2), "--expect-head {given}: {said}");
+        assert!(
+            said.contains("is not a head: give the 64 hex digits")
+                && !said.contains("not in the chain"),
+            "--expect-head {given}: {said}"
+        );
+    }
+    // A prefix of no head in the chain: the log was cut or rebuilt, as for a full head.
+    let flipped = if head.starts_with('0') { "1" } else { "0" };
+    let wrong = format!("{flipped}{}", &head[1..12]);
+    let (code, said) = site.verify(&["--expect-head", &wrong, &log_arg]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains(&format!(
+            "no head in the chain begins with {wrong}, the one that was expected: the log was cut before it, or rebuilt"
+        )),
+        "{said}"
+    );
+}

@@ -304,12 +304,19 @@ fn summary_counts_match_a_hand_count() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let p = &s["plugins"];
+    // The pinned policy refused one load of hello: it never ran, so it is no run.
     assert_eq!(
         p["hello"]["runs"],
-        serde_json::json!({"success": 2, "limit": 1, "refused": 1})
+        serde_json::json!({"success": 2, "limit": 1})
+    );
+    assert_eq!(p["hello"]["loads"], 4);
+    assert_eq!(
+        p["hello"]["loads_not_run"],
+        serde_json::json!({"refused": 1})
     );
     // Loads that ended before a plugin was read: the rejected policy, the non-wasm file.
-    assert_eq!(p["-"]["runs"], serde_json::json!({"rejected": 2}));
+    assert_eq!(p["-"]["runs"], serde_json::json!({}));
+    assert_eq!(p["-"]["loads_not_run"], serde_json::json!({"rejected": 2}));
     assert_eq!(p["hello"]["limits"], serde_json::json!({"fuel": 1}));
     assert_eq!(
         p["file-reader"]["runs"],
@@ -348,10 +355,160 @@ fn summary_counts_match_a_hand_count() {
     );
     let t = text(&out.stdout);
     assert!(
-        t.starts_with("hello\n  runs              4 (limit 1, refused 1, success 2)\n"),
+        t.starts_with(
+            "hello\n  loads               4 (1 ended without a run: refused 1)\n  runs                3 (limit 1, success 2)\n"
+        ),
         "{t}"
     );
-    assert!(t.contains("  limits hit        fuel 1\n"), "{t}");
+    assert!(t.contains("  limits hit          fuel 1\n"), "{t}");
+}
+
+/// A log where one plugin was denied items under enforce and ran under audit mode, a
+/// host loaded a plugin and dropped it unrun, and a run asked for more requests than
+/// `max_requests`: `summary` counts would-be denials apart from denials, the unrun
+/// load as a load and not a run, and the request limit as a limit hit; `show` prints
+/// what a grant passed and where a directory is.
+#[test]
+fn summary_tells_denials_from_would_deny_loads_from_runs_and_counts_every_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let log = d.join("audit.jsonl");
+    std::fs::create_dir(d.join("data")).unwrap();
+    std::fs::write(d.join("data/notes.txt"), "notes").unwrap();
+    crate::policy::policy_file(
+        d,
+        "enforce.toml",
+        "version = 1\n[defaults]\nenv.deny = [\"*SECRET*\"]\n[plugins.file-reader]\nfs.read = [\"./data\"]\nenv.allow = [\"APP_*\"]\nstdio = [\"stdout\"]\n[plugins.net-probe]\nstdio = [\"stdout\"]\nnet.allow = [\"http://127.0.0.1:9\"]\nnet.max_requests = 1\n",
+    );
+    crate::policy::policy_file(d, "audit.toml", "version = 1\nmode = \"audit\"\n");
+    let probe = d.join("net-probe.wasm");
+    let refused = get("http://127.0.0.1:9/again");
+    let script = [
+        get("http://127.0.0.1:9/"),
+        refused,
+        ExecuteResult::Success("done".into()),
+    ];
+    std::fs::write(&probe, scripted(vec![http("127.0.0.1", 9)], &script)).unwrap();
+    let reader = example_plugin("file-reader");
+    for (policy, plugin, args) in [
+        ("enforce.toml", &reader, &["read", "notes.txt"][..]),
+        ("audit.toml", &reader, &["read", "notes.txt"][..]),
+        ("enforce.toml", &probe, &[][..]),
+    ] {
+        let mut all = vec![
+            "run",
+            "--audit-log",
+            log.to_str().unwrap(),
+            "--policy",
+            policy,
+        ];
+        all.push(plugin.to_str().unwrap());
+        all.extend_from_slice(args);
+        let out = crate::cli::warden_command()
+            .current_dir(d)
+            .env("APP_MODE", "fast")
+            .env("APP_SECRET", "hush")
+            .args(&all)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{all:?}: {}", text(&out.stderr));
+    }
+    // An application loads hello and drops it without running it.
+    let host = warden::host::Warden::builder()
+        .worker_program(env!("CARGO_BIN_EXE_warden"))
+        .policy_file(d.join("enforce.toml"))
+        .audit_log(&log)
+        .workdir(d)
+        .build()
+        .unwrap();
+    let loaded = host.load(example_plugin("hello")).unwrap();
+    assert!(matches!(loaded, warden::host::Loaded::Ready(_)));
+    drop((loaded, host));
+    assert_log_verifies(&log);
+
+    // The hand count: decisions by outcome and rule.
+    let mut by_outcome: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for r in log_records(&log) {
+        if r["event"] == "deny" {
+            let outcome = r["outcome"].as_str().unwrap().to_owned();
+            let rule = r["rule"].as_str().unwrap().to_owned();
+            *by_outcome
+                .entry(outcome)
+                .or_default()
+                .entry(rule)
+                .or_default() += 1;
+        }
+    }
+    let out = warden_in(d, &["audit", "summary", "--json", log.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p = &s["plugins"];
+    let reader = &p["file-reader"];
+    assert_eq!(reader["denials"], serde_json::json!(by_outcome["denied"]));
+    assert_eq!(
+        reader["would_deny"],
+        serde_json::json!(by_outcome["would_deny"])
+    );
+    assert_eq!(reader["runs"], serde_json::json!({"success": 2}));
+    assert_eq!(p["hello"]["loads"], 1);
+    assert_eq!(p["hello"]["runs"], serde_json::json!({}));
+    assert_eq!(
+        p["hello"]["loads_not_run"],
+        serde_json::json!({"unloaded": 1})
+    );
+    assert_eq!(
+        p["net-probe"]["limits"],
+        serde_json::json!({"max_requests": 1})
+    );
+
+    let out = warden_in(d, &["audit", "summary", log.to_str().unwrap()]);
+    let t = text(&out.stdout);
+    assert!(
+        t.contains("hello\n  loads               1 (1 ended without a run: unloaded 1)\n  runs                0\n"),
+        "{t}"
+    );
+    assert!(t.contains("  limits hit          max_requests 1\n"), "{t}");
+    let rules = |m: &BTreeMap<String, u64>| {
+        m.iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    assert!(
+        t.contains(&format!(
+            "  denied by rule      {}\n  would deny by rule  {}\n",
+            rules(&by_outcome["denied"]),
+            rules(&by_outcome["would_deny"])
+        )),
+        "{t}"
+    );
+
+    // `show`: the variables an env grant passed and withheld, where a directory is.
+    let out = warden_in(
+        d,
+        &[
+            "audit",
+            "show",
+            "--event",
+            "grant",
+            "--plugin",
+            "file-reader",
+            log.to_str().unwrap(),
+        ],
+    );
+    let t = text(&out.stdout);
+    let data = std::fs::canonicalize(d.join("data")).unwrap();
+    assert!(
+        t.contains(&format!(
+            "granted fs_read ./data at {} as /data by ",
+            data.display()
+        )),
+        "{t}"
+    );
+    assert!(
+        t.contains("granted env APP_* by plugins.file-reader.env.allow[0]; passes APP_MODE; withholds APP_SECRET"),
+        "{t}"
+    );
 }
 
 // ---------------------------------------------------------------------------------

@@ -72,7 +72,7 @@ pub enum BreakKind {
     },
     /// A head that must be in the chain (`--expect-head`) is not.
     MissingHead {
-        /// The head.
+        /// The head, or the prefix of one, as given.
         head: String,
     },
     /// The set starts after seq 0 (`--allow-missing-start`) and no checkpoint signed
@@ -165,6 +165,11 @@ impl fmt::Display for Break {
             BreakKind::Checkpoint { problem } => {
                 write!(f, "checkpoint: {}", escape_line(problem))
             }
+            BreakKind::MissingHead { head } if head.len() < 64 => write!(
+                f,
+                "no head in the chain begins with {}, the one that was expected: the log was cut before it, or rebuilt",
+                escape_line(head)
+            ),
             BreakKind::MissingHead { head } => write!(
                 f,
                 "the head {} that was expected is not in the chain: the log was cut before it, or rebuilt",
