@@ -118,7 +118,7 @@ pub enum TimeError {
     },
     /// None of the forms understood.
     #[error(
-        "`{text}` is not a time: write RFC 3339 (`2026-12-01T08:00:00Z`, `2026-12-01`), a duration ago (`1h`, `30m`, `7d`), `today` or `yesterday`"
+        "`{text}` is not a time: write RFC 3339 (`2026-12-01T08:00:00Z`, `2026-12-01T10:00:00+02:00`), a local date or time (`2026-12-01`, `2026-12-01T08:00`), a duration ago (`1h`, `30m`, `7d`), `today` or `yesterday`"
     )]
     NotATime {
         /// The value.

@@ -97,8 +97,10 @@ fn expect_head_parser(given: &str) -> Result<String, String> {
 /// The filters of `show` and `summary`.
 #[derive(Debug, clap::Args)]
 pub struct FilterArgs {
-    /// Records at or after TIME: RFC 3339 (`2026-12-01T08:00:00Z`, `2026-12-01`), a
-    /// duration ago (`1h`, `7d`), `today` or `yesterday`.
+    /// Records at or after TIME: RFC 3339 with an offset (`2026-12-01T08:00:00Z`,
+    /// `2026-12-01T10:00:00+02:00`), a local date or time (`2026-12-01`,
+    /// `2026-12-01T08:00`), a duration ago (`1h`, `7d`), `today` or `yesterday` (local
+    /// midnight: `TZ`, else `/etc/localtime`, else UTC).
     #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
     /// Records before TIME (same forms).
