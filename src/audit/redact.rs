@@ -277,7 +277,11 @@ impl Redactor {
     /// `text` with every granted value, and every derived form of one (see the
     /// module documentation), replaced by `<redacted:NAME>`.
     pub fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
-        if self.is_empty() || text.len() < MIN_REDACTED_LEN || is_vocabulary(text) {
+        if self.is_empty()
+            || text.len() < MIN_REDACTED_LEN
+            || is_vocabulary(text)
+            || !self.may_hold_a_value(text)
+        {
             return Cow::Borrowed(text);
         }
         let mut spans = Vec::new();
@@ -298,6 +302,22 @@ impl Redactor {
             return Cow::Borrowed(text);
         }
         Cow::Owned(self.replace(text, spans))
+    }
+
+    /// Whether `text` may hold a value in some form: false only when no search of
+    /// [`Redactor::redact`] could find one, so that most strings of a record (hashes,
+    /// names, warden's own words) are passed over without building their
+    /// [`Units`]. A text without `%` and without a cut mark is its own decoded form,
+    /// lower-cased: a value is in it exactly when one of the decoded forms occurs in
+    /// it in any ASCII case (the raw forms hold a `%`, which it has not).
+    fn may_hold_a_value(&self, text: &str) -> bool {
+        let bytes = text.as_bytes();
+        memchr::memchr(b'%', bytes).is_some()
+            || memchr::memmem::find(bytes, CUT_MARK.as_bytes()).is_some()
+            || self
+                .decoded
+                .iter()
+                .any(|p| contains_ignoring_ascii_case(bytes, &p.bytes))
     }
 
     /// `text` with the merged `spans` replaced by their markers, cut after
@@ -376,6 +396,23 @@ fn forms(value: &str) -> Vec<String> {
         }
     }
     forms
+}
+
+/// Whether `lower` (ASCII lower-case) occurs in `text` in any ASCII case.
+fn contains_ignoring_ascii_case(text: &[u8], lower: &[u8]) -> bool {
+    let Some((&first, _)) = lower.split_first() else {
+        return true;
+    };
+    let matches_at = |i: usize| {
+        text.get(i..i + lower.len())
+            .is_some_and(|window| window.eq_ignore_ascii_case(lower))
+    };
+    let upper = first.to_ascii_uppercase();
+    if upper == first {
+        memchr::memchr_iter(first, text).any(matches_at)
+    } else {
+        memchr::memchr2_iter(first, upper, text).any(matches_at)
+    }
 }
 
 /// The first `max` bytes of `text`, at a character boundary.
@@ -657,6 +694,55 @@ impl Formatter for Redacting<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fast path passes a string over only when the full search finds nothing.
+    #[test]
+    fn strings_passed_over_are_those_the_search_would_leave() {
+        let r = Redactor::new([
+            ("HOME", "/home/Bench"),
+            ("TOKEN", "s3cr%20t-Value"),
+            ("URL", "http://Example.com:80/x"),
+        ]);
+        let texts = [
+            "/HOME/bench/data",
+            "/home/benc",
+            "plain words and a sha 326178e2e4f7364386c9de0049c08745",
+            "S3CR t-value",
+            "s3cr%20T-VALUE",
+            "s3cr%2520t-value",
+            "/home/bench/da...[cut]",
+            "xx/home/be...[cut]",
+            "%2Fhome%2fbench",
+            "HTTP://EXAMPLE.COM/x",
+            "http://example.com:80/x",
+            "\u{1}/home/bench\u{1}",
+            "",
+            "%",
+        ];
+        for text in texts {
+            let fast = r.redact(text);
+            let full = if r.may_hold_a_value(text) {
+                fast.clone()
+            } else {
+                assert!(matches!(fast, Cow::Borrowed(_)), "{text}");
+                // What the full search would have made of it: nothing.
+                let mut spans = Vec::new();
+                let decoded = Units::decoded(text);
+                for p in &r.decoded {
+                    decoded.scan(p, &[], &mut spans);
+                }
+                assert!(spans.is_empty(), "the fast path missed a value in {text:?}");
+                fast.clone()
+            };
+            assert_eq!(fast, full);
+        }
+        assert_eq!(r.redact("/HOME/bench/data"), "<redacted:HOME>/data");
+        assert!(!r.may_hold_a_value("/home/benc"));
+        assert!(r.may_hold_a_value("x%y"));
+        assert!(contains_ignoring_ascii_case(b"abXYZ", b"xyz"));
+        assert!(!contains_ignoring_ascii_case(b"abXY", b"xyz"));
+        assert!(contains_ignoring_ascii_case(b"a/1", b"/1"));
+    }
 
     fn one(name: &str, value: &str) -> Redactor {
         Redactor::new([(name, value)])
