@@ -12,7 +12,7 @@
 use super::CliError;
 use super::escape::escape_line;
 use super::host_failure;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use warden::exit;
 use warden::files::{Edit, FileError};
 use warden::host::{Inspection, Warden};
@@ -50,13 +50,23 @@ pub(super) fn pin_plugins(args: &PinArgs) -> Result<u8, CliError> {
         .without_audit()
         .build()
         .map_err(|e| host_failure(&e))?;
-    let mut report = Vec::new();
+    let mut modules: Vec<(&PathBuf, String, String)> = Vec::new();
     for plugin in &args.plugins {
         let Inspection { manifest, sha256 } =
             warden.inspect(plugin).map_err(|e| host_failure(&e))?;
-        let digest = hex::encode(sha256);
         let name = manifest.command.name.clone();
-        let (edited, change) = pin(&file, &text, &name, &digest, args.rolling)
+        let digest = hex::encode(sha256);
+        if !args.rolling
+            && let Some((first, _, _)) = modules.iter().find(|(_, n, d)| *n == name && *d != digest)
+        {
+            return Err(same_name(first, plugin, &name));
+        }
+        modules.push((plugin, name, digest));
+    }
+    let mut report = Vec::new();
+    for (_, name, digest) in &modules {
+        let (name, digest) = (name.as_str(), digest.as_str());
+        let (edited, change) = pin(&file, &text, name, digest, args.rolling)
             .map_err(|e| CliError::new(exit::POLICY_INVALID, escape_line(&e.to_string())))?;
         text = edited;
         let what = match change {
@@ -68,7 +78,7 @@ pub(super) fn pin_plugins(args: &PinArgs) -> Result<u8, CliError> {
         };
         report.push(format!(
             "{shown}: [plugins.{}] sha256 {digest}: {what}",
-            escape_line(&warden::policy::toml_key(&name))
+            escape_line(&warden::policy::toml_key(name))
         ));
     }
     // The edited text must still be a valid policy before it replaces the file.
@@ -98,6 +108,21 @@ pub(super) fn pin_plugins(args: &PinArgs) -> Result<u8, CliError> {
         println!("{line}");
     }
     Ok(0)
+}
+
+/// Two different modules given for one plugin name without `--rolling`: pinning both
+/// would silently replace the first pin with the second.
+fn same_name(first: &Path, second: &Path, name: &str) -> CliError {
+    CliError::new(
+        exit::USAGE,
+        format!(
+            "`{}` and `{}` are different modules that both declare the plugin `{}`; one `[plugins.{}]` table would pin only the last: give one of them, or add `--rolling` to pin both (a rolling update)",
+            escape_line(&first.display().to_string()),
+            escape_line(&second.display().to_string()),
+            escape_line(name),
+            escape_line(&warden::policy::toml_key(name))
+        ),
+    )
 }
 
 fn file_error(e: &FileError) -> CliError {
