@@ -410,3 +410,18 @@ fn classify_io(e: &std::io::Error) -> Failure {
         Failure::Other(e.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A loopback name is never looked up: with no time left for a lookup it still
+    /// resolves, to loopback and nothing else, whatever `/etc/hosts` says.
+    #[test]
+    fn a_loopback_name_is_never_looked_up() {
+        for name in ["localhost", "api.localhost"] {
+            let addrs = resolve(name, 8000, Duration::ZERO).unwrap();
+            assert_eq!(addrs, super::super::address::loopback_addresses(8000));
+        }
+    }
+}
