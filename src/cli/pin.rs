@@ -26,7 +26,8 @@ pub struct PinArgs {
     #[arg(long, value_name = "FILE")]
     pub policy: PathBuf,
     /// Keep the old digest next to the new one (a rolling update): a single pin
-    /// becomes a list; a list always gets the new digest appended.
+    /// becomes a list; a list always gets the new digest appended. Needed to pin two
+    /// different modules that declare the same plugin name.
     #[arg(long)]
     pub rolling: bool,
     /// The plugin modules to pin, each under the name it declares.

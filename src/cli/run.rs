@@ -63,7 +63,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub json: bool,
     /// After the run, list on stderr each denied item, refused call and refused
-    /// request with its rule (by default one line counts them).
+    /// request with its rule (by default one line counts them, leaving out the denials
+    /// a rule of the policy names).
     #[arg(short, long)]
     pub verbose: bool,
     /// The plugin module.

@@ -524,10 +524,16 @@ mod tests {
                 "call": "path_open", "path": evil, "host_path": evil, "preopen": "/data", "write": false}),
             serde_json::json!({"run_id": "r1", "ts": evil, "event": "access", "plugin": plugin, "policy": policy,
                 "call": "stdout", "path": "stdout", "write": true}),
+            serde_json::json!({"run_id": "r1", "ts": evil, "event": "effect", "plugin": plugin, "policy": policy,
+                "kind": "http_get", "url": format!("http://127.0.0.1:80/{evil}"), "outcome": "denied",
+                "rule": "builtin.net.non_global", "reason": evil, "address": "127.0.0.1:80"}),
+            serde_json::json!({"run_id": "r1", "ts": evil, "event": "effect", "plugin": plugin, "policy": policy,
+                "kind": "http_get", "url": evil, "outcome": "denied", "rule": evil, "reason": evil}),
         ] {
             s.add(&rec(v));
         }
         let suggestions = s.suggestions(None);
+        assert_eq!(suggestions[0].refused.len(), 2);
         assert_eq!(suggestions.len(), 1);
         let text = render_toml(evil, &suggestions);
         let table: toml::Table = text.parse().unwrap_or_else(|e| panic!("{e}\n{text}"));
@@ -536,6 +542,15 @@ mod tests {
         let good = plugins["good"].as_table().unwrap();
         assert_eq!(good["fs"]["read"][0].as_str(), Some(evil));
         assert!(!text.contains('\u{7f}') && !text.contains('\u{1b}'));
+        // A refused request is a comment, never an entry.
+        assert!(
+            text.contains("    # \"http://127.0.0.1:80\",  # tried http://127.0.0.1:80/x"),
+            "{text}"
+        );
+        assert!(
+            good.get("net")
+                .is_some_and(|n| n["allow"].as_array().is_some_and(Vec::is_empty))
+        );
     }
 
     /// A suggestion is the narrowest grant the runs needed: where the plugin runs

@@ -100,6 +100,8 @@ impl PluginSuggestion {
             for item in &self.unused {
                 let by_name = if self.denied_by_name.contains(item) {
                     " (denied by name above)"
+                } else if item.starts_with("stdio ") {
+                    " (left out of `stdio` above)"
                 } else {
                     ""
                 };
