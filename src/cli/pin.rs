@@ -12,7 +12,7 @@
 use super::CliError;
 use super::escape::escape_line;
 use super::host_failure;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use warden::exit;
 use warden::files::{Edit, FileError};
 use warden::host::{Inspection, Warden};
@@ -26,7 +26,8 @@ pub struct PinArgs {
     #[arg(long, value_name = "FILE")]
     pub policy: PathBuf,
     /// Keep the old digest next to the new one (a rolling update): a single pin
-    /// becomes a list; a list always gets the new digest appended.
+    /// becomes a list; a list always gets the new digest appended. Needed to pin two
+    /// different modules that declare the same plugin name.
     #[arg(long)]
     pub rolling: bool,
     /// The plugin modules to pin, each under the name it declares.
@@ -50,13 +51,23 @@ pub(super) fn pin_plugins(args: &PinArgs) -> Result<u8, CliError> {
         .without_audit()
         .build()
         .map_err(|e| host_failure(&e))?;
-    let mut report = Vec::new();
+    let mut modules: Vec<(&PathBuf, String, String)> = Vec::new();
     for plugin in &args.plugins {
         let Inspection { manifest, sha256 } =
             warden.inspect(plugin).map_err(|e| host_failure(&e))?;
-        let digest = hex::encode(sha256);
         let name = manifest.command.name.clone();
-        let (edited, change) = pin(&file, &text, &name, &digest, args.rolling)
+        let digest = hex::encode(sha256);
+        if !args.rolling
+            && let Some((first, _, _)) = modules.iter().find(|(_, n, d)| *n == name && *d != digest)
+        {
+            return Err(same_name(first, plugin, &name));
+        }
+        modules.push((plugin, name, digest));
+    }
+    let mut report = Vec::new();
+    for (_, name, digest) in &modules {
+        let (name, digest) = (name.as_str(), digest.as_str());
+        let (edited, change) = pin(&file, &text, name, digest, args.rolling)
             .map_err(|e| CliError::new(exit::POLICY_INVALID, escape_line(&e.to_string())))?;
         text = edited;
         let what = match change {
@@ -68,7 +79,7 @@ pub(super) fn pin_plugins(args: &PinArgs) -> Result<u8, CliError> {
         };
         report.push(format!(
             "{shown}: [plugins.{}] sha256 {digest}: {what}",
-            escape_line(&warden::policy::toml_key(&name))
+            escape_line(&warden::policy::toml_key(name))
         ));
     }
     // The edited text must still be a valid policy before it replaces the file.
@@ -98,6 +109,21 @@ pub(super) fn pin_plugins(args: &PinArgs) -> Result<u8, CliError> {
         println!("{line}");
     }
     Ok(0)
+}
+
+/// Two different modules given for one plugin name without `--rolling`: pinning both
+/// would silently replace the first pin with the second.
+fn same_name(first: &Path, second: &Path, name: &str) -> CliError {
+    CliError::new(
+        exit::USAGE,
+        format!(
+            "`{}` and `{}` are different modules that both declare the plugin `{}`; one `[plugins.{}]` table would pin only the last: give one of them, or add `--rolling` to pin both (a rolling update)",
+            escape_line(&first.display().to_string()),
+            escape_line(&second.display().to_string()),
+            escape_line(name),
+            escape_line(&warden::policy::toml_key(name))
+        ),
+    )
 }
 
 fn file_error(e: &FileError) -> CliError {

@@ -33,7 +33,8 @@ pub enum PolicyCommand {
     Explain(ExplainArgs),
     /// Print the narrowest `[plugins.NAME]` tables that would have let the audit-mode
     /// runs in the logs do what they did (from `access` and `effect` records), as TOML
-    /// that `policy check` accepts, with the evidence in comments.
+    /// that `policy check` accepts, with the evidence in comments; refused requests as
+    /// commented entries, declarations no run used denied by name.
     Suggest(super::suggest::SuggestArgs),
     /// Add or update `sha256` pins of plugins in a policy file, in place, keeping
     /// comments and layout.

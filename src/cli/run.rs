@@ -63,7 +63,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub json: bool,
     /// After the run, list on stderr each denied item, refused call and refused
-    /// request with its rule (by default one line counts them).
+    /// request with its rule (by default one line counts them, leaving out the denials
+    /// a rule of the policy names).
     #[arg(short, long)]
     pub verbose: bool,
     /// The plugin module, then the arguments passed to it. Everything after the
@@ -202,16 +203,22 @@ fn load_and_run(args: &RunArgs, warden: &Warden) -> Result<u8, CliError> {
 /// The stderr lines after a run that was denied something: one line counting the
 /// denied declared items, the refused WASI calls and the refused requests, naming the
 /// run id; with `verbose`, one more line for each, with its rule.
+///
+/// A denial a rule of the policy names ([`Decision::named_by_policy`]: a deny entry,
+/// the plugin's own `stdio` list) is what the administrator wrote: it is not counted,
+/// and only `verbose` lists it.
 fn denial_notice(report: &RunReport, plugin: &Plugin, verbose: bool) -> Vec<String> {
     let items = plugin.decisions().items();
     let denied: Vec<&Decision> = items
         .iter()
         .filter(|d| d.outcome() != Outcome::Granted)
+        .filter(|d| verbose || !d.named_by_policy())
         .collect();
     let would = denied
         .iter()
         .filter(|d| d.outcome() == Outcome::WouldDeny)
         .count();
+    let named = denied.iter().filter(|d| d.named_by_policy()).count();
     let calls = report.runtime_denials.recorded.len() as u64 + report.runtime_denials.dropped;
     let requests: Vec<&warden::net::EffectRecord> = report
         .effects
@@ -222,10 +229,16 @@ fn denial_notice(report: &RunReport, plugin: &Plugin, verbose: bool) -> Vec<Stri
         return Vec::new();
     }
     let mut parts = Vec::new();
-    if denied.len() > would {
+    if denied.len() > would + named {
         parts.push(format!(
             "{} of {} declared items denied",
-            denied.len() - would,
+            denied.len() - would - named,
+            items.len()
+        ));
+    }
+    if named > 0 {
+        parts.push(format!(
+            "{named} of {} declared items denied by name in the policy",
             items.len()
         ));
     }

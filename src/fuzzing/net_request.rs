@@ -9,7 +9,9 @@
 //! Invariants: nothing panics; a URL that passes is under a granted declaration and
 //! an allow entry, its scheme is http or https, and no deny entry names its host; a
 //! set of addresses that passes holds no address in a deny range and no non-global
-//! address an allow entry does not name literally (for that scheme and port).
+//! address an allow entry does not name literally (for that scheme and port), except
+//! loopback for a loopback name (`localhost`, `*.localhost`) an allow entry names, and
+//! a loopback name's addresses are all loopback.
 
 use crate::net::address::{canonical, non_global};
 use crate::net::gate::{NetAccess, NetGrant, record_url};
@@ -23,6 +25,8 @@ const DECLARED: &[&str] = &[
     "https://*.example.org:8443",
     "http://[::1]:9000",
     "http://10.0.0.0/8:*",
+    "http://localhost:7000",
+    "http://*.localhost:*",
 ];
 const ALLOW: &[&str] = &[
     "https://api.example.com",
@@ -30,6 +34,8 @@ const ALLOW: &[&str] = &[
     "https://*.example.org:*",
     "http://[::1]:9000",
     "http://10.0.0.0/8:*",
+    "http://localhost:7000",
+    "http://*.localhost:7000..7001",
 ];
 const DENY: &[&str] = &["*.corp.example.org", "10.1.0.0/16", "169.254.169.254"];
 
@@ -131,6 +137,17 @@ pub fn net_request(data: &[u8]) {
                     .any(|d| d.value.covers(&HostPattern::Ip(ip))),
                 "{ip} passed although in a deny range ({text:?})"
             );
+            if target.host.is_loopback_name() {
+                assert!(
+                    canonical(ip).is_loopback(),
+                    "{ip} passed for the loopback name of {text:?}"
+                );
+                assert!(
+                    net.allow.iter().any(|e| e.value.covers(&wanted)),
+                    "loopback passed for {text:?} with no allow entry naming it"
+                );
+                continue;
+            }
             if non_global(ip).is_some() {
                 let literal = Endpoint {
                     scheme: target.scheme,

@@ -162,6 +162,8 @@ pub struct Decision {
     pub(super) reason: String,
     pub(super) outcome: Outcome,
     #[serde(skip)]
+    pub(super) named: bool,
+    #[serde(skip)]
     pub(super) grant: Option<Grant>,
 }
 
@@ -181,6 +183,7 @@ impl Decision {
             rule: NO_RULE.into(),
             reason: String::new(),
             outcome,
+            named: false,
             grant: None,
         }
     }
@@ -230,6 +233,15 @@ impl Decision {
     /// The outcome.
     pub fn outcome(&self) -> Outcome {
         self.outcome
+    }
+    /// Whether a rule of the policy names this denial, so that it is what the
+    /// administrator wrote rather than something missing: a deny entry that covers the
+    /// item whole (a directory that is the entry or inside it; every name an env
+    /// pattern can match; the declared host), or the plugin's own `stdio` list, which
+    /// leaves the stream out. `warden run` does not count such a denial in its notice.
+    /// Always false for an item the plugin gets.
+    pub fn named_by_policy(&self) -> bool {
+        self.named && self.outcome == Outcome::Denied
     }
     /// Whether the plugin gets the item (granted, or would-deny in audit mode).
     pub fn is_in_effect(&self) -> bool {

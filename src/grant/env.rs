@@ -81,6 +81,7 @@ pub(super) fn decide_env(raw: &str, rules: &Effective<'_>, host: &Host, mode: Mo
     if let Some((entry, _)) = rules.env_deny.iter().find(|(_, x)| x.covers(&declared)) {
         // Denied in every mode: deny lists stay in force in audit mode too.
         d.rule = entry.key.clone();
+        d.named = true;
         d.reason = format!(
             "every name `{raw}` can match is denied by `{}` (`{}`)",
             entry.key, entry.value
@@ -102,9 +103,7 @@ pub(super) fn decide_env(raw: &str, rules: &Effective<'_>, host: &Host, mode: Mo
         );
         d.outcome = Outcome::Granted;
     } else {
-        let table = rules
-            .own
-            .map_or("plugins.NAME".to_owned(), |o| o.table.clone());
+        let table = &rules.table;
         let partly = rules
             .env_allow
             .iter()

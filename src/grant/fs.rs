@@ -157,6 +157,7 @@ pub(super) fn decide_dir(
     match (opened, denial) {
         // What does not exist, or is not a directory, cannot be granted in any mode.
         (Err(problem), Some(denial)) => {
+            d.named = denial.named;
             d.rule = denial.rule;
             d.reason = format!("{}; also {problem}", denial.reason);
         }
@@ -167,6 +168,7 @@ pub(super) fn decide_dir(
             // to grant anyway.
             let by_deny_list = denial.is_some();
             let verdict = denial.unwrap_or_else(|| allow_verdict(raw, real, write, rules));
+            d.named = verdict.named;
             d.outcome = if verdict.allowed {
                 Outcome::Granted
             } else if by_deny_list {
@@ -184,6 +186,7 @@ pub(super) fn decide_dir(
                     .find(|p| forms.iter().any(|f| paths::overlaps(f, &p.path)))
             {
                 d.outcome = Outcome::Denied;
+                d.named = false;
                 d.rule = protected.rule.into();
                 d.reason = format!(
                     "`{raw}` resolves to `{}`, which overlaps {} `{}`; no policy can grant it",
@@ -218,6 +221,8 @@ pub(super) fn decide_dir(
 /// What the policy says about one declared directory.
 struct Verdict {
     allowed: bool,
+    /// A denial by a deny entry the path is, or is inside.
+    named: bool,
     rule: String,
     reason: String,
 }
@@ -262,6 +267,7 @@ fn deny_verdict(raw: &str, forms: &[&Path], rules: &Effective<'_>) -> Option<Ver
         };
         return Some(Verdict {
             allowed: false,
+            named: relation != "contains",
             rule: rule.entry.key.clone(),
             reason: format!(
                 "`{raw}` resolves to `{}`, which {relation} `{}`, denied by `{}` (`{}`){}",
@@ -283,6 +289,7 @@ fn deny_verdict(raw: &str, forms: &[&Path], rules: &Effective<'_>) -> Option<Ver
         .find(|r| r.problem.is_some())
         .map(|r| Verdict {
             allowed: false,
+            named: false,
             rule: r.entry.key.clone(),
             reason: format!(
                 "deny entry `{}` cannot be checked: {}",
@@ -305,6 +312,7 @@ fn allow_verdict(raw: &str, canonical: &Path, write: bool, rules: &Effective<'_>
         };
         return Verdict {
             allowed: true,
+            named: false,
             rule: rule.entry.key.clone(),
             reason: format!(
                 "`{raw}` resolves to `{}`, {inside} that `{}` (`{}`) allows; {}",
@@ -315,9 +323,7 @@ fn allow_verdict(raw: &str, canonical: &Path, write: bool, rules: &Effective<'_>
             ),
         };
     }
-    let table = rules
-        .own
-        .map_or("plugins.NAME".to_owned(), |o| o.table.clone());
+    let table = &rules.table;
     let reason = match covering(&rules.read, canonical).filter(|_| write) {
         Some(r) => format!(
             "`{raw}` resolves to `{}`, which `{}` lets the plugin read but no `fs.write` entry lets it write; add it to `{table}.fs.write` to allow writing",
@@ -333,6 +339,7 @@ fn allow_verdict(raw: &str, canonical: &Path, write: bool, rules: &Effective<'_>
     };
     Verdict {
         allowed: false,
+        named: false,
         rule: NO_RULE.into(),
         reason,
     }

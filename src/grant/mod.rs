@@ -104,7 +104,7 @@ pub fn decide(
         let base = policy.default_limits();
         own.map_or(base.clone(), |o| o.limits.apply(&base))
     };
-    let rules = Effective::new(policy.defaults(), own, host);
+    let rules = Effective::new(policy.defaults(), own, format!("plugins.{toml_name}"), host);
     let mode = policy.mode();
     let mut items = Vec::new();
     let protected = fs::protected_paths(host, policy.file());
@@ -140,6 +140,7 @@ pub fn decide(
         } else {
             "builtin.max_requests".into()
         },
+        table: rules.table.clone(),
         ..Default::default()
     };
     for n in &capabilities.net {

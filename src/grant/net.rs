@@ -61,6 +61,7 @@ pub(super) fn decide_net(
         .find(|e| e.value.covers(&declared.host))
     {
         d.rule = deny.key.clone();
+        d.named = true;
         d.reason = format!(
             "`{}` is never reached (`{}` is denied; deny beats allow, in every mode)",
             declared.host, deny.value
@@ -118,20 +119,16 @@ pub(super) fn decide_net(
             ));
         }
     } else {
-        let table = rules
-            .own
-            .map_or_else(|| "[plugins.NAME]".to_owned(), |o| format!("[{}]", o.table));
+        let table = &rules.table;
+        // The entry is the declaration itself, which every request under it needs; a
+        // declaration of any port is best narrowed to the port the plugin uses.
         let fix = if n.port.is_none() {
-            format!(
-                "`\"{}://{}:PORT\"` with the port it needs",
-                declared.scheme.as_str(),
-                declared.host
-            )
+            format!("`\"{declared}\"` (any port; or name the one port it needs instead of `*`)")
         } else {
             format!("`\"{declared}\"`")
         };
         d.reason = format!(
-            "no `net.allow` entry covers it, or any part of it{any_port}; add {fix} to `net.allow` of `{table}`"
+            "no `net.allow` entry covers it, or any part of it{any_port}; add {fix} to `net.allow` of `[{table}]`"
         );
         d.outcome = policy_denial(mode);
         if d.outcome == Outcome::WouldDeny {
@@ -290,7 +287,7 @@ mod tests {
         assert!(d.reach().is_empty());
         assert!(
             d.reason()
-                .contains("add `\"http://10.0.0.1:PORT\"` with the port it needs"),
+                .contains("add `\"http://10.0.0.1:*\"` (any port; or name the one port it needs instead of `*`) to `net.allow` of `[plugins.p]`"),
             "{}",
             d.reason()
         );

@@ -121,10 +121,18 @@ pub(super) struct Effective<'p> {
     pub(super) tls_roots: Vec<PathBuf>,
     /// The plugin table, when one applies.
     pub(super) own: Option<&'p Rules>,
+    /// The key of the plugin's table (`plugins.NAME`, its real name), whether or not
+    /// the policy has one: where a denial's hint says to add an entry.
+    pub(super) table: String,
 }
 
 impl<'p> Effective<'p> {
-    pub(super) fn new(defaults: &'p Rules, own: Option<&'p Rules>, host: &Host) -> Self {
+    pub(super) fn new(
+        defaults: &'p Rules,
+        own: Option<&'p Rules>,
+        table: String,
+        host: &Host,
+    ) -> Self {
         let resolve = |entries: &'p [Entry<String>]| -> Vec<PathRule<'p>> {
             entries.iter().map(|e| PathRule::resolve(e, host)).collect()
         };
@@ -172,6 +180,7 @@ impl<'p> Effective<'p> {
             net_deny,
             tls_roots,
             own,
+            table,
         }
     }
 }

@@ -22,6 +22,9 @@ pub(super) fn decide_stream(stream: Stream, rules: &Effective<'_>, mode: Mode) -
                 d.reason = format!("`{}` lists `{}`", entry.key, stream.as_str());
             }
             None => {
+                // The plugin's own list says which streams it gets: one it leaves out
+                // is denied by name.
+                d.named = rules.own.is_some_and(|o| o.stdio.is_some());
                 d.reason = format!(
                     "`{table}.stdio` does not list `{}`; the stream is closed (reads see EOF, writes go nowhere)",
                     stream.as_str()

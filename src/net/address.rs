@@ -14,7 +14,25 @@
 //! `100.100.100.200` is in the CGNAT range, `fd00:ec2::254` is unique-local). A range
 //! missing here is an SSRF hole, so the list errs on the side of "not global".
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// Whether `name` (a host name as URLs and patterns hold it: lower case, no trailing
+/// dot) is `localhost` or a name under it, which RFC 6761 reserves for loopback.
+///
+/// warden never looks such a name up ([`loopback_addresses`] stands for the lookup),
+/// so no resolver, `/etc/hosts` line or DNS answer can send it anywhere else.
+pub fn is_loopback_name(name: &str) -> bool {
+    name == "localhost" || name.ends_with(".localhost")
+}
+
+/// What a loopback name ([`is_loopback_name`]) resolves to: `127.0.0.1` and `::1`,
+/// on `port`, in that order.
+pub fn loopback_addresses(port: u16) -> Vec<SocketAddr> {
+    vec![
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+        SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port),
+    ]
+}
 
 /// The name of the non-global range `ip` falls in, or `None` when it is global.
 pub fn non_global(ip: IpAddr) -> Option<&'static str> {
@@ -166,6 +184,28 @@ mod tests {
         ] {
             assert_eq!(judged(text), None, "{text} was judged not global");
         }
+    }
+
+    #[test]
+    fn only_localhost_and_names_under_it_are_loopback_names() {
+        for name in ["localhost", "a.localhost", "x.y.localhost"] {
+            assert!(is_loopback_name(name), "{name}");
+        }
+        for name in [
+            "localhost.example",
+            "notlocalhost",
+            "localhost-x",
+            "127.0.0.1",
+            "ip6-localhost",
+            "example.com",
+        ] {
+            assert!(!is_loopback_name(name), "{name}");
+        }
+        assert!(
+            loopback_addresses(8000)
+                .iter()
+                .all(|a| a.ip().is_loopback() && a.port() == 8000)
+        );
     }
 
     #[test]

@@ -4,9 +4,10 @@
 //! Why ureq: a small, maintained, blocking HTTP/1.1 client (warden's effect loop is
 //! synchronous, between two guest calls), with rustls for TLS, no connection pool
 //! shared between requests, and a pluggable resolver. warden resolves the name
-//! itself ([`resolve`]), checks every address ([`super::gate`]), and builds for each
-//! request an agent whose resolver answers with the one checked address
-//! ([`PinnedResolver`]): ureq never looks the name up again.
+//! itself ([`resolve`]; a loopback name such as `localhost` without any lookup),
+//! checks every address ([`super::gate`]), and builds for each request an agent whose
+//! resolver answers with the one checked address ([`PinnedResolver`]): ureq never
+//! looks the name up again.
 //!
 //! # Security
 //!
@@ -89,13 +90,18 @@ pub enum ResolveError {
     },
 }
 
-/// Resolves `host` once, within `timeout`.
+/// Resolves `host` once, within `timeout`. A loopback name (`localhost`, a name under
+/// it) is not looked up: it is `127.0.0.1` and `::1` (RFC 6761), whatever a resolver or
+/// `/etc/hosts` would say.
 ///
 /// # Errors
 ///
 /// A [`ResolveError`] when the name does not resolve, resolves to nothing, or the
 /// lookup takes longer than `timeout` (the lookup thread is left to finish on its own).
 pub fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>, ResolveError> {
+    if super::address::is_loopback_name(host) {
+        return Ok(super::address::loopback_addresses(port));
+    }
     let (tx, rx) = std::sync::mpsc::channel();
     let name = host.to_owned();
     std::thread::Builder::new()
@@ -402,5 +408,20 @@ fn classify_io(e: &std::io::Error) -> Failure {
         Failure::Timeout
     } else {
         Failure::Other(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A loopback name is never looked up: with no time left for a lookup it still
+    /// resolves, to loopback and nothing else, whatever `/etc/hosts` says.
+    #[test]
+    fn a_loopback_name_is_never_looked_up() {
+        for name in ["localhost", "api.localhost"] {
+            let addrs = resolve(name, 8000, Duration::ZERO).unwrap();
+            assert_eq!(addrs, super::super::address::loopback_addresses(8000));
+        }
     }
 }

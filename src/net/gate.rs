@@ -7,7 +7,9 @@
 //! so every numeric spelling of an address is an address; scheme, host and port under
 //! a granted declaration and an allow entry; no deny entry naming the host), then,
 //! once its name is resolved, [`NetAccess::check_addresses`] (every address outside
-//! the deny ranges and globally routable, unless an allow entry names it literally).
+//! the deny ranges and globally routable, unless an allow entry names it literally;
+//! or loopback, for `localhost` and the names under it when an allow entry names
+//! them, which warden never looks up: RFC 6761).
 //!
 //! # Security
 //!
@@ -58,6 +60,9 @@ pub struct NetAccess {
     pub log_query: bool,
     /// The key that set `max_requests` (the rule of a request past it).
     pub max_requests_rule: String,
+    /// The plugin's table (`plugins.NAME`), where a refusal's hint says to add an
+    /// allow entry.
+    pub table: String,
 }
 
 /// A request refused by a check.
@@ -244,12 +249,16 @@ impl NetAccess {
 
     /// Checks every address `target`'s host resolved to: none may be in a deny range,
     /// and none may be non-global unless an allow entry names it, or a range holding
-    /// it, literally (for this scheme and port).
+    /// it, literally (for this scheme and port). The one exception is a loopback name
+    /// (`localhost`, a name under it): its loopback addresses pass when an allow entry
+    /// names it by name; any other address of such a name is refused.
     ///
     /// # Errors
     ///
     /// [`Refused`] with the deny entry, or [`RULE_NON_GLOBAL`].
     pub fn check_addresses(&self, target: &Target, addrs: &[SocketAddr]) -> Result<(), Refused> {
+        let loopback_name = target.host.is_loopback_name();
+        let wanted = target.endpoint();
         for addr in addrs {
             let ip = addr.ip();
             let as_host = HostPattern::Ip(ip);
@@ -259,29 +268,63 @@ impl NetAccess {
                     format!("`{}` resolves to {ip}, in `{}`", target.host, deny.value),
                 ));
             }
-            if let Some(range) = non_global(ip) {
-                let literal = Endpoint {
-                    scheme: target.scheme,
-                    host: HostPattern::Ip(canonical(ip)),
-                    ports: Ports::one(target.port),
-                    default_port: false,
-                };
-                let named = self.allow.iter().any(|a| {
-                    matches!(a.value.host, HostPattern::Ip(_) | HostPattern::Range(_))
-                        && a.value.covers(&literal)
-                });
-                if !named {
-                    return Err(Refused::new(
-                        RULE_NON_GLOBAL,
-                        format!(
-                            "`{}` is {ip}, a {range} address: warden reaches such an address only when an allow entry names it or its range literally",
-                            target.host
-                        ),
-                    ));
-                }
+            if loopback_name && !canonical(ip).is_loopback() {
+                return Err(Refused::new(
+                    RULE_NON_GLOBAL,
+                    format!(
+                        "`{}` is a loopback name, which stands for loopback and nothing else, but it came to {ip}",
+                        target.host
+                    ),
+                ));
+            }
+            let Some(range) = non_global(ip) else {
+                continue;
+            };
+            let literal = Endpoint {
+                host: HostPattern::Ip(canonical(ip)),
+                ..wanted.clone()
+            };
+            let named = self.allow.iter().any(|a| {
+                matches!(a.value.host, HostPattern::Ip(_) | HostPattern::Range(_))
+                    && a.value.covers(&literal)
+            });
+            // `localhost` named by name is loopback (RFC 6761): the allow entry says
+            // so as plainly as `127.0.0.1` would.
+            let by_loopback_name =
+                loopback_name && self.allow.iter().any(|a| a.value.covers(&wanted));
+            if !named && !by_loopback_name {
+                return Err(Refused::new(
+                    RULE_NON_GLOBAL,
+                    self.non_global_reason(target, ip, range, &literal),
+                ));
             }
         }
         Ok(())
+    }
+
+    /// Why a non-global address is refused, with the allow entry that would let the
+    /// request through: the loopback name itself, else the address (literally, as
+    /// warden requires for a non-global address), in the plugin's own table.
+    fn non_global_reason(
+        &self,
+        target: &Target,
+        ip: IpAddr,
+        range: &str,
+        literal: &Endpoint,
+    ) -> String {
+        let entry = if target.host.is_loopback_name() {
+            target.endpoint().to_string()
+        } else {
+            literal.to_string()
+        };
+        let came = match &target.host {
+            HostPattern::Ip(_) => String::new(),
+            name => format!(" (the name `{name}` resolved to it)"),
+        };
+        format!(
+            "{ip} is a {range} address{came}, which warden reaches only when an allow entry names it: add `\"{entry}\"` to `net.allow` of `[{}]` if the plugin is meant to reach it",
+            self.table
+        )
     }
 }
 
@@ -324,6 +367,7 @@ mod tests {
             tls: Tls::default(),
             log_query: false,
             max_requests_rule: "defaults.net.max_requests".into(),
+            table: "plugins.p".into(),
         }
     }
 
@@ -357,18 +401,81 @@ mod tests {
 
     #[test]
     fn a_name_allowed_by_name_never_reaches_loopback() {
-        let net = access(&["http://localhost:8000"], &["http://localhost:8000"], &[]);
-        let t = net.check_url("HTTP://LOCALHOST.:8000/").unwrap();
-        assert_eq!(t.host_name(), "localhost");
+        let net = access(
+            &["http://intranet.example:8000"],
+            &["http://intranet.example:8000"],
+            &[],
+        );
+        let t = net.check_url("HTTP://INTRANET.EXAMPLE.:8000/").unwrap();
+        assert_eq!(t.host_name(), "intranet.example");
         let e = net
             .check_addresses(&t, &[addr("127.0.0.1:8000")])
             .unwrap_err();
         assert_eq!(e.rule, RULE_NON_GLOBAL);
+        // The hint is the allow entry that works: the address, literally.
+        assert!(
+            e.reason
+                .contains("add `\"http://127.0.0.1:8000\"` to `net.allow` of `[plugins.p]`"),
+            "{}",
+            e.reason
+        );
         let e = net
             .check_addresses(&t, &[addr("[::ffff:10.0.0.1]:8000")])
             .unwrap_err();
         assert_eq!(e.rule, RULE_NON_GLOBAL);
         assert!(net.check_addresses(&t, &[addr("8.8.8.8:8000")]).is_ok());
+    }
+
+    /// `localhost` and the names under it, allowed by name, reach loopback and
+    /// nothing else; another port, or no allow entry, still reach nothing.
+    #[test]
+    fn localhost_allowed_by_name_is_loopback_and_nothing_else() {
+        let net = access(
+            &["http://localhost:*", "http://*.localhost:*"],
+            &["http://localhost:8000", "http://*.localhost:8000"],
+            &[],
+        );
+        for url in ["http://LOCALHOST.:8000/", "http://api.localhost:8000/"] {
+            let t = net.check_url(url).unwrap();
+            let loopback = crate::net::address::loopback_addresses(8000);
+            assert!(net.check_addresses(&t, &loopback).is_ok(), "{url}");
+            for other in ["10.0.0.1:8000", "8.8.8.8:8000", "[fd00::1]:8000"] {
+                let e = net.check_addresses(&t, &[addr(other)]).unwrap_err();
+                assert_eq!(e.rule, RULE_NON_GLOBAL, "{url} {other}");
+            }
+        }
+        // A port no allow entry names: loopback stays out of reach.
+        let t = net.check_url("http://localhost:8001/").unwrap();
+        let e = net
+            .check_addresses(&t, &crate::net::address::loopback_addresses(8001))
+            .unwrap_err();
+        assert_eq!(e.rule, RULE_NON_GLOBAL);
+        // In audit mode a declaration may be in effect with no allow entry: loopback
+        // stays out of reach, and the hint names the entry that works.
+        let mut audit = access(&["http://localhost:*"], &[], &[]);
+        audit.granted[0].rule = crate::grant::NO_RULE.into();
+        let t = audit.check_url("http://localhost:8000/").unwrap();
+        let e = audit
+            .check_addresses(&t, &[addr("127.0.0.1:8000")])
+            .unwrap_err();
+        assert_eq!(e.rule, RULE_NON_GLOBAL);
+        assert!(
+            e.reason
+                .contains("add `\"http://localhost:8000\"` to `net.allow` of `[plugins.p]`"),
+            "{}",
+            e.reason
+        );
+        // A deny range still wins over the name.
+        let denied = access(
+            &["http://localhost:*"],
+            &["http://localhost:*"],
+            &["127.0.0.0/8"],
+        );
+        let t = denied.check_url("http://localhost:8000/").unwrap();
+        let e = denied
+            .check_addresses(&t, &crate::net::address::loopback_addresses(8000))
+            .unwrap_err();
+        assert_eq!(e.rule, "deny[0]");
     }
 
     #[test]

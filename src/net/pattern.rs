@@ -262,6 +262,17 @@ impl HostPattern {
         self.covers(other) || other.covers(self)
     }
 
+    /// Whether this pattern is `localhost`, a name under it, or `*.localhost`: names
+    /// that stand for loopback and nothing else
+    /// ([`super::address::is_loopback_name`]).
+    pub fn is_loopback_name(&self) -> bool {
+        match self {
+            HostPattern::Name(n) => super::address::is_loopback_name(n),
+            HostPattern::Subdomains(n) => n == "localhost" || super::address::is_loopback_name(n),
+            HostPattern::Ip(_) | HostPattern::Range(_) => false,
+        }
+    }
+
     /// Whether this pattern names `ip` or a range holding it literally.
     pub fn names_address(&self, ip: IpAddr) -> bool {
         self.covers(&HostPattern::Ip(ip))

@@ -85,6 +85,25 @@ impl EnvPattern {
             .collect();
         self.matcher.is_match(proxy.as_str())
     }
+
+    /// Whether some name is matched by both patterns. A pattern without `*` is one
+    /// name, which the other matches or not. Two globs share a name exactly when their
+    /// literal starts (before the first `*`) agree, one a prefix of the other, and so do
+    /// their literal ends (after the last `*`): that start, both middles and that end
+    /// in a row is such a name.
+    pub(crate) fn overlaps(&self, other: &EnvPattern) -> bool {
+        let (a, b) = (self.raw.as_str(), other.raw.as_str());
+        if !a.contains('*') {
+            return other.matches(a);
+        }
+        if !b.contains('*') {
+            return self.matches(b);
+        }
+        let start = |p: &'_ str| p.split('*').next().unwrap_or_default().to_owned();
+        let end = |p: &'_ str| p.rsplit('*').next().unwrap_or_default().to_owned();
+        let (sa, sb, ea, eb) = (start(a), start(b), end(a), end(b));
+        (sa.starts_with(&sb) || sb.starts_with(&sa)) && (ea.ends_with(&eb) || eb.ends_with(&ea))
+    }
 }
 
 #[cfg(test)]
@@ -130,5 +149,26 @@ mod tests {
         assert!(!p("A*B").covers(&p("A*")));
         assert!(p("*_TOKEN").covers(&p("GITHUB_TOKEN")));
         assert!(!p("*_TOKEN").covers(&p("*TOKEN")));
+    }
+
+    #[test]
+    fn overlaps_when_some_name_matches_both() {
+        for (a, b) in [
+            ("APP_*", "*_KEY"),
+            ("*", "HOME"),
+            ("APP_*", "APP_X*"),
+            ("A*B*C", "*C"),
+            ("HOME", "HOME"),
+        ] {
+            assert!(p(a).overlaps(&p(b)) && p(b).overlaps(&p(a)), "{a} {b}");
+        }
+        for (a, b) in [
+            ("APP_*", "HOME"),
+            ("APP_*", "AWS_*"),
+            ("*_TOKEN", "*_KEY"),
+            ("HOME", "HOMER"),
+        ] {
+            assert!(!p(a).overlaps(&p(b)) && !p(b).overlaps(&p(a)), "{a} {b}");
+        }
     }
 }

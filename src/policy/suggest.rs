@@ -23,9 +23,12 @@
 //!   so the table alone withholds at least what the audit runs were denied; a
 //!   variable a deny pattern withheld in the runs is listed under that pattern.
 //!
-//! What was declared but not used is listed in a comment, not granted: enforce mode
-//! will deny it, which the comment says. Only runs under `mode = "audit"` count;
-//! enforce-mode runs carry no evidence of use.
+//! What was declared but not used is listed in a comment, not granted, and denied by
+//! name where a deny entry can say so without denying anything a run used (`intent`):
+//! enforce runs then count no denial the administrator has not written down. A
+//! request a check refused (a loopback address, which audit mode never reaches unless
+//! named) is shown as a commented allow entry with the reason, never granted. Only
+//! runs under `mode = "audit"` count; enforce-mode runs carry no evidence of use.
 //!
 //! # Security
 //!
@@ -34,11 +37,15 @@
 //! `\uXXXX`), every comment with [`crate::escape::escape_line`]: nothing in a log can
 //! add a key or a table, or reach the terminal raw.
 
+mod intent;
+mod render;
+
+pub use intent::RefusedAttempt;
+pub use render::render_toml;
+
 use crate::audit::read::ReadRecord;
-use crate::escape::{escape_line, toml_string};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt::Write as _;
 
 /// Why one item is in the suggestion: the runs that used it and what they used.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -52,6 +59,10 @@ pub struct Evidence {
     pub runs: BTreeSet<String>,
     /// A few of the uses (paths under the directory, URLs), for the comment.
     pub uses: BTreeSet<String>,
+    /// A deny entry for a declared item no run used: the policy denies it by name,
+    /// so enforce runs do not count it as a denial to look at.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unused: bool,
 }
 
 /// The suggestion for one plugin.
@@ -85,6 +96,16 @@ pub struct PluginSuggestion {
     pub net_allow: BTreeMap<String, Evidence>,
     /// Declared items no run used (`capability request`).
     pub unused: BTreeSet<String>,
+    /// Those of [`PluginSuggestion::unused`] a deny entry of the suggestion names
+    /// (`fs.deny`, `env.deny`, `net.deny`, marked [`Evidence::unused`]); the others
+    /// cannot be denied by name without denying something a run used.
+    pub denied_by_name: BTreeSet<String>,
+    /// Requests the runs made that a check refused, by destination and rule: shown
+    /// as comments, with the allow entries that would let them through when one can.
+    pub refused: BTreeMap<String, RefusedAttempt>,
+    /// The host path of each declared directory (`capability request` -> path).
+    #[serde(skip)]
+    declared_paths: BTreeMap<String, String>,
 }
 
 /// A policy file as a run's records name it.
@@ -210,11 +231,13 @@ impl Suggester {
                 .chain(s.stdio.values())
                 .chain(s.net_allow.values())
                 .map(|e| e.declared.clone())
+                .chain(s.refused.values().filter_map(|r| r.declared.clone()))
                 .collect();
             s.unused.retain(|item| {
                 let request = item.split_once(' ').map_or(item.as_str(), |(_, r)| r);
                 !used.contains(request)
             });
+            intent::deny_unused(s);
         }
         out.into_values().collect()
     }
@@ -237,7 +260,11 @@ fn take_run(
     };
     for d in decisions {
         if let (Some(cap), Some(request)) = (text(d, "capability"), text(d, "request")) {
-            s.unused.insert(format!("{cap} {request}"));
+            let item = format!("{cap} {request}");
+            if let Some(path) = text(d, "host_path") {
+                s.declared_paths.insert(item.clone(), path);
+            }
+            s.unused.insert(item);
         }
     }
     let note = |map: &mut BTreeMap<String, Evidence>,
@@ -338,6 +365,7 @@ fn take_run(
             }
         }
     }
+    intent::take_refused(s, run_id, decisions, effects);
     for e in effects {
         // Only a destination whose address check passed: a request that failed
         // before it (a deadline, a name that did not resolve) proves nothing about
@@ -349,16 +377,7 @@ fn take_run(
         let Some(destination) = destination_endpoint(&url) else {
             continue;
         };
-        let declared = decisions
-            .iter()
-            .filter(in_effect)
-            .filter(|d| text(d, "capability").as_deref() == Some("net"))
-            .filter_map(|d| text(d, "request"))
-            .find_map(|r| {
-                let ep = crate::net::Endpoint::parse_allow(&r).ok()?;
-                ep.covers(&destination).then_some((r, ep))
-            });
-        if let Some((declared, endpoint)) = declared {
+        if let Some((declared, endpoint)) = declared_net(decisions, &destination) {
             // A declaration of several ports (none declared: any port) goes in with
             // the port the run used.
             let allow = if endpoint.ports.low == endpoint.ports.high {
@@ -374,6 +393,27 @@ fn take_run(
             note(&mut s.net_allow, allow, declared, Some(url));
         }
     }
+}
+
+/// The declared endpoint in effect in the run that covers `destination`, as recorded
+/// and as parsed.
+fn declared_net(
+    decisions: &[serde_json::Value],
+    destination: &crate::net::Endpoint,
+) -> Option<(String, crate::net::Endpoint)> {
+    decisions
+        .iter()
+        .filter(|d| {
+            matches!(
+                d.get("outcome").and_then(|o| o.as_str()),
+                Some("granted" | "would_deny")
+            ) && d.get("capability").and_then(|c| c.as_str()) == Some("net")
+        })
+        .filter_map(|d| d.get("request").and_then(|r| r.as_str()))
+        .find_map(|r| {
+            let ep = crate::net::Endpoint::parse_allow(r).ok()?;
+            ep.covers(destination).then(|| (r.to_owned(), ep))
+        })
 }
 
 /// Whether an `effect` record shows its request passed the address check: `address`
@@ -414,7 +454,7 @@ impl PluginSuggestion {
         let names: Vec<String> = self
             .env_deny
             .iter()
-            .filter(|(_, e)| e.kept_from.is_none())
+            .filter(|(_, e)| e.kept_from.is_none() && !e.unused)
             .map(|(name, _)| name.clone())
             .collect();
         for name in names {
@@ -452,161 +492,6 @@ fn destination_endpoint(url: &str) -> Option<crate::net::Endpoint> {
     crate::net::Endpoint::parse_allow(crate::net::effects::destination_of(url)?).ok()
 }
 
-impl PluginSuggestion {
-    /// The table as TOML, with comments naming the evidence.
-    pub fn to_toml(&self) -> String {
-        let mut out = String::new();
-        let first = self
-            .runs
-            .iter()
-            .map(|(_, t)| t)
-            .min()
-            .cloned()
-            .unwrap_or_default();
-        let last = self
-            .runs
-            .iter()
-            .map(|(_, t)| t)
-            .max()
-            .cloned()
-            .unwrap_or_default();
-        let ids: Vec<&str> = self
-            .runs
-            .iter()
-            .take(4)
-            .map(|(id, _)| id.as_str())
-            .collect();
-        let more = self.runs.len().saturating_sub(ids.len());
-        let _ = writeln!(
-            out,
-            "# {}: from {} audit-mode run{} between {} and {}",
-            escape_line(&self.name),
-            self.runs.len(),
-            if self.runs.len() == 1 { "" } else { "s" },
-            escape_line(&first),
-            escape_line(&last)
-        );
-        let _ = writeln!(
-            out,
-            "# runs: {}{}",
-            escape_line(&ids.join(", ")),
-            if more > 0 {
-                format!(" and {more} more")
-            } else {
-                String::new()
-            }
-        );
-        let _ = writeln!(out, "[plugins.{}]", super::model::toml_key(&self.name));
-        let digests: Vec<String> = self.sha256.iter().map(|d| toml_string(d)).collect();
-        match digests.as_slice() {
-            [] => {}
-            [one] => {
-                let _ = writeln!(out, "sha256 = {one}  # the module these runs loaded");
-            }
-            many => {
-                let _ = writeln!(
-                    out,
-                    "sha256 = [{}]  # every module these runs loaded",
-                    many.join(", ")
-                );
-            }
-        }
-        let total = self.runs.len();
-        let list = |out: &mut String, key: &str, items: &BTreeMap<String, Evidence>| {
-            if items.is_empty() {
-                return;
-            }
-            let _ = writeln!(out, "{key} = [");
-            for (value, e) in items {
-                let uses: Vec<&str> = e.uses.iter().map(String::as_str).collect();
-                if let Some(from) = &e.kept_from {
-                    let mut comment = format!("kept from the audit policy: {from}");
-                    if !e.runs.is_empty() {
-                        let _ = write!(
-                            comment,
-                            "; withheld {} in {} of {total} runs",
-                            uses.join(", "),
-                            e.runs.len()
-                        );
-                    }
-                    let _ = writeln!(
-                        out,
-                        "    {},  # {}",
-                        toml_string(value),
-                        escape_line(&comment)
-                    );
-                    continue;
-                }
-                let declared = if e.declared.starts_with("withheld") {
-                    format!("{} in ", e.declared)
-                } else if e.declared != *value {
-                    format!("declared `{}`; ", e.declared)
-                } else {
-                    String::new()
-                };
-                let comment = format!(
-                    "{declared}{}{} of {total} runs{}",
-                    if e.declared.starts_with("withheld") {
-                        ""
-                    } else {
-                        "used by "
-                    },
-                    e.runs.len(),
-                    if uses.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {}", uses.join(", "))
-                    }
-                );
-                // Log text (plugin-chosen paths and URLs) in a comment: escaped, so a
-                // newline can never end the comment and start a key.
-                let _ = writeln!(
-                    out,
-                    "    {},  # {}",
-                    toml_string(value),
-                    escape_line(&comment)
-                );
-            }
-            let _ = writeln!(out, "]");
-        };
-        list(&mut out, "fs.read", &self.fs_read);
-        list(&mut out, "fs.write", &self.fs_write);
-        list(&mut out, "fs.deny", &self.fs_deny);
-        list(&mut out, "env.allow", &self.env_allow);
-        list(&mut out, "env.deny", &self.env_deny);
-        if self.stdio.is_empty() {
-            let _ = writeln!(out, "stdio = []  # no run used a stream");
-        } else {
-            list(&mut out, "stdio", &self.stdio);
-        }
-        list(&mut out, "net.allow", &self.net_allow);
-        list(&mut out, "net.deny", &self.net_deny);
-        if !self.unused.is_empty() {
-            let _ = writeln!(
-                out,
-                "# declared but used by no run (not granted; enforce mode denies them):"
-            );
-            for item in &self.unused {
-                let _ = writeln!(out, "#   {}", escape_line(item));
-            }
-        }
-        out
-    }
-}
-
-/// The whole suggestion as a policy file `policy check` accepts.
-pub fn render_toml(source: &str, suggestions: &[PluginSuggestion]) -> String {
-    let mut out = format!(
-        "# warden policy suggest, from {}\n# Review each table, then merge it into your policy.\nversion = 1\n",
-        escape_line(source)
-    );
-    for s in suggestions {
-        out.push('\n');
-        out.push_str(&s.to_toml());
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -639,10 +524,16 @@ mod tests {
                 "call": "path_open", "path": evil, "host_path": evil, "preopen": "/data", "write": false}),
             serde_json::json!({"run_id": "r1", "ts": evil, "event": "access", "plugin": plugin, "policy": policy,
                 "call": "stdout", "path": "stdout", "write": true}),
+            serde_json::json!({"run_id": "r1", "ts": evil, "event": "effect", "plugin": plugin, "policy": policy,
+                "kind": "http_get", "url": format!("http://127.0.0.1:80/{evil}"), "outcome": "denied",
+                "rule": "builtin.net.non_global", "reason": evil, "address": "127.0.0.1:80"}),
+            serde_json::json!({"run_id": "r1", "ts": evil, "event": "effect", "plugin": plugin, "policy": policy,
+                "kind": "http_get", "url": evil, "outcome": "denied", "rule": evil, "reason": evil}),
         ] {
             s.add(&rec(v));
         }
         let suggestions = s.suggestions(None);
+        assert_eq!(suggestions[0].refused.len(), 2);
         assert_eq!(suggestions.len(), 1);
         let text = render_toml(evil, &suggestions);
         let table: toml::Table = text.parse().unwrap_or_else(|e| panic!("{e}\n{text}"));
@@ -651,6 +542,15 @@ mod tests {
         let good = plugins["good"].as_table().unwrap();
         assert_eq!(good["fs"]["read"][0].as_str(), Some(evil));
         assert!(!text.contains('\u{7f}') && !text.contains('\u{1b}'));
+        // A refused request is a comment, never an entry.
+        assert!(
+            text.contains("    # \"http://127.0.0.1:80\",  # tried http://127.0.0.1:80/x"),
+            "{text}"
+        );
+        assert!(
+            good.get("net")
+                .is_some_and(|n| n["allow"].as_array().is_some_and(Vec::is_empty))
+        );
     }
 
     /// A suggestion is the narrowest grant the runs needed: where the plugin runs

@@ -413,6 +413,145 @@ fn suggest_turns_audit_runs_into_the_narrowest_policy_enforce_accepts() {
     );
 }
 
+/// Audit mode never reaches a loopback address no allow entry names, so a plugin
+/// that talks to loopback leaves refused requests, not uses: `suggest` shows each as
+/// a commented allow entry with the reason (not as a declaration no run used), and
+/// that entry, uncommented, lets the request through in enforce mode.
+#[test]
+fn suggest_shows_a_refused_loopback_attempt_as_a_commented_entry() {
+    let server = Server::start(0, None, hello);
+    let here = format!("127.0.0.1:{}", server.port());
+    let site = Site::new();
+    let audit = site.policy(
+        "audit.toml",
+        "version = 1\nmode = \"audit\"\n[defaults.fs]\ndeny = [\"~/.ssh\"]\n",
+    );
+    let log = site.path("audit.jsonl");
+    let url = format!("http://{here}/x");
+    for _ in 0..2 {
+        let out = site.run(&audit, &log, "fetcher", &["get", &url]);
+        assert_ne!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    }
+    assert!(server.seen().is_empty(), "audit mode reached loopback");
+
+    let out = crate::cli::warden(&["policy", "suggest", log.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let suggested = text(&out.stdout);
+    let line = format!(
+        "    # \"http://{here}\",  # tried {url} in 2 of 2 runs: 127.0.0.1 is a loopback (127.0.0.0/8) address; allow it only if you mean to"
+    );
+    assert!(suggested.contains(&line), "{suggested}");
+    assert!(
+        !suggested.contains("#   net http://127.0.0.1:*"),
+        "a declaration the runs tried is not one no run used:\n{suggested}"
+    );
+    let table: toml::Table = suggested.parse().unwrap();
+    assert!(
+        table["plugins"]["fetcher"]["net"]["allow"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "a refused request is never granted: {suggested}"
+    );
+    let json = crate::cli::warden(&["policy", "suggest", "--json", log.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let refused = &v["plugins"][0]["refused"][format!("http://{here} builtin.net.non_global")];
+    assert_eq!(
+        refused["allow"],
+        serde_json::json!([format!("http://{here}")])
+    );
+    assert_eq!(refused["declared"], "http://127.0.0.1:*");
+
+    // The administrator means it: uncommented, the entry lets the request through.
+    let adopted = site.policy(
+        "adopted.toml",
+        &suggested.replace(&line, &line.replacen("# ", "", 1)),
+    );
+    let out = site.run(
+        &adopted,
+        &site.path("enforce.jsonl"),
+        "fetcher",
+        &["get", &url],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(server.seen().len(), 1);
+}
+
+/// After adopting a suggested table, enforce runs report no denial the policy
+/// names: what no run used is denied by name (here `./data`, in `fs.deny`), which
+/// the administrator meant. A denial no rule names is still reported.
+#[test]
+fn an_adopted_suggestion_reports_only_denials_the_policy_does_not_name() {
+    let site = Site::new();
+    let audit = site.policy("audit.toml", AUDIT_POLICY);
+    let log = site.path("audit.jsonl");
+    let out = site.run(&audit, &log, "file-reader", &["print", "hi"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = crate::cli::warden(&["policy", "suggest", log.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let suggested = text(&out.stdout);
+    let data = site
+        .path("data")
+        .canonicalize()
+        .unwrap()
+        .display()
+        .to_string();
+    let table: toml::Table = suggested.parse().unwrap();
+    let reader = &table["plugins"]["file-reader"];
+    assert!(
+        reader["fs"]["deny"]
+            .as_array()
+            .unwrap()
+            .contains(&toml::Value::from(data.as_str())),
+        "{suggested}"
+    );
+    assert!(
+        suggested.contains("#   fs_read ./data (denied by name above)"),
+        "{suggested}"
+    );
+    let adopted = site.policy("adopted.toml", &suggested);
+    let check = crate::cli::warden(&["policy", "check", adopted.to_str().unwrap()]);
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check.stdout));
+
+    let enforce = site.path("enforce.jsonl");
+    let out = site.run(&adopted, &enforce, "file-reader", &["print", "hi"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).is_empty(), "{}", text(&out.stderr));
+    let denied = events(&log_records(&enforce), "deny")
+        .into_iter()
+        .map(|d| d["request"].as_str().unwrap().to_owned())
+        .collect::<Vec<_>>();
+    assert_eq!(denied, ["./data"], "denied all the same");
+    let out = site.run_with(&["-v"], &adopted, &enforce, "file-reader", &["print", "hi"]);
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("1 of 4 declared items denied by name in the policy")
+            && said.contains("warden:   denied fs_read ./data by `plugins.file-reader.fs.deny["),
+        "{said}"
+    );
+
+    // Without the denial by name, the same denial is reported.
+    let unnamed: String = suggested
+        .lines()
+        .filter(|l| !l.contains("used by no run: denied by name"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let unnamed = site.policy("unnamed.toml", &unnamed);
+    let out = site.run(&unnamed, &enforce, "file-reader", &["print", "hi"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let run_id = log_records(&enforce).last().unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        text(&out.stderr).lines().last(),
+        Some(
+            format!("warden: 1 of 4 declared items denied; see run {run_id} (-v lists them)")
+                .as_str()
+        )
+    );
+}
+
 /// Defect 1: `suggest` allows a destination only when a request to it passed its
 /// address check. A hand-built audit log holds a request to the metadata address
 /// that failed at the call's deadline before its address check (`checked` lacks
@@ -685,6 +824,60 @@ fn policy_pin_changes_one_line_and_keeps_every_comment() {
         &["print", "x"],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+/// Two different modules that declare the same plugin name: without `--rolling`,
+/// `pin` refuses (naming both files and the plugin) and writes nothing, instead of
+/// pinning the first and then silently replacing it with the second; with
+/// `--rolling` both digests are pinned, and two copies of one module are no conflict.
+#[test]
+fn pin_refuses_two_modules_of_one_name_unless_rolling() {
+    let site = Site::new();
+    let original = "version = 1\n# the twins\n[plugins.twin]\n";
+    let policy = site.policy("p.toml", original);
+    let one = site.path("one.wasm");
+    let two = site.path("two.wasm");
+    std::fs::write(&one, WatPlugin::new("twin").bytes()).unwrap();
+    let mut other = WatPlugin::new("twin");
+    other.result = result_bytes(&warden::abi::ExecuteResult::Success("other".into()));
+    std::fs::write(&two, other.bytes()).unwrap();
+    let (d1, d2) = (hex::encode(sha256_of(&one)), hex::encode(sha256_of(&two)));
+    assert_ne!(d1, d2);
+    let pin = |extra: &[&str], files: &[&Path]| {
+        crate::cli::warden_command()
+            .args(["policy", "pin", "--policy"])
+            .arg(&policy)
+            .args(extra)
+            .args(files)
+            .output()
+            .unwrap()
+    };
+
+    let out = pin(&[], &[&one, &two]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    let said = text(&out.stderr);
+    for part in [
+        one.display().to_string(),
+        two.display().to_string(),
+        "the plugin `twin`".into(),
+        "--rolling".into(),
+    ] {
+        assert!(said.contains(&part), "{part}: {said}");
+    }
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    assert_eq!(std::fs::read_to_string(&policy).unwrap(), original);
+
+    // The same module twice is no conflict.
+    let out = pin(&[], &[&one, &one]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    std::fs::write(&policy, original).unwrap();
+
+    let out = pin(&["--rolling"], &[&one, &two]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(&policy).unwrap(),
+        format!("{original}sha256 = [\"{d1}\", \"{d2}\"]\n")
+    );
 }
 
 fn sha256_of(path: &Path) -> [u8; 32] {

@@ -626,53 +626,160 @@ fn assert_all_refused(site: &Site, got: &[EffectResult], rules: &[&str], server:
     site.assert_log_complete();
 }
 
-/// A name allowed only by name (`localhost`) that resolves to loopback is refused,
-/// however it is spelt; so are numeric spellings of loopback outside the declaration.
+/// `localhost` and the names under it (RFC 6761), named in an allow entry, reach a
+/// loopback server, however they are spelt; numeric spellings of loopback and a port
+/// no allow entry names stay refused, and nothing of those reaches the server.
 #[test]
-fn a_name_allowed_by_name_never_reaches_loopback() {
+fn localhost_allowed_by_name_reaches_loopback_and_nothing_else() {
     let server = Server::start(0, None, hello);
     let port = server.port();
+    // Another port, refused before anything connects to it.
+    let other = if port == u16::MAX { port - 1 } else { port + 1 };
     let script: Vec<ExecuteResult> = [
-        format!("http://localhost:{port}/"),
-        format!("HTTP://LOCALHOST.:{port}/"),
+        format!("http://localhost:{port}/a"),
+        format!("HTTP://LOCALHOST.:{port}/b"),
+        format!("http://api.localhost:{port}/c"),
+        format!("http://localhost:{other}/"),
         format!("http://2130706433:{port}/"),
-        format!("http://0x7f.1:{port}/"),
         format!("http://[::ffff:127.0.0.1]:{port}/"),
     ]
     .iter()
     .map(|u| get(u))
     .chain([ExecuteResult::Success("done".into())])
     .collect();
-    let wasm = scripted(vec![http("localhost", port)], &script);
+    let declared = vec![
+        pattern(NetProtocol::Http, "localhost", None),
+        pattern(NetProtocol::Http, "*.localhost", None),
+    ];
+    let wasm = scripted(declared, &script);
     let site = Site::new(
-        &policy(&format!("net.allow = [\"http://localhost:{port}\"]")),
+        &policy(&format!(
+            "net.allow = [\"http://localhost:{port}\", \"http://*.localhost:{port}\"]"
+        )),
         &wasm,
     );
     let (report, got) = site.run();
     assert_eq!(report.exit_code(), 0);
-    assert_all_refused(
-        &site,
-        &got,
-        &[
-            "builtin.net.non_global",
-            "builtin.net.non_global",
-            "builtin.net.undeclared",
-            "builtin.net.undeclared",
-            "builtin.net.undeclared",
-        ],
-        &server,
+    assert_eq!(got.len(), 6, "{got:?}");
+    for answer in &got[..3] {
+        assert!(
+            matches!(answer, EffectResult::Http(r) if r.status == 200),
+            "{answer:?}"
+        );
+    }
+    let paths: Vec<String> = server.seen().into_iter().map(|s| s.path).collect();
+    assert_eq!(
+        paths,
+        ["/a", "/b", "/c"],
+        "only the loopback names got through"
     );
+    for answer in &got[3..] {
+        assert!(
+            refused_answer(answer).starts_with("warden refused the request: "),
+            "{answer:?}"
+        );
+    }
     let effects = site.records("effect");
+    let rules: Vec<&str> = effects
+        .iter()
+        .map(|e| e["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            &format!("plugins.{PROBE}.net.allow[0]"),
+            &format!("plugins.{PROBE}.net.allow[0]"),
+            &format!("plugins.{PROBE}.net.allow[1]"),
+            "builtin.net.undeclared",
+            "builtin.net.undeclared",
+            "builtin.net.undeclared",
+        ]
+    );
+    assert_eq!(effects[0]["address"], format!("127.0.0.1:{port}"));
     assert_eq!(
         effects[1]["url"],
-        format!("http://localhost:{port}/"),
+        format!("http://localhost:{port}/b"),
         "normalized"
     );
-    assert_eq!(
-        effects[2]["url"],
-        format!("http://127.0.0.1:{port}/"),
-        "normalized"
+    site.assert_log_complete();
+}
+
+/// Every hint a refusal gives is an allow entry that works, in the plugin's own
+/// table by its real name: applied to the policy as it says, the request goes through.
+#[test]
+fn a_refusals_hint_is_a_fix_that_works() {
+    let server = Server::start(0, None, hello);
+    let port = server.port();
+    // The entry and the table a reason's hint names:
+    // "add `\"ENTRY\"` ... to `net.allow` of `[TABLE]`".
+    let hint = |reason: &str| -> (String, String) {
+        let entry = reason
+            .split_once("add `\"")
+            .and_then(|(_, r)| r.split_once("\"`"))
+            .unwrap_or_else(|| panic!("no entry in the hint: {reason}"))
+            .0;
+        let table = reason
+            .split_once("to `net.allow` of `[")
+            .and_then(|(_, r)| r.split_once("]`"))
+            .unwrap_or_else(|| panic!("no table in the hint: {reason}"))
+            .0;
+        (entry.to_owned(), table.to_owned())
+    };
+    let apply = |site: &Site, text: &str| {
+        crate::policy::policy_file(site.dir.path(), "policy.toml", text);
+    };
+
+    // Audit mode reaches no loopback address: the refusal of `localhost` says which
+    // entry would.
+    let script = [
+        get(&format!("http://localhost:{port}/")),
+        ExecuteResult::Success("done".into()),
+    ];
+    let wasm = scripted(vec![pattern(NetProtocol::Http, "localhost", None)], &script);
+    let audit = format!("version = 1\nmode = \"audit\"\n[plugins.{PROBE}]\nstdio = [\"stdout\"]\n");
+    let site = Site::new(&audit, &wasm);
+    let (_, got) = site.run();
+    assert!(refused_answer(&got[0]).contains("add `"), "{got:?}");
+    let effect = &site.records("effect")[0];
+    assert_eq!(effect["rule"], "builtin.net.non_global");
+    let (entry, table) = hint(effect["reason"].as_str().unwrap());
+    assert_eq!(entry, format!("http://localhost:{port}"));
+    assert_eq!(table, format!("plugins.{PROBE}"));
+    apply(&site, &format!("{audit}net.allow = [\"{entry}\"]\n"));
+    let (_, got) = site.run();
+    assert!(
+        matches!(&got[0], EffectResult::Http(r) if r.status == 200),
+        "{got:?}"
     );
+    assert_eq!(server.seen().len(), 1);
+
+    // Enforce mode, and the policy has no table for the plugin: the denied
+    // declaration's hint names the table by the plugin's real name.
+    let script = [
+        get(&format!("http://127.0.0.1:{port}/")),
+        ExecuteResult::Success("done".into()),
+    ];
+    let wasm = scripted(vec![pattern(NetProtocol::Http, "127.0.0.1", None)], &script);
+    let base = "version = 1\n[defaults]\nstdio = [\"stdout\"]\n";
+    let site = Site::new(base, &wasm);
+    let (_, got) = site.run();
+    assert!(
+        refused_answer(&got[0]).starts_with("warden refused"),
+        "{got:?}"
+    );
+    let deny = &site.records("deny")[0];
+    let (entry, table) = hint(deny["reason"].as_str().unwrap());
+    assert_eq!(table, format!("plugins.{PROBE}"), "{deny}");
+    apply(
+        &site,
+        &format!("{base}[{table}]\nnet.allow = [\"{entry}\"]\n"),
+    );
+    let (_, got) = site.run();
+    assert!(
+        matches!(&got[0], EffectResult::Http(r) if r.status == 200),
+        "{got:?}"
+    );
+    assert_eq!(server.seen().len(), 2);
 }
 
 /// An allow entry for every IPv6 address does not reach `127.0.0.1` through its
