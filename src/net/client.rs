@@ -223,8 +223,13 @@ impl Tls {
                         return Err(TlsRootError::NoCertificate { path: path.clone() });
                     }
                 }
+                // The provider is named here, not taken from a process-wide default an
+                // embedding application may have set.
                 Ok(TlsConfig::builder()
                     .root_certs(RootCerts::Specific(Arc::new(roots)))
+                    .unversioned_rustls_crypto_provider(Arc::new(
+                        rustls::crypto::ring::default_provider(),
+                    ))
                     .build())
             })
             .as_ref()

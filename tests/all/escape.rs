@@ -8,9 +8,9 @@
 //! read what it was granted, so a test cannot pass merely because nothing works.
 //!
 //! Some cases are refused by wasmtime-wasi itself at run time (`..`, symlinks out of a
-//! preopen, writes in a read-only preopen); the pinned wasmtime-wasi 48.0.8 carries the
-//! fixes of GHSA-vqjp-4c8c-hfgg (trailing slashes), RUSTSEC-2026-0149 (`O_TRUNC` in a
-//! read-only preopen) and RUSTSEC-2026-0188 (rename and hard link into one).
+//! preopen, trailing slashes, writes in a read-only preopen); the pinned wasmtime-wasi
+//! 48.0.8 carries the fixes of RUSTSEC-2026-0149 (`O_TRUNC` in a read-only preopen) and
+//! RUSTSEC-2026-0188 (rename and hard link into one).
 
 use crate::cli::warden;
 use crate::common::*;
