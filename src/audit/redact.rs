@@ -606,7 +606,8 @@ pub(crate) fn to_json<T: Serialize + ?Sized>(
         Redacting {
             redactor,
             in_key: false,
-            text: None,
+            collecting: false,
+            text: String::new(),
         },
     );
     value.serialize(&mut ser)?;
@@ -618,8 +619,10 @@ pub(crate) fn to_json<T: Serialize + ?Sized>(
 struct Redacting<'r> {
     redactor: &'r Redactor,
     in_key: bool,
-    /// The string value being collected.
-    text: Option<String>,
+    /// Whether a string value is being collected into `text`.
+    collecting: bool,
+    /// The string value being collected (one buffer for every string of a record).
+    text: String,
 }
 
 impl Formatter for Redacting<'_> {
@@ -641,17 +644,18 @@ impl Formatter for Redacting<'_> {
         if self.in_key {
             return writer.write_all(b"\"");
         }
-        self.text = Some(String::new());
+        self.text.clear();
+        self.collecting = true;
         Ok(())
     }
 
     fn end_string<W: ?Sized + Write>(&mut self, writer: &mut W) -> io::Result<()> {
-        let Some(text) = self.text.take() else {
+        if !std::mem::take(&mut self.collecting) {
             return writer.write_all(b"\"");
-        };
-        let json =
-            super::json::to_string(&*self.redactor.redact(&text)).map_err(io::Error::other)?;
-        writer.write_all(json.as_bytes())
+        }
+        let redacted = self.redactor.redact(&self.text);
+        let mut json = serde_json::Serializer::with_formatter(writer, super::json::SafeFormatter);
+        redacted.serialize(&mut json).map_err(io::Error::other)
     }
 
     fn write_string_fragment<W: ?Sized + Write>(
@@ -659,12 +663,11 @@ impl Formatter for Redacting<'_> {
         writer: &mut W,
         fragment: &str,
     ) -> io::Result<()> {
-        match &mut self.text {
-            Some(text) => {
-                text.push_str(fragment);
-                Ok(())
-            }
-            None => super::json::SafeFormatter.write_string_fragment(writer, fragment),
+        if self.collecting {
+            self.text.push_str(fragment);
+            Ok(())
+        } else {
+            super::json::SafeFormatter.write_string_fragment(writer, fragment)
         }
     }
 
@@ -673,10 +676,10 @@ impl Formatter for Redacting<'_> {
         writer: &mut W,
         escape: CharEscape,
     ) -> io::Result<()> {
-        let Some(text) = &mut self.text else {
+        if !self.collecting {
             return CompactFormatter.write_char_escape(writer, escape);
-        };
-        text.push(match escape {
+        }
+        self.text.push(match escape {
             CharEscape::Quote => '"',
             CharEscape::ReverseSolidus => '\\',
             CharEscape::Solidus => '/',
