@@ -2,7 +2,7 @@
 //! command to its module: the top of the CLI, which nothing else imports.
 
 use super::{CliError, audit, inspect, manual, policy, run};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// warden: run WebAssembly plugins with only what a policy allows.
 #[derive(Debug, Parser)]
@@ -46,7 +46,7 @@ pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
         Command::Inspect(args) => inspect::inspect(args),
         Command::Policy(args) => policy::policy(args),
         Command::Audit(args) => audit::audit(args),
-        Command::Completions(args) => manual::completions(&args),
-        Command::ManPages(args) => manual::man_pages(&args),
+        Command::Completions(args) => manual::completions(&args, Cli::command()),
+        Command::ManPages(args) => manual::man_pages(&args, Cli::command()),
     }
 }

@@ -1,5 +1,6 @@
 //! Shell completions and man pages, both generated from the one clap definition
-//! ([`super::Cli`]) so that neither can drift from the commands warden really takes.
+//! (`Cli`, which `command` hands over) so that neither can drift from the commands
+//! warden really takes.
 //!
 //! - `warden completions SHELL` prints a completion script for bash, zsh, fish,
 //!   elvish or PowerShell on stdout (clap_complete, clap's own generator);
@@ -9,7 +10,7 @@
 //!   file warden writes.
 
 use super::{CliError, escape_line};
-use clap::{Args, CommandFactory};
+use clap::Args;
 use clap_complete::Shell;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -31,20 +32,19 @@ pub struct ManPagesArgs {
     pub dir: PathBuf,
 }
 
-/// The clap definition, built: subcommands know their full names (`warden-policy-check`).
-fn definition() -> clap::Command {
-    let mut command = super::Cli::command();
-    command.build();
-    command
+/// `cli` built: subcommands know their full names (`warden-policy-check`).
+fn built(mut cli: clap::Command) -> clap::Command {
+    cli.build();
+    cli
 }
 
-/// Prints the completion script for `args.shell`.
+/// Prints the completion script of the command line `cli` for `args.shell`.
 ///
 /// # Errors
 ///
 /// Exit 1 when stdout cannot be written.
-pub fn completions(args: &CompletionsArgs) -> Result<u8, CliError> {
-    let mut command = definition();
+pub fn completions(args: &CompletionsArgs, cli: clap::Command) -> Result<u8, CliError> {
+    let mut command = built(cli);
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut command, "warden", &mut script);
     std::io::stdout()
@@ -53,14 +53,14 @@ pub fn completions(args: &CompletionsArgs) -> Result<u8, CliError> {
     Ok(exit::SUCCESS)
 }
 
-/// Every page: (file name, roff text), the top page first.
+/// Every page of the command line `cli`: (file name, roff text), the top page first.
 ///
 /// # Errors
 ///
 /// The rendering's I/O error (into memory, so none in practice).
-pub fn pages() -> std::io::Result<Vec<(String, Vec<u8>)>> {
+pub fn pages(cli: clap::Command) -> std::io::Result<Vec<(String, Vec<u8>)>> {
     let mut pages = Vec::new();
-    collect(&definition(), &mut pages)?;
+    collect(&built(cli), &mut pages)?;
     Ok(pages)
 }
 
@@ -82,12 +82,12 @@ fn collect(command: &clap::Command, pages: &mut Vec<(String, Vec<u8>)>) -> std::
     Ok(())
 }
 
-/// Writes every page into `args.dir`.
+/// Writes every page of the command line `cli` into `args.dir`.
 ///
 /// # Errors
 ///
 /// Exit 1 when the directory or a page cannot be written.
-pub fn man_pages(args: &ManPagesArgs) -> Result<u8, CliError> {
+pub fn man_pages(args: &ManPagesArgs, cli: clap::Command) -> Result<u8, CliError> {
     let cannot = |what: &Path, e: &dyn std::fmt::Display| {
         CliError::new(
             exit::FAILURE,
@@ -99,7 +99,7 @@ pub fn man_pages(args: &ManPagesArgs) -> Result<u8, CliError> {
         )
     };
     warden::files::create_dirs(&args.dir, 0o755).map_err(|e| cannot(&args.dir, &e))?;
-    let pages = pages().map_err(|e| cannot(&args.dir, &e))?;
+    let pages = pages(cli).map_err(|e| cannot(&args.dir, &e))?;
     for (name, roff) in &pages {
         let path = args.dir.join(name);
         warden::files::replace(&path, roff, 0o644).map_err(|e| cannot(&path, &e))?;

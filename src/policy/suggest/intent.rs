@@ -10,34 +10,13 @@
 //! denial by name only ever narrows the table, and is left out when it would deny
 //! something a run used (a deny entry wins over every allow entry).
 
-use super::{Evidence, PluginSuggestion, declared_net, destination_endpoint};
+use super::evidence::{Evidence, PluginSuggestion, declared_net, destination_endpoint};
 use crate::net::HostPattern;
 use crate::net::address::{canonical, non_global};
 use crate::net::gate::RULE_NON_GLOBAL;
 use crate::policy::env::EnvPattern;
-use serde::Serialize;
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::Path;
-
-/// Requests to one destination that one rule refused in the runs.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct RefusedAttempt {
-    /// The declared endpoint the requests fell under, when one did.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub declared: Option<String>,
-    /// The rule that refused them.
-    pub rule: String,
-    /// Why, in words (`127.0.0.1 is a loopback (127.0.0.0/8) address`).
-    pub why: String,
-    /// The allow entries that would let them through, when allow entries can (a
-    /// non-global address): a suggestion, never granted.
-    pub allow: Vec<String>,
-    /// Run ids that made them.
-    pub runs: BTreeSet<String>,
-    /// A few of the URLs.
-    pub uses: BTreeSet<String>,
-}
 
 /// Takes the `denied` effects of one run into `s.refused`.
 pub(super) fn take_refused(

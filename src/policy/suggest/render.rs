@@ -2,7 +2,7 @@
 //! [`escape_line`], so nothing a log holds can add a key or a table (see the parent
 //! module's `# Security`).
 
-use super::{Evidence, PluginSuggestion};
+use super::evidence::{Evidence, PluginSuggestion};
 use crate::escape::{escape_line, toml_string};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
