@@ -121,14 +121,32 @@ impl<'a> Pending<'a> {
 
     /// Appends one record's parts to a message for [`Pending::parse_all`] (a
     /// message may hold several).
+    #[cfg(test)]
     pub fn encode(ts: &str, head: &str, tail: &str, out: &mut Vec<u8>) {
-        for part in [ts, head, tail] {
+        Self::encode_with(ts, head, out, |out| out.extend_from_slice(tail.as_bytes()));
+    }
+
+    /// [`Pending::encode`] with the tail written by `write_tail` straight into the
+    /// message (no copy of it made first); returns where the tail is in `out`.
+    pub fn encode_with(
+        ts: &str,
+        head: &str,
+        out: &mut Vec<u8>,
+        write_tail: impl FnOnce(&mut Vec<u8>),
+    ) -> std::ops::Range<usize> {
+        let lens = out.len();
+        for part in [ts, head] {
             let len = u32::try_from(part.len()).unwrap_or(u32::MAX);
             out.extend_from_slice(&len.to_le_bytes());
         }
+        out.extend_from_slice(&[0; 4]);
         out.extend_from_slice(ts.as_bytes());
         out.extend_from_slice(head.as_bytes());
-        out.extend_from_slice(tail.as_bytes());
+        let start = out.len();
+        write_tail(out);
+        let len = u32::try_from(out.len() - start).unwrap_or(u32::MAX);
+        out[lens + 8..lens + 12].copy_from_slice(&len.to_le_bytes());
+        start..out.len()
     }
 }
 
@@ -137,7 +155,7 @@ pub(crate) fn compose(pending: &Pending<'_>, head: &Head, out: &mut Vec<u8>) {
     out.extend_from_slice(br#"{"v":1,"ts":""#);
     out.extend_from_slice(pending.ts);
     out.extend_from_slice(br#"","seq":"#);
-    out.extend_from_slice(head.next_seq.to_string().as_bytes());
+    out.extend_from_slice(itoa::Buffer::new().format(head.next_seq).as_bytes());
     out.push(b',');
     out.extend_from_slice(pending.head);
     out.extend_from_slice(br#","prev":""#);

@@ -352,59 +352,104 @@ impl AuditLog {
         self.shared.check()
     }
 
-    /// Appends `records` (each an event and the body that follows `prev`) of the run
-    /// whose `run_id` (a JSON string) is given, stamped now, in order and as one
-    /// message: one lock, one `write`. The record is composed here, once, into the
-    /// message the writer appends; `tracing` hears of it (target [`AUDIT_TARGET`],
-    /// level `TRACE`) for diagnostics, without its fields.
-    fn emit(&self, run_id: &str, records: &[(Event, String)]) -> Result<(), AuditError> {
+    /// Appends `records` of the run whose `run_id` (a JSON string) is given, stamped
+    /// now, in order and as one message: one lock, one `write`. Each record is
+    /// composed here, once, straight into the message the writer appends (a buffer
+    /// this thread keeps): after `prev`, `who` (on the first, when given), the run's
+    /// `common` parts, then the members of each of its parts. `tracing` hears of each
+    /// (target [`AUDIT_TARGET`], level `TRACE`) for diagnostics, without its fields.
+    fn emit(
+        &self,
+        run_id: &str,
+        who: Option<&Redacted>,
+        common: &str,
+        records: &[(Event, &[&Redacted])],
+    ) -> Result<(), AuditError> {
         self.shared.check()?;
-        for (event, body) in records {
-            if body.len() > MAX_RECORD_BYTES {
-                return Err(AuditError::Record {
-                    event: event.as_str(),
-                    message: format!(
-                        "the record would be {} bytes; the log takes at most {MAX_RECORD_BYTES} (with `log_args = true`, pass smaller arguments)",
-                        body.len()
-                    ),
-                });
-            }
-            // Serialized JSON holds no raw control character (the separators among
-            // them): every one in a string is escaped.
-            if body.bytes().fold(false, |raw, b| raw | (b < 0x20)) {
-                return Err(AuditError::Record {
-                    event: event.as_str(),
-                    message: "a raw control character in serialized JSON".into(),
-                });
-            }
-        }
         let ts = layer::timestamp((self.clock)());
-        let size = records.iter().map(|(_, b)| b.len() + 96).sum::<usize>();
-        let mut message = Vec::with_capacity(size + 1);
-        message.push(MSG_RECORD);
-        let mut head = String::with_capacity(64);
-        for (event, body) in records {
-            head.clear();
-            head.push_str("\"event\":\"");
-            head.push_str(event.as_str());
-            head.push_str("\",\"run_id\":");
-            head.push_str(run_id);
-            Pending::encode(&ts, &head, body, &mut message);
-        }
-        if !self.appender.try_append_now(&message) {
-            self.appender.enqueue();
-            if self.writer.clone().write_all(&message).is_err() {
-                self.shared.fail(AuditError::Stopped {
-                    path: self.path.clone(),
+        with_message_buffer(|message| {
+            message.push(MSG_RECORD);
+            let mut head = String::with_capacity(64);
+            for (i, (event, parts)) in records.iter().enumerate() {
+                head.clear();
+                head.push_str("\"event\":\"");
+                head.push_str(event.as_str());
+                head.push_str("\",\"run_id\":");
+                head.push_str(run_id);
+                let body = Pending::encode_with(&ts, &head, message, |out| {
+                    if let Some(who) = who.filter(|_| i == 0) {
+                        out.extend_from_slice(b",\"who\":");
+                        out.extend_from_slice(who.as_str().as_bytes());
+                    }
+                    out.extend_from_slice(common.as_bytes());
+                    for members in parts.iter().map(|p| p.members()) {
+                        if !members.is_empty() {
+                            out.push(b',');
+                            out.extend_from_slice(members.as_bytes());
+                        }
+                    }
                 });
+                check_body(*event, &message[body])?;
             }
-        }
+            if !self.appender.try_append_now(message) {
+                self.appender.enqueue();
+                if self.writer.clone().write_all(message).is_err() {
+                    self.shared.fail(AuditError::Stopped {
+                        path: self.path.clone(),
+                    });
+                }
+            }
+            Ok(())
+        })?;
         for (event, _) in records {
             tracing::trace!(target: AUDIT_TARGET, event = event.as_str(), run_id, "audit record");
         }
         self.shared.check()
     }
 }
+
+/// A record's body (what follows `prev`) as the log takes it: at most
+/// [`MAX_RECORD_BYTES`], and, as serialized JSON is, without a raw control character
+/// (the line separators among them: every one in a string is escaped).
+fn check_body(event: Event, body: &[u8]) -> Result<(), AuditError> {
+    if body.len() > MAX_RECORD_BYTES {
+        return Err(AuditError::Record {
+            event: event.as_str(),
+            message: format!(
+                "the record would be {} bytes; the log takes at most {MAX_RECORD_BYTES} (with `log_args = true`, pass smaller arguments)",
+                body.len()
+            ),
+        });
+    }
+    if body.iter().fold(false, |raw, &b| raw | (b < 0x20)) {
+        return Err(AuditError::Record {
+            event: event.as_str(),
+            message: "a raw control character in serialized JSON".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Runs `f` with an empty message buffer: the one this thread keeps (taken, and put
+/// back after, so that a nested call simply gets a new one), so that a record is
+/// composed without an allocation of its size each time. A buffer grown past
+/// [`KEPT_MESSAGE`] is not kept.
+fn with_message_buffer<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    thread_local! {
+        static MESSAGE: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+    }
+    // Gone while the thread exits: a new buffer then.
+    let mut buffer = MESSAGE.try_with(std::cell::Cell::take).unwrap_or_default();
+    buffer.clear();
+    let result = f(&mut buffer);
+    if buffer.capacity() <= KEPT_MESSAGE {
+        let _ = MESSAGE.try_with(|kept| kept.set(buffer));
+    }
+    result
+}
+
+/// The largest message buffer a thread keeps between records.
+const KEPT_MESSAGE: usize = 64 * 1024;
 
 impl Drop for AuditLog {
     /// Without [`AuditLog::finish`], still waits (bounded) for the records emitted.
@@ -498,31 +543,19 @@ impl AuditRun<'_> {
         self.prepared.fields(event, fields)
     }
 
-    /// The body of the run's next record of `event` (what follows `prev`): `who` on
-    /// the run's first, `plugin` and `policy`, then the members of each of `parts`.
-    fn body(&self, event: Event, parts: &[&Redacted]) -> Result<String, AuditError> {
+    /// Emits `records` (each an event and the parts whose members follow the run's
+    /// `plugin` and `policy`) as one message; the run's first record also carries
+    /// `who`.
+    fn emit_records(&self, records: &[(Event, &[&Redacted])]) -> Result<(), AuditError> {
         let common = self.prepared.common()?;
-        let who = if self.first.swap(false, std::sync::atomic::Ordering::Relaxed) {
-            Some(self.prepared.who(event)?)
-        } else {
-            None
-        };
-        let size = common.len()
-            + who.as_ref().map_or(0, |w| w.as_str().len() + 8)
-            + parts.iter().map(|p| p.as_str().len() + 1).sum::<usize>();
-        let mut body = String::with_capacity(size);
-        if let Some(who) = &who {
-            body.push_str(",\"who\":");
-            body.push_str(who.as_str());
-        }
-        body.push_str(common);
-        for members in parts.iter().map(|p| p.members()) {
-            if !members.is_empty() {
-                body.push(',');
-                body.push_str(members);
+        let who = match records.first() {
+            Some((event, _)) if self.first.swap(false, std::sync::atomic::Ordering::Relaxed) => {
+                Some(self.prepared.who(*event)?)
             }
-        }
-        Ok(body)
+            _ => None,
+        };
+        self.log
+            .emit(&self.run_id_json, who.as_deref(), common, records)
     }
 
     pub(super) fn emit_json(
@@ -530,18 +563,17 @@ impl AuditRun<'_> {
         event: Event,
         fields: Option<&Redacted>,
     ) -> Result<(), AuditError> {
-        let body = self.body(event, fields.as_slice())?;
-        self.log.emit(&self.run_id_json, &[(event, body)])
+        self.emit_records(&[(event, fields.as_slice())])
     }
 
     /// Appends `records`, in order, under one lock with one `write`: a run's closing
     /// records.
     pub(super) fn emit_all(&self, records: &[(Event, &Redacted)]) -> Result<(), AuditError> {
-        let bodies = records
+        let records = records
             .iter()
-            .map(|(event, fields)| Ok((*event, self.body(*event, &[fields])?)))
-            .collect::<Result<Vec<_>, AuditError>>()?;
-        self.log.emit(&self.run_id_json, &bodies)
+            .map(|(event, fields)| (*event, std::slice::from_ref(fields)))
+            .collect::<Vec<_>>();
+        self.emit_records(&records)
     }
 
     fn emit<T: Serialize + ?Sized>(&self, event: Event, fields: &T) -> Result<(), AuditError> {
@@ -679,13 +711,18 @@ impl AuditRun<'_> {
         let fixed = self
             .prepared
             .start(&LimitsRecord::from(start.limits), start.confinement)?;
-        let mut parts: Vec<&Redacted> = Vec::with_capacity(3);
-        parts.extend(load.as_deref());
-        parts.push(&args);
-        parts.push(&fixed);
-        let body = self.body(Event::RunStart, &parts)?;
-        self.log
-            .emit(&self.run_id_json, &[(Event::RunStart, body)])?;
+        let (with_load, without_load);
+        let parts: &[&Redacted] = match load.as_deref() {
+            Some(load) => {
+                with_load = [load, &args, &*fixed];
+                &with_load
+            }
+            None => {
+                without_load = [&args, &*fixed];
+                &without_load
+            }
+        };
+        self.emit_records(&[(Event::RunStart, parts)])?;
         self.log.sync()
     }
 

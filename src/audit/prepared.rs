@@ -252,19 +252,19 @@ impl Prepared {
 
     /// `who`: the load's, or for this process now, composed again only when its
     /// answer changed (the working directory, say).
-    pub(super) fn who(&self, event: Event) -> Result<Redacted, AuditError> {
+    pub(super) fn who(&self, event: Event) -> Result<Cow<'_, Redacted>, AuditError> {
         if let Some(who) = &self.load_who {
-            return Ok(who.clone());
+            return Ok(Cow::Borrowed(who));
         }
         let now = Who::current();
         let mut cached = self.who.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((who, json)) = &*cached
             && *who == now
         {
-            return Ok(json.clone());
+            return Ok(Cow::Owned(json.clone()));
         }
         let json = self.fields(event, &now)?;
         *cached = Some((now, json.clone()));
-        Ok(json)
+        Ok(Cow::Owned(json))
     }
 }
