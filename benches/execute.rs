@@ -19,8 +19,9 @@
 //!   log's guarantees need and nothing more: `flock`, SHA-256, one `write(2)`,
 //!   unlock, with no warden code; and calls per second of audited (and, with
 //!   `sync_each_run`, synced) file-reader and of the tuned floor from 1 and 2 threads
-//!   on one host (`host/throughput`). The audited calls' logs, like the floor's
-//!   file, are emptied between rounds of 10,000 calls once past 32 MiB (untimed).
+//!   on one host (`host/throughput`). The floor's file is emptied (untimed) before
+//!   each round of 10,000 appends, the audited calls' logs before a round once past
+//!   32 MiB.
 //!
 //! - `effect`: one call of the example `fetcher` that makes one GET through warden
 //!   (audited) against a loopback server on 127.0.0.1:8000 (`http_get-warden`), the
@@ -285,17 +286,22 @@ fn threaded(threads: u64, iters: u64, call: &(impl Fn() + Sync)) -> Duration {
 }
 
 /// Times `iters` calls made by `run(n)` in rounds of at most 10,000, emptying the
-/// audit log at `log` (untimed) before a round once it holds more than 32 MiB, as
-/// [`AppendFloor::time`] empties its file: the audited calls and their floor append to
-/// files of the same few MiB. Left to grow, the log takes GBs over the bench, and the
-/// calls that meet the page cache's dirty limit wait for its writeback to disk, a cost
-/// that follows the disk, not warden (warden takes an emptied log as a new one: the
-/// chain starts again).
-fn bounded_log(log: &Path, iters: u64, mut run: impl FnMut(u64) -> Duration) -> Duration {
+/// file at `log` (untimed) before a round once it holds more than `past` bytes: the
+/// floor's file before every round (`past` 0), an audited log once past 32 MiB, so
+/// that the audited calls and their floor append to files of a few MiB. Left to grow,
+/// the log takes GBs over the bench, and the calls that meet the page cache's dirty
+/// limit wait for its writeback to disk, a cost that follows the disk, not warden
+/// (warden takes an emptied log as a new one: the chain starts again).
+fn bounded_log(
+    log: &Path,
+    past: u64,
+    iters: u64,
+    mut run: impl FnMut(u64) -> Duration,
+) -> Duration {
     let mut total = Duration::ZERO;
     let mut left = iters;
     while left > 0 {
-        if std::fs::metadata(log).is_ok_and(|m| m.len() > 32 << 20) {
+        if std::fs::metadata(log).is_ok_and(|m| m.len() > past) {
             std::fs::OpenOptions::new()
                 .write(true)
                 .open(log)
@@ -310,10 +316,14 @@ fn bounded_log(log: &Path, iters: u64, mut run: impl FnMut(u64) -> Duration) -> 
     total
 }
 
+/// How large an audited bench's log may grow before [`bounded_log`] empties it.
+const LOG_BOUND: u64 = 32 << 20;
+
 /// The floor of an audited call: appending the same lines the audit log got for one
 /// call (`run_start`, `run_end`) with only what the log's guarantees need: an
 /// exclusive `flock`, the SHA-256 that chains the next line, one `write(2)`, unlock.
 struct AppendFloor {
+    path: PathBuf,
     file: std::fs::File,
     lines: Vec<Vec<u8>>,
 }
@@ -333,12 +343,14 @@ impl AppendFloor {
                 .unwrap();
             format!("{line}\n").into_bytes()
         };
+        let path = dir.join(format!("floor-{plugin}.jsonl"));
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(dir.join(format!("floor-{plugin}.jsonl")))
+            .open(&path)
             .unwrap();
         AppendFloor {
+            path,
             file,
             lines: vec![last("run_start"), last("run_end")],
         }
@@ -357,23 +369,17 @@ impl AppendFloor {
     }
 
     /// `iters` rounds of `before` (nothing, or an unaudited call) and
-    /// [`AppendFloor::append`], the file emptied (untimed) every 10,000 so that the
-    /// bench does not fill the disk.
+    /// [`AppendFloor::append`], each 10,000 from an empty file (emptied untimed) so
+    /// that the bench does not fill the disk.
     fn time(&self, iters: u64, before: impl Fn()) -> Duration {
-        let mut total = Duration::ZERO;
-        let mut left = iters;
-        while left > 0 {
-            let n = left.min(10_000);
+        bounded_log(&self.path, 0, iters, |n| {
             let start = Instant::now();
             for _ in 0..n {
                 before();
                 self.append();
             }
-            total += start.elapsed();
-            left -= n;
-            self.file.set_len(0).unwrap();
-        }
-        total
+            start.elapsed()
+        })
     }
 }
 
@@ -461,7 +467,7 @@ fn file_reader_and_host(c: &mut Criterion) {
     let mut g = c.benchmark_group("host");
     g.bench_function("hello-audited", |b| {
         b.iter_custom(|iters| {
-            bounded_log(&log, iters, |n| {
+            bounded_log(&log, LOG_BOUND, iters, |n| {
                 calls(n, &|| {
                     black_box(hello_audited.run(&hello_args).unwrap());
                 })
@@ -476,7 +482,7 @@ fn file_reader_and_host(c: &mut Criterion) {
     });
     g.bench_function("file-reader-audited", |b| {
         b.iter_custom(|iters| {
-            bounded_log(&log, iters, |n| {
+            bounded_log(&log, LOG_BOUND, iters, |n| {
                 calls(n, &|| {
                     black_box(audited.run(&args).unwrap());
                 })
@@ -529,11 +535,17 @@ fn file_reader_and_host(c: &mut Criterion) {
     for threads in [1, 2] {
         g.bench_function(format!("throughput-synced-{threads}t"), |b| {
             b.iter_custom(|iters| {
-                bounded_log(&synced_log, iters, |n| threaded(threads, n, &synced_call))
+                bounded_log(&synced_log, LOG_BOUND, iters, |n| {
+                    threaded(threads, n, &synced_call)
+                })
             })
         });
         g.bench_function(format!("throughput-audited-{threads}t"), |b| {
-            b.iter_custom(|iters| bounded_log(&log, iters, |n| threaded(threads, n, &audited_call)))
+            b.iter_custom(|iters| {
+                bounded_log(&log, LOG_BOUND, iters, |n| {
+                    threaded(threads, n, &audited_call)
+                })
+            })
         });
         g.bench_function(format!("throughput-raw-tuned-{threads}t"), |b| {
             b.iter_custom(|iters| threaded(threads, iters, &raw_call))

@@ -150,9 +150,7 @@ impl GroupCommit {
         self.changed.notify_all();
         result
     }
-}
 
-impl GroupCommit {
     /// Waits while another caller's `fdatasync` runs: polls for its end, yielding the
     /// core to anything runnable, for about as long as the last one took (at most
     /// [`MAX_POLL`]), then sleeps until told. A thread asleep on an idle core wakes
