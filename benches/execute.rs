@@ -20,11 +20,11 @@
 //!   unlock, with no warden code; and calls per second of audited (and, with
 //!   `sync_each_run`, synced) file-reader and of the tuned floor from 1 and 2 threads
 //!   on one host (`host/throughput`). The floor's file is emptied (untimed) before
-//!   each round of 10,000 appends, the audited calls' logs before a round once past
-//!   32 MiB.
+//!   each round of 10,000 appends, the audited calls' logs (here and in
+//!   `execute/file-reader+audit-warden`) before a round once past 32 MiB.
 //!
 //! - `effect`: one call of the example `fetcher` that makes one GET through warden
-//!   (audited) against a loopback server on 127.0.0.1:8000 (`http_get-warden`), the
+//!   (audited) against a loopback server on a free port of 127.0.0.1 (`http_get-warden`), the
 //!   same call without the request (`no-effect-warden`: `fetcher echo URL`), and the
 //!   same client (ureq, configured as warden configures it) making the same request
 //!   directly (`http_get-direct`). The ratio (get - no effect) / direct is what
@@ -218,12 +218,30 @@ fn execute(c: &mut Criterion) {
 /// `policies/examples.toml` with `isolation` set in `[defaults]`, written once per
 /// isolation into a private folder that lives as long as the bench.
 fn examples_policy(isolation: &str) -> PathBuf {
+    examples_policy_with(isolation, None)
+}
+
+/// [`examples_policy`], with `fetcher`'s endpoint on `port` of 127.0.0.1 (the
+/// bench's own loopback server's) instead of the 8000 the file names.
+fn examples_policy_with(isolation: &str, port: Option<u16>) -> PathBuf {
     static DIR: std::sync::LazyLock<tempfile::TempDir> =
         std::sync::LazyLock::new(|| tempfile::tempdir().unwrap());
-    let path = DIR.path().join(format!("examples-{isolation}.toml"));
+    let name = match port {
+        Some(port) => format!("examples-{isolation}-{port}.toml"),
+        None => format!("examples-{isolation}.toml"),
+    };
+    let path = DIR.path().join(name);
     if !path.exists() {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let text = std::fs::read_to_string(root.join("policies/examples.toml")).unwrap();
+        let mut text = std::fs::read_to_string(root.join("policies/examples.toml")).unwrap();
+        if let Some(port) = port {
+            let fixed = "\"http://127.0.0.1:8000\"";
+            assert!(
+                text.contains(fixed),
+                "policies/examples.toml no longer names {fixed}"
+            );
+            text = text.replace(fixed, &format!("\"http://127.0.0.1:{port}\""));
+        }
         let text = text.replacen(
             "[defaults]\n",
             &format!("[defaults]\nisolation = \"{isolation}\"\n"),
@@ -245,8 +263,13 @@ fn host(work: &Path, log: Option<&Path>) -> Warden {
 /// `synced` (group commit shares the `fsync`s of threads running at once), under
 /// `isolation`.
 fn host_with(work: &Path, log: Option<&Path>, synced: bool, isolation: &str) -> Warden {
+    host_of(&examples_policy(isolation), work, log, synced)
+}
+
+/// A host for the policy at `policy` in `work` (see [`host_with`]).
+fn host_of(policy: &Path, work: &Path, log: Option<&Path>, synced: bool) -> Warden {
     let builder = Warden::builder()
-        .policy_file(examples_policy(isolation))
+        .policy_file(policy)
         .workdir(work)
         .env([("HOME".to_string(), "/home/bench".to_string())])
         .sync_each_run(synced)
@@ -444,8 +467,22 @@ fn file_reader_and_host(c: &mut Criterion) {
     g.bench_function("file-reader-raw-tuned", |b| {
         b.iter(|| black_box(tuned.execute(&args)))
     });
+    let log = log_dir.path().join("audit.jsonl");
+    let calls = |n: u64, call: &dyn Fn()| {
+        let start = Instant::now();
+        for _ in 0..n {
+            call();
+        }
+        start.elapsed()
+    };
     g.bench_function("file-reader+audit-warden", |b| {
-        b.iter(|| black_box(audited.run(&args).unwrap()))
+        b.iter_custom(|iters| {
+            bounded_log(&log, LOG_BOUND, iters, |n| {
+                calls(n, &|| {
+                    black_box(audited.run(&args).unwrap());
+                })
+            })
+        })
     });
     g.bench_function("file-reader+audit-raw", |b| {
         b.iter(|| black_box(raw.execute(&args)))
@@ -456,14 +493,6 @@ fn file_reader_and_host(c: &mut Criterion) {
     g.finish();
 
     // host/run: one call through the host, audited and not, next to the tuned floor.
-    let log = log_dir.path().join("audit.jsonl");
-    let calls = |n: u64, call: &dyn Fn()| {
-        let start = Instant::now();
-        for _ in 0..n {
-            call();
-        }
-        start.elapsed()
-    };
     let mut g = c.benchmark_group("host");
     g.bench_function("hello-audited", |b| {
         b.iter_custom(|iters| {
@@ -667,12 +696,13 @@ fn print_ratios() {
     }
 }
 
-/// A loopback HTTP server on 127.0.0.1:8000 (what `fetcher` declares) answering every
-/// request with `200 ok`, one connection at a time, each closed after its answer.
-fn loopback_server() {
+/// A loopback HTTP server on a free port of 127.0.0.1 (`fetcher` declares any port)
+/// answering every request with `200 ok`, one connection at a time, each closed after
+/// its answer; its port.
+fn loopback_server() -> u16 {
     use std::io::{BufRead as _, Write as _};
-    let listener = std::net::TcpListener::bind("127.0.0.1:8000")
-        .expect("the effect bench needs 127.0.0.1:8000 free (fetcher declares it)");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let mut reader = std::io::BufReader::new(stream);
@@ -688,15 +718,18 @@ fn loopback_server() {
                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
         }
     });
+    port
 }
 
 fn effect(c: &mut Criterion) {
-    loopback_server();
+    let port = loopback_server();
     let work = tempfile::tempdir().unwrap();
     let log = work.path().join("audit.jsonl");
-    let warden = host(work.path(), Some(&log));
+    let policy = examples_policy_with("in-process", Some(port));
+    let warden = host_of(&policy, work.path(), Some(&log), false);
     let fetcher = ready(&warden, "fetcher");
-    let url = "http://127.0.0.1:8000/bench";
+    let url = format!("http://127.0.0.1:{port}/bench");
+    let url = url.as_str();
     let get = vec!["get".to_string(), url.to_string()];
     let echo = vec!["echo".to_string(), url.to_string()];
     let agent = ureq::Agent::new_with_config(
