@@ -39,8 +39,14 @@ impl Drop for Slot<'_> {
     fn drop(&mut self) {
         let mut state = self.slots.lock();
         state.in_use = state.in_use.saturating_sub(1);
+        // Every caller asleep on `changed` is in `waiting` (it queued under the lock
+        // before it slept), so with nobody queued there is nobody to wake, and no
+        // `futex` call on every call's way out.
+        let queued = !state.waiting.is_empty();
         drop(state);
-        self.slots.changed.notify_all();
+        if queued {
+            self.slots.changed.notify_all();
+        }
     }
 }
 
