@@ -21,7 +21,10 @@
 //!   `sync_each_run`, synced) file-reader and of the tuned floor from 1 and 2 threads
 //!   on one host (`host/throughput`). The floor's file is emptied (untimed) before
 //!   each round of 10,000 appends, the audited calls' logs (here and in
-//!   `execute/file-reader+audit-warden`) before a round once past 32 MiB.
+//!   `execute/file-reader+audit-warden`) before a round once past 32 MiB. The audit's
+//!   cost is also measured interleaved (printed, not criterion): 301 rounds of 200
+//!   audited and 200 unaudited calls one right after the other, the median of the
+//!   rounds' differences.
 //!
 //! - `effect`: one call of the example `fetcher` that makes one GET through warden
 //!   (audited) against a loopback server on a free port of 127.0.0.1 (`http_get-warden`), the
@@ -324,19 +327,24 @@ fn bounded_log(
     let mut total = Duration::ZERO;
     let mut left = iters;
     while left > 0 {
-        if std::fs::metadata(log).is_ok_and(|m| m.len() > past) {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(log)
-                .unwrap()
-                .set_len(0)
-                .unwrap();
-        }
+        empty_past(log, past);
         let n = left.min(10_000);
         total += run(n);
         left -= n;
     }
     total
+}
+
+/// Empties `log` when it holds more than `past` bytes.
+fn empty_past(log: &Path, past: u64) {
+    if std::fs::metadata(log).is_ok_and(|m| m.len() > past) {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(log)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+    }
 }
 
 /// How large an audited bench's log may grow before [`bounded_log`] empties it.
@@ -405,6 +413,52 @@ impl AppendFloor {
         })
     }
 }
+
+/// What [`interleave`] measured for each plugin: audited and unaudited ns a call
+/// (medians of the rounds' means) and the median of the rounds' differences.
+static INTERLEAVED: std::sync::Mutex<Vec<(&'static str, f64, f64, f64)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// The audit's cost measured a second way: rounds of [`INTERLEAVED_CALLS`] audited
+/// and as many unaudited calls, one right after the other (which goes first
+/// alternates), so that both meet the machine in the same state; criterion measures
+/// the two seconds apart. The median of the rounds' differences is robust to a round
+/// that met a stall. The log is emptied (untimed) between rounds once past 32 MiB.
+fn interleave(name: &'static str, log: &Path, audited: &Plugin, plain: &Plugin, args: &[String]) {
+    const ROUNDS: usize = 301;
+    let round = |plugin: &Plugin| {
+        let start = Instant::now();
+        for _ in 0..INTERLEAVED_CALLS {
+            black_box(plugin.run(args).unwrap());
+        }
+        start.elapsed().as_nanos() as f64 / INTERLEAVED_CALLS as f64
+    };
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (mut with, mut without, mut differences) = (Vec::new(), Vec::new(), Vec::new());
+    for r in 0..ROUNDS {
+        empty_past(log, LOG_BOUND);
+        let (a, u) = if r % 2 == 0 {
+            let a = round(audited);
+            (a, round(plain))
+        } else {
+            let u = round(plain);
+            (round(audited), u)
+        };
+        with.push(a);
+        without.push(u);
+        differences.push(a - u);
+    }
+    INTERLEAVED
+        .lock()
+        .unwrap()
+        .push((name, median(with), median(without), median(differences)));
+}
+
+/// Calls of each kind in one round of [`interleave`].
+const INTERLEAVED_CALLS: u32 = 200;
 
 /// file-reader reading `data/hello.txt` with env and stdout granted, and hello, under
 /// `policies/examples.toml` through the host (`warden::host::Warden`), with and
@@ -529,10 +583,11 @@ fn file_reader_and_host(c: &mut Criterion) {
     black_box(hello_audited.run(&hello_args).unwrap());
     black_box(audited.run(&args).unwrap());
     audited_host.flush().unwrap();
-    for (name, plain, args) in [
-        ("hello", &hello_plain, &hello_args),
-        ("file-reader", &plain, &args),
+    for (name, plain, audited, args) in [
+        ("hello", &hello_plain, &hello_audited, &hello_args),
+        ("file-reader", &plain, &audited, &args),
     ] {
+        interleave(name, &log, audited, plain, args);
         let floor = AppendFloor::new(&log_dir.path().join("audit.jsonl"), name, log_dir.path());
         g.bench_function(format!("floor-{name}"), |b| {
             b.iter_custom(|iters| floor.time(iters, || ()))
@@ -669,6 +724,14 @@ fn print_ratios() {
             }
             println!();
         }
+    }
+    for (what, audited, plain, difference) in INTERLEAVED.lock().unwrap().iter() {
+        println!(
+            "  {what:<12} interleaved: audited {:>6.2} µs   unaudited {:>6.2} µs   audited - unaudited {:>6.2} µs (median of 301 rounds of {INTERLEAVED_CALLS} calls each)",
+            audited / 1000.0,
+            plain / 1000.0,
+            difference / 1000.0
+        );
     }
     println!("\nhost/throughput (calls per second on one host):");
     let mut scaling = std::collections::HashMap::new();
