@@ -311,6 +311,15 @@ fn threaded(threads: u64, iters: u64, call: &(impl Fn() + Sync)) -> Duration {
     start.elapsed()
 }
 
+/// How long `n` calls of `call` take, one after the other.
+fn timed(n: u64, mut call: impl FnMut()) -> Duration {
+    let start = Instant::now();
+    for _ in 0..n {
+        call();
+    }
+    start.elapsed()
+}
+
 /// Times `iters` calls made by `run(n)` in rounds of at most 10,000, emptying the
 /// file at `log` (untimed) before a round once it holds more than `past` bytes: the
 /// floor's file before every round (`past` 0), an audited log once past 32 MiB, so
@@ -404,12 +413,10 @@ impl AppendFloor {
     /// that the bench does not fill the disk.
     fn time(&self, iters: u64, before: impl Fn()) -> Duration {
         bounded_log(&self.path, 0, iters, |n| {
-            let start = Instant::now();
-            for _ in 0..n {
+            timed(n, || {
                 before();
                 self.append();
-            }
-            start.elapsed()
+            })
         })
     }
 }
@@ -425,20 +432,18 @@ static INTERLEAVED: std::sync::Mutex<Vec<(&'static str, f64, f64, f64)>> =
 /// the two seconds apart. The median of the rounds' differences is robust to a round
 /// that met a stall. The log is emptied (untimed) between rounds once past 32 MiB.
 fn interleave(name: &'static str, log: &Path, audited: &Plugin, plain: &Plugin, args: &[String]) {
-    const ROUNDS: usize = 301;
     let round = |plugin: &Plugin| {
-        let start = Instant::now();
-        for _ in 0..INTERLEAVED_CALLS {
+        let took = timed(INTERLEAVED_CALLS, || {
             black_box(plugin.run(args).unwrap());
-        }
-        start.elapsed().as_nanos() as f64 / INTERLEAVED_CALLS as f64
+        });
+        took.as_nanos() as f64 / INTERLEAVED_CALLS as f64
     };
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
     let (mut with, mut without, mut differences) = (Vec::new(), Vec::new(), Vec::new());
-    for r in 0..ROUNDS {
+    for r in 0..INTERLEAVED_ROUNDS {
         empty_past(log, LOG_BOUND);
         let (a, u) = if r % 2 == 0 {
             let a = round(audited);
@@ -458,7 +463,10 @@ fn interleave(name: &'static str, log: &Path, audited: &Plugin, plain: &Plugin, 
 }
 
 /// Calls of each kind in one round of [`interleave`].
-const INTERLEAVED_CALLS: u32 = 200;
+const INTERLEAVED_CALLS: u64 = 200;
+
+/// Rounds of [`interleave`] (odd: one median round).
+const INTERLEAVED_ROUNDS: u64 = 301;
 
 /// file-reader reading `data/hello.txt` with env and stdout granted, and hello, under
 /// `policies/examples.toml` through the host (`warden::host::Warden`), with and
@@ -522,17 +530,10 @@ fn file_reader_and_host(c: &mut Criterion) {
         b.iter(|| black_box(tuned.execute(&args)))
     });
     let log = log_dir.path().join("audit.jsonl");
-    let calls = |n: u64, call: &dyn Fn()| {
-        let start = Instant::now();
-        for _ in 0..n {
-            call();
-        }
-        start.elapsed()
-    };
     g.bench_function("file-reader+audit-warden", |b| {
         b.iter_custom(|iters| {
             bounded_log(&log, LOG_BOUND, iters, |n| {
-                calls(n, &|| {
+                timed(n, || {
                     black_box(audited.run(&args).unwrap());
                 })
             })
@@ -551,7 +552,7 @@ fn file_reader_and_host(c: &mut Criterion) {
     g.bench_function("hello-audited", |b| {
         b.iter_custom(|iters| {
             bounded_log(&log, LOG_BOUND, iters, |n| {
-                calls(n, &|| {
+                timed(n, || {
                     black_box(hello_audited.run(&hello_args).unwrap());
                 })
             })
@@ -566,7 +567,7 @@ fn file_reader_and_host(c: &mut Criterion) {
     g.bench_function("file-reader-audited", |b| {
         b.iter_custom(|iters| {
             bounded_log(&log, LOG_BOUND, iters, |n| {
-                calls(n, &|| {
+                timed(n, || {
                     black_box(audited.run(&args).unwrap());
                 })
             })
@@ -588,7 +589,7 @@ fn file_reader_and_host(c: &mut Criterion) {
         ("file-reader", &plain, &audited, &args),
     ] {
         interleave(name, &log, audited, plain, args);
-        let floor = AppendFloor::new(&log_dir.path().join("audit.jsonl"), name, log_dir.path());
+        let floor = AppendFloor::new(&log, name, log_dir.path());
         g.bench_function(format!("floor-{name}"), |b| {
             b.iter_custom(|iters| floor.time(iters, || ()))
         });
@@ -727,7 +728,7 @@ fn print_ratios() {
     }
     for (what, audited, plain, difference) in INTERLEAVED.lock().unwrap().iter() {
         println!(
-            "  {what:<12} interleaved: audited {:>6.2} µs   unaudited {:>6.2} µs   audited - unaudited {:>6.2} µs (median of 301 rounds of {INTERLEAVED_CALLS} calls each)",
+            "  {what:<12} interleaved: audited {:>6.2} µs   unaudited {:>6.2} µs   audited - unaudited {:>6.2} µs (median of {INTERLEAVED_ROUNDS} rounds of {INTERLEAVED_CALLS} calls each)",
             audited / 1000.0,
             plain / 1000.0,
             difference / 1000.0
