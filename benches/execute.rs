@@ -24,7 +24,9 @@
 //!   `execute/file-reader+audit-warden`) before a round once past 32 MiB. The audit's
 //!   cost is also measured interleaved (printed, not criterion): 301 rounds of 200
 //!   audited and 200 unaudited calls one right after the other, the median of the
-//!   rounds' differences.
+//!   rounds' differences; and so are the 1- and 2-thread throughputs (printed): 41
+//!   rounds of each kind of call from 1 thread and from 2 threads back to back, the
+//!   median of the rounds' ratios.
 //!
 //! - `effect`: one call of the example `fetcher` that makes one GET through warden
 //!   (audited) against a loopback server on a free port of 127.0.0.1 (`http_get-warden`), the
@@ -438,20 +440,10 @@ fn interleave(name: &'static str, log: &Path, audited: &Plugin, plain: &Plugin, 
         });
         took.as_nanos() as f64 / INTERLEAVED_CALLS as f64
     };
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     let (mut with, mut without, mut differences) = (Vec::new(), Vec::new(), Vec::new());
     for r in 0..INTERLEAVED_ROUNDS {
         empty_past(log, LOG_BOUND);
-        let (a, u) = if r % 2 == 0 {
-            let a = round(audited);
-            (a, round(plain))
-        } else {
-            let u = round(plain);
-            (round(audited), u)
-        };
+        let (a, u) = in_turn(r, || round(audited), || round(plain));
         with.push(a);
         without.push(u);
         differences.push(a - u);
@@ -467,6 +459,97 @@ const INTERLEAVED_CALLS: u64 = 200;
 
 /// Rounds of [`interleave`] (odd: one median round).
 const INTERLEAVED_ROUNDS: u64 = 301;
+
+/// Runs `a` and `b` one right after the other, `a` first in even rounds `r` and `b`
+/// first in odd ones (so that neither always meets the machine as the other leaves
+/// it); their results in the order `(a, b)`.
+fn in_turn<T>(r: u64, mut a: impl FnMut() -> T, mut b: impl FnMut() -> T) -> (T, T) {
+    if r.is_multiple_of(2) {
+        let first = a();
+        (first, b())
+    } else {
+        let first = b();
+        (a(), first)
+    }
+}
+
+/// The middle value of `v` (the upper one of an even count).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// What [`interleave_scaling`] measured for each kind of call: calls per second from
+/// 1 and from 2 threads, and the median of the rounds' 2t/1t ratios; then the median
+/// of the rounds' audited ratio over raw wasmtime's.
+struct Scaling {
+    kinds: Vec<(&'static str, f64, f64, f64)>,
+    audited_over_raw: Option<f64>,
+}
+
+static SCALING: std::sync::Mutex<Scaling> = std::sync::Mutex::new(Scaling {
+    kinds: Vec::new(),
+    audited_over_raw: None,
+});
+
+/// Rounds of [`interleave_scaling`] (odd: one median round).
+const SCALING_ROUNDS: u64 = 41;
+
+/// One kind of call [`interleave_scaling`] measures.
+struct ScalingKind<'a> {
+    name: &'static str,
+    /// Calls in each of a round's two measurements.
+    calls: u64,
+    call: &'a (dyn Fn() + Sync),
+    /// The log the calls append to, emptied (untimed) between rounds once past 32 MiB.
+    log: Option<&'a Path>,
+}
+
+/// Throughput from 1 and 2 threads measured a second way: in each of
+/// [`SCALING_ROUNDS`] rounds every kind of call runs from 1 thread and from 2 threads
+/// back to back (which goes first alternates), and the kinds one after the other, so
+/// that the ratios compared meet the machine in the same state. On a shared 2-core
+/// machine criterion's 1- and 2-thread figures, taken seconds apart, can each meet a
+/// neighbour's load; a ratio of two of them then says more about the neighbour than
+/// about warden.
+fn interleave_scaling(kinds: &[ScalingKind<'_>]) {
+    // For each kind, each round's seconds a call from 1 and from 2 threads.
+    let mut rounds: Vec<Vec<(f64, f64)>> = vec![Vec::new(); kinds.len()];
+    for r in 0..SCALING_ROUNDS {
+        for (kind, times) in kinds.iter().zip(&mut rounds) {
+            if let Some(log) = kind.log {
+                empty_past(log, LOG_BOUND);
+            }
+            let calls = kind.calls;
+            let run = |threads| threaded(threads, calls, &kind.call).as_secs_f64() / calls as f64;
+            times.push(in_turn(r, || run(1), || run(2)));
+        }
+    }
+    // Each round's 2t/1t ratio.
+    let ratios: Vec<Vec<f64>> = rounds
+        .iter()
+        .map(|times| times.iter().map(|(one, two)| one / two).collect())
+        .collect();
+    let mut scaling = SCALING.lock().unwrap();
+    for ((kind, times), ratios) in kinds.iter().zip(&rounds).zip(&ratios) {
+        scaling.kinds.push((
+            kind.name,
+            1.0 / median(times.iter().map(|t| t.0).collect()),
+            1.0 / median(times.iter().map(|t| t.1).collect()),
+            median(ratios.clone()),
+        ));
+    }
+    let position = |name| kinds.iter().position(|k| k.name == name);
+    if let (Some(a), Some(w)) = (position("audited"), position("raw-tuned")) {
+        scaling.audited_over_raw = Some(median(
+            ratios[a]
+                .iter()
+                .zip(&ratios[w])
+                .map(|(a, w)| a / w)
+                .collect(),
+        ));
+    }
+}
 
 /// file-reader reading `data/hello.txt` with env and stdout granted, and hello, under
 /// `policies/examples.toml` through the host (`warden::host::Warden`), with and
@@ -637,6 +720,26 @@ fn file_reader_and_host(c: &mut Criterion) {
         });
     }
     g.finish();
+    interleave_scaling(&[
+        ScalingKind {
+            name: "audited",
+            calls: 2_000,
+            call: &audited_call,
+            log: Some(&log),
+        },
+        ScalingKind {
+            name: "synced",
+            calls: 200,
+            call: &synced_call,
+            log: Some(&synced_log),
+        },
+        ScalingKind {
+            name: "raw-tuned",
+            calls: 4_000,
+            call: &raw_call,
+            log: None,
+        },
+    ]);
     audited_host.flush().unwrap();
     println!(
         "synced host: {} fsyncs for its runs (group commit)",
@@ -757,6 +860,23 @@ fn print_ratios() {
     }
     if let Some(synced) = scaling.get("synced") {
         println!("  synced 2t/1t {synced:.2}x (target >= 1.6)");
+    }
+    let interleaved = SCALING.lock().unwrap();
+    if !interleaved.kinds.is_empty() {
+        println!(
+            "  interleaved (median of {SCALING_ROUNDS} rounds, each kind from 1 and 2 threads back to back):"
+        );
+    }
+    for (what, one, two, ratio) in &interleaved.kinds {
+        println!(
+            "  {what:<10} 1 thread {one:>8.0}/s   2 threads {two:>8.0}/s   2t/1t {ratio:.2}x (median of the rounds' ratios)"
+        );
+    }
+    if let Some(r) = interleaved.audited_over_raw {
+        println!("  interleaved: audited scaling / raw wasmtime's scaling {r:.2} (target >= 0.9)");
+    }
+    if let Some((.., synced)) = interleaved.kinds.iter().find(|k| k.0 == "synced") {
+        println!("  interleaved: synced 2t/1t {synced:.2}x (target >= 1.6)");
     }
 }
 
